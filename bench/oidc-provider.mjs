@@ -1,0 +1,125 @@
+// Reference server for bench/run.sh: npm `oidc-provider` configured to do the
+// same client_credentials work Tessera does (confidential client,
+// client_secret_post, RS256-signed JWT access token).
+//
+// Usage: BENCH_CLIENT_SECRET=... node oidc-provider.mjs [port]
+//   port:            argv[2], else $OIDC_PORT, else 18081
+//   BENCH_CLIENT_SECRET (required): secret of client "bench"
+//   OIDC_WORKERS:    number of node:cluster workers (default 1 = one process,
+//                    how oidc-provider is normally run)
+//   OIDC_TOKEN_FORMAT: "jwt" (default) or "opaque"
+//
+// Prints "oidc-provider listening on http://127.0.0.1:<port> ..." when ready.
+import cluster from 'node:cluster';
+import crypto from 'node:crypto';
+import http from 'node:http';
+
+import Provider from 'oidc-provider';
+
+const port = Number(process.argv[2] || process.env.OIDC_PORT || 18081);
+const host = '127.0.0.1';
+const issuer = `http://${host}:${port}`;
+const secret = process.env.BENCH_CLIENT_SECRET;
+const workers = Math.max(1, Number(process.env.OIDC_WORKERS || 1));
+const tokenFormat = process.env.OIDC_TOKEN_FORMAT || 'jwt';
+// Keycloak's default access token lifespan, which Tessera mirrors.
+const accessTokenTTL = 300;
+const resource = `${issuer}/bench-api`;
+
+if (!secret) {
+  console.error('BENCH_CLIENT_SECRET must be set');
+  process.exit(2);
+}
+if (!['jwt', 'opaque'].includes(tokenFormat)) {
+  console.error('OIDC_TOKEN_FORMAT must be "jwt" or "opaque"');
+  process.exit(2);
+}
+
+function signingJwk() {
+  // One RSA-2048 signing key, shared by all workers so every token verifies
+  // against the same JWKS.
+  if (process.env.BENCH_OIDC_JWK) return JSON.parse(process.env.BENCH_OIDC_JWK);
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  return { ...jwk, kid: crypto.randomBytes(8).toString('hex'), use: 'sig', alg: 'RS256' };
+}
+
+if (workers > 1 && cluster.isPrimary) {
+  const env = {
+    BENCH_OIDC_JWK: JSON.stringify(signingJwk()),
+    BENCH_OIDC_COOKIE_KEY: crypto.randomBytes(32).toString('hex'),
+  };
+  let ready = 0;
+  for (let i = 0; i < workers; i += 1) {
+    const w = cluster.fork(env);
+    w.on('message', (m) => {
+      if (m === 'listening' && ++ready === workers) {
+        console.log(`oidc-provider listening on ${issuer} (workers=${workers}, access token format=${tokenFormat})`);
+      }
+    });
+  }
+  cluster.on('exit', (w, code, signal) => {
+    console.error(`oidc-provider worker ${w.process.pid} exited (${signal || code})`);
+    process.exit(1);
+  });
+  const stop = () => {
+    for (const w of Object.values(cluster.workers)) w.process.kill('SIGTERM');
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+} else {
+  const configuration = {
+    clients: [{
+      client_id: 'bench',
+      client_secret: secret,
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_post',
+    }],
+    jwks: { keys: [signingJwk()] },
+    cookies: { keys: [process.env.BENCH_OIDC_COOKIE_KEY || crypto.randomBytes(32).toString('hex')] },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: false },
+      revocation: { enabled: false },
+      resourceIndicators: {
+        enabled: true,
+        // A client_credentials request without `resource` still gets a token
+        // for this resource server, so the wrk load is identical to Tessera's.
+        defaultResource: async () => resource,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async () => ({
+          scope: '',
+          audience: resource,
+          accessTokenTTL,
+          accessTokenFormat: tokenFormat,
+          jwt: { sign: { alg: 'RS256' } },
+        }),
+      },
+    },
+    ttl: { ClientCredentials: accessTokenTTL },
+  };
+
+  const provider = new Provider(issuer, configuration);
+  provider.on('server_error', (ctx, err) => console.error('server_error', err));
+
+  const server = http.createServer(provider.callback());
+  server.keepAliveTimeout = 65_000;
+  server.listen(port, host, () => {
+    if (cluster.isWorker) {
+      process.send('listening');
+    } else {
+      console.log(`oidc-provider listening on ${issuer} (workers=1, access token format=${tokenFormat})`);
+    }
+  });
+  const stop = () => {
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+    setTimeout(() => process.exit(0), 2000).unref();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}

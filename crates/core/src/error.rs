@@ -1,0 +1,145 @@
+//! The RFC 6749 §5.2 error vocabulary, shared by every protocol endpoint.
+//! Each error has a public description (sent to the client) and a private
+//! debug string (logged, never sent), as in ory/fosite.
+
+use std::fmt;
+
+/// Error codes from RFC 6749 §5.2, RFC 7009, RFC 8628 and RFC 6750, plus the
+/// few non-OAuth outcomes the endpoints need (not found, too many requests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OAuthErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    InvalidToken,
+    UnsupportedTokenType,
+    AccessDenied,
+    /// The realm (or another path resource) does not exist: 404.
+    NotFound,
+    /// Throttled: 429 with a retry hint. The body still says `invalid_grant`
+    /// so OAuth clients treat it as a failed grant.
+    TooManyRequests,
+    /// Request body over the size limit: 413.
+    PayloadTooLarge,
+    /// Not form-encoded where a form is required: 415 is not an OAuth code, so
+    /// the body says `invalid_request`.
+    UnsupportedMediaType,
+    ServerError,
+}
+
+impl OAuthErrorCode {
+    /// The `error` string sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest | Self::PayloadTooLarge | Self::UnsupportedMediaType => {
+                "invalid_request"
+            }
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant | Self::TooManyRequests => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidToken => "invalid_token",
+            Self::UnsupportedTokenType => "unsupported_token_type",
+            Self::AccessDenied => "access_denied",
+            Self::NotFound => "not_found",
+            Self::ServerError => "server_error",
+        }
+    }
+
+    /// The HTTP status RFC 6749 §5.2 (and RFC 6750 §3.1) prescribe.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::InvalidClient | Self::InvalidToken => 401,
+            Self::AccessDenied => 403,
+            Self::NotFound => 404,
+            Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::TooManyRequests => 429,
+            Self::ServerError => 500,
+            _ => 400,
+        }
+    }
+}
+
+/// One protocol error: code, public description, private debug detail and,
+/// for throttling, how long the client should wait.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthError {
+    pub code: OAuthErrorCode,
+    pub description: String,
+    pub debug: Option<String>,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl OAuthError {
+    pub fn new(code: OAuthErrorCode, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+            debug: None,
+            retry_after_secs: None,
+        }
+    }
+    /// Attaches detail for the log; it is never sent to the client.
+    pub fn with_debug(mut self, debug: impl fmt::Display) -> Self {
+        self.debug = Some(debug.to_string());
+        self
+    }
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidRequest, d)
+    }
+    pub fn invalid_client(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidClient, d)
+    }
+    pub fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidGrant, d)
+    }
+    pub fn unauthorized_client(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::UnauthorizedClient, d)
+    }
+    pub fn invalid_scope(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidScope, d)
+    }
+    pub fn invalid_token(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidToken, d)
+    }
+    pub fn not_found(d: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::NotFound, d)
+    }
+    /// An unexpected failure: the client sees a generic message, the log the cause.
+    pub fn server_error(debug: impl fmt::Display) -> Self {
+        Self::new(OAuthErrorCode::ServerError, "internal server error").with_debug(debug)
+    }
+    pub fn too_many_requests(retry_after_secs: u64) -> Self {
+        Self {
+            code: OAuthErrorCode::TooManyRequests,
+            description: format!(
+                "too many failed login attempts; retry in {retry_after_secs} seconds"
+            ),
+            debug: None,
+            retry_after_secs: Some(retry_after_secs),
+        }
+    }
+}
+
+impl fmt::Debug for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.description)?;
+        if let Some(d) = &self.debug {
+            write!(f, " ({d})")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.description)
+    }
+}
+
+impl std::error::Error for OAuthError {}

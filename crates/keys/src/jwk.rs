@@ -1,0 +1,27 @@
+//! JSON Web Key and key-set representations (RFC 7517).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Jwk {
+    pub kid: String,
+    pub kty: String,
+    pub alg: String,
+    #[serde(rename = "use")]
+    pub use_: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub n: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub e: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub crv: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub x: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub y: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct JwkSet {
+    pub keys: Vec<Jwk>,
+}

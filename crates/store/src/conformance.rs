@@ -1,0 +1,644 @@
+//! The storage conformance suite (dex's habit): every backend runs exactly
+//! these tests through `conformance_tests!`, so SQLite and PostgreSQL cannot
+//! drift apart in behaviour.
+
+use crate::{ClientMeta, RotateOutcome, Store, StoreError, UserQuery};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tessera_core::model::KeyStatus;
+use tessera_core::time::now_ms;
+use tessera_core::{
+    Client, Realm, RefreshTokenRecord, Session, SigningAlg, SigningKeyRecord, TokenHash, User,
+};
+
+/// Generates one `#[tokio::test]` per conformance check. `$make` is an async
+/// fn returning `Option<(Arc<dyn Store>, guard)>`; `None` means "backend not
+/// configured here, skipped" (the constructor prints why).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::conformance_tests!(@each $make;
+            realms_crud, clients_crud, users_crud_and_query, sessions_and_revocation,
+            refresh_rotation_and_reuse, concurrent_rotation_has_one_winner,
+            rotation_of_revoked_or_expired_is_inactive, signing_key_rotation,
+            deleting_a_realm_deletes_its_contents, purge_removes_only_expired);
+    };
+    (@each $make:path; $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let Some((store, _guard)) = $make().await else { return };
+            $crate::conformance::$name(store).await;
+        }
+    )*};
+}
+
+pub fn realm(name: &str) -> Realm {
+    Realm::new(name, now_ms())
+}
+
+pub fn client(realm: &Realm, client_id: &str) -> Client {
+    Client {
+        id: uuid::Uuid::new_v4().to_string(),
+        realm_id: realm.id.clone(),
+        client_id: client_id.to_string(),
+        name: None,
+        enabled: true,
+        public_client: false,
+        secret_hash: Some(TokenHash::of("s3cret")),
+        secret_generation: 1,
+        secret_generated: false,
+        redirect_uris: vec!["http://127.0.0.1/cb".into()],
+        web_origins: vec![],
+        standard_flow_enabled: true,
+        direct_access_grants_enabled: true,
+        service_accounts_enabled: false,
+        attributes: BTreeMap::from([("k".to_string(), "v".to_string())]),
+        created_at: now_ms(),
+    }
+}
+
+pub fn user(realm: &Realm, username: &str) -> User {
+    User {
+        id: uuid::Uuid::new_v4().to_string(),
+        realm_id: realm.id.clone(),
+        username: username.to_string(),
+        email: Some(format!("{username}@example.test")),
+        email_verified: false,
+        first_name: Some("First".into()),
+        last_name: Some(format!("Last{username}")),
+        enabled: true,
+        password_hash: Some("$argon2id$fake".into()),
+        password_temporary: false,
+        roles: vec!["user".into()],
+        attributes: BTreeMap::from([("team".to_string(), vec!["a".to_string()])]),
+        created_at: now_ms(),
+    }
+}
+
+pub fn session(realm: &Realm, user: &User, client: &Client, now: i64) -> Session {
+    Session {
+        id: uuid::Uuid::new_v4().to_string(),
+        realm_id: realm.id.clone(),
+        user_id: user.id.clone(),
+        client_id: client.id.clone(),
+        device_id: Some("laptop".into()),
+        ip: Some("127.0.0.1".into()),
+        user_agent: Some("test".into()),
+        scope: "email profile".into(),
+        auth_time: now,
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + 3_600_000,
+        revoked_at: None,
+    }
+}
+
+pub fn refresh(session: &Session, secret: &str, now: i64) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        hash: TokenHash::of(secret),
+        session_id: session.id.clone(),
+        created_at: now,
+        expires_at: session.expires_at,
+        rotated_at: None,
+    }
+}
+
+fn key(realm: &Realm, kid: &str, status: KeyStatus) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: kid.to_string(),
+        realm_id: realm.id.clone(),
+        alg: SigningAlg::RS256,
+        purpose: "realm".into(),
+        status,
+        sealed_private_key: vec![1, 2, 3],
+        public_key_der: vec![4, 5, 6],
+        created_at: now_ms(),
+        visible_until: None,
+    }
+}
+
+/// A realm with one client and one user, for tests that need the basics.
+async fn fixture(store: &dyn Store, name: &str) -> (Realm, Client, User) {
+    let r = realm(name);
+    store.create_realm(&r).await.expect("create realm");
+    let c = client(&r, "app");
+    store.create_client(&c).await.expect("create client");
+    let u = user(&r, "alice");
+    store.create_user(&u).await.expect("create user");
+    (r, c, u)
+}
+
+pub async fn realms_crud(store: Arc<dyn Store>) {
+    let mut r = realm("demo");
+    store.create_realm(&r).await.expect("create");
+    assert!(matches!(
+        store.create_realm(&realm("demo")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.realm_by_name("demo").await.expect("get"),
+        Some(r.clone())
+    );
+    assert_eq!(store.realm_by_name("nope").await.expect("get"), None);
+    r.display_name = Some("Demo".into());
+    r.signing_alg = SigningAlg::ES256;
+    r.access_token_lifespan_secs = 60;
+    store.update_realm(&r).await.expect("update");
+    assert_eq!(
+        store.realm_by_name("demo").await.expect("get"),
+        Some(r.clone())
+    );
+    store.create_realm(&realm("other")).await.expect("create");
+    let mut renamed = r.clone();
+    renamed.name = "other".into();
+    assert!(matches!(
+        store.update_realm(&renamed).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let names: Vec<String> = store
+        .list_realms()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, vec!["demo".to_string(), "other".to_string()]);
+    store.delete_realm(&r.id).await.expect("delete");
+    assert_eq!(store.realm_by_name("demo").await.expect("get"), None);
+    assert!(matches!(
+        store.update_realm(&r).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn clients_crud(store: Arc<dyn Store>) {
+    let r = realm("r");
+    store.create_realm(&r).await.expect("realm");
+    let mut c = client(&r, "app");
+    store.create_client(&c).await.expect("create");
+    assert!(matches!(
+        store.create_client(&client(&r, "app")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.client(&r.id, &c.id).await.expect("get"),
+        Some(c.clone())
+    );
+    assert_eq!(
+        store.client_by_client_id(&r.id, "app").await.expect("get"),
+        Some(c.clone())
+    );
+    c.public_client = true;
+    c.secret_hash = None;
+    c.redirect_uris = vec!["https://a/cb".into(), "https://b/cb".into()];
+    c.attributes.insert(
+        "oauth2.device.authorization.grant.enabled".into(),
+        "true".into(),
+    );
+    store.update_client(&c).await.expect("update");
+    assert_eq!(
+        store.client(&r.id, &c.id).await.expect("get"),
+        Some(c.clone())
+    );
+    store
+        .create_client(&client(&r, "another"))
+        .await
+        .expect("create");
+    assert_eq!(store.list_clients(&r.id).await.expect("list").len(), 2);
+    // Same clientId in another realm is fine.
+    let r2 = realm("r2");
+    store.create_realm(&r2).await.expect("realm");
+    store
+        .create_client(&client(&r2, "app"))
+        .await
+        .expect("other realm");
+    assert_eq!(
+        store.client(&r2.id, &c.id).await.expect("get"),
+        None,
+        "ids are realm-scoped"
+    );
+    store.delete_client(&r.id, &c.id).await.expect("delete");
+    assert_eq!(store.client(&r.id, &c.id).await.expect("get"), None);
+    assert!(matches!(
+        store.delete_client(&r.id, &c.id).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn users_crud_and_query(store: Arc<dyn Store>) {
+    let r = realm("r");
+    store.create_realm(&r).await.expect("realm");
+    let mut alice = user(&r, "alice");
+    store.create_user(&alice).await.expect("create");
+    assert!(matches!(
+        store.create_user(&user(&r, "alice")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    for name in ["bob", "alicia", "carol"] {
+        store.create_user(&user(&r, name)).await.expect("create");
+    }
+    assert_eq!(
+        store.user(&r.id, &alice.id).await.expect("get"),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.user_by_username(&r.id, "alice").await.expect("get"),
+        Some(alice.clone())
+    );
+    assert_eq!(store.count_users(&r.id).await.expect("count"), 4);
+
+    let names = |users: Vec<User>| users.into_iter().map(|u| u.username).collect::<Vec<_>>();
+    let q = |f: fn(&mut UserQuery)| {
+        let mut q = UserQuery {
+            max: 100,
+            ..Default::default()
+        };
+        f(&mut q);
+        q
+    };
+    let all = store.list_users(&r.id, &q(|_| {})).await.expect("list");
+    assert_eq!(names(all), vec!["alice", "alicia", "bob", "carol"]);
+    let exact = store
+        .list_users(
+            &r.id,
+            &q(|q| {
+                q.username = Some("alice".into());
+                q.exact = true;
+            }),
+        )
+        .await
+        .expect("exact");
+    assert_eq!(names(exact), vec!["alice"]);
+    let sub = store
+        .list_users(&r.id, &q(|q| q.username = Some("ali".into())))
+        .await
+        .expect("substring");
+    assert_eq!(names(sub), vec!["alice", "alicia"]);
+    let search = store
+        .list_users(&r.id, &q(|q| q.search = Some("LASTBOB".into())))
+        .await
+        .expect("search");
+    assert_eq!(names(search), vec!["bob"]);
+    let email = store
+        .list_users(&r.id, &q(|q| q.email = Some("carol@example.test".into())))
+        .await
+        .expect("email");
+    assert_eq!(names(email), vec!["carol"]);
+    let page = store
+        .list_users(
+            &r.id,
+            &q(|q| {
+                q.first = 1;
+                q.max = 2;
+            }),
+        )
+        .await
+        .expect("page");
+    assert_eq!(names(page), vec!["alicia", "bob"]);
+    // LIKE wildcards in the search text are literal.
+    let wild = store
+        .list_users(&r.id, &q(|q| q.search = Some("%".into())))
+        .await
+        .expect("wild");
+    assert!(wild.is_empty());
+
+    alice.email = None;
+    alice.enabled = false;
+    alice.password_hash = Some("$argon2id$other".into());
+    alice.password_temporary = true;
+    alice.roles = vec!["admin".into(), "user".into()];
+    store.update_user(&alice).await.expect("update");
+    assert_eq!(
+        store.user(&r.id, &alice.id).await.expect("get"),
+        Some(alice.clone())
+    );
+    store.delete_user(&r.id, &alice.id).await.expect("delete");
+    assert_eq!(store.user(&r.id, &alice.id).await.expect("get"), None);
+    assert!(matches!(
+        store.delete_user(&r.id, &alice.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.update_user(&alice).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn sessions_and_revocation(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "r").await;
+    let now = now_ms();
+    let s1 = session(&r, &u, &c, now);
+    let s2 = session(&r, &u, &c, now + 1);
+    store
+        .create_session(&s1, &refresh(&s1, "t1", now))
+        .await
+        .expect("s1");
+    store
+        .create_session(&s2, &refresh(&s2, "t2", now))
+        .await
+        .expect("s2");
+    assert_eq!(store.session(&s1.id).await.expect("get"), Some(s1.clone()));
+    let listed = store.user_sessions(&r.id, &u.id, now).await.expect("list");
+    assert_eq!(
+        listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        vec![s2.id.clone(), s1.id.clone()]
+    );
+    assert!(store.revoke_session(&s1.id, now + 5).await.expect("revoke"));
+    assert!(!store
+        .revoke_session(&s1.id, now + 6)
+        .await
+        .expect("second revoke is a no-op"));
+    let revoked = store
+        .session(&s1.id)
+        .await
+        .expect("get")
+        .expect("still there");
+    assert_eq!(revoked.revoked_at, Some(now + 5));
+    assert!(!revoked.is_active(now + 10));
+    assert_eq!(
+        store
+            .user_sessions(&r.id, &u.id, now)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .revoke_user_sessions(&r.id, &u.id, now + 7)
+            .await
+            .expect("all"),
+        1
+    );
+    assert!(store
+        .user_sessions(&r.id, &u.id, now)
+        .await
+        .expect("list")
+        .is_empty());
+}
+
+pub async fn refresh_rotation_and_reuse(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "r").await;
+    let now = now_ms();
+    let s = session(&r, &u, &c, now);
+    store
+        .create_session(&s, &refresh(&s, "first", now))
+        .await
+        .expect("session");
+    let stored = store
+        .refresh_token(&TokenHash::of("first"))
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(stored.session_id, s.id);
+    assert_eq!(stored.rotated_at, None);
+    let meta = ClientMeta {
+        ip: Some("10.9.8.7".into()),
+        user_agent: Some("ua/2".into()),
+    };
+    let out = store
+        .rotate_refresh_token(
+            &TokenHash::of("first"),
+            &refresh(&s, "second", now + 10),
+            now + 10,
+            &meta,
+        )
+        .await
+        .expect("rotate");
+    let RotateOutcome::Rotated(after) = out else {
+        panic!("expected Rotated, got {out:?}")
+    };
+    assert_eq!(after.id, s.id);
+    assert_eq!(after.last_used_at, now + 10);
+    assert_eq!(after.ip.as_deref(), Some("10.9.8.7"));
+    assert_eq!(after.user_agent.as_deref(), Some("ua/2"));
+    let spent = store
+        .refresh_token(&TokenHash::of("first"))
+        .await
+        .expect("get")
+        .expect("kept for reuse detection");
+    assert_eq!(spent.rotated_at, Some(now + 10));
+    let again = store
+        .rotate_refresh_token(
+            &TokenHash::of("first"),
+            &refresh(&s, "third", now + 20),
+            now + 20,
+            &ClientMeta::default(),
+        )
+        .await
+        .expect("reuse");
+    assert_eq!(
+        again,
+        RotateOutcome::AlreadyRotated {
+            session_id: s.id.clone(),
+            rotated_at: now + 10
+        }
+    );
+    assert_eq!(
+        store
+            .refresh_token(&TokenHash::of("third"))
+            .await
+            .expect("get"),
+        None,
+        "nothing stored on reuse"
+    );
+    let unknown = store
+        .rotate_refresh_token(
+            &TokenHash::of("never"),
+            &refresh(&s, "x", now),
+            now,
+            &ClientMeta::default(),
+        )
+        .await
+        .expect("unknown");
+    assert_eq!(unknown, RotateOutcome::Unknown);
+}
+
+pub async fn concurrent_rotation_has_one_winner(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "r").await;
+    let now = now_ms();
+    let s = session(&r, &u, &c, now);
+    store
+        .create_session(&s, &refresh(&s, "contested", now))
+        .await
+        .expect("session");
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .rotate_refresh_token(
+                    &TokenHash::of("contested"),
+                    &refresh(&s, &format!("next-{i}"), now + 1),
+                    now + 1,
+                    &ClientMeta::default(),
+                )
+                .await
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        match t
+            .await
+            .expect("join")
+            .expect("no storage error under contention")
+        {
+            RotateOutcome::Rotated(_) => winners += 1,
+            RotateOutcome::AlreadyRotated { .. } => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one concurrent rotation may win");
+    let mut live = 0;
+    for i in 0..16 {
+        if store
+            .refresh_token(&TokenHash::of(&format!("next-{i}")))
+            .await
+            .expect("get")
+            .is_some()
+        {
+            live += 1;
+        }
+    }
+    assert_eq!(live, 1, "exactly one successor token is stored");
+}
+
+pub async fn rotation_of_revoked_or_expired_is_inactive(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "r").await;
+    let now = now_ms();
+    let s = session(&r, &u, &c, now);
+    store
+        .create_session(&s, &refresh(&s, "a", now))
+        .await
+        .expect("session");
+    store.revoke_session(&s.id, now + 1).await.expect("revoke");
+    let out = store
+        .rotate_refresh_token(
+            &TokenHash::of("a"),
+            &refresh(&s, "b", now + 2),
+            now + 2,
+            &ClientMeta::default(),
+        )
+        .await
+        .expect("rotate");
+    assert_eq!(out, RotateOutcome::Inactive);
+    assert_eq!(
+        store.refresh_token(&TokenHash::of("b")).await.expect("get"),
+        None
+    );
+
+    let mut short = session(&r, &u, &c, now);
+    short.expires_at = now + 100;
+    store
+        .create_session(&short, &refresh(&short, "c", now))
+        .await
+        .expect("short");
+    let out = store
+        .rotate_refresh_token(
+            &TokenHash::of("c"),
+            &refresh(&short, "d", now + 200),
+            now + 200,
+            &ClientMeta::default(),
+        )
+        .await
+        .expect("rotate");
+    assert_eq!(out, RotateOutcome::Inactive);
+}
+
+pub async fn signing_key_rotation(store: Arc<dyn Store>) {
+    let r = realm("r");
+    store.create_realm(&r).await.expect("realm");
+    let k1 = key(&r, "k1", KeyStatus::Active);
+    store.insert_key(&k1).await.expect("insert");
+    assert!(matches!(
+        store.insert_key(&k1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut k2 = key(&r, "k2", KeyStatus::Active);
+    k2.created_at = k1.created_at + 1;
+    store.rotate_keys(&k2, 12345).await.expect("rotate");
+    let keys = store.keys(&r.id, "realm").await.expect("list");
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0].kid, "k2");
+    assert_eq!(keys[0].status, KeyStatus::Active);
+    assert_eq!(keys[0].sealed_private_key, vec![1, 2, 3]);
+    assert_eq!(keys[1].kid, "k1");
+    assert_eq!(keys[1].status, KeyStatus::Retiring);
+    assert_eq!(keys[1].visible_until, Some(12345));
+    assert!(store
+        .keys(&r.id, "machine")
+        .await
+        .expect("other purpose")
+        .is_empty());
+    store
+        .set_key_status("k1", KeyStatus::Retiring, Some(1))
+        .await
+        .expect("status");
+    assert_eq!(
+        store.keys(&r.id, "realm").await.expect("list")[1].visible_until,
+        Some(1)
+    );
+}
+
+pub async fn deleting_a_realm_deletes_its_contents(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "gone").await;
+    let now = now_ms();
+    let s = session(&r, &u, &c, now);
+    store
+        .create_session(&s, &refresh(&s, "tok", now))
+        .await
+        .expect("session");
+    store
+        .insert_key(&key(&r, "kk", KeyStatus::Active))
+        .await
+        .expect("key");
+    store.delete_realm(&r.id).await.expect("delete");
+    assert_eq!(store.client(&r.id, &c.id).await.expect("client"), None);
+    assert_eq!(store.user(&r.id, &u.id).await.expect("user"), None);
+    assert_eq!(store.session(&s.id).await.expect("session"), None);
+    assert_eq!(
+        store
+            .refresh_token(&TokenHash::of("tok"))
+            .await
+            .expect("token"),
+        None
+    );
+    assert!(store.keys(&r.id, "realm").await.expect("keys").is_empty());
+}
+
+pub async fn purge_removes_only_expired(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "r").await;
+    let now = now_ms();
+    let mut old = session(&r, &u, &c, now - 10_000);
+    old.expires_at = now - 5_000;
+    store
+        .create_session(&old, &refresh(&old, "old", now - 10_000))
+        .await
+        .expect("old");
+    let live = session(&r, &u, &c, now);
+    store
+        .create_session(&live, &refresh(&live, "live", now))
+        .await
+        .expect("live");
+    let removed = store.purge_expired(now).await.expect("purge");
+    assert!(
+        removed >= 2,
+        "expired session and its token go (removed {removed})"
+    );
+    assert_eq!(store.session(&old.id).await.expect("get"), None);
+    assert_eq!(
+        store
+            .refresh_token(&TokenHash::of("old"))
+            .await
+            .expect("get"),
+        None
+    );
+    assert!(store.session(&live.id).await.expect("get").is_some());
+    assert!(store
+        .refresh_token(&TokenHash::of("live"))
+        .await
+        .expect("get")
+        .is_some());
+    store.ping().await.expect("ping");
+}

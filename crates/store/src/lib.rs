@@ -1,0 +1,153 @@
+//! Narrow storage traits, one per aggregate, and the conformance suite every
+//! backend must pass. API boundary: domain code talks to `dyn Store`; it never
+//! learns which backend it has (atuin's "chosen once from the URL" rule).
+
+pub mod conformance;
+mod error;
+
+pub use error::StoreError;
+
+use async_trait::async_trait;
+use tessera_core::model::KeyStatus;
+use tessera_core::{Client, Realm, RefreshTokenRecord, Session, SigningKeyRecord, TokenHash, User};
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[async_trait]
+pub trait RealmStore: Send + Sync {
+    /// Fails with `Conflict` when the name is taken.
+    async fn create_realm(&self, realm: &Realm) -> Result<()>;
+    async fn realm_by_name(&self, name: &str) -> Result<Option<Realm>>;
+    async fn list_realms(&self) -> Result<Vec<Realm>>;
+    /// Fails with `Conflict` on a rename onto an existing name, `NotFound` if gone.
+    async fn update_realm(&self, realm: &Realm) -> Result<()>;
+    /// Deletes the realm and everything in it.
+    async fn delete_realm(&self, realm_id: &str) -> Result<()>;
+}
+
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    async fn create_client(&self, client: &Client) -> Result<()>;
+    async fn client(&self, realm_id: &str, id: &str) -> Result<Option<Client>>;
+    async fn client_by_client_id(&self, realm_id: &str, client_id: &str) -> Result<Option<Client>>;
+    async fn list_clients(&self, realm_id: &str) -> Result<Vec<Client>>;
+    async fn update_client(&self, client: &Client) -> Result<()>;
+    async fn delete_client(&self, realm_id: &str, id: &str) -> Result<()>;
+}
+
+/// How to filter a user listing (Keycloak's `GET /users` query).
+#[derive(Clone, Debug, Default)]
+pub struct UserQuery {
+    /// Substring of username, email, first or last name (case-insensitive).
+    pub search: Option<String>,
+    /// Username: exact when `exact`, else substring.
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub exact: bool,
+    pub first: i64,
+    pub max: i64,
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn create_user(&self, user: &User) -> Result<()>;
+    async fn user(&self, realm_id: &str, id: &str) -> Result<Option<User>>;
+    async fn user_by_username(&self, realm_id: &str, username: &str) -> Result<Option<User>>;
+    async fn list_users(&self, realm_id: &str, query: &UserQuery) -> Result<Vec<User>>;
+    async fn count_users(&self, realm_id: &str) -> Result<i64>;
+    async fn update_user(&self, user: &User) -> Result<()>;
+    async fn delete_user(&self, realm_id: &str, id: &str) -> Result<()>;
+}
+
+/// Outcome of spending a refresh token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The old token is now spent and the new one stored, in one commit.
+    Rotated(Session),
+    /// No such token.
+    Unknown,
+    /// The token was already spent at `rotated_at`: reuse, or a lost race.
+    AlreadyRotated { session_id: String, rotated_at: i64 },
+    /// The token or its session expired or was revoked.
+    Inactive,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Creates a session together with its first refresh token, in one commit.
+    async fn create_session(&self, session: &Session, first: &RefreshTokenRecord) -> Result<()>;
+    async fn session(&self, id: &str) -> Result<Option<Session>>;
+    /// Active sessions of a user, newest first.
+    async fn user_sessions(
+        &self,
+        realm_id: &str,
+        user_id: &str,
+        now_ms: i64,
+    ) -> Result<Vec<Session>>;
+    /// Marks a session revoked (its refresh tokens die with it). Returns
+    /// whether an active session was revoked.
+    async fn revoke_session(&self, id: &str, now_ms: i64) -> Result<bool>;
+    /// Revokes every active session of a user; returns how many.
+    async fn revoke_user_sessions(&self, realm_id: &str, user_id: &str, now_ms: i64)
+        -> Result<u64>;
+}
+
+#[async_trait]
+pub trait RefreshTokenStore: Send + Sync {
+    async fn refresh_token(&self, hash: &TokenHash) -> Result<Option<RefreshTokenRecord>>;
+    /// Atomically spends `old` and stores `new` for the same session, touching
+    /// the session's last-used time (and IP / user agent when given). Exactly
+    /// one of any number of concurrent calls with the same `old` gets `Rotated`.
+    async fn rotate_refresh_token(
+        &self,
+        old: &TokenHash,
+        new: &RefreshTokenRecord,
+        now_ms: i64,
+        client_meta: &ClientMeta,
+    ) -> Result<RotateOutcome>;
+}
+
+/// Where a request came from, recorded on the session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn insert_key(&self, key: &SigningKeyRecord) -> Result<()>;
+    /// Keys of a realm for one purpose, newest first.
+    async fn keys(&self, realm_id: &str, purpose: &str) -> Result<Vec<SigningKeyRecord>>;
+    /// Makes `new` the only active key of its realm and purpose, retiring the
+    /// previous active keys with `visible_until`, in one commit.
+    async fn rotate_keys(&self, new: &SigningKeyRecord, visible_until: i64) -> Result<()>;
+    async fn set_key_status(
+        &self,
+        kid: &str,
+        status: KeyStatus,
+        visible_until: Option<i64>,
+    ) -> Result<()>;
+}
+
+/// Everything a Tessera node needs from its database.
+#[async_trait]
+pub trait Store:
+    RealmStore + ClientStore + UserStore + SessionStore + RefreshTokenStore + KeyStore
+{
+    /// Cheap round trip for `/health/ready`.
+    async fn ping(&self) -> Result<()>;
+    /// `"sqlite"` or `"postgres"`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+    /// Deletes expired sessions and refresh tokens older than `before_ms`;
+    /// returns how many rows went.
+    async fn purge_expired(&self, before_ms: i64) -> Result<u64>;
+}
+
+#[doc(hidden)]
+pub mod sql;
+#[doc(hidden)]
+pub use {
+    async_trait::async_trait as __async_trait, serde as __serde, serde_json as __serde_json,
+    tessera_core as __core,
+};

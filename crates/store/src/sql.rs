@@ -1,0 +1,456 @@
+//! The SQL both backends share. SQLite and PostgreSQL accept the same
+//! statements here (`$n` parameters, `RETURNING`, `LIMIT/OFFSET`), and their
+//! column types decode to the same Rust types, so the queries are written
+//! once: each backend crate expands `sql_store_impl!` over its own pool type
+//! and keeps only its connection setup and migrations.
+//!
+//! The backend type must provide `fn reader(&self) -> &Pool<DB>` and
+//! `fn writer(&self) -> &Pool<DB>` (SQLite: many readers, one writer).
+
+/// Maps a driver error onto `StoreError`: unique violations are conflicts.
+pub fn map_db_error(e: &(dyn std::error::Error + 'static), is_unique: bool) -> crate::StoreError {
+    if is_unique {
+        crate::StoreError::Conflict(e.to_string())
+    } else {
+        crate::StoreError::Unexpected(e.to_string())
+    }
+}
+
+/// Escapes `%`, `_` and `\` so user search text matches literally in `LIKE`.
+pub fn like_pattern(text: &str) -> String {
+    let mut out = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+#[macro_export]
+#[doc(hidden)]
+macro_rules! sql_store_impl {
+    ($ty:ty, $db:ty) => {
+        const _: () = {
+            use ::sqlx::Row as _;
+            use $crate::__core::model::KeyStatus;
+            use $crate::__core::{Client, Realm, RefreshTokenRecord, Session, SigningKeyRecord, TokenHash, User};
+            use $crate::{ClientMeta, Result, RotateOutcome, StoreError, UserQuery};
+            type Row = <$db as ::sqlx::Database>::Row;
+
+            fn err(e: ::sqlx::Error) -> StoreError {
+                let unique = matches!(&e, ::sqlx::Error::Database(d) if d.is_unique_violation());
+                $crate::sql::map_db_error(&e, unique)
+            }
+            fn col<'r, T>(row: &'r Row, name: &str) -> Result<T>
+            where
+                T: ::sqlx::Decode<'r, $db> + ::sqlx::Type<$db>,
+            {
+                row.try_get(name).map_err(err)
+            }
+            fn json<T: $crate::__serde::de::DeserializeOwned>(row: &Row, name: &str) -> Result<T> {
+                let text: String = col(row, name)?;
+                $crate::__serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Unexpected(format!("column {name}: {e}")))
+            }
+            fn to_json<T: $crate::__serde::Serialize>(v: &T) -> String {
+                $crate::__serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+            }
+            fn realm(row: &Row) -> Result<Realm> {
+                let alg: String = col(row, "signing_alg")?;
+                Ok(Realm {
+                    id: col(row, "id")?,
+                    name: col(row, "name")?,
+                    display_name: col(row, "display_name")?,
+                    enabled: col(row, "enabled")?,
+                    signing_alg: alg.parse().map_err(StoreError::Unexpected)?,
+                    access_token_lifespan_secs: col(row, "access_token_lifespan_secs")?,
+                    session_max_lifespan_secs: col(row, "session_max_lifespan_secs")?,
+                    created_at: col(row, "created_at")?,
+                })
+            }
+            fn client(row: &Row) -> Result<Client> {
+                let hash: Option<String> = col(row, "secret_hash")?;
+                Ok(Client {
+                    id: col(row, "id")?,
+                    realm_id: col(row, "realm_id")?,
+                    client_id: col(row, "client_id")?,
+                    name: col(row, "name")?,
+                    enabled: col(row, "enabled")?,
+                    public_client: col(row, "public_client")?,
+                    secret_hash: hash.map(TokenHash::from_stored),
+                    secret_generation: col(row, "secret_generation")?,
+                    secret_generated: col(row, "secret_generated")?,
+                    redirect_uris: json(row, "redirect_uris")?,
+                    web_origins: json(row, "web_origins")?,
+                    standard_flow_enabled: col(row, "standard_flow_enabled")?,
+                    direct_access_grants_enabled: col(row, "direct_access_grants_enabled")?,
+                    service_accounts_enabled: col(row, "service_accounts_enabled")?,
+                    attributes: json(row, "attributes")?,
+                    created_at: col(row, "created_at")?,
+                })
+            }
+            fn user(row: &Row) -> Result<User> {
+                Ok(User {
+                    id: col(row, "id")?,
+                    realm_id: col(row, "realm_id")?,
+                    username: col(row, "username")?,
+                    email: col(row, "email")?,
+                    email_verified: col(row, "email_verified")?,
+                    first_name: col(row, "first_name")?,
+                    last_name: col(row, "last_name")?,
+                    enabled: col(row, "enabled")?,
+                    password_hash: col(row, "password_hash")?,
+                    password_temporary: col(row, "password_temporary")?,
+                    roles: json(row, "roles")?,
+                    attributes: json(row, "attributes")?,
+                    created_at: col(row, "created_at")?,
+                })
+            }
+            fn session(row: &Row) -> Result<Session> {
+                Ok(Session {
+                    id: col(row, "id")?,
+                    realm_id: col(row, "realm_id")?,
+                    user_id: col(row, "user_id")?,
+                    client_id: col(row, "client_id")?,
+                    device_id: col(row, "device_id")?,
+                    ip: col(row, "ip")?,
+                    user_agent: col(row, "user_agent")?,
+                    scope: col(row, "scope")?,
+                    auth_time: col(row, "auth_time")?,
+                    created_at: col(row, "created_at")?,
+                    last_used_at: col(row, "last_used_at")?,
+                    expires_at: col(row, "expires_at")?,
+                    revoked_at: col(row, "revoked_at")?,
+                })
+            }
+            fn refresh(row: &Row) -> Result<RefreshTokenRecord> {
+                Ok(RefreshTokenRecord {
+                    hash: TokenHash::from_stored(col(row, "hash")?),
+                    session_id: col(row, "session_id")?,
+                    created_at: col(row, "created_at")?,
+                    expires_at: col(row, "expires_at")?,
+                    rotated_at: col(row, "rotated_at")?,
+                })
+            }
+            fn key(row: &Row) -> Result<SigningKeyRecord> {
+                let alg: String = col(row, "alg")?;
+                let status: String = col(row, "status")?;
+                Ok(SigningKeyRecord {
+                    kid: col(row, "kid")?,
+                    realm_id: col(row, "realm_id")?,
+                    alg: alg.parse().map_err(StoreError::Unexpected)?,
+                    purpose: col(row, "purpose")?,
+                    status: KeyStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Unexpected(format!("key status {status}")))?,
+                    sealed_private_key: col(row, "sealed_private_key")?,
+                    public_key_der: col(row, "public_key_der")?,
+                    created_at: col(row, "created_at")?,
+                    visible_until: col(row, "visible_until")?,
+                })
+            }
+            fn one_row(affected: u64) -> Result<()> {
+                if affected == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            #[$crate::__async_trait]
+            impl $crate::RealmStore for $ty {
+                async fn create_realm(&self, r: &Realm) -> Result<()> {
+                    ::sqlx::query("INSERT INTO realms (id, name, display_name, enabled, signing_alg, access_token_lifespan_secs, session_max_lifespan_secs, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                        .bind(&r.id).bind(&r.name).bind(&r.display_name).bind(r.enabled)
+                        .bind(r.signing_alg.as_str()).bind(r.access_token_lifespan_secs)
+                        .bind(r.session_max_lifespan_secs).bind(r.created_at)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn realm_by_name(&self, name: &str) -> Result<Option<Realm>> {
+                    ::sqlx::query("SELECT * FROM realms WHERE name = $1").bind(name)
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(realm).transpose()
+                }
+                async fn list_realms(&self) -> Result<Vec<Realm>> {
+                    ::sqlx::query("SELECT * FROM realms ORDER BY name")
+                        .fetch_all(self.reader()).await.map_err(err)?
+                        .iter().map(realm).collect()
+                }
+                async fn update_realm(&self, r: &Realm) -> Result<()> {
+                    let done = ::sqlx::query("UPDATE realms SET name = $2, display_name = $3, enabled = $4, signing_alg = $5, access_token_lifespan_secs = $6, session_max_lifespan_secs = $7 WHERE id = $1")
+                        .bind(&r.id).bind(&r.name).bind(&r.display_name).bind(r.enabled)
+                        .bind(r.signing_alg.as_str()).bind(r.access_token_lifespan_secs)
+                        .bind(r.session_max_lifespan_secs)
+                        .execute(self.writer()).await.map_err(err)?;
+                    one_row(done.rows_affected())
+                }
+                async fn delete_realm(&self, id: &str) -> Result<()> {
+                    let done = ::sqlx::query("DELETE FROM realms WHERE id = $1").bind(id)
+                        .execute(self.writer()).await.map_err(err)?;
+                    one_row(done.rows_affected())
+                }
+            }
+
+            #[$crate::__async_trait]
+            impl $crate::ClientStore for $ty {
+                async fn create_client(&self, c: &Client) -> Result<()> {
+                    ::sqlx::query("INSERT INTO clients (id, realm_id, client_id, name, enabled, public_client, secret_hash, secret_generation, secret_generated, redirect_uris, web_origins, standard_flow_enabled, direct_access_grants_enabled, service_accounts_enabled, attributes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)")
+                        .bind(&c.id).bind(&c.realm_id).bind(&c.client_id).bind(&c.name)
+                        .bind(c.enabled).bind(c.public_client)
+                        .bind(c.secret_hash.as_ref().map(|h| h.as_str().to_string()))
+                        .bind(c.secret_generation).bind(c.secret_generated)
+                        .bind(to_json(&c.redirect_uris)).bind(to_json(&c.web_origins))
+                        .bind(c.standard_flow_enabled).bind(c.direct_access_grants_enabled)
+                        .bind(c.service_accounts_enabled).bind(to_json(&c.attributes)).bind(c.created_at)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn client(&self, realm_id: &str, id: &str) -> Result<Option<Client>> {
+                    ::sqlx::query("SELECT * FROM clients WHERE realm_id = $1 AND id = $2")
+                        .bind(realm_id).bind(id)
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(client).transpose()
+                }
+                async fn client_by_client_id(&self, realm_id: &str, client_id: &str) -> Result<Option<Client>> {
+                    ::sqlx::query("SELECT * FROM clients WHERE realm_id = $1 AND client_id = $2")
+                        .bind(realm_id).bind(client_id)
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(client).transpose()
+                }
+                async fn list_clients(&self, realm_id: &str) -> Result<Vec<Client>> {
+                    ::sqlx::query("SELECT * FROM clients WHERE realm_id = $1 ORDER BY client_id")
+                        .bind(realm_id)
+                        .fetch_all(self.reader()).await.map_err(err)?
+                        .iter().map(client).collect()
+                }
+                async fn update_client(&self, c: &Client) -> Result<()> {
+                    let done = ::sqlx::query("UPDATE clients SET client_id = $3, name = $4, enabled = $5, public_client = $6, secret_hash = $7, secret_generation = $8, secret_generated = $9, redirect_uris = $10, web_origins = $11, standard_flow_enabled = $12, direct_access_grants_enabled = $13, service_accounts_enabled = $14, attributes = $15 WHERE realm_id = $1 AND id = $2")
+                        .bind(&c.realm_id).bind(&c.id).bind(&c.client_id).bind(&c.name)
+                        .bind(c.enabled).bind(c.public_client)
+                        .bind(c.secret_hash.as_ref().map(|h| h.as_str().to_string()))
+                        .bind(c.secret_generation).bind(c.secret_generated)
+                        .bind(to_json(&c.redirect_uris)).bind(to_json(&c.web_origins))
+                        .bind(c.standard_flow_enabled).bind(c.direct_access_grants_enabled)
+                        .bind(c.service_accounts_enabled).bind(to_json(&c.attributes))
+                        .execute(self.writer()).await.map_err(err)?;
+                    one_row(done.rows_affected())
+                }
+                async fn delete_client(&self, realm_id: &str, id: &str) -> Result<()> {
+                    let done = ::sqlx::query("DELETE FROM clients WHERE realm_id = $1 AND id = $2")
+                        .bind(realm_id).bind(id)
+                        .execute(self.writer()).await.map_err(err)?;
+                    one_row(done.rows_affected())
+                }
+            }
+
+            #[$crate::__async_trait]
+            impl $crate::UserStore for $ty {
+                async fn create_user(&self, u: &User) -> Result<()> {
+                    ::sqlx::query("INSERT INTO users (id, realm_id, username, email, email_verified, first_name, last_name, enabled, password_hash, password_temporary, roles, attributes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+                        .bind(&u.id).bind(&u.realm_id).bind(&u.username).bind(&u.email)
+                        .bind(u.email_verified).bind(&u.first_name).bind(&u.last_name)
+                        .bind(u.enabled).bind(&u.password_hash).bind(u.password_temporary)
+                        .bind(to_json(&u.roles)).bind(to_json(&u.attributes)).bind(u.created_at)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn user(&self, realm_id: &str, id: &str) -> Result<Option<User>> {
+                    ::sqlx::query("SELECT * FROM users WHERE realm_id = $1 AND id = $2")
+                        .bind(realm_id).bind(id)
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(user).transpose()
+                }
+                async fn user_by_username(&self, realm_id: &str, username: &str) -> Result<Option<User>> {
+                    ::sqlx::query("SELECT * FROM users WHERE realm_id = $1 AND username = $2")
+                        .bind(realm_id).bind(username)
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(user).transpose()
+                }
+                async fn list_users(&self, realm_id: &str, q: &UserQuery) -> Result<Vec<User>> {
+                    // Unused filters bind NULL and drop out of the WHERE clause,
+                    // so one prepared statement serves every query shape.
+                    let like = |v: &Option<String>| v.as_deref().map($crate::sql::like_pattern);
+                    let exact = |v: &Option<String>| v.as_ref().map(|s| s.to_lowercase());
+                    let (user_exact, user_like) = if q.exact { (exact(&q.username), None) } else { (None, like(&q.username)) };
+                    let (email_exact, email_like) = if q.exact { (exact(&q.email), None) } else { (None, like(&q.email)) };
+                    ::sqlx::query("SELECT * FROM users WHERE realm_id = $1 \
+                        AND ($2 IS NULL OR lower(username) LIKE $2 ESCAPE '\\' OR lower(coalesce(email, '')) LIKE $2 ESCAPE '\\' OR lower(coalesce(first_name, '')) LIKE $2 ESCAPE '\\' OR lower(coalesce(last_name, '')) LIKE $2 ESCAPE '\\') \
+                        AND ($3 IS NULL OR username = $3) AND ($4 IS NULL OR lower(username) LIKE $4 ESCAPE '\\') \
+                        AND ($5 IS NULL OR lower(coalesce(email, '')) = $5) AND ($6 IS NULL OR lower(coalesce(email, '')) LIKE $6 ESCAPE '\\') \
+                        ORDER BY username LIMIT $7 OFFSET $8")
+                        .bind(realm_id).bind(like(&q.search)).bind(user_exact).bind(user_like)
+                        .bind(email_exact).bind(email_like).bind(q.max.max(0)).bind(q.first.max(0))
+                        .fetch_all(self.reader()).await.map_err(err)?
+                        .iter().map(user).collect()
+                }
+                async fn count_users(&self, realm_id: &str) -> Result<i64> {
+                    let row = ::sqlx::query("SELECT COUNT(*) AS n FROM users WHERE realm_id = $1")
+                        .bind(realm_id).fetch_one(self.reader()).await.map_err(err)?;
+                    col(&row, "n")
+                }
+                async fn update_user(&self, u: &User) -> Result<()> {
+                    let done = ::sqlx::query("UPDATE users SET username = $3, email = $4, email_verified = $5, first_name = $6, last_name = $7, enabled = $8, password_hash = $9, password_temporary = $10, roles = $11, attributes = $12 WHERE realm_id = $1 AND id = $2")
+                        .bind(&u.realm_id).bind(&u.id).bind(&u.username).bind(&u.email)
+                        .bind(u.email_verified).bind(&u.first_name).bind(&u.last_name)
+                        .bind(u.enabled).bind(&u.password_hash).bind(u.password_temporary)
+                        .bind(to_json(&u.roles)).bind(to_json(&u.attributes))
+                        .execute(self.writer()).await.map_err(err)?;
+                    one_row(done.rows_affected())
+                }
+                async fn delete_user(&self, realm_id: &str, id: &str) -> Result<()> {
+                    let done = ::sqlx::query("DELETE FROM users WHERE realm_id = $1 AND id = $2")
+                        .bind(realm_id).bind(id)
+                        .execute(self.writer()).await.map_err(err)?;
+                    one_row(done.rows_affected())
+                }
+            }
+
+            #[$crate::__async_trait]
+            impl $crate::SessionStore for $ty {
+                async fn create_session(&self, s: &Session, first: &RefreshTokenRecord) -> Result<()> {
+                    let mut tx = self.writer().begin().await.map_err(err)?;
+                    ::sqlx::query("INSERT INTO sessions (id, realm_id, user_id, client_id, device_id, ip, user_agent, scope, auth_time, created_at, last_used_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+                        .bind(&s.id).bind(&s.realm_id).bind(&s.user_id).bind(&s.client_id)
+                        .bind(&s.device_id).bind(&s.ip).bind(&s.user_agent).bind(&s.scope)
+                        .bind(s.auth_time).bind(s.created_at).bind(s.last_used_at)
+                        .bind(s.expires_at).bind(s.revoked_at)
+                        .execute(&mut *tx).await.map_err(err)?;
+                    insert_refresh(&mut tx, first).await?;
+                    tx.commit().await.map_err(err)
+                }
+                async fn session(&self, id: &str) -> Result<Option<Session>> {
+                    ::sqlx::query("SELECT * FROM sessions WHERE id = $1").bind(id)
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(session).transpose()
+                }
+                async fn user_sessions(&self, realm_id: &str, user_id: &str, now: i64) -> Result<Vec<Session>> {
+                    ::sqlx::query("SELECT * FROM sessions WHERE realm_id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3 ORDER BY created_at DESC, id")
+                        .bind(realm_id).bind(user_id).bind(now)
+                        .fetch_all(self.reader()).await.map_err(err)?
+                        .iter().map(session).collect()
+                }
+                async fn revoke_session(&self, id: &str, now: i64) -> Result<bool> {
+                    let done = ::sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                        .bind(id).bind(now)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(done.rows_affected() > 0)
+                }
+                async fn revoke_user_sessions(&self, realm_id: &str, user_id: &str, now: i64) -> Result<u64> {
+                    let done = ::sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE realm_id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3")
+                        .bind(realm_id).bind(user_id).bind(now)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(done.rows_affected())
+                }
+            }
+
+            async fn insert_refresh(
+                tx: &mut ::sqlx::Transaction<'_, $db>,
+                t: &RefreshTokenRecord,
+            ) -> Result<()> {
+                ::sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at, rotated_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(t.hash.as_str()).bind(&t.session_id).bind(t.created_at)
+                    .bind(t.expires_at).bind(t.rotated_at)
+                    .execute(&mut **tx).await.map_err(err)?;
+                Ok(())
+            }
+
+            #[$crate::__async_trait]
+            impl $crate::RefreshTokenStore for $ty {
+                async fn refresh_token(&self, hash: &TokenHash) -> Result<Option<RefreshTokenRecord>> {
+                    ::sqlx::query("SELECT * FROM refresh_tokens WHERE hash = $1").bind(hash.as_str())
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(refresh).transpose()
+                }
+                async fn rotate_refresh_token(&self, old: &TokenHash, new: &RefreshTokenRecord, now: i64, meta: &ClientMeta) -> Result<RotateOutcome> {
+                    let mut tx = self.writer().begin().await.map_err(err)?;
+                    // The conditional UPDATE is the lock: of concurrent callers
+                    // only one finds `rotated_at IS NULL`.
+                    let spent = ::sqlx::query("UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1 AND rotated_at IS NULL AND expires_at > $2 RETURNING session_id")
+                        .bind(old.as_str()).bind(now)
+                        .fetch_optional(&mut *tx).await.map_err(err)?;
+                    let Some(spent) = spent else {
+                        let existing = ::sqlx::query("SELECT * FROM refresh_tokens WHERE hash = $1")
+                            .bind(old.as_str()).fetch_optional(&mut *tx).await.map_err(err)?
+                            .as_ref().map(refresh).transpose()?;
+                        tx.rollback().await.map_err(err)?;
+                        return Ok(match existing {
+                            None => RotateOutcome::Unknown,
+                            Some(RefreshTokenRecord { rotated_at: Some(at), session_id, .. }) => {
+                                RotateOutcome::AlreadyRotated { session_id, rotated_at: at }
+                            }
+                            Some(_) => RotateOutcome::Inactive,
+                        });
+                    };
+                    let session_id: String = col(&spent, "session_id")?;
+                    let touched = ::sqlx::query("UPDATE sessions SET last_used_at = $2, ip = coalesce($3, ip), user_agent = coalesce($4, user_agent) WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 RETURNING *")
+                        .bind(&session_id).bind(now).bind(&meta.ip).bind(&meta.user_agent)
+                        .fetch_optional(&mut *tx).await.map_err(err)?;
+                    let Some(touched) = touched else {
+                        tx.rollback().await.map_err(err)?;
+                        return Ok(RotateOutcome::Inactive);
+                    };
+                    let s = session(&touched)?;
+                    let mut next = new.clone();
+                    next.session_id = s.id.clone();
+                    insert_refresh(&mut tx, &next).await?;
+                    tx.commit().await.map_err(err)?;
+                    Ok(RotateOutcome::Rotated(s))
+                }
+            }
+
+            #[$crate::__async_trait]
+            impl $crate::KeyStore for $ty {
+                async fn insert_key(&self, k: &SigningKeyRecord) -> Result<()> {
+                    ::sqlx::query("INSERT INTO signing_keys (kid, realm_id, alg, purpose, status, sealed_private_key, public_key_der, created_at, visible_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                        .bind(&k.kid).bind(&k.realm_id).bind(k.alg.as_str()).bind(&k.purpose)
+                        .bind(k.status.as_str()).bind(&k.sealed_private_key).bind(&k.public_key_der)
+                        .bind(k.created_at).bind(k.visible_until)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn keys(&self, realm_id: &str, purpose: &str) -> Result<Vec<SigningKeyRecord>> {
+                    ::sqlx::query("SELECT * FROM signing_keys WHERE realm_id = $1 AND purpose = $2 ORDER BY created_at DESC, kid")
+                        .bind(realm_id).bind(purpose)
+                        .fetch_all(self.reader()).await.map_err(err)?
+                        .iter().map(key).collect()
+                }
+                async fn rotate_keys(&self, new: &SigningKeyRecord, visible_until: i64) -> Result<()> {
+                    let mut tx = self.writer().begin().await.map_err(err)?;
+                    ::sqlx::query("UPDATE signing_keys SET status = 'retiring', visible_until = $3 WHERE realm_id = $1 AND purpose = $2 AND status = 'active'")
+                        .bind(&new.realm_id).bind(&new.purpose).bind(visible_until)
+                        .execute(&mut *tx).await.map_err(err)?;
+                    ::sqlx::query("INSERT INTO signing_keys (kid, realm_id, alg, purpose, status, sealed_private_key, public_key_der, created_at, visible_until) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, NULL)")
+                        .bind(&new.kid).bind(&new.realm_id).bind(new.alg.as_str()).bind(&new.purpose)
+                        .bind(&new.sealed_private_key).bind(&new.public_key_der).bind(new.created_at)
+                        .execute(&mut *tx).await.map_err(err)?;
+                    tx.commit().await.map_err(err)
+                }
+                async fn set_key_status(&self, kid: &str, status: KeyStatus, visible_until: Option<i64>) -> Result<()> {
+                    let done = ::sqlx::query("UPDATE signing_keys SET status = $2, visible_until = $3 WHERE kid = $1")
+                        .bind(kid).bind(status.as_str()).bind(visible_until)
+                        .execute(self.writer()).await.map_err(err)?;
+                    one_row(done.rows_affected())
+                }
+            }
+
+            #[$crate::__async_trait]
+            impl $crate::Store for $ty {
+                async fn ping(&self) -> Result<()> {
+                    ::sqlx::query("SELECT 1").execute(self.reader()).await.map_err(err)?;
+                    Ok(())
+                }
+                fn backend(&self) -> &'static str {
+                    <Self>::BACKEND
+                }
+                async fn purge_expired(&self, before: i64) -> Result<u64> {
+                    let mut tx = self.writer().begin().await.map_err(err)?;
+                    let tokens = ::sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1")
+                        .bind(before).execute(&mut *tx).await.map_err(err)?.rows_affected();
+                    let sessions = ::sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR revoked_at <= $1 - 86400000")
+                        .bind(before).execute(&mut *tx).await.map_err(err)?.rows_affected();
+                    tx.commit().await.map_err(err)?;
+                    Ok(tokens + sessions)
+                }
+            }
+        };
+    };
+}

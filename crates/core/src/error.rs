@@ -24,9 +24,6 @@ pub enum OAuthErrorCode {
     TooManyRequests,
     /// Request body over the size limit: 413.
     PayloadTooLarge,
-    /// Not form-encoded where a form is required: 415 is not an OAuth code, so
-    /// the body says `invalid_request`.
-    UnsupportedMediaType,
     ServerError,
 }
 
@@ -34,9 +31,7 @@ impl OAuthErrorCode {
     /// The `error` string sent on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::InvalidRequest | Self::PayloadTooLarge | Self::UnsupportedMediaType => {
-                "invalid_request"
-            }
+            Self::InvalidRequest | Self::PayloadTooLarge => "invalid_request",
             Self::InvalidClient => "invalid_client",
             Self::InvalidGrant | Self::TooManyRequests => "invalid_grant",
             Self::UnauthorizedClient => "unauthorized_client",
@@ -57,7 +52,6 @@ impl OAuthErrorCode {
             Self::AccessDenied => 403,
             Self::NotFound => 404,
             Self::PayloadTooLarge => 413,
-            Self::UnsupportedMediaType => 415,
             Self::TooManyRequests => 429,
             Self::ServerError => 500,
             _ => 400,

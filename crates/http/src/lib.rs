@@ -1,1 +1,90 @@
-//! placeholder
+//! Tessera's HTTP surface: axum routers per feature (OIDC protocol, Admin
+//! REST, Che settings, operations) and the mapping of domain errors to
+//! responses. `app(state)` builds the whole router so tests can drive it with
+//! `oneshot`, without a socket.
+
+pub mod admin;
+mod che;
+pub mod error;
+mod extract;
+pub mod metrics;
+mod oidc;
+mod ops;
+
+pub use admin::LocalOperator;
+pub use metrics::Metrics;
+
+use axum::extract::FromRef;
+use axum::Router;
+use std::sync::Arc;
+use tessera_oauth::TokenService;
+use tower_http::trace::TraceLayer;
+
+/// Settings of the HTTP layer.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// The realm realm-less endpoints act in (Che settings, later workspaces...).
+    pub default_realm: String,
+    /// `che.keycloak.client_id` in `/api/keycloak/settings`.
+    pub che_client_id: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            default_realm: "master".into(),
+            che_client_id: "admin-cli".into(),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub tokens: TokenService,
+    pub metrics: Arc<Metrics>,
+    pub settings: Arc<HttpSettings>,
+}
+
+impl FromRef<AppState> for TokenService {
+    fn from_ref(s: &AppState) -> Self {
+        s.tokens.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(s: &AppState) -> Self {
+        s.metrics.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<HttpSettings> {
+    fn from_ref(s: &AppState) -> Self {
+        s.settings.clone()
+    }
+}
+
+/// The complete application. Every Keycloak-style path is served both at the
+/// root and under the legacy `/auth` prefix that Codewind and Che use.
+pub fn app(state: AppState) -> Router {
+    let keycloak = Router::new().merge(oidc::router()).merge(admin::router());
+    Router::new()
+        .merge(keycloak.clone())
+        .nest("/auth", keycloak)
+        .merge(che::router())
+        .merge(ops::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
+        .layer(
+            // Spans carry the path only: query strings (which may hold
+            // tokens) never reach the logs.
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .with_state(state)
+}

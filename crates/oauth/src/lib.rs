@@ -1,1 +1,68 @@
-//! placeholder
+//! The token service: everything between a parsed protocol request and the
+//! store. Grants (one file each), client authentication, token issuance and
+//! verification, the signing-key cache, password hashing and login
+//! throttling. API boundary: no HTTP types here; the `http` crate turns
+//! requests into `Params`/`ClientCredentials` and `OAuthError`s into responses.
+
+pub mod client_auth;
+pub mod config;
+pub mod grants;
+pub mod issue;
+pub mod keyring;
+pub mod params;
+pub mod password;
+pub mod provision;
+pub mod sessions;
+pub mod throttle;
+pub mod verify;
+
+pub use client_auth::ClientCredentials;
+pub use config::OAuthConfig;
+pub use issue::TokenResponse;
+pub use keyring::KeyCache;
+pub use params::Params;
+
+use std::sync::Arc;
+use tessera_core::{OAuthError, Realm};
+use tessera_store::Store;
+
+/// The shared state of the token service. Cheap to clone (all `Arc`s).
+#[derive(Clone)]
+pub struct TokenService {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeyCache>,
+    pub passwords: Arc<password::PasswordHasher>,
+    pub throttle: Arc<throttle::LoginThrottle>,
+    pub config: Arc<OAuthConfig>,
+}
+
+impl TokenService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        master: tessera_keys::MasterKey,
+        config: OAuthConfig,
+    ) -> Self {
+        let keys = Arc::new(KeyCache::new(store.clone(), master));
+        Self {
+            passwords: Arc::new(password::PasswordHasher::new(&config.password)),
+            throttle: Arc::new(throttle::LoginThrottle::new(config.throttle.clone())),
+            config: Arc::new(config),
+            keys,
+            store,
+        }
+    }
+
+    /// The `iss` of tokens from `realm`.
+    pub fn issuer(&self, realm: &str) -> String {
+        format!("{}/realms/{}", self.config.public_url, realm)
+    }
+
+    /// Looks a realm up by name; unknown or disabled realms are 404.
+    pub async fn realm(&self, name: &str) -> Result<Realm, OAuthError> {
+        match self.store.realm_by_name(name).await {
+            Ok(Some(r)) if r.enabled => Ok(r),
+            Ok(_) => Err(OAuthError::not_found("Realm does not exist")),
+            Err(e) => Err(OAuthError::server_error(e)),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Configuration, layered: built-in defaults, then the TOML file, then
+//! `TESSERA_*` environment variables, then command-line flags. All defaults
+//! are in `Config::default`. Secrets (master key, bootstrap password) come
+//! from the environment only and are never part of this struct.
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tessera_http::HttpSettings;
+use tessera_oauth::config::{PasswordConfig, ThrottleConfig};
+use tessera_oauth::OAuthConfig;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub public_url: Option<String>,
+    pub database_url: Option<String>,
+    /// Realm used by realm-less endpoints (Che settings, ...). Created on start if missing.
+    pub default_realm: String,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Default log filter (overridden by `RUST_LOG`).
+    pub log_level: String,
+    pub refresh_reuse_grace_ms: i64,
+    pub max_body_bytes: usize,
+    pub che_client_id: String,
+    pub password_memory_kib: u32,
+    pub password_iterations: u32,
+    pub password_parallelism: u32,
+    pub password_max_concurrent: usize,
+    pub login_max_failures: u32,
+    pub login_window_secs: u64,
+    pub login_lockout_secs: u64,
+    /// How often expired sessions and refresh tokens are deleted.
+    pub purge_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let password = PasswordConfig::default();
+        let throttle = ThrottleConfig::default();
+        let http = HttpSettings::default();
+        Self {
+            data_dir: PathBuf::from("./tessera-data"),
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            database_url: None,
+            default_realm: http.default_realm,
+            log_format: "text".into(),
+            log_level: "info".into(),
+            refresh_reuse_grace_ms: tessera_core::model::defaults::REFRESH_REUSE_GRACE_MS,
+            max_body_bytes: http.max_body_bytes,
+            che_client_id: http.che_client_id,
+            password_memory_kib: password.memory_kib,
+            password_iterations: password.iterations,
+            password_parallelism: password.parallelism,
+            password_max_concurrent: password.max_concurrent,
+            login_max_failures: throttle.max_failures,
+            login_window_secs: throttle.window_secs,
+            login_lockout_secs: throttle.lockout_secs,
+            purge_interval_secs: 600,
+        }
+    }
+}
+
+/// Environment variables that are not configuration keys.
+const NOT_CONFIG: &[&str] = &[
+    "config",
+    "master_key",
+    "bootstrap_admin_password",
+    "admin_password",
+];
+
+impl Config {
+    /// Loads defaults <- file <- environment. Flags are applied by the caller.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    fn load_from(
+        file: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("config file {} is not valid TOML", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        let known = serde_json::to_value(Config::default())?;
+        let known = known
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        for (name, raw) in env {
+            let Some(key) = name.strip_prefix("TESSERA_").map(str::to_lowercase) else {
+                continue;
+            };
+            if NOT_CONFIG.contains(&key.as_str()) || key.starts_with("test_") {
+                continue;
+            }
+            if !known.contains(&key) {
+                bail!("unknown setting in environment variable {name}");
+            }
+            table.insert(key, env_value(&raw));
+        }
+        let config: Config = table
+            .try_into()
+            .context("invalid configuration (file or TESSERA_* environment)")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!("log_format must be \"text\" or \"json\"");
+        }
+        if let Some(url) = &self.public_url {
+            let parsed =
+                url::Url::parse(url).with_context(|| format!("public_url {url:?} is not a URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                bail!("public_url must be an http or https URL");
+            }
+        }
+        if self.refresh_reuse_grace_ms < 0 {
+            bail!("refresh_reuse_grace_ms must not be negative");
+        }
+        Ok(())
+    }
+
+    pub fn oauth(&self, public_url: &str) -> OAuthConfig {
+        let mut c = OAuthConfig::new(public_url);
+        c.refresh_reuse_grace_ms = self.refresh_reuse_grace_ms;
+        c.password = PasswordConfig {
+            memory_kib: self.password_memory_kib,
+            iterations: self.password_iterations,
+            parallelism: self.password_parallelism,
+            max_concurrent: self.password_max_concurrent,
+        };
+        c.throttle = ThrottleConfig {
+            max_failures: self.login_max_failures,
+            window_secs: self.login_window_secs,
+            lockout_secs: self.login_lockout_secs,
+        };
+        c
+    }
+
+    pub fn http(&self) -> HttpSettings {
+        HttpSettings {
+            default_realm: self.default_realm.clone(),
+            che_client_id: self.che_client_id.clone(),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+/// An environment value as TOML: numbers and booleans keep their type,
+/// anything else is a string.
+fn env_value(raw: &str) -> toml::Value {
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => match t.remove("v") {
+            Some(
+                v @ (toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Float(_)),
+            ) => v,
+            _ => toml::Value::String(raw.to_string()),
+        },
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("tessera.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\ndefault_realm = \"che\"\nlogin_max_failures = 3\n",
+        )
+        .expect("write");
+        let c = Config::load_from(
+            Some(&path),
+            env(&[
+                ("TESSERA_DEFAULT_REALM", "dev"),
+                ("TESSERA_LOGIN_WINDOW_SECS", "5"),
+                ("TESSERA_MASTER_KEY", "x"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.default_realm, "dev", "environment beats the file");
+        assert_eq!(c.login_max_failures, 3);
+        assert_eq!(c.login_window_secs, 5);
+        assert_eq!(c.data_dir, PathBuf::from("./tessera-data"));
+    }
+
+    #[test]
+    fn unknown_or_invalid_settings_are_errors() {
+        assert!(Config::load_from(None, env(&[("TESSERA_LISTEN_ADDR", "x")])).is_err());
+        assert!(Config::load_from(None, env(&[("TESSERA_LOGIN_MAX_FAILURES", "many")])).is_err());
+        assert!(Config::load_from(None, env(&[("TESSERA_PUBLIC_URL", "ftp://x")])).is_err());
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "no_such_key = 1\n").expect("write");
+        assert!(Config::load_from(Some(&path), env(&[])).is_err());
+        assert!(Config::load_from(Some(&dir.path().join("missing.toml")), env(&[])).is_err());
+    }
+}

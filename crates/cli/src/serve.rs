@@ -1,0 +1,227 @@
+//! `tessera serve`: opens the store chosen by the database URL, bootstraps
+//! the first realm, and serves HTTP until SIGTERM/SIGINT.
+
+use crate::config::Config;
+use crate::ConfigArgs;
+use anyhow::{bail, Context};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tessera_http::{AppState, Metrics};
+use tessera_keys::MasterKey;
+use tessera_oauth::TokenService;
+use tessera_store::Store;
+use tessera_store_postgres::PgStore;
+use tessera_store_sqlite::SqliteStore;
+
+/// Configuration with the command-line flags applied on top.
+pub fn resolve(args: &ConfigArgs) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(args.config.as_deref())?;
+    if let Some(d) = &args.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    if let Some(u) = &args.database_url {
+        cfg.database_url = Some(u.clone());
+    }
+    Ok(cfg)
+}
+
+/// The database named by the configuration: PostgreSQL for `postgres://`,
+/// else SQLite (a `sqlite://` URL, or `tessera.db` in the data directory).
+/// Chosen once here; nothing else knows which backend runs.
+pub async fn open_store(cfg: &Config, create: bool) -> anyhow::Result<Arc<dyn Store>> {
+    match cfg.database_url.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Arc::new(
+                PgStore::connect(url)
+                    .await
+                    .context("cannot open the PostgreSQL database")?,
+            ))
+        }
+        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(
+            SqliteStore::connect(url)
+                .await
+                .context("cannot open the SQLite database")?,
+        )),
+        Some(_) => bail!("database_url must start with postgres://, postgresql:// or sqlite:"),
+        None => {
+            let path = cfg.data_dir.join("tessera.db");
+            if !create && !path.exists() {
+                bail!(
+                    "no Tessera database at {} (start `tessera serve` once, or pass --data-dir)",
+                    path.display()
+                );
+            }
+            ensure_private_dir(&cfg.data_dir)?;
+            Ok(Arc::new(
+                SqliteStore::open(&path)
+                    .await
+                    .context("cannot open the SQLite database")?,
+            ))
+        }
+    }
+}
+
+/// `TESSERA_MASTER_KEY`, else the key file in the data directory (created on
+/// first start). Several PostgreSQL nodes must share one key: set the variable.
+pub fn master_key(cfg: &Config) -> anyhow::Result<MasterKey> {
+    if let Ok(encoded) = std::env::var("TESSERA_MASTER_KEY") {
+        return MasterKey::parse(&encoded).context("TESSERA_MASTER_KEY");
+    }
+    ensure_private_dir(&cfg.data_dir)?;
+    Ok(MasterKey::load_or_create(&cfg.data_dir.join("master.key"))?)
+}
+
+fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// The application state over an opened store.
+pub fn state(cfg: &Config, store: Arc<dyn Store>, master: MasterKey, public_url: &str) -> AppState {
+    AppState {
+        tokens: TokenService::new(store, master, cfg.oauth(public_url)),
+        metrics: Arc::new(Metrics::new()),
+        settings: Arc::new(cfg.http()),
+    }
+}
+
+pub async fn run(
+    args: ConfigArgs,
+    listen: Option<String>,
+    public_url: Option<String>,
+) -> anyhow::Result<()> {
+    let mut cfg = resolve(&args)?;
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    if let Some(u) = public_url {
+        cfg.public_url = Some(u);
+    }
+    init_logging(&cfg);
+
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| default_public_url(addr));
+
+    let master = master_key(&cfg)?;
+    let store = open_store(&cfg, true).await?;
+    let state = state(&cfg, store.clone(), master, &public_url);
+    let boot = state
+        .tokens
+        .bootstrap(
+            std::env::var("TESSERA_BOOTSTRAP_ADMIN_PASSWORD").ok(),
+            &cfg.default_realm,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap failed: {e:?}"))?;
+    if let Some(password) = &boot.generated_admin_password {
+        // Printed once, on the terminal only; never logged.
+        println!(
+            "\n  Created realm `master` with user `admin`.\n  One-time admin password: {}\n  Change it: tessera admin users set-password --realm master --username admin\n",
+            password.expose()
+        );
+    }
+    // Unseal the master realm's key now, so a wrong master key fails the start.
+    let master_realm = state
+        .tokens
+        .realm(tessera_oauth::provision::MASTER_REALM)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    state
+        .tokens
+        .keys
+        .realm_keys(&master_realm)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the master realm's signing key: {e:?}"))?;
+
+    spawn_purge(store, Duration::from_secs(cfg.purge_interval_secs.max(1)));
+
+    tracing::info!(%addr, %public_url, backend = state.tokens.store.backend(), "tessera listening");
+    let app = tessera_http::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    tracing::info!("tessera stopped");
+    Ok(())
+}
+
+fn default_public_url(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    format!("http://{host}:{}", addr.port())
+}
+
+/// Garbage-collects expired sessions and refresh tokens in the background;
+/// issuance never waits for it.
+fn spawn_purge(store: Arc<dyn Store>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match store.purge_expired(tessera_core::time::now_ms()).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired sessions and tokens"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,269 @@
+//! `/admin/realms/{realm}/clients`: OAuth clients and their secrets.
+//! Secrets are stored only as SHA-256 hashes; server-generated ones are
+//! derived from the master key so `GET .../client-secret` can show them again.
+
+use super::repr::ClientRep;
+use super::{created, realm, Admin};
+use crate::error::AdminError;
+use crate::extract::AdminJson;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use tessera_core::time::now_ms;
+use tessera_core::{Client, TokenHash};
+use tessera_oauth::TokenService;
+
+fn to_rep(tokens: &TokenService, c: &Client) -> ClientRep {
+    ClientRep {
+        id: Some(c.id.clone()),
+        client_id: Some(c.client_id.clone()),
+        name: c.name.clone(),
+        enabled: Some(c.enabled),
+        public_client: Some(c.public_client),
+        secret: (!c.public_client && c.secret_generated).then(|| tokens.generated_client_secret(c)),
+        redirect_uris: Some(c.redirect_uris.clone()),
+        web_origins: Some(c.web_origins.clone()),
+        standard_flow_enabled: Some(c.standard_flow_enabled),
+        direct_access_grants_enabled: Some(c.direct_access_grants_enabled),
+        service_accounts_enabled: Some(c.service_accounts_enabled),
+        attributes: Some(c.attributes.clone()),
+        protocol: Some("openid-connect".into()),
+        client_authenticator_type: Some("client-secret".into()),
+    }
+}
+
+fn validate_uris(uris: &[String], what: &str) -> Result<(), AdminError> {
+    for u in uris {
+        let ok = url::Url::parse(u).is_ok_and(|p| p.fragment().is_none())
+            || (what == "webOrigins" && u == "+");
+        if !ok {
+            return Err(AdminError::bad_request(format!(
+                "{what} entry is not an absolute URL without fragment: {u}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Applies the fields present in `rep`; returns whether a new secret must be generated.
+fn apply(c: &mut Client, rep: ClientRep) -> Result<bool, AdminError> {
+    if let Some(id) = rep.client_id {
+        if id.is_empty() || id.len() > 255 {
+            return Err(AdminError::bad_request("clientId must be 1-255 characters"));
+        }
+        c.client_id = id;
+    }
+    if let Some(n) = rep.name {
+        c.name = Some(n).filter(|n| !n.is_empty());
+    }
+    if let Some(v) = rep.enabled {
+        c.enabled = v;
+    }
+    if let Some(v) = rep.public_client {
+        c.public_client = v;
+    }
+    if let Some(uris) = rep.redirect_uris {
+        validate_uris(&uris, "redirectUris")?;
+        c.redirect_uris = uris;
+    }
+    if let Some(origins) = rep.web_origins {
+        validate_uris(&origins, "webOrigins")?;
+        c.web_origins = origins;
+    }
+    if let Some(v) = rep.standard_flow_enabled {
+        c.standard_flow_enabled = v;
+    }
+    if let Some(v) = rep.direct_access_grants_enabled {
+        c.direct_access_grants_enabled = v;
+    }
+    if let Some(v) = rep.service_accounts_enabled {
+        c.service_accounts_enabled = v;
+    }
+    if let Some(a) = rep.attributes {
+        c.attributes = a;
+    }
+    if c.public_client {
+        c.secret_hash = None;
+        c.secret_generated = false;
+        return Ok(false);
+    }
+    match rep.secret.filter(|s| !s.is_empty()) {
+        Some(secret) => {
+            if secret.len() < 16 {
+                tracing::warn!(client = %c.client_id, "administrator-supplied client secret is shorter than 16 characters");
+            }
+            c.secret_hash = Some(TokenHash::of(&secret));
+            c.secret_generated = false;
+            Ok(false)
+        }
+        None => Ok(c.secret_hash.is_none()),
+    }
+}
+
+/// Moves to the next generated secret and stores its hash.
+fn regenerate(tokens: &TokenService, c: &mut Client) -> String {
+    c.secret_generation += 1;
+    c.secret_generated = true;
+    let secret = tokens.generated_client_secret(c);
+    c.secret_hash = Some(TokenHash::of(&secret));
+    secret
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientQuery {
+    client_id: Option<String>,
+    #[serde(default)]
+    search: bool,
+    first: Option<usize>,
+    max: Option<usize>,
+}
+
+pub async fn list(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path(name): Path<String>,
+    Query(q): Query<ClientQuery>,
+) -> Result<Json<Vec<ClientRep>>, AdminError> {
+    let realm = realm(&tokens, &name).await?;
+    let all = tokens.store.list_clients(&realm.id).await?;
+    let reps = all
+        .iter()
+        .filter(|c| match &q.client_id {
+            Some(id) if q.search => c.client_id.to_lowercase().contains(&id.to_lowercase()),
+            Some(id) => &c.client_id == id,
+            None => true,
+        })
+        .skip(q.first.unwrap_or(0))
+        .take(q.max.unwrap_or(usize::MAX))
+        .map(|c| to_rep(&tokens, c))
+        .collect();
+    Ok(Json(reps))
+}
+
+pub async fn create(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path(name): Path<String>,
+    AdminJson(rep): AdminJson<ClientRep>,
+) -> Result<Response, AdminError> {
+    let realm = realm(&tokens, &name).await?;
+    let client_id = rep
+        .client_id
+        .clone()
+        .ok_or_else(|| AdminError::bad_request("clientId is missing"))?;
+    let mut c = Client {
+        id: uuid::Uuid::new_v4().to_string(),
+        realm_id: realm.id.clone(),
+        client_id: client_id.clone(),
+        name: None,
+        enabled: true,
+        public_client: false,
+        secret_hash: None,
+        secret_generation: 0,
+        secret_generated: false,
+        redirect_uris: vec![],
+        web_origins: vec![],
+        standard_flow_enabled: true,
+        direct_access_grants_enabled: false,
+        service_accounts_enabled: false,
+        attributes: BTreeMap::new(),
+        created_at: now_ms(),
+    };
+    if apply(&mut c, rep)? {
+        regenerate(&tokens, &mut c);
+    }
+    tokens.store.create_client(&c).await.map_err(|e| match e {
+        tessera_store::StoreError::Conflict(_) => {
+            AdminError::conflict(format!("Client {client_id} already exists"))
+        }
+        other => other.into(),
+    })?;
+    Ok(created(format!(
+        "{}/admin/realms/{}/clients/{}",
+        tokens.config.public_url, realm.name, c.id
+    )))
+}
+
+async fn load(tokens: &TokenService, realm_name: &str, id: &str) -> Result<Client, AdminError> {
+    let realm = realm(tokens, realm_name).await?;
+    tokens
+        .store
+        .client(&realm.id, id)
+        .await?
+        .ok_or_else(|| AdminError::not_found("client"))
+}
+
+pub async fn get(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<ClientRep>, AdminError> {
+    Ok(Json(to_rep(&tokens, &load(&tokens, &name, &id).await?)))
+}
+
+pub async fn update(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path((name, id)): Path<(String, String)>,
+    AdminJson(rep): AdminJson<ClientRep>,
+) -> Result<StatusCode, AdminError> {
+    let mut c = load(&tokens, &name, &id).await?;
+    if apply(&mut c, rep)? {
+        regenerate(&tokens, &mut c);
+    }
+    tokens.store.update_client(&c).await.map_err(|e| match e {
+        tessera_store::StoreError::Conflict(_) => {
+            AdminError::conflict(format!("Client {} already exists", c.client_id))
+        }
+        other => other.into(),
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode, AdminError> {
+    let c = load(&tokens, &name, &id).await?;
+    tokens.store.delete_client(&c.realm_id, &c.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Keycloak's CredentialRepresentation of the secret. An administrator-
+/// supplied secret cannot be shown again (only its hash is kept).
+pub async fn get_secret(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<Value>, AdminError> {
+    let c = load(&tokens, &name, &id).await?;
+    if c.public_client {
+        return Err(AdminError::bad_request("public clients have no secret"));
+    }
+    Ok(Json(if c.secret_generated {
+        json!({"type": "secret", "value": tokens.generated_client_secret(&c)})
+    } else {
+        json!({"type": "secret"})
+    }))
+}
+
+/// `POST .../client-secret`: replaces the secret with a new generated one.
+pub async fn regenerate_secret(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<Value>, AdminError> {
+    let mut c = load(&tokens, &name, &id).await?;
+    if c.public_client {
+        return Err(AdminError::bad_request("public clients have no secret"));
+    }
+    let secret = regenerate(&tokens, &mut c);
+    tokens.store.update_client(&c).await?;
+    Ok(Json(json!({"type": "secret", "value": secret})))
+}

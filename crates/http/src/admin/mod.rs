@@ -1,0 +1,139 @@
+//! The subset of Keycloak's Admin REST API that cwctl and python-keycloak's
+//! `KeycloakAdmin` use, with Keycloak's JSON representations. Callers are
+//! `master` realm users holding the `admin` role, or the local operator (the
+//! `tessera admin` CLI working directly on a data directory).
+
+mod clients;
+mod keys;
+mod realms;
+mod repr;
+mod users;
+
+use crate::error::AdminError;
+use crate::extract::bearer;
+use crate::AppState;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use tessera_core::time::now_ms;
+use tessera_core::Realm;
+use tessera_oauth::provision::{ADMIN_ROLE, MASTER_REALM};
+use tessera_oauth::TokenService;
+
+/// Request extension marking a request made in-process by the `tessera
+/// admin` CLI on its own data directory. Architecture invariant: only the
+/// CLI's in-process router inserts it; nothing received over the network can.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalOperator;
+
+/// An authorised administrator: proof that the request may use the Admin API.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if parts.extensions.get::<LocalOperator>().is_some() {
+            return Ok(Self);
+        }
+        let unauthorized = || AdminError::new(StatusCode::UNAUTHORIZED, "unauthorized");
+        let token = bearer(&parts.headers).ok_or_else(unauthorized)?;
+        let tokens = &state.tokens;
+        let master = tokens
+            .realm(MASTER_REALM)
+            .await
+            .map_err(|_| unauthorized())?;
+        let (claims, _session) = tokens
+            .verify_live_access_token(&master, token)
+            .await
+            .map_err(|_| unauthorized())?;
+        // Roles are read from the database, not the token, so removing the
+        // role takes effect before the token expires.
+        let user = tokens.store.user(&master.id, &claims.sub).await?;
+        match user {
+            Some(u) if u.enabled && u.roles.iter().any(|r| r == ADMIN_ROLE) => Ok(Self),
+            Some(_) => Err(AdminError::new(StatusCode::FORBIDDEN, "forbidden")),
+            None => Err(unauthorized()),
+        }
+    }
+}
+
+/// Resolves the `{realm}` path segment for admin handlers (disabled realms included).
+pub(crate) async fn realm(tokens: &TokenService, name: &str) -> Result<Realm, AdminError> {
+    tokens
+        .store
+        .realm_by_name(name)
+        .await?
+        .ok_or_else(|| AdminError::not_found("realm"))
+}
+
+pub fn router() -> Router<AppState> {
+    let r = "/admin/realms/{realm}";
+    Router::new()
+        .route("/admin/realms", get(realms::list).post(realms::create))
+        .route(
+            r,
+            get(realms::get).put(realms::update).delete(realms::delete),
+        )
+        .route(
+            &format!("{r}/clients"),
+            get(clients::list).post(clients::create),
+        )
+        .route(
+            &format!("{r}/clients/{{id}}"),
+            get(clients::get)
+                .put(clients::update)
+                .delete(clients::delete),
+        )
+        .route(
+            &format!("{r}/clients/{{id}}/client-secret"),
+            get(clients::get_secret).post(clients::regenerate_secret),
+        )
+        .route(&format!("{r}/users"), get(users::list).post(users::create))
+        .route(&format!("{r}/users/count"), get(users::count))
+        .route(
+            &format!("{r}/users/{{id}}"),
+            get(users::get).put(users::update).delete(users::delete),
+        )
+        .route(
+            &format!("{r}/users/{{id}}/reset-password"),
+            put(users::reset_password),
+        )
+        .route(&format!("{r}/users/{{id}}/sessions"), get(users::sessions))
+        .route(&format!("{r}/users/{{id}}/logout"), post(users::logout))
+        .route(&format!("{r}/sessions/{{session}}"), delete(delete_session))
+        .route(&format!("{r}/keys"), get(keys::list))
+        .route(&format!("{r}/keys/rotate"), post(keys::rotate))
+}
+
+/// `DELETE /admin/realms/{realm}/sessions/{session}`: ends one session.
+async fn delete_session(
+    _: Admin,
+    axum::extract::State(tokens): axum::extract::State<TokenService>,
+    Path((realm_name, session_id)): Path<(String, String)>,
+) -> Result<StatusCode, AdminError> {
+    let realm = realm(&tokens, &realm_name).await?;
+    let session = tokens
+        .store
+        .session(&session_id)
+        .await?
+        .filter(|s| s.realm_id == realm.id && s.is_active(now_ms()))
+        .ok_or_else(|| AdminError::not_found("session"))?;
+    tokens.store.revoke_session(&session.id, now_ms()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A 201 with Keycloak's `Location` header.
+pub(crate) fn created(location: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        StatusCode::CREATED,
+        [(axum::http::header::LOCATION, location)],
+    )
+        .into_response()
+}

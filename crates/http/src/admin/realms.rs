@@ -1,0 +1,176 @@
+//! `/admin/realms`: list, create, read, update and delete realms.
+
+use super::repr::RealmRep;
+use super::{created, realm, Admin};
+use crate::error::AdminError;
+use crate::extract::AdminJson;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use tessera_core::time::now_ms;
+use tessera_core::{Realm, SigningAlg};
+use tessera_oauth::provision::MASTER_REALM;
+use tessera_oauth::TokenService;
+
+fn to_rep(r: &Realm) -> RealmRep {
+    RealmRep {
+        id: Some(r.id.clone()),
+        realm: Some(r.name.clone()),
+        display_name: r.display_name.clone(),
+        enabled: Some(r.enabled),
+        access_token_lifespan: Some(r.access_token_lifespan_secs),
+        sso_session_max_lifespan: Some(r.session_max_lifespan_secs),
+        default_signature_algorithm: Some(r.signing_alg.as_str().to_string()),
+    }
+}
+
+/// Realm names become URL path segments: keep them to a safe alphabet.
+fn valid_name(name: &str) -> Result<(), AdminError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name != "."
+        && name != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(AdminError::bad_request(
+            "realm name must be 1-64 characters of letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+/// Applies the fields present in `rep` to `realm`, validating each.
+fn apply(realm: &mut Realm, rep: RealmRep) -> Result<(), AdminError> {
+    if let Some(name) = rep.realm {
+        valid_name(&name)?;
+        realm.name = name;
+    }
+    if let Some(d) = rep.display_name {
+        realm.display_name = Some(d).filter(|d| !d.is_empty());
+    }
+    if let Some(e) = rep.enabled {
+        realm.enabled = e;
+    }
+    if let Some(secs) = rep.access_token_lifespan {
+        if !(10..=86_400).contains(&secs) {
+            return Err(AdminError::bad_request(
+                "accessTokenLifespan must be between 10 and 86400 seconds",
+            ));
+        }
+        realm.access_token_lifespan_secs = secs;
+    }
+    if let Some(secs) = rep.sso_session_max_lifespan {
+        if secs < 60 {
+            return Err(AdminError::bad_request(
+                "ssoSessionMaxLifespan must be at least 60 seconds",
+            ));
+        }
+        realm.session_max_lifespan_secs = secs;
+    }
+    if let Some(alg) = rep.default_signature_algorithm {
+        let alg: SigningAlg = alg.parse().map_err(AdminError::bad_request)?;
+        if alg == SigningAlg::RS512 {
+            return Err(AdminError::bad_request(
+                "defaultSignatureAlgorithm must be RS256, ES256 or EdDSA (RS512 is reserved for machine tokens)",
+            ));
+        }
+        realm.signing_alg = alg;
+    }
+    Ok(())
+}
+
+pub async fn list(
+    _: Admin,
+    State(tokens): State<TokenService>,
+) -> Result<Json<Vec<RealmRep>>, AdminError> {
+    Ok(Json(
+        tokens
+            .store
+            .list_realms()
+            .await?
+            .iter()
+            .map(to_rep)
+            .collect(),
+    ))
+}
+
+pub async fn create(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    AdminJson(rep): AdminJson<RealmRep>,
+) -> Result<Response, AdminError> {
+    let name = rep
+        .realm
+        .clone()
+        .ok_or_else(|| AdminError::bad_request("realm name is missing"))?;
+    let mut realm = Realm::new(&name, now_ms());
+    apply(&mut realm, rep)?;
+    tokens.create_realm(&realm).await.map_err(|e| match e {
+        tessera_store::StoreError::Conflict(_) => {
+            AdminError::conflict(format!("Realm {name} already exists"))
+        }
+        other => other.into(),
+    })?;
+    Ok(created(format!(
+        "{}/admin/realms/{}",
+        tokens.config.public_url, realm.name
+    )))
+}
+
+pub async fn get(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path(name): Path<String>,
+) -> Result<Json<RealmRep>, AdminError> {
+    Ok(Json(to_rep(&realm(&tokens, &name).await?)))
+}
+
+pub async fn update(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path(name): Path<String>,
+    AdminJson(rep): AdminJson<RealmRep>,
+) -> Result<StatusCode, AdminError> {
+    let mut realm = realm(&tokens, &name).await?;
+    if name == MASTER_REALM
+        && (rep.realm.as_deref().is_some_and(|n| n != MASTER_REALM) || rep.enabled == Some(false))
+    {
+        return Err(AdminError::bad_request(
+            "the master realm cannot be renamed or disabled",
+        ));
+    }
+    apply(&mut realm, rep)?;
+    tokens
+        .store
+        .update_realm(&realm)
+        .await
+        .map_err(|e| match e {
+            tessera_store::StoreError::Conflict(_) => {
+                AdminError::conflict(format!("Realm {} already exists", realm.name))
+            }
+            other => other.into(),
+        })?;
+    // A changed algorithm or lifetime takes effect for the next token.
+    tokens.keys.realm_keys(&realm).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    if name == MASTER_REALM {
+        return Err(AdminError::bad_request(
+            "the master realm cannot be deleted",
+        ));
+    }
+    let realm = realm(&tokens, &name).await?;
+    tokens.store.delete_realm(&realm.id).await?;
+    tokens.keys.forget(&realm.id);
+    Ok(StatusCode::NO_CONTENT)
+}

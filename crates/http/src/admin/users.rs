@@ -1,0 +1,298 @@
+//! `/admin/realms/{realm}/users`: users, their passwords and their sessions.
+
+use super::repr::{CredentialRep, SessionRep, UserRep};
+use super::{created, realm, Admin};
+use crate::error::AdminError;
+use crate::extract::AdminJson;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use tessera_core::time::now_ms;
+use tessera_core::{Realm, Secret, User};
+use tessera_oauth::TokenService;
+use tessera_store::{StoreError, UserQuery};
+
+fn to_rep(u: &User) -> UserRep {
+    UserRep {
+        id: Some(u.id.clone()),
+        username: Some(u.username.clone()),
+        email: u.email.clone(),
+        email_verified: Some(u.email_verified),
+        first_name: u.first_name.clone(),
+        last_name: u.last_name.clone(),
+        enabled: Some(u.enabled),
+        created_timestamp: Some(u.created_at),
+        attributes: Some(u.attributes.clone()).filter(|a| !a.is_empty()),
+        realm_roles: Some(u.roles.clone()),
+        credentials: None,
+        required_actions: Some(if u.password_temporary {
+            vec!["UPDATE_PASSWORD".into()]
+        } else {
+            vec![]
+        }),
+    }
+}
+
+/// The password credential of a representation, if any.
+fn password_of(
+    creds: Option<Vec<CredentialRep>>,
+) -> Result<Option<(Secret<String>, bool)>, AdminError> {
+    let Some(cred) = creds
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_.as_deref().unwrap_or("password") == "password")
+    else {
+        return Ok(None);
+    };
+    let value = cred
+        .value
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| AdminError::bad_request("password must not be empty"))?;
+    Ok(Some((Secret::new(value), cred.temporary.unwrap_or(false))))
+}
+
+/// Applies the fields present in `rep`, validating each.
+fn apply(u: &mut User, rep: &UserRep) -> Result<(), AdminError> {
+    if let Some(name) = &rep.username {
+        let name = name.trim().to_lowercase();
+        if name.is_empty() || name.len() > 255 {
+            return Err(AdminError::bad_request("username must be 1-255 characters"));
+        }
+        u.username = name;
+    }
+    if let Some(email) = &rep.email {
+        let email = email.trim().to_lowercase();
+        if !email.is_empty() && !email.contains('@') {
+            return Err(AdminError::bad_request("invalid email address"));
+        }
+        u.email = Some(email).filter(|e| !e.is_empty());
+    }
+    if let Some(v) = rep.email_verified {
+        u.email_verified = v;
+    }
+    if let Some(f) = &rep.first_name {
+        u.first_name = Some(f.clone()).filter(|f| !f.is_empty());
+    }
+    if let Some(l) = &rep.last_name {
+        u.last_name = Some(l.clone()).filter(|l| !l.is_empty());
+    }
+    if let Some(e) = rep.enabled {
+        u.enabled = e;
+    }
+    if let Some(a) = &rep.attributes {
+        u.attributes = a.clone();
+    }
+    if let Some(roles) = &rep.realm_roles {
+        u.roles = roles.clone();
+    }
+    Ok(())
+}
+
+fn conflict(e: StoreError) -> AdminError {
+    match e {
+        StoreError::Conflict(_) => AdminError::conflict("User exists with same username"),
+        other => other.into(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    search: Option<String>,
+    username: Option<String>,
+    email: Option<String>,
+    #[serde(default)]
+    exact: bool,
+    first: Option<i64>,
+    max: Option<i64>,
+}
+
+pub async fn list(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path(name): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<UserRep>>, AdminError> {
+    let realm = realm(&tokens, &name).await?;
+    let query = UserQuery {
+        search: q.search.filter(|s| !s.is_empty() && s != "*"),
+        username: q.username.filter(|s| !s.is_empty()),
+        email: q.email.filter(|s| !s.is_empty()),
+        exact: q.exact,
+        first: q.first.unwrap_or(0),
+        max: q.max.unwrap_or(100),
+    };
+    Ok(Json(
+        tokens
+            .store
+            .list_users(&realm.id, &query)
+            .await?
+            .iter()
+            .map(to_rep)
+            .collect(),
+    ))
+}
+
+pub async fn count(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path(name): Path<String>,
+) -> Result<Json<i64>, AdminError> {
+    let realm = realm(&tokens, &name).await?;
+    Ok(Json(tokens.store.count_users(&realm.id).await?))
+}
+
+pub async fn create(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path(name): Path<String>,
+    AdminJson(rep): AdminJson<UserRep>,
+) -> Result<Response, AdminError> {
+    let realm = realm(&tokens, &name).await?;
+    if rep.username.as_deref().is_none_or(|u| u.trim().is_empty()) {
+        return Err(AdminError::bad_request("User name is missing"));
+    }
+    let mut u = User {
+        id: uuid::Uuid::new_v4().to_string(),
+        realm_id: realm.id.clone(),
+        username: String::new(),
+        email: None,
+        email_verified: false,
+        first_name: None,
+        last_name: None,
+        enabled: true,
+        password_hash: None,
+        password_temporary: false,
+        roles: vec![],
+        attributes: BTreeMap::new(),
+        created_at: now_ms(),
+    };
+    apply(&mut u, &rep)?;
+    if let Some((password, temporary)) = password_of(rep.credentials)? {
+        u.password_hash = Some(tokens.passwords.hash(&password).await?);
+        u.password_temporary = temporary;
+    }
+    tokens.store.create_user(&u).await.map_err(conflict)?;
+    Ok(created(format!(
+        "{}/admin/realms/{}/users/{}",
+        tokens.config.public_url, realm.name, u.id
+    )))
+}
+
+async fn load(
+    tokens: &TokenService,
+    realm_name: &str,
+    id: &str,
+) -> Result<(Realm, User), AdminError> {
+    let realm = realm(tokens, realm_name).await?;
+    let user = tokens
+        .store
+        .user(&realm.id, id)
+        .await?
+        .ok_or_else(|| AdminError::not_found("user"))?;
+    Ok((realm, user))
+}
+
+pub async fn get(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<UserRep>, AdminError> {
+    Ok(Json(to_rep(&load(&tokens, &name, &id).await?.1)))
+}
+
+pub async fn update(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path((name, id)): Path<(String, String)>,
+    AdminJson(rep): AdminJson<UserRep>,
+) -> Result<StatusCode, AdminError> {
+    let (realm, mut u) = load(&tokens, &name, &id).await?;
+    apply(&mut u, &rep)?;
+    if let Some((password, temporary)) = password_of(rep.credentials)? {
+        u.password_hash = Some(tokens.passwords.hash(&password).await?);
+        u.password_temporary = temporary;
+    }
+    tokens.store.update_user(&u).await.map_err(conflict)?;
+    if !u.enabled {
+        // A disabled user keeps no live sessions.
+        tokens
+            .store
+            .revoke_user_sessions(&realm.id, &u.id, now_ms())
+            .await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode, AdminError> {
+    let (realm, u) = load(&tokens, &name, &id).await?;
+    tokens.store.delete_user(&realm.id, &u.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn reset_password(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path((name, id)): Path<(String, String)>,
+    AdminJson(cred): AdminJson<CredentialRep>,
+) -> Result<StatusCode, AdminError> {
+    let (_, mut u) = load(&tokens, &name, &id).await?;
+    let (password, temporary) = password_of(Some(vec![cred]))?
+        .ok_or_else(|| AdminError::bad_request("only password credentials can be reset"))?;
+    u.password_hash = Some(tokens.passwords.hash(&password).await?);
+    u.password_temporary = temporary;
+    tokens.store.update_user(&u).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn sessions(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<Vec<SessionRep>>, AdminError> {
+    let (realm, u) = load(&tokens, &name, &id).await?;
+    let mut out = Vec::new();
+    for s in tokens
+        .store
+        .user_sessions(&realm.id, &u.id, now_ms())
+        .await?
+    {
+        let mut clients = BTreeMap::new();
+        if let Some(c) = tokens.store.client(&realm.id, &s.client_id).await? {
+            clients.insert(c.id, c.client_id);
+        }
+        out.push(SessionRep {
+            id: s.id,
+            username: u.username.clone(),
+            user_id: u.id.clone(),
+            ip_address: s.ip,
+            start: s.created_at,
+            last_access: s.last_used_at,
+            remember_me: false,
+            clients,
+            device_id: s.device_id,
+            user_agent: s.user_agent,
+            expires: s.expires_at,
+        });
+    }
+    Ok(Json(out))
+}
+
+pub async fn logout(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode, AdminError> {
+    let (realm, u) = load(&tokens, &name, &id).await?;
+    tokens
+        .store
+        .revoke_user_sessions(&realm.id, &u.id, now_ms())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,129 @@
+//! Domain errors turned into HTTP responses: RFC 6749 §5.2 JSON on protocol
+//! endpoints, Keycloak's `{"errorMessage"}` on the Admin API. Internal detail
+//! is logged, never sent.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use tessera_core::{OAuthError, OAuthErrorCode};
+use tessera_store::StoreError;
+
+/// An OAuth protocol error response.
+#[derive(Debug)]
+pub struct OAuthReject(pub OAuthError);
+
+impl From<OAuthError> for OAuthReject {
+    fn from(e: OAuthError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for OAuthReject {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        if e.code == OAuthErrorCode::ServerError {
+            tracing::error!(error = ?e, "request failed");
+        } else {
+            tracing::debug!(error = ?e, "request rejected");
+        }
+        let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let body = json!({"error": e.code.as_str(), "error_description": e.description});
+        let mut res = (status, Json(body)).into_response();
+        let headers = res.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match e.code {
+            OAuthErrorCode::InvalidToken => {
+                let v = format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    e.description.replace('"', "'")
+                );
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            OAuthErrorCode::InvalidClient => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"tessera\""),
+                );
+            }
+            OAuthErrorCode::TooManyRequests => {
+                if let Some(secs) = e.retry_after_secs {
+                    headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                }
+            }
+            _ => {}
+        }
+        res
+    }
+}
+
+/// An Admin API error, as Keycloak's `ErrorRepresentation`.
+#[derive(Debug)]
+pub struct AdminError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl AdminError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("Could not find {what}"))
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "admin request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::new(StatusCode::NOT_FOUND, "Not found"),
+            StoreError::Conflict(_) => {
+                Self::conflict("Conflict detected: the name is already taken")
+            }
+            StoreError::Unexpected(d) => Self::internal(d),
+        }
+    }
+}
+
+impl From<OAuthError> for AdminError {
+    fn from(e: OAuthError) -> Self {
+        match e.code {
+            OAuthErrorCode::NotFound => Self::new(StatusCode::NOT_FOUND, e.description),
+            OAuthErrorCode::ServerError => Self::internal(format!("{e:?}")),
+            _ => Self::bad_request(e.description),
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let body = match self.status {
+            StatusCode::UNAUTHORIZED => json!({"error": "HTTP 401 Unauthorized"}),
+            StatusCode::FORBIDDEN => json!({"error": "HTTP 403 Forbidden"}),
+            _ => json!({"errorMessage": self.message}),
+        };
+        let mut res = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"master\""),
+            );
+        }
+        res
+    }
+}

@@ -1,0 +1,69 @@
+//! Realm metadata: Keycloak's realm info (with `public_key`, which Codewind
+//! reads), OIDC discovery and the JWKS.
+
+use crate::error::OAuthReject;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Value};
+use tessera_core::scope::KNOWN_SCOPES;
+use tessera_oauth::grants::TokenRequest;
+use tessera_oauth::TokenService;
+
+pub async fn realm_info(
+    State(tokens): State<TokenService>,
+    Path(realm): Path<String>,
+) -> Result<Json<Value>, OAuthReject> {
+    let realm = tokens.realm(&realm).await?;
+    let keys = tokens.keys.realm_keys(&realm).await?;
+    let iss = tokens.issuer(&realm.name);
+    Ok(Json(json!({
+        "realm": realm.name,
+        "public_key": keys.public_key_b64,
+        "token-service": format!("{iss}/protocol/openid-connect"),
+        "account-service": format!("{iss}/account"),
+        "tokens-not-before": 0,
+    })))
+}
+
+pub async fn openid_configuration(
+    State(tokens): State<TokenService>,
+    Path(realm): Path<String>,
+) -> Result<Json<Value>, OAuthReject> {
+    let realm = tokens.realm(&realm).await?;
+    let iss = tokens.issuer(&realm.name);
+    let oidc = format!("{iss}/protocol/openid-connect");
+    let auth_methods = ["client_secret_basic", "client_secret_post"];
+    Ok(Json(json!({
+        "issuer": iss,
+        "token_endpoint": format!("{oidc}/token"),
+        "introspection_endpoint": format!("{oidc}/token/introspect"),
+        "userinfo_endpoint": format!("{oidc}/userinfo"),
+        "end_session_endpoint": format!("{oidc}/logout"),
+        "revocation_endpoint": format!("{oidc}/revoke"),
+        "jwks_uri": format!("{oidc}/certs"),
+        "grant_types_supported": TokenRequest::GRANT_TYPES,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [realm.signing_alg.as_str()],
+        "userinfo_signing_alg_values_supported": ["none"],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "scopes_supported": KNOWN_SCOPES,
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "sid", "azp",
+            "preferred_username", "email", "email_verified", "name", "given_name", "family_name"],
+    })))
+}
+
+pub async fn certs(
+    State(tokens): State<TokenService>,
+    Path(realm): Path<String>,
+) -> Result<impl IntoResponse, OAuthReject> {
+    let realm = tokens.realm(&realm).await?;
+    let keys = tokens.keys.realm_keys(&realm).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        keys.jwks_json.to_string(),
+    ))
+}

@@ -1,0 +1,92 @@
+//! Form-posted protocol endpoints: token, introspection, revocation and
+//! logout by refresh token. Each parses the form once (`Form`), resolves the
+//! realm, authenticates the client and hands over to the token service.
+
+use crate::error::OAuthReject;
+use crate::extract::{Form, Meta};
+use crate::Metrics;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use std::sync::Arc;
+use tessera_core::{Client, OAuthError, Realm};
+use tessera_oauth::{ClientCredentials, TokenService};
+
+pub async fn token(
+    State(tokens): State<TokenService>,
+    State(metrics): State<Arc<Metrics>>,
+    Path(realm): Path<String>,
+    Meta(meta): Meta,
+    form: Form,
+) -> Result<Response, OAuthReject> {
+    let realm = tokens.realm(&realm).await?;
+    let (response, grant) = tokens
+        .token(&realm, form.authorization.as_deref(), &form.params, &meta)
+        .await?;
+    metrics.token_issued(grant);
+    Ok((
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        Json(response),
+    )
+        .into_response())
+}
+
+/// Resolves the realm and authenticates the calling client.
+async fn realm_and_client(
+    tokens: &TokenService,
+    realm: &str,
+    form: &Form,
+) -> Result<(Realm, Client), OAuthError> {
+    let realm = tokens.realm(realm).await?;
+    let creds = ClientCredentials::extract(form.authorization.as_deref(), &form.params)?;
+    let client = tokens.authenticate_client(&realm, &creds).await?;
+    Ok((realm, client))
+}
+
+pub async fn introspect(
+    State(tokens): State<TokenService>,
+    Path(realm): Path<String>,
+    form: Form,
+) -> Result<Response, OAuthReject> {
+    let (realm, client) = realm_and_client(&tokens, &realm, &form).await?;
+    let token = form.params.require("token")?;
+    let body = tokens.introspect(&realm, &client, token).await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
+}
+
+pub async fn revoke(
+    State(tokens): State<TokenService>,
+    Path(realm): Path<String>,
+    form: Form,
+) -> Result<StatusCode, OAuthReject> {
+    let (realm, client) = realm_and_client(&tokens, &realm, &form).await?;
+    if let Some(hint) = form.params.get("token_type_hint") {
+        if !matches!(hint, "access_token" | "refresh_token") {
+            return Err(OAuthError::new(
+                tessera_core::OAuthErrorCode::UnsupportedTokenType,
+                format!("unsupported token_type_hint: {hint}"),
+            )
+            .into());
+        }
+    }
+    let token = form.params.require("token")?;
+    tokens.revoke(&realm, &client, token).await?;
+    Ok(StatusCode::OK)
+}
+
+pub async fn logout(
+    State(tokens): State<TokenService>,
+    Path(realm): Path<String>,
+    form: Form,
+) -> Result<StatusCode, OAuthReject> {
+    let (realm, client) = realm_and_client(&tokens, &realm, &form).await?;
+    let refresh_token = form.params.require("refresh_token")?;
+    tokens
+        .logout_with_refresh_token(&realm, &client, refresh_token)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,51 @@
+//! Operations endpoints: liveness, readiness (checks the database) and the
+//! Prometheus scrape endpoint.
+
+use crate::{AppState, Metrics};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+use tessera_oauth::TokenService;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+async fn live() -> impl IntoResponse {
+    Json(json!({"status": "UP"}))
+}
+
+async fn ready(State(tokens): State<TokenService>) -> impl IntoResponse {
+    match tokens.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(
+                json!({"status": "UP", "checks": [{"name": "database", "status": "UP", "backend": tokens.store.backend()}]}),
+            ),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "DOWN", "checks": [{"name": "database", "status": "DOWN"}]})),
+            )
+        }
+    }
+}
+
+async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.render(),
+    )
+}

@@ -1,0 +1,158 @@
+//! Client authentication at the token, revocation, introspection and logout
+//! endpoints: `client_secret_basic`, `client_secret_post`, and public clients
+//! identified by `client_id` alone.
+
+use crate::params::Params;
+use crate::TokenService;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use tessera_core::{Client, OAuthError, Realm, Secret};
+
+/// How the client presented its credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    Basic,
+    Post,
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub secret: Option<Secret<String>>,
+    pub method: AuthMethod,
+}
+
+const BAD_CREDENTIALS: &str = "Invalid client or Invalid client credentials";
+
+impl ClientCredentials {
+    /// Reads credentials from the `Authorization` header and the form. Using
+    /// two methods at once is `invalid_request` (RFC 6749 §2.3).
+    pub fn extract(authorization: Option<&str>, params: &Params) -> Result<Self, OAuthError> {
+        let basic = authorization
+            .and_then(|h| {
+                h.strip_prefix("Basic ")
+                    .or_else(|| h.strip_prefix("basic "))
+            })
+            .map(parse_basic)
+            .transpose()?;
+        let form_secret = params.get("client_secret");
+        match basic {
+            Some((id, secret)) => {
+                if form_secret.is_some() {
+                    return Err(OAuthError::invalid_request(
+                        "client authenticated with more than one method",
+                    ));
+                }
+                if params.get("client_id").is_some_and(|form_id| form_id != id) {
+                    return Err(OAuthError::invalid_request(
+                        "client_id does not match the Authorization header",
+                    ));
+                }
+                Ok(Self {
+                    client_id: id,
+                    secret: Some(Secret::new(secret)),
+                    method: AuthMethod::Basic,
+                })
+            }
+            None => {
+                let client_id = params.get("client_id").ok_or_else(|| {
+                    OAuthError::invalid_client("client authentication required (client_id)")
+                })?;
+                Ok(Self {
+                    client_id: client_id.to_string(),
+                    secret: form_secret.map(|s| Secret::new(s.to_string())),
+                    method: if form_secret.is_some() {
+                        AuthMethod::Post
+                    } else {
+                        AuthMethod::None
+                    },
+                })
+            }
+        }
+    }
+}
+
+/// RFC 6749 §2.3.1: id and secret are form-url-encoded before base64.
+fn parse_basic(encoded: &str) -> Result<(String, String), OAuthError> {
+    let bad = || OAuthError::invalid_client("malformed Basic authorization header");
+    let raw = STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (id, secret) = text.split_once(':').ok_or_else(bad)?;
+    let decode = |s: &str| -> Result<String, OAuthError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(&format!("v={s}")).map_err(|_| bad())?;
+        Ok(pairs.into_iter().next().map(|(_, v)| v).unwrap_or_default())
+    };
+    Ok((decode(id)?, decode(secret)?))
+}
+
+impl TokenService {
+    /// Authenticates the client. Every failure is the same `invalid_client`
+    /// so callers cannot tell an unknown client from a wrong secret.
+    pub async fn authenticate_client(
+        &self,
+        realm: &Realm,
+        creds: &ClientCredentials,
+    ) -> Result<Client, OAuthError> {
+        let client = self
+            .store
+            .client_by_client_id(&realm.id, &creds.client_id)
+            .await
+            .map_err(OAuthError::server_error)?
+            .filter(|c| c.enabled)
+            .ok_or_else(|| OAuthError::invalid_client(BAD_CREDENTIALS))?;
+        if client.public_client {
+            return Ok(client);
+        }
+        let (Some(hash), Some(secret)) = (&client.secret_hash, &creds.secret) else {
+            return Err(OAuthError::invalid_client(BAD_CREDENTIALS));
+        };
+        if !hash.matches(secret.expose()) {
+            return Err(OAuthError::invalid_client(BAD_CREDENTIALS));
+        }
+        Ok(client)
+    }
+
+    /// The secret the server generated for `client` at its current
+    /// generation. Only the hash is stored; this derivation lets the Admin API
+    /// show it again, as Keycloak's `GET .../client-secret` does.
+    pub fn generated_client_secret(&self, client: &Client) -> String {
+        self.keys.master().derive_secret(&format!(
+            "client-secret:{}:{}",
+            client.id, client.secret_generation
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(s: &str) -> Params {
+        Params::parse(s.as_bytes()).expect("form")
+    }
+
+    #[test]
+    fn basic_credentials_are_url_decoded() {
+        let header = format!("Basic {}", STANDARD.encode("my%20app:p%40ss%3Aword"));
+        let c = ClientCredentials::extract(Some(&header), &params("")).expect("basic");
+        assert_eq!(c.client_id, "my app");
+        assert_eq!(c.secret.expect("secret").expose(), "p@ss:word");
+        assert_eq!(c.method, AuthMethod::Basic);
+    }
+
+    #[test]
+    fn two_methods_or_mismatched_ids_are_rejected() {
+        let header = format!("Basic {}", STANDARD.encode("app:secret"));
+        assert!(ClientCredentials::extract(Some(&header), &params("client_secret=x")).is_err());
+        assert!(ClientCredentials::extract(Some(&header), &params("client_id=other")).is_err());
+        assert!(ClientCredentials::extract(Some("Basic !!!"), &params("")).is_err());
+        assert!(ClientCredentials::extract(None, &params("")).is_err());
+        let post =
+            ClientCredentials::extract(None, &params("client_id=a&client_secret=b")).expect("post");
+        assert_eq!(post.method, AuthMethod::Post);
+        let public = ClientCredentials::extract(None, &params("client_id=a")).expect("public");
+        assert_eq!(public.method, AuthMethod::None);
+    }
+}

@@ -1,0 +1,29 @@
+//! Client credentials grant (RFC 6749 §4.4): a confidential client with
+//! service accounts enabled acts as itself. Stateless: no session and no
+//! refresh token (Keycloak's default), so it costs one key signature.
+
+use crate::issue::Subject;
+use crate::{TokenResponse, TokenService};
+use tessera_core::scope::ScopeSet;
+use tessera_core::{Client, OAuthError, Realm};
+
+impl TokenService {
+    pub(crate) async fn client_credentials_grant(
+        &self,
+        realm: &Realm,
+        client: &Client,
+        scope: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let scope = ScopeSet::parse_requested(scope)?;
+        self.token_response(
+            realm,
+            client,
+            Subject::ServiceAccount(client),
+            None,
+            None,
+            &scope,
+            None,
+        )
+        .await
+    }
+}

@@ -1,0 +1,100 @@
+//! Refresh token grant (RFC 6749 §6) with rotation: every use spends the token
+//! and returns a new one in the same commit. A spent token presented again
+//! after the grace window revokes the whole session (reuse detection); within
+//! it (racing requests from one client) it is refused without revoking.
+
+use crate::issue::{new_refresh_token, Subject};
+use crate::{TokenResponse, TokenService};
+use tessera_core::scope::ScopeSet;
+use tessera_core::time::now_ms;
+use tessera_core::{Client, OAuthError, Realm, Secret, TokenHash};
+use tessera_store::{ClientMeta, RotateOutcome};
+
+#[derive(Debug)]
+pub struct RefreshRequest {
+    pub refresh_token: Secret<String>,
+    pub scope: Option<String>,
+}
+
+const INVALID: &str = "Invalid refresh token";
+
+impl TokenService {
+    pub(crate) async fn refresh_grant(
+        &self,
+        realm: &Realm,
+        client: &Client,
+        req: RefreshRequest,
+        meta: &ClientMeta,
+    ) -> Result<TokenResponse, OAuthError> {
+        let hash = TokenHash::of(req.refresh_token.expose());
+        let store_err = OAuthError::server_error;
+        // Check ownership and scope before spending anything, so a bad
+        // request changes nothing.
+        let record = self
+            .store
+            .refresh_token(&hash)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| OAuthError::invalid_grant(INVALID))?;
+        let session = self
+            .store
+            .session(&record.session_id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| OAuthError::invalid_grant(INVALID))?;
+        if session.realm_id != realm.id || session.client_id != client.id {
+            return Err(
+                OAuthError::invalid_grant(INVALID).with_debug("token belongs to another client")
+            );
+        }
+        let scope = ScopeSet::from_stored(&session.scope).narrow(req.scope.as_deref())?;
+        let user = self
+            .store
+            .user(&realm.id, &session.user_id)
+            .await
+            .map_err(store_err)?
+            .filter(|u| u.enabled)
+            .ok_or_else(|| OAuthError::invalid_grant("User not found or disabled"))?;
+
+        let now = now_ms();
+        let next = new_refresh_token(&session, now);
+        match self
+            .store
+            .rotate_refresh_token(&hash, &next.record, now, meta)
+            .await
+            .map_err(store_err)?
+        {
+            RotateOutcome::Rotated(session) => {
+                self.token_response(
+                    realm,
+                    client,
+                    Subject::User(&user),
+                    Some(&session),
+                    Some(&next),
+                    &scope,
+                    None,
+                )
+                .await
+            }
+            RotateOutcome::AlreadyRotated {
+                session_id,
+                rotated_at,
+            } => {
+                if now - rotated_at > self.config.refresh_reuse_grace_ms {
+                    self.store
+                        .revoke_session(&session_id, now)
+                        .await
+                        .map_err(store_err)?;
+                    tracing::warn!(session = %session_id, "refresh token reuse detected; session revoked");
+                    Err(OAuthError::invalid_grant(
+                        "Refresh token reused; session revoked",
+                    ))
+                } else {
+                    Err(OAuthError::invalid_grant("Refresh token already used"))
+                }
+            }
+            RotateOutcome::Unknown => Err(OAuthError::invalid_grant(INVALID)),
+            RotateOutcome::Inactive => Err(OAuthError::invalid_grant("Session not active")),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Minting tokens: access tokens (JWT), ID tokens (JWT) and opaque refresh
+//! tokens, and the Keycloak-shaped token response that carries them.
+
+use crate::TokenService;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::Serialize;
+use sha2::{Digest, Sha256, Sha512};
+use tessera_core::claims::{AccessClaims, IdClaims, RealmAccess, TYP_ACCESS, TYP_ID};
+use tessera_core::scope::ScopeSet;
+use tessera_core::secret::random_token;
+use tessera_core::time::now_secs;
+use tessera_core::{
+    Client, OAuthError, Realm, RefreshTokenRecord, Session, SigningAlg, TokenHash, User,
+};
+
+/// The token endpoint's success body, field for field as Keycloak sends it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub refresh_expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub token_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(rename = "not-before-policy")]
+    pub not_before_policy: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_state: Option<String>,
+    pub scope: String,
+}
+
+/// Who a token is about.
+pub enum Subject<'a> {
+    User(&'a User),
+    /// A confidential client acting as itself (client_credentials).
+    ServiceAccount(&'a Client),
+}
+
+/// A fresh refresh token: the secret for the client, the record for the store.
+pub struct NewRefreshToken {
+    pub secret: String,
+    pub record: RefreshTokenRecord,
+}
+
+/// 256 bits, URL-safe: the opaque refresh-token format.
+pub fn new_refresh_token(session: &Session, now_ms: i64) -> NewRefreshToken {
+    let secret = random_token(32);
+    NewRefreshToken {
+        record: RefreshTokenRecord {
+            hash: TokenHash::of(&secret),
+            session_id: session.id.clone(),
+            created_at: now_ms,
+            expires_at: session.expires_at,
+            rotated_at: None,
+        },
+        secret,
+    }
+}
+
+impl TokenService {
+    /// Signs the access (and, with `openid`, ID) token and assembles the response.
+    pub async fn token_response(
+        &self,
+        realm: &Realm,
+        client: &Client,
+        subject: Subject<'_>,
+        session: Option<&Session>,
+        refresh: Option<&NewRefreshToken>,
+        scope: &ScopeSet,
+        nonce: Option<String>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let keys = self.keys.realm_keys(realm).await?;
+        let now = now_secs();
+        let exp = now + realm.access_token_lifespan_secs;
+        let iss = self.issuer(&realm.name);
+        let sid = session.map(|s| s.id.clone());
+        let mut claims = AccessClaims {
+            exp,
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            iss: iss.clone(),
+            aud: client.client_id.clone(),
+            sub: String::new(),
+            typ: TYP_ACCESS.to_string(),
+            azp: client.client_id.clone(),
+            sid: sid.clone(),
+            session_state: sid.clone(),
+            scope: scope.to_param(),
+            preferred_username: None,
+            email: None,
+            email_verified: None,
+            name: None,
+            given_name: None,
+            family_name: None,
+            realm_access: None,
+        };
+        match &subject {
+            Subject::User(u) => {
+                claims.sub = u.id.clone();
+                claims.preferred_username = Some(u.username.clone());
+                if scope.contains("email") {
+                    claims.email = u.email.clone();
+                    claims.email_verified = Some(u.email_verified);
+                }
+                if scope.contains("profile") {
+                    claims.name = u.full_name();
+                    claims.given_name = u.first_name.clone();
+                    claims.family_name = u.last_name.clone();
+                }
+                claims.realm_access = Some(RealmAccess {
+                    roles: u.roles.clone(),
+                });
+            }
+            Subject::ServiceAccount(c) => {
+                claims.sub = c.id.clone();
+                claims.preferred_username = Some(format!("service-account-{}", c.client_id));
+            }
+        }
+        let access_token = keys.signer.sign_jwt(&claims, None);
+
+        let id_token = match (&subject, session) {
+            (Subject::User(u), Some(s)) if scope.contains("openid") => {
+                let id = IdClaims {
+                    exp,
+                    iat: now,
+                    auth_time: s.auth_time / 1000,
+                    jti: uuid::Uuid::new_v4().to_string(),
+                    iss,
+                    aud: client.client_id.clone(),
+                    sub: u.id.clone(),
+                    typ: TYP_ID.to_string(),
+                    azp: client.client_id.clone(),
+                    nonce,
+                    sid: Some(s.id.clone()),
+                    session_state: Some(s.id.clone()),
+                    at_hash: Some(at_hash(keys.signer.alg(), &access_token)),
+                    preferred_username: Some(u.username.clone()),
+                    email: claims.email.clone(),
+                    email_verified: claims.email_verified,
+                    name: claims.name.clone(),
+                };
+                Some(keys.signer.sign_jwt(&id, None))
+            }
+            _ => None,
+        };
+
+        Ok(TokenResponse {
+            access_token,
+            expires_in: realm.access_token_lifespan_secs,
+            refresh_expires_in: refresh
+                .map(|r| ((r.record.expires_at / 1000) - now).max(0))
+                .unwrap_or(0),
+            refresh_token: refresh.map(|r| r.secret.clone()),
+            token_type: "Bearer",
+            id_token,
+            not_before_policy: 0,
+            session_state: sid,
+            scope: scope.to_param(),
+        })
+    }
+}
+
+/// OIDC Core §3.1.3.6: left half of the hash of the access token, with the
+/// hash the signing algorithm uses (SHA-512 for EdDSA, as Keycloak does).
+fn at_hash(alg: SigningAlg, access_token: &str) -> String {
+    let digest: Vec<u8> = match alg {
+        SigningAlg::RS512 | SigningAlg::EdDSA => Sha512::digest(access_token.as_bytes()).to_vec(),
+        _ => Sha256::digest(access_token.as_bytes()).to_vec(),
+    };
+    URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+}

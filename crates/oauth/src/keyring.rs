@@ -1,0 +1,276 @@
+//! The signing-key cache. Keys are read from the store, the active private
+//! key is unsealed and parsed once, and the JWKS document is rendered once per
+//! key-set change. Requests only take a read lock.
+//!
+//! Freshness across nodes: a realm's entry is reloaded when it is older than
+//! `RELOAD_EVERY` (another node may have rotated), when a retiring key's
+//! visibility ends, or — at most once per `UNKNOWN_KID_BACKOFF` — when a token
+//! names a key id we have not seen. Reloads parse only keys not parsed before.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tessera_core::model::KeyStatus;
+use tessera_core::time::now_ms;
+use tessera_core::{OAuthError, Realm, SigningAlg, SigningKeyRecord};
+use tessera_keys::{JwkSet, MasterKey, SigningKey, VerifyingKey};
+use tessera_store::{Store, StoreError};
+
+const RELOAD_EVERY: Duration = Duration::from_secs(30);
+const UNKNOWN_KID_BACKOFF: Duration = Duration::from_secs(5);
+/// Purpose of the keys that sign a realm's access and ID tokens.
+pub const REALM_PURPOSE: &str = "realm";
+/// Clock skew allowed for when deciding how long a retired key stays published.
+const RETIRE_SKEW_MS: i64 = 60_000;
+
+/// One realm's parsed keys for one purpose.
+pub struct RealmKeys {
+    pub signer: Arc<SigningKey>,
+    pub verifiers: HashMap<String, VerifyingKey>,
+    /// `{"keys": [...]}`, rendered once.
+    pub jwks_json: Arc<str>,
+    /// Base64 SubjectPublicKeyInfo of the active key (Keycloak's realm `public_key`).
+    pub public_key_b64: String,
+    /// Records as loaded, newest first (for the Admin API key listing).
+    pub records: Vec<SigningKeyRecord>,
+    loaded_at: Instant,
+    /// When the first retiring key drops out of the JWKS.
+    next_expiry: Option<i64>,
+}
+
+impl RealmKeys {
+    fn stale(&self) -> bool {
+        self.loaded_at.elapsed() > RELOAD_EVERY || self.next_expiry.is_some_and(|t| t <= now_ms())
+    }
+}
+
+type CacheKey = (String, &'static str);
+
+pub struct KeyCache {
+    store: Arc<dyn Store>,
+    master: MasterKey,
+    entries: RwLock<HashMap<CacheKey, Arc<RealmKeys>>>,
+    forced: std::sync::Mutex<HashMap<CacheKey, Instant>>,
+    reload: tokio::sync::Mutex<()>,
+}
+
+impl KeyCache {
+    pub fn new(store: Arc<dyn Store>, master: MasterKey) -> Self {
+        Self {
+            store,
+            master,
+            entries: RwLock::new(HashMap::new()),
+            forced: std::sync::Mutex::new(HashMap::new()),
+            reload: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
+    /// The realm's token keys, generating the first key if it has none and
+    /// rotating if the realm's algorithm changed.
+    pub async fn realm_keys(&self, realm: &Realm) -> Result<Arc<RealmKeys>, OAuthError> {
+        self.get(realm, REALM_PURPOSE, realm.signing_alg, false)
+            .await
+    }
+
+    /// Finds the verifier for `kid`, reloading (rate-limited) if it is new.
+    pub async fn verifier(
+        &self,
+        realm: &Realm,
+        kid: &str,
+    ) -> Result<Option<VerifyingKey>, OAuthError> {
+        let keys = self.realm_keys(realm).await?;
+        if let Some(v) = keys.verifiers.get(kid) {
+            return Ok(Some(v.clone()));
+        }
+        let ck = (realm.id.clone(), REALM_PURPOSE);
+        let may_force = {
+            let mut forced = self.forced.lock().unwrap_or_else(|p| p.into_inner());
+            let recent = forced
+                .get(&ck)
+                .is_some_and(|t| t.elapsed() < UNKNOWN_KID_BACKOFF);
+            if !recent {
+                forced.insert(ck, Instant::now());
+            }
+            !recent
+        };
+        if !may_force {
+            return Ok(None);
+        }
+        let keys = self
+            .get(realm, REALM_PURPOSE, realm.signing_alg, true)
+            .await?;
+        Ok(keys.verifiers.get(kid).cloned())
+    }
+
+    /// Generates a new active key; the old one keeps verifying (and stays in
+    /// the JWKS) until every token it signed can have expired.
+    pub async fn rotate(&self, realm: &Realm) -> Result<Arc<RealmKeys>, OAuthError> {
+        let record = self
+            .new_record(realm, REALM_PURPOSE, realm.signing_alg)
+            .await?;
+        let visible_until = now_ms() + realm.access_token_lifespan_secs * 1000 + RETIRE_SKEW_MS;
+        self.store
+            .rotate_keys(&record, visible_until)
+            .await
+            .map_err(OAuthError::server_error)?;
+        self.get(realm, REALM_PURPOSE, realm.signing_alg, true)
+            .await
+    }
+
+    /// Drops a realm's cached keys (after realm deletion).
+    pub fn forget(&self, realm_id: &str) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|(id, _), _| id != realm_id);
+    }
+
+    async fn get(
+        &self,
+        realm: &Realm,
+        purpose: &'static str,
+        alg: SigningAlg,
+        force: bool,
+    ) -> Result<Arc<RealmKeys>, OAuthError> {
+        let ck = (realm.id.clone(), purpose);
+        if !force {
+            if let Some(k) = self.cached(&ck) {
+                if !k.stale() && k.signer.alg() == alg {
+                    return Ok(k);
+                }
+            }
+        }
+        let _single_flight = self.reload.lock().await;
+        let previous = self.cached(&ck);
+        if let Some(k) = &previous {
+            if !force && !k.stale() && k.signer.alg() == alg {
+                return Ok(k.clone());
+            }
+        }
+        let mut records = self.load_records(realm, purpose).await?;
+        let active_alg = records
+            .iter()
+            .find(|r| r.status == KeyStatus::Active)
+            .map(|r| r.alg);
+        if active_alg.is_none() || active_alg != Some(alg) {
+            let record = self.new_record(realm, purpose, alg).await?;
+            let result = if active_alg.is_none() {
+                self.store.insert_key(&record).await
+            } else {
+                let until = now_ms() + realm.access_token_lifespan_secs * 1000 + RETIRE_SKEW_MS;
+                self.store.rotate_keys(&record, until).await
+            };
+            match result {
+                // Another node created the first key at the same moment: use theirs.
+                Ok(()) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(OAuthError::server_error(e)),
+            }
+            records = self.load_records(realm, purpose).await?;
+        }
+        let built = Arc::new(self.build(records, previous.as_deref())?);
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ck, built.clone());
+        Ok(built)
+    }
+
+    fn cached(&self, ck: &CacheKey) -> Option<Arc<RealmKeys>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ck)
+            .cloned()
+    }
+
+    async fn load_records(
+        &self,
+        realm: &Realm,
+        purpose: &str,
+    ) -> Result<Vec<SigningKeyRecord>, OAuthError> {
+        let now = now_ms();
+        Ok(self
+            .store
+            .keys(&realm.id, purpose)
+            .await
+            .map_err(OAuthError::server_error)?
+            .into_iter()
+            .filter(|r| r.status == KeyStatus::Active || r.visible_until.is_some_and(|t| t > now))
+            .collect())
+    }
+
+    async fn new_record(
+        &self,
+        realm: &Realm,
+        purpose: &str,
+        alg: SigningAlg,
+    ) -> Result<SigningKeyRecord, OAuthError> {
+        // RSA generation takes tens of milliseconds of CPU: keep it off the workers.
+        let generated = tokio::task::spawn_blocking(move || tessera_keys::generate(alg))
+            .await
+            .map_err(OAuthError::server_error)?
+            .map_err(OAuthError::server_error)?;
+        Ok(SigningKeyRecord {
+            sealed_private_key: self.master.seal(&generated.kid, &generated.pkcs8_der),
+            kid: generated.kid,
+            realm_id: realm.id.clone(),
+            alg,
+            purpose: purpose.to_string(),
+            status: KeyStatus::Active,
+            public_key_der: generated.spki_der,
+            created_at: now_ms(),
+            visible_until: None,
+        })
+    }
+
+    fn build(
+        &self,
+        records: Vec<SigningKeyRecord>,
+        previous: Option<&RealmKeys>,
+    ) -> Result<RealmKeys, OAuthError> {
+        let active = records
+            .iter()
+            .find(|r| r.status == KeyStatus::Active)
+            .ok_or_else(|| OAuthError::server_error("realm has no active signing key"))?;
+        let signer = match previous {
+            Some(p) if p.signer.kid() == active.kid => p.signer.clone(),
+            _ => {
+                let der = self
+                    .master
+                    .open(&active.kid, &active.sealed_private_key)
+                    .map_err(OAuthError::server_error)?;
+                Arc::new(
+                    SigningKey::from_pkcs8(active.kid.clone(), active.alg, &der)
+                        .map_err(OAuthError::server_error)?,
+                )
+            }
+        };
+        let mut verifiers = HashMap::new();
+        let mut jwks = JwkSet::default();
+        for r in &records {
+            let v = match previous.and_then(|p| p.verifiers.get(&r.kid)) {
+                Some(v) => v.clone(),
+                None => VerifyingKey::from_spki(r.kid.clone(), r.alg, &r.public_key_der)
+                    .map_err(OAuthError::server_error)?,
+            };
+            jwks.keys.push(v.jwk());
+            verifiers.insert(r.kid.clone(), v);
+        }
+        let public_key_b64 = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(&active.public_key_der)
+        };
+        let next_expiry = records.iter().filter_map(|r| r.visible_until).min();
+        Ok(RealmKeys {
+            signer,
+            verifiers,
+            jwks_json: Arc::from(serde_json::to_string(&jwks).map_err(OAuthError::server_error)?),
+            public_key_b64,
+            records,
+            loaded_at: Instant::now(),
+            next_expiry,
+        })
+    }
+}

@@ -1,0 +1,56 @@
+//! A protocol request's form parameters, parsed once. Duplicate parameters
+//! are rejected (RFC 6749 §3.1, §3.2) and empty values count as absent.
+
+use tessera_core::OAuthError;
+
+#[derive(Clone, Debug, Default)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Parses an `application/x-www-form-urlencoded` body.
+    pub fn parse(body: &[u8]) -> Result<Self, OAuthError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+            .map_err(|_| OAuthError::invalid_request("malformed form body"))?;
+        Self::from_pairs(pairs)
+    }
+
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, OAuthError> {
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            if pairs[..i].iter().any(|(other, _)| other == k) {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter {k} is included more than once"
+                )));
+            }
+        }
+        Ok(Self(pairs))
+    }
+
+    /// The value of `name`, if present and non-empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter: {name}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_are_rejected_and_empty_is_absent() {
+        assert!(Params::parse(b"a=1&a=2").is_err());
+        let p = Params::parse(b"a=1&b=&c=x%20y").expect("valid");
+        assert_eq!(p.get("a"), Some("1"));
+        assert_eq!(p.get("b"), None);
+        assert_eq!(p.get("c"), Some("x y"));
+        assert!(p.require("b").is_err());
+    }
+}

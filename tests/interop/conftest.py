@@ -77,9 +77,12 @@ def _start_server(tmp_dir: Path) -> Server:
     data_dir.mkdir()
     log_path = tmp_dir / "server.log"
 
-    env = dict(os.environ)
-    env.pop("TESSERA_DATABASE_URL", None)
+    # The server refuses to start on TESSERA_* variables it does not know, so the suite's own
+    # variables (TESSERA_BIN, TESSERA_INTEROP_*) must not reach it.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TESSERA_BIN", "TESSERA_DATABASE_URL") and not k.startswith("TESSERA_INTEROP_")}
     env["TESSERA_BOOTSTRAP_ADMIN_PASSWORD"] = admin_password
+    env.setdefault("NO_COLOR", "1")  # plain server log in failure reports
     if os.environ.get("TESSERA_INTEROP_DATABASE_URL"):
         env["TESSERA_DATABASE_URL"] = os.environ["TESSERA_INTEROP_DATABASE_URL"]
 

@@ -11,6 +11,9 @@ pub enum OAuthErrorCode {
     InvalidRequest,
     InvalidClient,
     InvalidGrant,
+    /// Wrong username or password: `invalid_grant`, but 401 as Keycloak
+    /// answers (clients written for Keycloak key on that status).
+    InvalidUserCredentials,
     UnauthorizedClient,
     UnsupportedGrantType,
     InvalidScope,
@@ -33,7 +36,9 @@ impl OAuthErrorCode {
         match self {
             Self::InvalidRequest | Self::PayloadTooLarge => "invalid_request",
             Self::InvalidClient => "invalid_client",
-            Self::InvalidGrant | Self::TooManyRequests => "invalid_grant",
+            Self::InvalidGrant | Self::InvalidUserCredentials | Self::TooManyRequests => {
+                "invalid_grant"
+            }
             Self::UnauthorizedClient => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope => "invalid_scope",
@@ -48,7 +53,7 @@ impl OAuthErrorCode {
     /// The HTTP status RFC 6749 §5.2 (and RFC 6750 §3.1) prescribe.
     pub fn http_status(self) -> u16 {
         match self {
-            Self::InvalidClient | Self::InvalidToken => 401,
+            Self::InvalidClient | Self::InvalidToken | Self::InvalidUserCredentials => 401,
             Self::AccessDenied => 403,
             Self::NotFound => 404,
             Self::PayloadTooLarge => 413,

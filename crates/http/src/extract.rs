@@ -140,3 +140,16 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AdminJson<T> {
             .map_err(|e| AdminError::bad_request(format!("invalid JSON: {e}")))
     }
 }
+
+/// A query-string boolean as clients send it: `true`/`false` in any case
+/// (python-keycloak sends `True`), `1`/`0`.
+pub fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let raw = <String as serde::Deserialize>::deserialize(d)?;
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" | "" => Ok(false),
+        other => Err(serde::de::Error::custom(format!(
+            "expected true or false, got {other:?}"
+        ))),
+    }
+}

@@ -116,7 +116,8 @@ impl TokenService {
             }
             Subject::ServiceAccount(c) => {
                 claims.sub = c.id.clone();
-                claims.preferred_username = Some(format!("service-account-{}", c.client_id));
+                claims.preferred_username =
+                    Some(format!("service-account-{}", c.client_id.to_lowercase()));
             }
         }
         let access_token = keys.signer.sign_jwt(&claims, None);

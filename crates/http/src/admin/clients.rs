@@ -2,7 +2,7 @@
 //! Secrets are stored only as SHA-256 hashes; server-generated ones are
 //! derived from the master key so `GET .../client-secret` can show them again.
 
-use super::repr::ClientRep;
+use super::repr::{ClientRep, UserRep};
 use super::{created, realm, Admin};
 use crate::error::AdminError;
 use crate::extract::AdminJson;
@@ -117,7 +117,7 @@ fn regenerate(tokens: &TokenService, c: &mut Client) -> String {
 #[serde(rename_all = "camelCase")]
 pub struct ClientQuery {
     client_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::lenient_bool")]
     search: bool,
     first: Option<usize>,
     max: Option<usize>,
@@ -266,4 +266,27 @@ pub async fn regenerate_secret(
     let secret = regenerate(&tokens, &mut c);
     tokens.store.update_client(&c).await?;
     Ok(Json(json!({"type": "secret", "value": secret})))
+}
+
+/// `GET .../clients/{id}/service-account-user`: the identity the client acts
+/// as in the client_credentials grant. Its `id` is the `sub` of those tokens.
+pub async fn service_account_user(
+    _: Admin,
+    State(tokens): State<TokenService>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<UserRep>, AdminError> {
+    let c = load(&tokens, &name, &id).await?;
+    if c.public_client || !c.service_accounts_enabled {
+        return Err(AdminError::bad_request(
+            "service accounts are not enabled for this client",
+        ));
+    }
+    Ok(Json(UserRep {
+        id: Some(c.id.clone()),
+        username: Some(format!("service-account-{}", c.client_id.to_lowercase())),
+        enabled: Some(true),
+        email_verified: Some(false),
+        created_timestamp: Some(c.created_at),
+        ..UserRep::default()
+    }))
 }

@@ -94,6 +94,10 @@ pub fn router() -> Router<AppState> {
             &format!("{r}/clients/{{id}}/client-secret"),
             get(clients::get_secret).post(clients::regenerate_secret),
         )
+        .route(
+            &format!("{r}/clients/{{id}}/service-account-user"),
+            get(clients::service_account_user),
+        )
         .route(&format!("{r}/users"), get(users::list).post(users::create))
         .route(&format!("{r}/users/count"), get(users::count))
         .route(

@@ -103,7 +103,7 @@ pub struct ListQuery {
     search: Option<String>,
     username: Option<String>,
     email: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::lenient_bool")]
     exact: bool,
     first: Option<i64>,
     max: Option<i64>,

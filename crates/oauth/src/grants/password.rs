@@ -5,7 +5,7 @@ use crate::issue::{new_refresh_token, Subject};
 use crate::{TokenResponse, TokenService};
 use tessera_core::scope::ScopeSet;
 use tessera_core::time::now_ms;
-use tessera_core::{Client, OAuthError, Realm, Secret, Session};
+use tessera_core::{Client, OAuthError, OAuthErrorCode, Realm, Secret, Session};
 use tessera_store::ClientMeta;
 
 #[derive(Debug)]
@@ -43,7 +43,10 @@ impl TokenService {
             Some(u) if verified && u.enabled => u,
             _ => {
                 self.throttle.record_failure(&realm.id, &username);
-                return Err(OAuthError::invalid_grant(BAD_CREDENTIALS));
+                return Err(OAuthError::new(
+                    OAuthErrorCode::InvalidUserCredentials,
+                    BAD_CREDENTIALS,
+                ));
             }
         };
         self.throttle.record_success(&realm.id, &username);

@@ -1,0 +1,381 @@
+//! Test harness: a full application over a fresh database (SQLite file or a
+//! throw-away PostgreSQL database), driven through the router with `oneshot`.
+//! Each test gets its own app; nothing is shared.
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::any::Any;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tessera_http::{AppState, HttpSettings, Metrics};
+use tessera_keys::MasterKey;
+use tessera_oauth::config::PasswordConfig;
+use tessera_oauth::{OAuthConfig, TokenService};
+use tessera_store::Store;
+
+pub const PUBLIC_URL: &str = "http://tessera.test";
+pub const ADMIN_PASSWORD: &str = "admin-password";
+pub const APP_SECRET: &str = "app-secret-0123456789abcdef";
+pub const ALICE_PASSWORD: &str = "alice-password";
+
+#[derive(Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    _guard: Box<dyn Any + Send + Sync>,
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+    pub fn str(&self, field: &str) -> String {
+        self.body[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string field {field} in {}", self.body))
+            .to_string()
+    }
+}
+
+/// Claims of a JWT, without verification (tests check verification elsewhere).
+pub fn claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).expect("JWT payload");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON")
+}
+
+pub fn header(jwt: &str) -> Value {
+    let h = jwt.split('.').next().expect("JWT header");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).expect("base64url")).expect("JSON")
+}
+
+pub fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+/// Builds an app; `tune` adjusts the token-service config (grace window...).
+pub async fn app_with(backend: Backend, tune: impl FnOnce(&mut OAuthConfig)) -> Option<TestApp> {
+    let (store, guard): (Arc<dyn Store>, Box<dyn Any + Send + Sync>) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("tmp");
+            let store = tessera_store_sqlite::SqliteStore::open(&dir.path().join("t.db"))
+                .await
+                .expect("sqlite");
+            (Arc::new(store), Box::new(dir))
+        }
+        Backend::Postgres => {
+            let db = tessera_store_postgres::TestDatabase::create().await?;
+            let store = tessera_store_postgres::PgStore::connect(&db.url)
+                .await
+                .expect("postgres");
+            (Arc::new(store), Box::new(db))
+        }
+    };
+    let mut config = OAuthConfig::new(PUBLIC_URL);
+    // Cheap hashes keep the suite fast; cost parameters are tested separately.
+    config.password = PasswordConfig {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+        max_concurrent: 4,
+    };
+    tune(&mut config);
+    let tokens = TokenService::new(store, MasterKey::generate(), config);
+    tokens
+        .bootstrap(Some(ADMIN_PASSWORD.into()), "master")
+        .await
+        .expect("bootstrap");
+    let state = AppState {
+        tokens,
+        metrics: Arc::new(Metrics::new()),
+        settings: Arc::new(HttpSettings {
+            max_body_bytes: 8 * 1024,
+            ..HttpSettings::default()
+        }),
+    };
+    let app = TestApp {
+        router: tessera_http::app(state.clone()),
+        state,
+        _guard: guard,
+    };
+    app.seed().await;
+    Some(app)
+}
+
+pub async fn app(backend: Backend) -> Option<TestApp> {
+    app_with(backend, |_| {}).await
+}
+
+impl TestApp {
+    pub async fn send(&self, mut req: Request<Body>) -> Resp {
+        use tower::ServiceExt;
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 40000))));
+        let res = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("infallible router");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        auth: Option<&str>,
+        body: Vec<u8>,
+    ) -> Resp {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("user-agent", "tessera-tests/1.0");
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        self.send(req.body(Body::from(body)).expect("request"))
+            .await
+    }
+
+    pub async fn form(&self, path: &str, pairs: &[(&str, &str)]) -> Resp {
+        self.form_auth(path, pairs, None).await
+    }
+
+    pub async fn form_auth(&self, path: &str, pairs: &[(&str, &str)], auth: Option<&str>) -> Resp {
+        let body = serde_urlencoded::to_string(pairs).expect("form");
+        self.raw(
+            Method::POST,
+            path,
+            Some("application/x-www-form-urlencoded"),
+            auth,
+            body.into_bytes(),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> Resp {
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        self.raw(Method::GET, path, None, auth.as_deref(), vec![])
+            .await
+    }
+
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: &str,
+        body: Option<Value>,
+    ) -> Resp {
+        let auth = format!("Bearer {bearer}");
+        match body {
+            Some(b) => {
+                self.raw(
+                    method,
+                    path,
+                    Some("application/json"),
+                    Some(&auth),
+                    serde_json::to_vec(&b).expect("json"),
+                )
+                .await
+            }
+            None => self.raw(method, path, None, Some(&auth), vec![]).await,
+        }
+    }
+
+    pub fn token_path(realm: &str) -> String {
+        format!("/realms/{realm}/protocol/openid-connect/token")
+    }
+
+    /// Password grant for alice at the confidential `app` client of realm `test`.
+    pub async fn alice(&self, scope: Option<&str>) -> Resp {
+        let mut pairs = vec![
+            ("grant_type", "password"),
+            ("client_id", "app"),
+            ("client_secret", APP_SECRET),
+            ("username", "alice"),
+            ("password", ALICE_PASSWORD),
+            ("device_id", "laptop-1"),
+        ];
+        if let Some(s) = scope {
+            pairs.push(("scope", s));
+        }
+        self.form(&Self::token_path("test"), &pairs).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Resp {
+        self.form(
+            &Self::token_path("test"),
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "app"),
+                ("client_secret", APP_SECRET),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+
+    pub async fn admin_token(&self) -> String {
+        let r = self
+            .form(
+                &Self::token_path("master"),
+                &[
+                    ("grant_type", "password"),
+                    ("client_id", "admin-cli"),
+                    ("username", "admin"),
+                    ("password", ADMIN_PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "admin login: {:?}", r.body);
+        r.str("access_token")
+    }
+
+    /// Realm `test` with confidential client `app` (password + service
+    /// accounts), public client `cli` and users alice and bob, all made
+    /// through the Admin API.
+    async fn seed(&self) {
+        let admin = self.admin_token().await;
+        let ok = |r: Resp| {
+            assert!(
+                r.status.is_success(),
+                "seed step failed: {} {:?}",
+                r.status,
+                r.body
+            )
+        };
+        ok(self
+            .json(
+                Method::POST,
+                "/admin/realms",
+                &admin,
+                Some(json!({"realm": "test", "enabled": true})),
+            )
+            .await);
+        ok(self
+            .json(
+                Method::POST,
+                "/admin/realms/test/clients",
+                &admin,
+                Some(
+                    json!({"clientId": "app", "secret": APP_SECRET, "publicClient": false,
+                    "directAccessGrantsEnabled": true, "serviceAccountsEnabled": true,
+                    "redirectUris": ["http://127.0.0.1:9999/cb"]}),
+                ),
+            )
+            .await);
+        ok(self
+            .json(Method::POST, "/admin/realms/test/clients", &admin,
+                Some(json!({"clientId": "cli", "publicClient": true, "directAccessGrantsEnabled": true})))
+            .await);
+        for (name, pw) in [("alice", ALICE_PASSWORD), ("bob", "bob-password")] {
+            ok(self
+                .json(Method::POST, "/admin/realms/test/users", &admin,
+                    Some(json!({"username": name, "email": format!("{name}@example.test"), "firstName": "First",
+                        "lastName": name, "enabled": true,
+                        "credentials": [{"type": "password", "value": pw, "temporary": false}]})))
+                .await);
+        }
+    }
+
+    pub async fn user_id(&self, realm: &str, username: &str) -> String {
+        let realm = self
+            .state
+            .tokens
+            .store
+            .realm_by_name(realm)
+            .await
+            .expect("db")
+            .expect("realm");
+        self.state
+            .tokens
+            .store
+            .user_by_username(&realm.id, username)
+            .await
+            .expect("db")
+            .expect("user")
+            .id
+    }
+
+    pub async fn active_sessions(&self, username: &str) -> usize {
+        let realm = self
+            .state
+            .tokens
+            .store
+            .realm_by_name("test")
+            .await
+            .expect("db")
+            .expect("realm");
+        let id = self.user_id("test", username).await;
+        self.state
+            .tokens
+            .store
+            .user_sessions(&realm.id, &id, tessera_core::time::now_ms())
+            .await
+            .expect("db")
+            .len()
+    }
+}
+
+/// One `#[tokio::test]` per backend for each listed test function
+/// `async fn name(app: TestApp)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::common::app($crate::common::Backend::Sqlite).await.expect("sqlite app");
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(app) = $crate::common::app($crate::common::Backend::Postgres).await else { return };
+                    super::$name(app).await;
+                }
+            )*
+        }
+    };
+}

@@ -60,18 +60,30 @@ pub fn new_refresh_token(session: &Session, now_ms: i64) -> NewRefreshToken {
     }
 }
 
+/// Everything a grant decided, for issuance.
+pub struct Issue<'a> {
+    pub realm: &'a Realm,
+    pub client: &'a Client,
+    pub subject: Subject<'a>,
+    /// The session the tokens belong to (none for client_credentials).
+    pub session: Option<&'a Session>,
+    pub refresh: Option<&'a NewRefreshToken>,
+    pub scope: &'a ScopeSet,
+    pub nonce: Option<String>,
+}
+
 impl TokenService {
     /// Signs the access (and, with `openid`, ID) token and assembles the response.
-    pub async fn token_response(
-        &self,
-        realm: &Realm,
-        client: &Client,
-        subject: Subject<'_>,
-        session: Option<&Session>,
-        refresh: Option<&NewRefreshToken>,
-        scope: &ScopeSet,
-        nonce: Option<String>,
-    ) -> Result<TokenResponse, OAuthError> {
+    pub async fn token_response(&self, issue: Issue<'_>) -> Result<TokenResponse, OAuthError> {
+        let Issue {
+            realm,
+            client,
+            subject,
+            session,
+            refresh,
+            scope,
+            nonce,
+        } = issue;
         let keys = self.keys.realm_keys(realm).await?;
         let now = now_secs();
         let exp = now + realm.access_token_lifespan_secs;

@@ -63,7 +63,7 @@ pub trait UserStore: Send + Sync {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RotateOutcome {
     /// The old token is now spent and the new one stored, in one commit.
-    Rotated(Session),
+    Rotated(Box<Session>),
     /// No such token.
     Unknown,
     /// The token was already spent at `rotated_at`: reuse, or a lost race.

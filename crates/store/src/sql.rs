@@ -393,7 +393,7 @@ macro_rules! sql_store_impl {
                     next.session_id = s.id.clone();
                     insert_refresh(&mut tx, &next).await?;
                     tx.commit().await.map_err(err)?;
-                    Ok(RotateOutcome::Rotated(s))
+                    Ok(RotateOutcome::Rotated(Box::new(s)))
                 }
             }
 

@@ -2,7 +2,7 @@
 //! service accounts enabled acts as itself. Stateless: no session and no
 //! refresh token (Keycloak's default), so it costs one key signature.
 
-use crate::issue::Subject;
+use crate::issue::{Issue, Subject};
 use crate::{TokenResponse, TokenService};
 use tessera_core::scope::ScopeSet;
 use tessera_core::{Client, OAuthError, Realm};
@@ -15,15 +15,15 @@ impl TokenService {
         scope: Option<&str>,
     ) -> Result<TokenResponse, OAuthError> {
         let scope = ScopeSet::parse_requested(scope)?;
-        self.token_response(
+        self.token_response(Issue {
             realm,
             client,
-            Subject::ServiceAccount(client),
-            None,
-            None,
-            &scope,
-            None,
-        )
+            subject: Subject::ServiceAccount(client),
+            session: None,
+            refresh: None,
+            scope: &scope,
+            nonce: None,
+        })
         .await
     }
 }

@@ -1,0 +1,520 @@
+//! The `tessera` binary end to end: zero-configuration start, the one-time
+//! admin password, `tessera admin` over HTTP and directly on the data
+//! directory, key rotation while stopped, graceful shutdown, a wrong master
+//! key, the config file, and PostgreSQL by URL.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    stdout: std::sync::mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(data_dir: &Path, envs: &[(&str, &str)], extra: &[&str]) -> Self {
+        let port = free_port();
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(extra)
+        .env_remove("TESSERA_BOOTSTRAP_ADMIN_PASSWORD")
+        .env_remove("TESSERA_MASTER_KEY")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn tessera");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            stdout: rx,
+        }
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    std::io::Read::read_to_string(&mut e, &mut err).ok();
+                }
+                panic!("server exited early ({status}): {err}");
+            }
+            if let Ok(r) = reqwest::get(format!("{}/health/ready", self.url)).await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "server not ready in time");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn printed(&self) -> Vec<String> {
+        self.stdout.try_iter().collect()
+    }
+
+    /// SIGTERM, then expect a clean exit within 10 s.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "graceful shutdown exits 0, got {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn tessera(args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("TESSERA_MASTER_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("output")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn client_credentials(url: &str, realm: &str, id: &str, secret: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!(
+            "{url}/realms/{realm}/protocol/openid-connect/token"
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("json")
+}
+
+fn kid(jwt: &str) -> String {
+    use base64::Engine;
+    let h = jwt.split('.').next().expect("header");
+    let v: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h)
+            .expect("b64"),
+    )
+    .expect("json");
+    v["kid"].as_str().expect("kid").to_string()
+}
+
+#[tokio::test]
+async fn first_start_admin_cli_and_offline_key_rotation() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let data_s = data.to_str().expect("utf8");
+
+    // Before the first start there is nothing to administer: one clear line, non-zero exit.
+    let out = tessera(
+        &["admin", "realms", "list", "--data-dir", data_s],
+        &[],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: no Tessera database at"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1);
+
+    // Zero configuration: the one-time admin password is printed once.
+    let public = ["--public-url", "http://id.example.test"];
+    let mut server = Server::start(&data, &[], &public);
+    server.wait_ready().await;
+    std::thread::sleep(Duration::from_millis(200));
+    let printed = server.printed();
+    let password = printed
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("One-time admin password: "))
+        .expect("password printed")
+        .to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("master.key"))
+            .expect("key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "master key file is private");
+    }
+
+    // Remote administration with that password.
+    let remote = [("TESSERA_ADMIN_PASSWORD", password.as_str())];
+    let url = server.url.clone();
+    ok(&tessera(
+        &[
+            "admin", "--server", &url, "realms", "create", "demo", "--alg", "ES256",
+        ],
+        &remote,
+        None,
+    ));
+    let client: Value = serde_json::from_str(&ok(&tessera(
+        &[
+            "admin",
+            "--server",
+            &url,
+            "clients",
+            "create",
+            "--realm",
+            "demo",
+            "--client-id",
+            "svc",
+            "--service-accounts",
+        ],
+        &remote,
+        None,
+    )))
+    .expect("client JSON");
+    let secret = client["secret"]
+        .as_str()
+        .expect("generated secret")
+        .to_string();
+    let printed_secret = ok(&tessera(
+        &[
+            "admin",
+            "--server",
+            &url,
+            "clients",
+            "secret",
+            "--realm",
+            "demo",
+            "--client-id",
+            "svc",
+        ],
+        &remote,
+        None,
+    ));
+    assert_eq!(printed_secret.trim(), secret);
+    let t1 = client_credentials(&url, "demo", "svc", &secret).await;
+    let old_token = t1["access_token"].as_str().expect("token").to_string();
+    let old_kid = kid(&old_token);
+    // A wrong admin password is a one-line error.
+    let bad = tessera(
+        &["admin", "--server", &url, "realms", "list"],
+        &[("TESSERA_ADMIN_PASSWORD", "wrong")],
+        None,
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("admin login failed"));
+
+    server.stop();
+
+    // Stopped: administer the data directory directly.
+    let local = ["--data-dir", data_s];
+    let realms = ok(&tessera(
+        &["admin", "realms", "list", local[0], local[1]],
+        &[],
+        None,
+    ));
+    assert!(realms.contains("\"demo\""));
+    let rotated = ok(&tessera(
+        &[
+            "admin", "keys", "rotate", "--realm", "demo", local[0], local[1],
+        ],
+        &[],
+        None,
+    ));
+    assert!(
+        !rotated.contains(&old_kid),
+        "a new key is active: {rotated}"
+    );
+    ok(&tessera(
+        &[
+            "admin",
+            "users",
+            "create",
+            "--realm",
+            "demo",
+            "--username",
+            "dana",
+            "--password-stdin",
+            local[0],
+            local[1],
+        ],
+        &[],
+        Some("dana-pw\n"),
+    ));
+
+    // Restarted: the new key signs, the old token still verifies.
+    let mut server = Server::start(&data, &[], &public);
+    server.wait_ready().await;
+    assert!(
+        server
+            .printed()
+            .iter()
+            .all(|l| !l.contains("One-time admin password")),
+        "printed only on first start"
+    );
+    let t2 = client_credentials(&server.url, "demo", "svc", &secret).await;
+    let new_token = t2["access_token"].as_str().expect("token");
+    assert_ne!(kid(new_token), old_kid);
+    let jwks: Value = reqwest::get(format!(
+        "{}/realms/demo/protocol/openid-connect/certs",
+        server.url
+    ))
+    .await
+    .expect("jwks")
+    .json()
+    .await
+    .expect("json");
+    let kids: Vec<_> = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        kids.contains(&old_kid) && kids.contains(&kid(new_token)),
+        "{kids:?}"
+    );
+    let introspected: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/realms/demo/protocol/openid-connect/token/introspect",
+            server.url
+        ))
+        .form(&[
+            ("client_id", "svc"),
+            ("client_secret", secret.as_str()),
+            ("token", old_token.as_str()),
+        ])
+        .send()
+        .await
+        .expect("introspect")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(introspected["active"], true);
+    let dana: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/realms/demo/protocol/openid-connect/token",
+            server.url
+        ))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "svc"),
+            ("client_secret", secret.as_str()),
+            ("username", "dana"),
+            ("password", "dana-pw"),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        dana["error"], "unauthorized_client",
+        "svc has no direct access grants: {dana}"
+    );
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_wrong_master_key_fails_the_start_clearly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let mut server = Server::start(
+        &data,
+        &[("TESSERA_BOOTSTRAP_ADMIN_PASSWORD", "pw-0123456789")],
+        &[],
+    );
+    server.wait_ready().await;
+    server.stop();
+    let other = "0000000000000000000000000000000000000000000000000000000000000000";
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("TESSERA_MASTER_KEY", other)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another master key"), "{err}");
+}
+
+#[tokio::test]
+async fn config_file_and_environment_are_applied() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("tessera.toml");
+    std::fs::write(
+        &cfg,
+        "default_realm = \"che\"\nche_client_id = \"che-public\"\n",
+    )
+    .expect("write");
+    let mut server = Server::start(
+        &dir.path().join("data"),
+        &[
+            ("TESSERA_CONFIG", cfg.to_str().expect("utf8")),
+            ("TESSERA_BOOTSTRAP_ADMIN_PASSWORD", "pw-0123456789"),
+            ("TESSERA_PUBLIC_URL", "https://id.example.test"),
+        ],
+        &[],
+    );
+    server.wait_ready().await;
+    let s: Value = reqwest::get(format!("{}/api/keycloak/settings", server.url))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        s["che.keycloak.realm"], "che",
+        "default realm created and used"
+    );
+    assert_eq!(s["che.keycloak.client_id"], "che-public");
+    assert_eq!(
+        s["che.keycloak.token.endpoint"],
+        "https://id.example.test/auth/realms/che/protocol/openid-connect/token"
+    );
+    server.stop();
+}
+
+#[tokio::test]
+async fn postgres_by_database_url() {
+    let Some(db) = tessera_store_postgres::TestDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = "1111111111111111111111111111111111111111111111111111111111111111";
+    let envs = [
+        ("TESSERA_BOOTSTRAP_ADMIN_PASSWORD", "pw-0123456789"),
+        ("TESSERA_MASTER_KEY", key),
+    ];
+    // Two stateless nodes behind one public URL, as behind a load balancer.
+    let args = [
+        "--database-url",
+        db.url.as_str(),
+        "--public-url",
+        "http://lb.example.test",
+    ];
+    let mut a = Server::start(&dir.path().join("a"), &envs, &args);
+    a.wait_ready().await;
+    let ready: Value = reqwest::get(format!("{}/health/ready", a.url))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["checks"][0]["backend"], "postgres");
+    // A second node on the same database serves the same realm and keys.
+    let mut b = Server::start(&dir.path().join("b"), &envs, &args);
+    b.wait_ready().await;
+    let token: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/realms/master/protocol/openid-connect/token",
+            a.url
+        ))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "admin-cli"),
+            ("username", "admin"),
+            ("password", "pw-0123456789"),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let at = token["access_token"].as_str().expect("access token");
+    let info = reqwest::Client::new()
+        .get(format!(
+            "{}/realms/master/protocol/openid-connect/userinfo",
+            b.url
+        ))
+        .bearer_auth(at)
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(info.status(), 200, "node B accepts node A's token");
+    let rt = token["refresh_token"].as_str().expect("refresh");
+    let refreshed: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/realms/master/protocol/openid-connect/token",
+            b.url
+        ))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "admin-cli"),
+            ("refresh_token", rt),
+        ])
+        .send()
+        .await
+        .expect("refresh")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        refreshed["access_token"].is_string(),
+        "node B refreshes node A's session: {refreshed}"
+    );
+    a.stop();
+    b.stop();
+}

@@ -1,0 +1,193 @@
+//! Operations and compatibility surfaces: Che settings, discovery, the legacy
+//! `/auth` prefix, health, metrics and failed-login throttling.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::TestApp;
+
+async fn che_settings_have_exactly_the_seed_keys(app: TestApp) {
+    let r = app.get("/api/keycloak/settings", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let obj = r.body.as_object().expect("object");
+    let mut keys: Vec<_> = obj.keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            "che.keycloak.auth_server_url",
+            "che.keycloak.client_id",
+            "che.keycloak.logout.endpoint",
+            "che.keycloak.password.endpoint",
+            "che.keycloak.profile.endpoint",
+            "che.keycloak.realm",
+            "che.keycloak.token.endpoint",
+        ]
+    );
+    assert_eq!(r.body["che.keycloak.realm"], "master");
+    assert_eq!(
+        r.body["che.keycloak.auth_server_url"],
+        "http://tessera.test/auth"
+    );
+    assert_eq!(
+        r.body["che.keycloak.token.endpoint"],
+        "http://tessera.test/auth/realms/master/protocol/openid-connect/token"
+    );
+    // The advertised token endpoint really serves tokens (legacy prefix).
+    let t = app
+        .form(
+            "/auth/realms/master/protocol/openid-connect/token",
+            &[
+                ("grant_type", "password"),
+                ("client_id", "admin-cli"),
+                ("username", "admin"),
+                ("password", common::ADMIN_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(t.status, StatusCode::OK);
+    assert_eq!(
+        common::claims(&t.str("access_token"))["iss"],
+        "http://tessera.test/realms/master"
+    );
+}
+
+async fn discovery_matches_the_served_endpoints(app: TestApp) {
+    let d = app
+        .get("/auth/realms/test/.well-known/openid-configuration", None)
+        .await;
+    assert_eq!(d.body["issuer"], "http://tessera.test/realms/test");
+    for field in [
+        "token_endpoint",
+        "jwks_uri",
+        "userinfo_endpoint",
+        "introspection_endpoint",
+        "revocation_endpoint",
+        "end_session_endpoint",
+    ] {
+        let url = d.str(field);
+        let path = url.strip_prefix("http://tessera.test").expect("public URL");
+        let r = app.get(path, None).await;
+        assert_ne!(r.status, StatusCode::NOT_FOUND, "{field} {path} is served");
+    }
+    let info = app.get("/realms/test", None).await;
+    assert_eq!(
+        info.body["token-service"],
+        "http://tessera.test/realms/test/protocol/openid-connect"
+    );
+}
+
+/// The value of one sample line of the Prometheus text, 0 when absent.
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn health_and_metrics(app: TestApp) {
+    assert_eq!(app.get("/health/live", None).await.body["status"], "UP");
+    let ready = app.get("/health/ready", None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.body["status"], "UP");
+    let issued = "tessera_tokens_issued_total{grant=\"password\"}";
+    let requests = "http_requests_total{route=\"/realms/{realm}/protocol/openid-connect/token\",method=\"POST\",status=\"200\"}";
+    let before = app
+        .get("/metrics", None)
+        .await
+        .body
+        .as_str()
+        .expect("text")
+        .to_string();
+    app.alice(None).await;
+    app.alice(None).await;
+    app.form(
+        &TestApp::token_path("test"),
+        &[
+            ("grant_type", "password"),
+            ("client_id", "cli"),
+            ("username", "alice"),
+            ("password", "wrong"),
+        ],
+    )
+    .await;
+    let after = app
+        .get("/metrics", None)
+        .await
+        .body
+        .as_str()
+        .expect("text")
+        .to_string();
+    assert_eq!(
+        sample(&after, issued) - sample(&before, issued),
+        2,
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, requests) - sample(&before, requests),
+        2,
+        "{after}"
+    );
+    assert!(sample(&after, "http_requests_total{route=\"/realms/{realm}/protocol/openid-connect/token\",method=\"POST\",status=\"401\"}") >= 1);
+    assert!(
+        after.contains("http_request_duration_seconds_bucket{le="),
+        "{after}"
+    );
+}
+
+async fn failed_logins_are_throttled_per_username(app: TestApp) {
+    let path = TestApp::token_path("test");
+    let attempt = |user: &'static str, pw: &'static str| {
+        let (app, path) = (&app, path.clone());
+        async move {
+            app.form(
+                &path,
+                &[
+                    ("grant_type", "password"),
+                    ("client_id", "cli"),
+                    ("username", user),
+                    ("password", pw),
+                ],
+            )
+            .await
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            attempt("alice", "wrong").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let locked = attempt("alice", "wrong").await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(locked.error(), "invalid_grant");
+    let retry: u64 = locked.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry));
+    // Even the right password waits out the lock; other users are unaffected.
+    assert_eq!(
+        attempt("alice", common::ALICE_PASSWORD).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(attempt("bob", "bob-password").await.status, StatusCode::OK);
+    // Unknown usernames are throttled the same way, revealing nothing.
+    for _ in 0..5 {
+        attempt("nobody", "x").await;
+    }
+    assert_eq!(
+        attempt("nobody", "x").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+on_both_backends!(
+    che_settings_have_exactly_the_seed_keys,
+    discovery_matches_the_served_endpoints,
+    health_and_metrics,
+    failed_logins_are_throttled_per_username,
+);

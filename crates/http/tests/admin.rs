@@ -26,14 +26,11 @@ async fn only_master_admins_may_call_it(app: TestApp) {
     app.json(Method::POST, "/admin/realms/master/users", &admin,
         Some(json!({"username": "viewer", "credentials": [{"type": "password", "value": "viewer-pw"}]}))).await;
     let viewer = app
-        .form(
+        .login_at(
             &TestApp::token_path("master"),
-            &[
-                ("grant_type", "password"),
-                ("client_id", "admin-cli"),
-                ("username", "viewer"),
-                ("password", "viewer-pw"),
-            ],
+            "admin-cli",
+            "viewer",
+            "viewer-pw",
         )
         .await
         .str("access_token");
@@ -58,14 +55,11 @@ async fn only_master_admins_may_call_it(app: TestApp) {
     );
     // A logged-out admin's token stops working.
     let t = app
-        .form(
+        .login_at(
             &TestApp::token_path("master"),
-            &[
-                ("grant_type", "password"),
-                ("client_id", "admin-cli"),
-                ("username", "admin"),
-                ("password", common::ADMIN_PASSWORD),
-            ],
+            "admin-cli",
+            "admin",
+            common::ADMIN_PASSWORD,
         )
         .await;
     app.form(
@@ -371,18 +365,7 @@ async fn user_lifecycle_and_queries(app: TestApp) {
     let path = TestApp::token_path("test");
     let login = |pw: &'static str| {
         let (app, path) = (&app, path.clone());
-        async move {
-            app.form(
-                &path,
-                &[
-                    ("grant_type", "password"),
-                    ("client_id", "cli"),
-                    ("username", "carol"),
-                    ("password", pw),
-                ],
-            )
-            .await
-        }
+        async move { app.login_at(&path, "cli", "carol", pw).await }
     };
     assert_eq!(login("carol-pw").await.status, StatusCode::UNAUTHORIZED);
     let r = app

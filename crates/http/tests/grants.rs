@@ -162,44 +162,14 @@ async fn client_authentication_methods(app: TestApp) {
         (r.status, r.error()),
         (StatusCode::BAD_REQUEST, "unauthorized_client")
     );
-    let r = app
-        .form(
-            &path,
-            &[
-                ("grant_type", "password"),
-                ("client_id", "cli"),
-                ("username", "bob"),
-                ("password", "bob-password"),
-            ],
-        )
-        .await;
+    let r = app.login_at(&path, "cli", "bob", "bob-password").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
 
 async fn bad_user_credentials_look_the_same_for_unknown_users(app: TestApp) {
     let path = TestApp::token_path("test");
-    let wrong = app
-        .form(
-            &path,
-            &[
-                ("grant_type", "password"),
-                ("client_id", "cli"),
-                ("username", "alice"),
-                ("password", "wrong"),
-            ],
-        )
-        .await;
-    let unknown = app
-        .form(
-            &path,
-            &[
-                ("grant_type", "password"),
-                ("client_id", "cli"),
-                ("username", "nobody"),
-                ("password", "wrong"),
-            ],
-        )
-        .await;
+    let wrong = app.login_at(&path, "cli", "alice", "wrong").await;
+    let unknown = app.login_at(&path, "cli", "nobody", "wrong").await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong.error(), "invalid_grant");
     assert_eq!((wrong.status, &wrong.body), (unknown.status, &unknown.body));
@@ -316,31 +286,11 @@ async fn temporary_password_and_disabled_user_cannot_sign_in(app: TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let path = TestApp::token_path("test");
-    let r = app
-        .form(
-            &path,
-            &[
-                ("grant_type", "password"),
-                ("client_id", "cli"),
-                ("username", "alice"),
-                ("password", "temp-pass"),
-            ],
-        )
-        .await;
+    let r = app.login_at(&path, "cli", "alice", "temp-pass").await;
     assert_eq!(r.error(), "invalid_grant");
     assert_eq!(r.body["error_description"], "Account is not fully set up");
 
-    let bob = app
-        .form(
-            &path,
-            &[
-                ("grant_type", "password"),
-                ("client_id", "cli"),
-                ("username", "bob"),
-                ("password", "bob-password"),
-            ],
-        )
-        .await;
+    let bob = app.login_at(&path, "cli", "bob", "bob-password").await;
     let bob_refresh = bob.str("refresh_token");
     let bob_id = app.user_id("test", "bob").await;
     let r = app
@@ -352,17 +302,7 @@ async fn temporary_password_and_disabled_user_cannot_sign_in(app: TestApp) {
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    let r = app
-        .form(
-            &path,
-            &[
-                ("grant_type", "password"),
-                ("client_id", "cli"),
-                ("username", "bob"),
-                ("password", "bob-password"),
-            ],
-        )
-        .await;
+    let r = app.login_at(&path, "cli", "bob", "bob-password").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let r = app
         .form(

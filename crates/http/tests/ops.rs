@@ -35,14 +35,11 @@ async fn che_settings_have_exactly_the_seed_keys(app: TestApp) {
     );
     // The advertised token endpoint really serves tokens (legacy prefix).
     let t = app
-        .form(
+        .login_at(
             "/auth/realms/master/protocol/openid-connect/token",
-            &[
-                ("grant_type", "password"),
-                ("client_id", "admin-cli"),
-                ("username", "admin"),
-                ("password", common::ADMIN_PASSWORD),
-            ],
+            "admin-cli",
+            "admin",
+            common::ADMIN_PASSWORD,
         )
         .await;
     assert_eq!(t.status, StatusCode::OK);
@@ -103,16 +100,8 @@ async fn health_and_metrics(app: TestApp) {
         .to_string();
     app.alice(None).await;
     app.alice(None).await;
-    app.form(
-        &TestApp::token_path("test"),
-        &[
-            ("grant_type", "password"),
-            ("client_id", "cli"),
-            ("username", "alice"),
-            ("password", "wrong"),
-        ],
-    )
-    .await;
+    app.login_at(&TestApp::token_path("test"), "cli", "alice", "wrong")
+        .await;
     let after = app
         .get("/metrics", None)
         .await
@@ -141,18 +130,7 @@ async fn failed_logins_are_throttled_per_username(app: TestApp) {
     let path = TestApp::token_path("test");
     let attempt = |user: &'static str, pw: &'static str| {
         let (app, path) = (&app, path.clone());
-        async move {
-            app.form(
-                &path,
-                &[
-                    ("grant_type", "password"),
-                    ("client_id", "cli"),
-                    ("username", user),
-                    ("password", pw),
-                ],
-            )
-            .await
-        }
+        async move { app.login_at(&path, "cli", user, pw).await }
     };
     for _ in 0..5 {
         assert_eq!(

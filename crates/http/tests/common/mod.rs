@@ -239,6 +239,26 @@ impl TestApp {
         self.form(&Self::token_path("test"), &pairs).await
     }
 
+    /// Password grant at `token_path` for a public client (or admin-cli).
+    pub async fn login_at(
+        &self,
+        token_path: &str,
+        client_id: &str,
+        username: &str,
+        password: &str,
+    ) -> Resp {
+        self.form(
+            token_path,
+            &[
+                ("grant_type", "password"),
+                ("client_id", client_id),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
     pub async fn refresh(&self, refresh_token: &str) -> Resp {
         self.form(
             &Self::token_path("test"),

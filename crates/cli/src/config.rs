@@ -92,11 +92,8 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        let known = serde_json::to_value(Config::default())?;
-        let known = known
-            .as_object()
-            .map(|o| o.keys().cloned().collect::<Vec<_>>())
-            .unwrap_or_default();
+        let defaults = serde_json::to_value(Config::default())?;
+        let defaults = defaults.as_object().cloned().unwrap_or_default();
         for (name, raw) in env {
             let Some(key) = name.strip_prefix("TESSERA_").map(str::to_lowercase) else {
                 continue;
@@ -104,12 +101,12 @@ impl Config {
             if NOT_CONFIG.contains(&key.as_str()) || key.starts_with("test_") {
                 continue;
             }
-            if !known.contains(&key) {
+            let Some(default) = defaults.get(&key) else {
                 // Other tools share the prefix (test harnesses, wrappers): warn, don't fail.
                 eprintln!("warning: ignoring {name}: not a Tessera setting");
                 continue;
-            }
-            table.insert(key, env_value(&raw));
+            };
+            table.insert(key, env_value(&raw, default));
         }
         let config: Config = table
             .try_into()
@@ -161,18 +158,19 @@ impl Config {
     }
 }
 
-/// An environment value as TOML: numbers and booleans keep their type,
-/// anything else is a string.
-fn env_value(raw: &str) -> toml::Value {
-    match format!("v = {raw}").parse::<toml::Table>() {
-        Ok(mut t) => match t.remove("v") {
-            Some(
-                v @ (toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Float(_)),
-            ) => v,
-            _ => toml::Value::String(raw.to_string()),
-        },
-        Err(_) => toml::Value::String(raw.to_string()),
-    }
+/// An environment value as TOML, typed like the setting's default: numbers
+/// and booleans are parsed (and a bad one is a clear error later), anything
+/// else stays a string, so `TESSERA_DEFAULT_REALM=2024` is the realm "2024".
+fn env_value(raw: &str, default: &serde_json::Value) -> toml::Value {
+    let parsed = match default {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            raw.trim().parse::<f64>().ok().map(toml::Value::Float)
+        }
+        serde_json::Value::Number(_) => raw.trim().parse::<i64>().ok().map(toml::Value::Integer),
+        serde_json::Value::Bool(_) => raw.trim().parse::<bool>().ok().map(toml::Value::Boolean),
+        _ => None,
+    };
+    parsed.unwrap_or_else(|| toml::Value::String(raw.to_string()))
 }
 
 #[cfg(test)]
@@ -199,7 +197,7 @@ mod tests {
         let c = Config::load_from(
             Some(&path),
             env(&[
-                ("TESSERA_DEFAULT_REALM", "dev"),
+                ("TESSERA_DEFAULT_REALM", "2024"),
                 ("TESSERA_LOGIN_WINDOW_SECS", "5"),
                 ("TESSERA_MASTER_KEY", "x"),
                 ("HOME", "/root"),
@@ -207,7 +205,10 @@ mod tests {
         )
         .expect("load");
         assert_eq!(c.listen, "0.0.0.0:9000");
-        assert_eq!(c.default_realm, "dev", "environment beats the file");
+        assert_eq!(
+            c.default_realm, "2024",
+            "environment beats the file, typed as the setting"
+        );
         assert_eq!(c.login_max_failures, 3);
         assert_eq!(c.login_window_secs, 5);
         assert_eq!(c.data_dir, PathBuf::from("./tessera-data"));

@@ -54,6 +54,7 @@ pub async fn open_store(cfg: &Config, create: bool) -> anyhow::Result<Arc<dyn St
                 );
             }
             ensure_private_dir(&cfg.data_dir)?;
+            create_private_file(&path)?;
             Ok(Arc::new(
                 SqliteStore::open(&path)
                     .await
@@ -84,6 +85,22 @@ fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
+    Ok(())
+}
+
+/// Creates the database file with mode 0600 before SQLite does, so it (and
+/// the WAL and shared-memory files SQLite derives from its mode) are private
+/// even in a data directory other users can read.
+fn create_private_file(path: &Path) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     Ok(())
 }
 

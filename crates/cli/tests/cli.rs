@@ -202,6 +202,11 @@ async fn first_start_admin_cli_and_offline_key_rotation() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "master key file is private");
+        let db = std::fs::metadata(data.join("tessera.db"))
+            .expect("db file")
+            .permissions()
+            .mode();
+        assert_eq!(db & 0o777, 0o600, "database file is private");
     }
 
     // Remote administration with that password.

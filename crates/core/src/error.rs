@@ -27,6 +27,8 @@ pub enum OAuthErrorCode {
     TooManyRequests,
     /// Request body over the size limit: 413.
     PayloadTooLarge,
+    /// The server is too busy right now (RFC 6749 §4.1.2.1): 503.
+    TemporarilyUnavailable,
     ServerError,
 }
 
@@ -46,6 +48,7 @@ impl OAuthErrorCode {
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::AccessDenied => "access_denied",
             Self::NotFound => "not_found",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::ServerError => "server_error",
         }
     }
@@ -58,6 +61,7 @@ impl OAuthErrorCode {
             Self::NotFound => 404,
             Self::PayloadTooLarge => 413,
             Self::TooManyRequests => 429,
+            Self::TemporarilyUnavailable => 503,
             Self::ServerError => 500,
             _ => 400,
         }

@@ -61,39 +61,86 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Counts rows that any of the bad requests could have written.
-async fn fingerprint(app: &TestApp) -> (usize, usize, Vec<String>) {
+/// Everything a bad request could have written: sessions (with last-used
+/// time), a live refresh token's record, clients, users, realms and keys.
+async fn fingerprint(app: &TestApp, refresh_token: &str) -> String {
     let store = &app.state.tokens.store;
     let realm = store
         .realm_by_name("test")
         .await
         .expect("db")
         .expect("realm");
-    let clients = store.list_clients(&realm.id).await.expect("db");
-    let users = store
-        .list_users(
-            &realm.id,
-            &tessera_store::UserQuery {
-                max: 100,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("db");
-    let hashes = users
-        .iter()
-        .filter_map(|u| u.password_hash.clone())
-        .collect();
-    (
-        app.active_sessions("alice").await + app.active_sessions("bob").await,
-        clients.len(),
-        hashes,
-    )
+    let mut out = String::new();
+    for name in ["alice", "bob"] {
+        let id = app.user_id("test", name).await;
+        out += &format!(
+            "{:?}",
+            store.user_sessions(&realm.id, &id, 0).await.expect("db")
+        );
+        out += &format!(
+            "{:?}",
+            store
+                .user(&realm.id, &id)
+                .await
+                .expect("db")
+                .map(|u| (u.password_hash, u.enabled))
+        );
+    }
+    let token = tessera_core::TokenHash::of(refresh_token);
+    out += &format!("{:?}", store.refresh_token(&token).await.expect("db"));
+    out += &format!("{:?}", store.list_clients(&realm.id).await.expect("db"));
+    out += &format!("{:?}", store.list_realms().await.expect("db"));
+    out += &format!("{:?}", store.keys(&realm.id, "realm").await.expect("db"));
+    out
 }
 
 async fn protocol_endpoints_reject_bad_input_without_side_effects(app: TestApp) {
-    let before = fingerprint(&app).await;
-    for c in cases() {
+    let live = app.alice(None).await;
+    let rt = live.str("refresh_token");
+    let before = fingerprint(&app, &rt).await;
+    let mut all = cases();
+    // Misuses of a live refresh token must not spend or touch it.
+    let path = "/realms/test/protocol/openid-connect/token";
+    all.push(Case {
+        path,
+        ..case(
+            "refresh at another client",
+            &format!("grant_type=refresh_token&client_id=cli&refresh_token={rt}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+        )
+    });
+    all.push(Case { path, ..case("refresh with wider scope", &format!("grant_type=refresh_token&client_id=app&client_secret={APP_SECRET}&refresh_token={rt}&scope=phone"), StatusCode::BAD_REQUEST, "invalid_scope") });
+    all.push(Case {
+        path,
+        ..case(
+            "refresh with wrong secret",
+            &format!(
+                "grant_type=refresh_token&client_id=app&client_secret=nope&refresh_token={rt}"
+            ),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        )
+    });
+    all.push(Case {
+        path: "/realms/test/protocol/openid-connect/logout",
+        ..case(
+            "logout at another client",
+            &format!("client_id=cli&refresh_token={rt}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+        )
+    });
+    all.push(Case {
+        path: "/realms/test/protocol/openid-connect/revoke",
+        ..case(
+            "revoke at another client",
+            &format!("client_id=cli&token={rt}"),
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+        )
+    });
+    for c in all {
         let r = app
             .raw(
                 Method::POST,
@@ -114,17 +161,18 @@ async fn protocol_endpoints_reject_bad_input_without_side_effects(app: TestApp) 
         );
     }
     assert_eq!(
-        fingerprint(&app).await,
+        fingerprint(&app, &rt).await,
         before,
         "bad input changed the database"
     );
-    // The server still works after all that.
-    assert_eq!(app.alice(None).await.status, StatusCode::OK);
+    // The server and the token still work after all that.
+    assert_eq!(app.refresh(&rt).await.status, StatusCode::OK);
 }
 
 async fn admin_api_rejects_bad_input_without_side_effects(app: TestApp) {
     let admin = app.admin_token().await;
-    let before = fingerprint(&app).await;
+    let rt = app.alice(None).await.str("refresh_token");
+    let before = fingerprint(&app, &rt).await;
     let auth = format!("Bearer {admin}");
     type Row = (
         &'static str,
@@ -260,16 +308,10 @@ async fn admin_api_rejects_bad_input_without_side_effects(app: TestApp) {
             r.body
         );
     }
-    assert_eq!(fingerprint(&app).await, before);
     assert_eq!(
-        app.state
-            .tokens
-            .store
-            .list_realms()
-            .await
-            .expect("db")
-            .len(),
-        2
+        fingerprint(&app, &rt).await,
+        before,
+        "bad admin input changed the database"
     );
 }
 

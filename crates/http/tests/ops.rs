@@ -163,7 +163,35 @@ async fn failed_logins_are_throttled_per_username(app: TestApp) {
     );
 }
 
+async fn parallel_guesses_are_throttled_too(app: TestApp) {
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let guess = format!("guess-{i}");
+            app.login_at(&TestApp::token_path("test"), "cli", "alice", &guess)
+                .await
+                .status
+        }));
+    }
+    let mut checked = 0;
+    for t in tasks {
+        match t.await.expect("join") {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        checked <= 5,
+        "only 5 guesses may be checked, {checked} were"
+    );
+    assert_eq!(app.alice(None).await.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
 on_both_backends!(
+    parallel_guesses_are_throttled_too,
     che_settings_have_exactly_the_seed_keys,
     discovery_matches_the_served_endpoints,
     health_and_metrics,

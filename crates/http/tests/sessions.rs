@@ -32,6 +32,17 @@ async fn userinfo_returns_the_subjects_claims(app: TestApp) {
     assert_eq!(r.body["preferred_username"], "alice");
     assert_eq!(r.body["email"], "alice@example.test");
     assert_eq!(r.body["name"], "First alice");
+    // Auth schemes are case-insensitive (RFC 7235).
+    let r = app
+        .raw(
+            Method::GET,
+            &format!("{OIDC}/userinfo"),
+            None,
+            Some(&format!("BEARER {at}")),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
     // POST with the token in the form body (RFC 6750 §2.2) works too.
     let r = app
         .form(&format!("{OIDC}/userinfo"), &[("access_token", &at)])

@@ -69,8 +69,10 @@ impl KeyCache {
         &self.master
     }
 
-    /// The realm's token keys, generating the first key if it has none and
-    /// rotating if the realm's algorithm changed.
+    /// The realm's token keys, generating the first key (in the realm's
+    /// algorithm) if it has none. Read paths never rotate: that happens only
+    /// in `rotate`, so a request holding a stale copy of the realm cannot
+    /// undo an administrator's change.
     pub async fn realm_keys(&self, realm: &Realm) -> Result<Arc<RealmKeys>, OAuthError> {
         self.get(realm, REALM_PURPOSE, realm.signing_alg, false)
             .await
@@ -137,7 +139,7 @@ impl KeyCache {
         let ck = (realm.id.clone(), purpose);
         if !force {
             if let Some(k) = self.cached(&ck) {
-                if !k.stale() && k.signer.alg() == alg {
+                if !k.stale() {
                     return Ok(k);
                 }
             }
@@ -145,25 +147,16 @@ impl KeyCache {
         let _single_flight = self.reload.lock().await;
         let previous = self.cached(&ck);
         if let Some(k) = &previous {
-            if !force && !k.stale() && k.signer.alg() == alg {
+            if !force && !k.stale() {
                 return Ok(k.clone());
             }
         }
         let mut records = self.load_records(realm, purpose).await?;
-        let active_alg = records
-            .iter()
-            .find(|r| r.status == KeyStatus::Active)
-            .map(|r| r.alg);
-        if active_alg.is_none() || active_alg != Some(alg) {
+        if !records.iter().any(|r| r.status == KeyStatus::Active) {
             let record = self.new_record(realm, purpose, alg).await?;
-            let result = if active_alg.is_none() {
-                self.store.insert_key(&record).await
-            } else {
-                let until = now_ms() + realm.access_token_lifespan_secs * 1000 + RETIRE_SKEW_MS;
-                self.store.rotate_keys(&record, until).await
-            };
-            match result {
-                // Another node created the first key at the same moment: use theirs.
+            match self.store.insert_key(&record).await {
+                // Another node created the first key at the same moment (a
+                // unique index allows one active key per realm and purpose): use theirs.
                 Ok(()) | Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(OAuthError::server_error(e)),
             }

@@ -1,7 +1,11 @@
 //! A protocol request's form parameters, parsed once. Duplicate parameters
 //! are rejected (RFC 6749 §3.1, §3.2) and empty values count as absent.
 
+use std::collections::HashSet;
 use tessera_core::OAuthError;
+
+/// No protocol request needs more; bounds the work done on unauthenticated input.
+pub const MAX_PARAMS: usize = 64;
 
 #[derive(Clone, Debug, Default)]
 pub struct Params(Vec<(String, String)>);
@@ -15,8 +19,14 @@ impl Params {
     }
 
     pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, OAuthError> {
-        for (i, (k, _)) in pairs.iter().enumerate() {
-            if pairs[..i].iter().any(|(other, _)| other == k) {
+        if pairs.len() > MAX_PARAMS {
+            return Err(OAuthError::invalid_request(format!(
+                "too many parameters (at most {MAX_PARAMS})"
+            )));
+        }
+        let mut seen = HashSet::with_capacity(pairs.len());
+        for (k, _) in &pairs {
+            if !seen.insert(k.as_str()) {
                 return Err(OAuthError::invalid_request(format!(
                     "parameter {k} is included more than once"
                 )));
@@ -52,5 +62,7 @@ mod tests {
         assert_eq!(p.get("b"), None);
         assert_eq!(p.get("c"), Some("x y"));
         assert!(p.require("b").is_err());
+        let many: String = (0..=MAX_PARAMS).map(|i| format!("p{i}=x&")).collect();
+        assert!(Params::parse(many.as_bytes()).is_err());
     }
 }

@@ -23,19 +23,23 @@ pub struct Bootstrap {
 }
 
 impl TokenService {
-    /// Stores a realm and generates its first signing key.
+    /// Stores a realm and generates its first signing key. If the key cannot
+    /// be made, the realm is removed again, so a failed create changes nothing.
     pub async fn create_realm(&self, realm: &Realm) -> Result<(), StoreError> {
         self.store.create_realm(realm).await?;
-        self.keys
-            .realm_keys(realm)
-            .await
-            .map_err(|e| StoreError::Unexpected(format!("generating the realm key: {e:?}")))?;
+        if let Err(e) = self.keys.realm_keys(realm).await {
+            let _ = self.store.delete_realm(&realm.id).await;
+            return Err(StoreError::Unexpected(format!(
+                "generating the realm key: {e:?}"
+            )));
+        }
         Ok(())
     }
 
-    /// First start: creates `master` (admin user + admin-cli) if missing, and
-    /// the configured default realm if it is another one and missing.
-    /// Safe to run on every start and on several nodes at once.
+    /// First start: creates `master` with its `admin` user and `admin-cli`,
+    /// and the configured default realm if it is another one. Safe on every
+    /// start and on several nodes at once. A first start that was cut short
+    /// (a master realm without any user) is completed on the next start.
     pub async fn bootstrap(
         &self,
         admin_password: Option<String>,
@@ -43,30 +47,30 @@ impl TokenService {
     ) -> Result<Bootstrap, OAuthError> {
         let mut out = Bootstrap::default();
         let err = OAuthError::server_error;
-        if self
-            .store
-            .realm_by_name(MASTER_REALM)
-            .await
-            .map_err(err)?
-            .is_none()
-        {
-            let master = Realm::new(MASTER_REALM, now_ms());
-            match self.create_realm(&master).await {
-                Ok(()) => {}
-                // Another node bootstrapped at the same moment.
-                Err(StoreError::Conflict(_)) => return Ok(out),
-                Err(e) => return Err(err(e)),
-            }
-            out.created_master = true;
-            let password = match admin_password {
-                Some(p) => Secret::new(p),
-                None => {
-                    let p = Secret::new(random_token(12));
-                    out.generated_admin_password = Some(p.clone());
-                    p
+        let master = match self.store.realm_by_name(MASTER_REALM).await.map_err(err)? {
+            Some(m) => m,
+            None => {
+                let m = Realm::new(MASTER_REALM, now_ms());
+                match self.create_realm(&m).await {
+                    Ok(()) => out.created_master = true,
+                    // Another node bootstrapped at the same moment.
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(err(e)),
                 }
+                self.store
+                    .realm_by_name(MASTER_REALM)
+                    .await
+                    .map_err(err)?
+                    .ok_or_else(|| {
+                        OAuthError::server_error("master realm vanished during bootstrap")
+                    })?
+            }
+        };
+        if self.store.count_users(&master.id).await.map_err(err)? == 0 {
+            let (password, generated) = match admin_password {
+                Some(p) => (Secret::new(p), false),
+                None => (Secret::new(random_token(12)), true),
             };
-            let now = now_ms();
             let admin = User {
                 id: uuid::Uuid::new_v4().to_string(),
                 realm_id: master.id.clone(),
@@ -80,13 +84,25 @@ impl TokenService {
                 password_temporary: false,
                 roles: vec![ADMIN_ROLE.into()],
                 attributes: BTreeMap::new(),
-                created_at: now,
+                created_at: now_ms(),
             };
-            self.store.create_user(&admin).await.map_err(err)?;
-            self.store
-                .create_client(&admin_cli(&master))
+            match self.store.create_user(&admin).await {
+                Ok(()) if generated => out.generated_admin_password = Some(password),
+                Ok(()) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(err(e)),
+            }
+            if self
+                .store
+                .client_by_client_id(&master.id, ADMIN_CLI)
                 .await
-                .map_err(err)?;
+                .map_err(err)?
+                .is_none()
+            {
+                match self.store.create_client(&admin_cli(&master)).await {
+                    Ok(()) | Err(StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(err(e)),
+                }
+            }
         }
         if default_realm != MASTER_REALM
             && self
@@ -128,5 +144,76 @@ fn admin_cli(realm: &Realm) -> Client {
         service_accounts_enabled: false,
         attributes: BTreeMap::new(),
         created_at: now_ms(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PasswordConfig;
+    use crate::OAuthConfig;
+    use std::sync::Arc;
+
+    async fn service() -> (TokenService, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = tessera_store_sqlite::SqliteStore::open(&dir.path().join("t.db"))
+            .await
+            .expect("db");
+        let mut cfg = OAuthConfig::new("http://t");
+        cfg.password = PasswordConfig {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent: 2,
+        };
+        (
+            TokenService::new(Arc::new(store), tessera_keys::MasterKey::generate(), cfg),
+            dir,
+        )
+    }
+
+    #[tokio::test]
+    async fn bootstrap_runs_once_and_completes_an_interrupted_start() {
+        let (svc, _dir) = service().await;
+        let first = svc.bootstrap(None, "che").await.expect("bootstrap");
+        assert!(first.created_master);
+        assert!(first.generated_admin_password.is_some());
+        assert_eq!(first.created_default_realm.as_deref(), Some("che"));
+        let again = svc.bootstrap(None, "che").await.expect("again");
+        assert!(!again.created_master && again.generated_admin_password.is_none());
+
+        // Simulate a first start cut short after the realm was created.
+        let (svc, _dir) = service().await;
+        svc.create_realm(&Realm::new(MASTER_REALM, now_ms()))
+            .await
+            .expect("realm only");
+        let repaired = svc
+            .bootstrap(Some("pw".into()), MASTER_REALM)
+            .await
+            .expect("repair");
+        assert!(!repaired.created_master);
+        assert!(
+            repaired.generated_admin_password.is_none(),
+            "the given password is not printed"
+        );
+        let master = svc
+            .store
+            .realm_by_name(MASTER_REALM)
+            .await
+            .expect("db")
+            .expect("master");
+        let admin = svc
+            .store
+            .user_by_username(&master.id, "admin")
+            .await
+            .expect("db")
+            .expect("admin created");
+        assert_eq!(admin.roles, vec![ADMIN_ROLE.to_string()]);
+        assert!(svc
+            .store
+            .client_by_client_id(&master.id, ADMIN_CLI)
+            .await
+            .expect("db")
+            .is_some());
     }
 }

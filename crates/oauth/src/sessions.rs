@@ -94,17 +94,24 @@ impl TokenService {
         else {
             return Ok(inactive);
         };
-        let user = self
+        let Some(user) = self
             .store
             .user(&realm.id, &session.user_id)
             .await
-            .map_err(OAuthError::server_error)?;
+            .map_err(OAuthError::server_error)?
+            .filter(|u| u.enabled)
+        else {
+            return Ok(inactive);
+        };
+        if !owner.enabled {
+            return Ok(inactive);
+        }
         Ok(json!({
             "active": true,
             "token_type": "Refresh",
             "client_id": owner.client_id,
             "sub": session.user_id,
-            "username": user.map(|u| u.username),
+            "username": user.username,
             "sid": session.id,
             "scope": session.scope,
             "iat": session.created_at / 1000,

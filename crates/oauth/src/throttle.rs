@@ -1,24 +1,67 @@
-//! Failed-login throttling per (realm, username). Counting by username, not
-//! by whether the user exists, so the lock reveals nothing; one user's
-//! failures never lock out another. State is per node (documented).
+//! Failed-login throttling per (realm, username). Attempts count from the
+//! moment they start, not when their (slow) password check ends, so firing
+//! many guesses in parallel buys no more than firing them one by one.
+//! Counting by username, not by whether the user exists, reveals nothing; one
+//! user's failures never lock out another. State is per node (documented).
 
 use crate::config::ThrottleConfig;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[derive(Default)]
 struct Entry {
     failures: u32,
-    window_start: Instant,
+    in_flight: u32,
+    window_start: Option<Instant>,
     locked_until: Option<Instant>,
 }
 
+type Key = (String, String);
+
 pub struct LoginThrottle {
     cfg: ThrottleConfig,
-    state: Mutex<HashMap<(String, String), Entry>>,
+    state: Mutex<HashMap<Key, Entry>>,
 }
 
+/// Entries tracked at most; beyond that, idle entries are dropped first.
 const MAX_TRACKED: usize = 100_000;
+/// Usernames longer than this are throttled under their prefix.
+const MAX_KEY_LEN: usize = 256;
+
+/// One login attempt in progress. Dropping it without `succeeded` or
+/// `failed` (e.g. the request was cancelled) counts as a failure.
+pub struct Attempt {
+    throttle: Arc<LoginThrottle>,
+    key: Key,
+    done: bool,
+}
+
+impl Attempt {
+    pub fn succeeded(mut self) {
+        self.done = true;
+        self.throttle.finish(&self.key, true);
+    }
+
+    pub fn failed(mut self) {
+        self.done = true;
+        self.throttle.finish(&self.key, false);
+    }
+
+    /// The check never ran (server busy, database error): counts neither way.
+    pub fn not_counted(mut self) {
+        self.done = true;
+        self.throttle.release(&self.key);
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.done {
+            self.throttle.finish(&self.key, false);
+        }
+    }
+}
 
 impl LoginThrottle {
     pub fn new(cfg: ThrottleConfig) -> Self {
@@ -28,51 +71,97 @@ impl LoginThrottle {
         }
     }
 
-    /// `Err(seconds)` while the username is locked.
-    pub fn check(&self, realm_id: &str, username: &str) -> Result<(), u64> {
-        let now = Instant::now();
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match state.get(&(realm_id.to_string(), username.to_string())) {
-            Some(Entry {
-                locked_until: Some(until),
-                ..
-            }) if *until > now => Err((*until - now).as_secs().max(1)),
-            _ => Ok(()),
+    fn key(realm_id: &str, username: &str) -> Key {
+        let mut name = username.to_string();
+        if name.len() > MAX_KEY_LEN {
+            let mut cut = MAX_KEY_LEN;
+            while !name.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            name.truncate(cut);
         }
+        (realm_id.to_string(), name)
     }
 
-    pub fn record_failure(&self, realm_id: &str, username: &str) {
+    /// Starts an attempt, or `Err(seconds to wait)` while the username is
+    /// locked or already has as many attempts (failed or running) as allowed.
+    pub fn begin(self: &Arc<Self>, realm_id: &str, username: &str) -> Result<Attempt, u64> {
         let now = Instant::now();
         let window = Duration::from_secs(self.cfg.window_secs);
+        let key = Self::key(realm_id, username);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.len() >= MAX_TRACKED {
-            state.retain(|_, e| {
-                now.duration_since(e.window_start) < window
-                    || e.locked_until.is_some_and(|u| u > now)
-            });
+        if state.len() >= MAX_TRACKED && !state.contains_key(&key) {
+            Self::evict(&mut state, now, window);
         }
-        let e = state
-            .entry((realm_id.to_string(), username.to_string()))
-            .or_insert(Entry {
-                failures: 0,
-                window_start: now,
-                locked_until: None,
-            });
-        if now.duration_since(e.window_start) >= window {
-            e.failures = 0;
-            e.window_start = now;
+        let e = state.entry(key.clone()).or_default();
+        if let Some(until) = e.locked_until {
+            if until > now {
+                return Err((until - now).as_secs().max(1));
+            }
+            e.locked_until = None;
         }
-        e.failures += 1;
-        if e.failures >= self.cfg.max_failures {
-            e.locked_until = Some(now + Duration::from_secs(self.cfg.lockout_secs));
+        if e.window_start
+            .is_some_and(|s| now.duration_since(s) >= window)
+        {
             e.failures = 0;
-            e.window_start = now;
+            e.window_start = None;
+        }
+        if e.failures + e.in_flight >= self.cfg.max_failures {
+            let wait = e
+                .window_start
+                .map(|s| window.saturating_sub(now.duration_since(s)).as_secs())
+                .unwrap_or(1);
+            return Err(wait.max(1));
+        }
+        e.in_flight += 1;
+        Ok(Attempt {
+            throttle: self.clone(),
+            key,
+            done: false,
+        })
+    }
+
+    fn finish(&self, key: &Key, success: bool) {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(e) = state.get_mut(key) else { return };
+        e.in_flight = e.in_flight.saturating_sub(1);
+        if success {
+            e.failures = 0;
+            e.window_start = None;
+        } else {
+            e.window_start.get_or_insert(now);
+            e.failures += 1;
+            if e.failures >= self.cfg.max_failures {
+                e.locked_until = Some(now + Duration::from_secs(self.cfg.lockout_secs));
+                e.failures = 0;
+                e.window_start = None;
+            }
+        }
+        if e.in_flight == 0 && e.failures == 0 && e.locked_until.is_none() {
+            state.remove(key);
         }
     }
 
-    pub fn record_success(&self, realm_id: &str, username: &str) {
+    fn release(&self, key: &Key) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.remove(&(realm_id.to_string(), username.to_string()));
+        if let Some(e) = state.get_mut(key) {
+            e.in_flight = e.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Makes room: drops idle entries, then (under a username-spraying
+    /// flood) unlocked ones.
+    fn evict(state: &mut HashMap<Key, Entry>, now: Instant, window: Duration) {
+        state.retain(|_, e| {
+            e.in_flight > 0
+                || e.locked_until.is_some_and(|u| u > now)
+                || e.window_start
+                    .is_some_and(|s| now.duration_since(s) < window)
+        });
+        if state.len() >= MAX_TRACKED {
+            state.retain(|_, e| e.in_flight > 0 || e.locked_until.is_some_and(|u| u > now));
+        }
     }
 }
 
@@ -80,23 +169,52 @@ impl LoginThrottle {
 mod tests {
     use super::*;
 
-    #[test]
-    fn locks_after_max_failures_only_that_user() {
-        let t = LoginThrottle::new(ThrottleConfig {
+    fn throttle() -> Arc<LoginThrottle> {
+        Arc::new(LoginThrottle::new(ThrottleConfig {
             max_failures: 3,
             window_secs: 60,
             lockout_secs: 30,
-        });
-        for _ in 0..2 {
-            t.record_failure("r", "alice");
-            assert!(t.check("r", "alice").is_ok());
+        }))
+    }
+
+    #[test]
+    fn locks_after_max_failures_only_that_user() {
+        let t = throttle();
+        for _ in 0..3 {
+            t.begin("r", "alice").expect("allowed").failed();
         }
-        t.record_failure("r", "alice");
-        let wait = t.check("r", "alice").expect_err("locked");
+        let wait = t.begin("r", "alice").err().expect("locked");
         assert!((1..=30).contains(&wait));
-        assert!(t.check("r", "bob").is_ok(), "other users unaffected");
-        assert!(t.check("other-realm", "alice").is_ok());
-        t.record_success("r", "alice");
-        assert!(t.check("r", "alice").is_ok());
+        assert!(t.begin("r", "bob").is_ok(), "other users unaffected");
+        assert!(t.begin("other-realm", "alice").is_ok());
+    }
+
+    #[test]
+    fn parallel_attempts_count_before_they_finish() {
+        let t = throttle();
+        let running: Vec<_> = (0..3)
+            .map(|_| t.begin("r", "alice").expect("allowed"))
+            .collect();
+        assert!(
+            t.begin("r", "alice").is_err(),
+            "a fourth concurrent guess is refused"
+        );
+        drop(running); // abandoned attempts count as failures
+        assert!(
+            t.begin("r", "alice").is_err(),
+            "and they locked the username"
+        );
+    }
+
+    #[test]
+    fn success_clears_failures() {
+        let t = throttle();
+        t.begin("r", "alice").expect("allowed").failed();
+        t.begin("r", "alice").expect("allowed").failed();
+        t.begin("r", "alice").expect("allowed").succeeded();
+        for _ in 0..2 {
+            t.begin("r", "alice").expect("allowed").failed();
+        }
+        assert!(t.begin("r", "alice").is_ok());
     }
 }

@@ -63,7 +63,17 @@ impl TokenService {
                     .ok_or_else(|| OAuthError::invalid_token("Session not active"))?;
                 Some(s)
             }
-            None => None,
+            None => {
+                // No session to end (client_credentials): the client itself
+                // must still exist and be enabled.
+                self.store
+                    .client_by_client_id(&realm.id, &claims.azp)
+                    .await
+                    .map_err(OAuthError::server_error)?
+                    .filter(|c| c.enabled)
+                    .ok_or_else(|| OAuthError::invalid_token("Client not found or disabled"))?;
+                None
+            }
         };
         Ok((claims, session))
     }

@@ -213,6 +213,17 @@ pub async fn update(
     AdminJson(rep): AdminJson<ClientRep>,
 ) -> Result<StatusCode, AdminError> {
     let mut c = load(&tokens, &name, &id).await?;
+    let mut rep = rep;
+    // A representation read with GET carries the generated secret; sending it
+    // back unchanged must not turn it into an administrator-supplied one.
+    if c.secret_generated
+        && rep
+            .secret
+            .as_deref()
+            .is_some_and(|s| c.secret_hash.as_ref().is_some_and(|h| h.matches(s)))
+    {
+        rep.secret = None;
+    }
     if apply(&mut c, rep)? {
         regenerate(&tokens, &mut c);
     }

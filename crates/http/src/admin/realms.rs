@@ -13,6 +13,9 @@ use tessera_core::{Realm, SigningAlg};
 use tessera_oauth::provision::MASTER_REALM;
 use tessera_oauth::TokenService;
 
+/// Ten years: longer sessions are a mistake, and it keeps expiry arithmetic far from overflow.
+const MAX_SESSION_SECS: i64 = 10 * 365 * 86_400;
+
 fn to_rep(r: &Realm) -> RealmRep {
     RealmRep {
         id: Some(r.id.clone()),
@@ -64,10 +67,10 @@ fn apply(realm: &mut Realm, rep: RealmRep) -> Result<(), AdminError> {
         realm.access_token_lifespan_secs = secs;
     }
     if let Some(secs) = rep.sso_session_max_lifespan {
-        if secs < 60 {
-            return Err(AdminError::bad_request(
-                "ssoSessionMaxLifespan must be at least 60 seconds",
-            ));
+        if !(60..=MAX_SESSION_SECS).contains(&secs) {
+            return Err(AdminError::bad_request(format!(
+                "ssoSessionMaxLifespan must be between 60 and {MAX_SESSION_SECS} seconds"
+            )));
         }
         realm.session_max_lifespan_secs = secs;
     }
@@ -136,6 +139,7 @@ pub async fn update(
     AdminJson(rep): AdminJson<RealmRep>,
 ) -> Result<StatusCode, AdminError> {
     let mut realm = realm(&tokens, &name).await?;
+    let old_alg = realm.signing_alg;
     if name == MASTER_REALM
         && (rep.realm.as_deref().is_some_and(|n| n != MASTER_REALM) || rep.enabled == Some(false))
     {
@@ -154,8 +158,11 @@ pub async fn update(
             }
             other => other.into(),
         })?;
-    // A changed algorithm or lifetime takes effect for the next token.
-    tokens.keys.realm_keys(&realm).await?;
+    // A new algorithm needs a new key: rotate, keeping the old one published
+    // until its tokens expire.
+    if realm.signing_alg != old_alg {
+        tokens.keys.rotate(&realm).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

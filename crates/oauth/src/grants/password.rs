@@ -29,27 +29,36 @@ impl TokenService {
     ) -> Result<TokenResponse, OAuthError> {
         let scope = ScopeSet::parse_requested(req.scope.as_deref())?;
         let username = req.username.to_lowercase();
-        if let Err(wait) = self.throttle.check(&realm.id, &username) {
-            return Err(OAuthError::too_many_requests(wait));
-        }
-        let user = self
-            .store
-            .user_by_username(&realm.id, &username)
-            .await
-            .map_err(OAuthError::server_error)?;
+        let attempt = self
+            .throttle
+            .begin(&realm.id, &username)
+            .map_err(OAuthError::too_many_requests)?;
+        let user = match self.store.user_by_username(&realm.id, &username).await {
+            Ok(u) => u,
+            Err(e) => {
+                attempt.not_counted();
+                return Err(OAuthError::server_error(e));
+            }
+        };
         let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
-        let verified = self.passwords.verify(hash, &req.password).await;
+        let verified = match self.passwords.verify(hash, &req.password).await {
+            Ok(v) => v,
+            Err(e) => {
+                attempt.not_counted();
+                return Err(e);
+            }
+        };
         let user = match user {
             Some(u) if verified && u.enabled => u,
             _ => {
-                self.throttle.record_failure(&realm.id, &username);
+                attempt.failed();
                 return Err(OAuthError::new(
                     OAuthErrorCode::InvalidUserCredentials,
                     BAD_CREDENTIALS,
                 ));
             }
         };
-        self.throttle.record_success(&realm.id, &username);
+        attempt.succeeded();
         if user.password_temporary {
             return Err(OAuthError::invalid_grant("Account is not fully set up"));
         }

@@ -10,5 +10,8 @@ pub mod secret;
 pub mod time;
 
 pub use error::{OAuthError, OAuthErrorCode};
-pub use model::{Client, Realm, RefreshTokenRecord, Session, SigningAlg, SigningKeyRecord, User};
+pub use model::{
+    Client, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningAlg, SigningKeyRecord,
+    User, Workspace, WorkspaceStatus,
+};
 pub use secret::{Secret, TokenHash};

@@ -249,3 +249,52 @@ impl fmt::Debug for SigningKeyRecord {
             .finish_non_exhaustive()
     }
 }
+
+/// A Che workspace's lifecycle state (Che's names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkspaceStatus {
+    Stopped,
+    Running,
+}
+
+impl WorkspaceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopped => "STOPPED",
+            Self::Running => "RUNNING",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "STOPPED" => Some(Self::Stopped),
+            "RUNNING" => Some(Self::Running),
+            _ => None,
+        }
+    }
+}
+
+/// A cloud workspace, owned by one user and shared with invited members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workspace {
+    pub id: String,
+    pub realm_id: String,
+    pub owner_id: String,
+    /// Che's namespace: the owner's username by default.
+    pub namespace: String,
+    pub name: String,
+    pub status: WorkspaceStatus,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A machine token as stored: its id and binding only. The JWT itself is
+/// re-signed on demand (RS512 PKCS#1 v1.5 is deterministic, so the caller
+/// gets the same token each time); nothing secret is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachineTokenRecord {
+    pub jti: String,
+    pub workspace_id: String,
+    pub user_id: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}

@@ -251,6 +251,47 @@ impl VerifyingKey {
         })
     }
 
+    /// Builds a key from a JWK fetched from an issuer's JWKS. Only signature
+    /// keys of the supported algorithms are accepted; `alg` must be present
+    /// so the key, not the token, decides the algorithm.
+    pub fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        let alg: SigningAlg = jwk
+            .alg
+            .parse()
+            .map_err(|_| KeyError::Invalid(SigningAlg::RS256))?;
+        let bad = || KeyError::Invalid(alg);
+        if jwk.use_ != "sig" {
+            return Err(bad());
+        }
+        let field = |v: &Option<String>| -> Result<Vec<u8>, KeyError> {
+            B64.decode(v.as_deref().ok_or_else(bad)?).map_err(|_| bad())
+        };
+        let spki = match (alg, jwk.kty.as_str()) {
+            (SigningAlg::RS256 | SigningAlg::RS512, "RSA") => {
+                let n = rsa::BigUint::from_bytes_be(&field(&jwk.n)?);
+                let e = rsa::BigUint::from_bytes_be(&field(&jwk.e)?);
+                let key = rsa::RsaPublicKey::new(n, e).map_err(|_| bad())?;
+                key.to_public_key_der()
+                    .map_err(|_| bad())?
+                    .as_bytes()
+                    .to_vec()
+            }
+            (SigningAlg::ES256, "EC") if jwk.crv.as_deref() == Some("P-256") => {
+                let (x, y) = (field(&jwk.x)?, field(&jwk.y)?);
+                if x.len() != 32 || y.len() != 32 {
+                    return Err(bad());
+                }
+                [P256_SPKI_PREFIX, &[4u8], &x, &y].concat()
+            }
+            (SigningAlg::EdDSA, "OKP") if jwk.crv.as_deref() == Some("Ed25519") => {
+                [ED25519_SPKI_PREFIX, &field(&jwk.x)?].concat()
+            }
+            _ => return Err(bad()),
+        };
+        Self::from_spki(jwk.kid.clone(), alg, &spki)
+    }
+
     pub fn kid(&self) -> &str {
         &self.kid
     }
@@ -379,6 +420,9 @@ mod tests {
             ));
             let jwk = v.jwk();
             assert_eq!(jwk.alg, alg.as_str());
+            let from_jwk = VerifyingKey::from_jwk(&jwk).expect("from JWK");
+            assert_eq!(from_jwk.spki_der(), v.spki_der(), "JWK round trip");
+            assert!(verify_compact(&token, &from_jwk).is_ok());
         }
     }
 

@@ -20,6 +20,8 @@ const RELOAD_EVERY: Duration = Duration::from_secs(30);
 const UNKNOWN_KID_BACKOFF: Duration = Duration::from_secs(5);
 /// Purpose of the keys that sign a realm's access and ID tokens.
 pub const REALM_PURPOSE: &str = "realm";
+/// Purpose of the dedicated RS512 key that signs Che machine tokens.
+pub const MACHINE_PURPOSE: &str = "machine";
 /// Clock skew allowed for when deciding how long a retired key stays published.
 const RETIRE_SKEW_MS: i64 = 60_000;
 
@@ -78,17 +80,44 @@ impl KeyCache {
             .await
     }
 
+    /// The realm's machine-token key (RS512, generated on first use).
+    pub async fn machine_keys(&self, realm: &Realm) -> Result<Arc<RealmKeys>, OAuthError> {
+        self.get(realm, MACHINE_PURPOSE, SigningAlg::RS512, false)
+            .await
+    }
+
     /// Finds the verifier for `kid`, reloading (rate-limited) if it is new.
     pub async fn verifier(
         &self,
         realm: &Realm,
         kid: &str,
     ) -> Result<Option<VerifyingKey>, OAuthError> {
-        let keys = self.realm_keys(realm).await?;
+        self.verifier_for(realm, REALM_PURPOSE, realm.signing_alg, kid)
+            .await
+    }
+
+    /// Finds the machine-token verifier for `kid` (same reload rules).
+    pub async fn machine_verifier(
+        &self,
+        realm: &Realm,
+        kid: &str,
+    ) -> Result<Option<VerifyingKey>, OAuthError> {
+        self.verifier_for(realm, MACHINE_PURPOSE, SigningAlg::RS512, kid)
+            .await
+    }
+
+    async fn verifier_for(
+        &self,
+        realm: &Realm,
+        purpose: &'static str,
+        alg: SigningAlg,
+        kid: &str,
+    ) -> Result<Option<VerifyingKey>, OAuthError> {
+        let keys = self.get(realm, purpose, alg, false).await?;
         if let Some(v) = keys.verifiers.get(kid) {
             return Ok(Some(v.clone()));
         }
-        let ck = (realm.id.clone(), REALM_PURPOSE);
+        let ck = (realm.id.clone(), purpose);
         let may_force = {
             let mut forced = self.forced.lock().unwrap_or_else(|p| p.into_inner());
             let recent = forced
@@ -102,9 +131,7 @@ impl KeyCache {
         if !may_force {
             return Ok(None);
         }
-        let keys = self
-            .get(realm, REALM_PURPOSE, realm.signing_alg, true)
-            .await?;
+        let keys = self.get(realm, purpose, alg, true).await?;
         Ok(keys.verifiers.get(kid).cloned())
     }
 

@@ -9,7 +9,10 @@ pub use error::StoreError;
 
 use async_trait::async_trait;
 use tessera_core::model::KeyStatus;
-use tessera_core::{Client, Realm, RefreshTokenRecord, Session, SigningKeyRecord, TokenHash, User};
+use tessera_core::{
+    Client, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningKeyRecord, TokenHash,
+    User, Workspace, WorkspaceStatus,
+};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -130,10 +133,47 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<()>;
 }
 
+#[async_trait]
+pub trait WorkspaceStore: Send + Sync {
+    /// Fails with `Conflict` when (realm, namespace, name) is taken.
+    async fn create_workspace(&self, ws: &Workspace) -> Result<()>;
+    async fn workspace(&self, realm_id: &str, id: &str) -> Result<Option<Workspace>>;
+    async fn workspace_by_name(
+        &self,
+        realm_id: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Workspace>>;
+    /// Workspaces a user owns or is a member of, by namespace and name.
+    async fn user_workspaces(&self, realm_id: &str, user_id: &str) -> Result<Vec<Workspace>>;
+    /// Sets the status; stopping also revokes every machine token of the
+    /// workspace, in the same commit.
+    async fn set_workspace_status(
+        &self,
+        id: &str,
+        status: WorkspaceStatus,
+        now_ms: i64,
+    ) -> Result<()>;
+    async fn delete_workspace(&self, realm_id: &str, id: &str) -> Result<()>;
+    /// Adds a member (idempotent).
+    async fn add_workspace_member(&self, workspace_id: &str, user_id: &str) -> Result<()>;
+    async fn is_workspace_member(&self, workspace_id: &str, user_id: &str) -> Result<bool>;
+    /// Stores a machine token; `Conflict` if the user already has a live one
+    /// for the workspace (one per user per workspace).
+    async fn insert_machine_token(&self, token: &MachineTokenRecord) -> Result<()>;
+    /// The user's live machine token for the workspace.
+    async fn live_machine_token(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+    ) -> Result<Option<MachineTokenRecord>>;
+    async fn machine_token(&self, jti: &str) -> Result<Option<MachineTokenRecord>>;
+}
+
 /// Everything a Tessera node needs from its database.
 #[async_trait]
 pub trait Store:
-    RealmStore + ClientStore + UserStore + SessionStore + RefreshTokenStore + KeyStore
+    RealmStore + ClientStore + UserStore + SessionStore + RefreshTokenStore + KeyStore + WorkspaceStore
 {
     /// Cheap round trip for `/health/ready`.
     async fn ping(&self) -> Result<()>;

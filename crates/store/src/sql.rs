@@ -36,7 +36,7 @@ macro_rules! sql_store_impl {
         const _: () = {
             use ::sqlx::Row as _;
             use $crate::__core::model::KeyStatus;
-            use $crate::__core::{Client, Realm, RefreshTokenRecord, Session, SigningKeyRecord, TokenHash, User};
+            use $crate::__core::{Client, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningKeyRecord, TokenHash, User, Workspace, WorkspaceStatus};
             use $crate::{ClientMeta, Result, RotateOutcome, StoreError, UserQuery};
             type Row = <$db as ::sqlx::Database>::Row;
 
@@ -149,6 +149,29 @@ macro_rules! sql_store_impl {
                     public_key_der: col(row, "public_key_der")?,
                     created_at: col(row, "created_at")?,
                     visible_until: col(row, "visible_until")?,
+                })
+            }
+            fn workspace(row: &Row) -> Result<Workspace> {
+                let status: String = col(row, "status")?;
+                Ok(Workspace {
+                    id: col(row, "id")?,
+                    realm_id: col(row, "realm_id")?,
+                    owner_id: col(row, "owner_id")?,
+                    namespace: col(row, "namespace")?,
+                    name: col(row, "name")?,
+                    status: WorkspaceStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Unexpected(format!("workspace status {status}")))?,
+                    created_at: col(row, "created_at")?,
+                    updated_at: col(row, "updated_at")?,
+                })
+            }
+            fn machine(row: &Row) -> Result<MachineTokenRecord> {
+                Ok(MachineTokenRecord {
+                    jti: col(row, "jti")?,
+                    workspace_id: col(row, "workspace_id")?,
+                    user_id: col(row, "user_id")?,
+                    created_at: col(row, "created_at")?,
+                    revoked_at: col(row, "revoked_at")?,
                 })
             }
             fn one_row(affected: u64) -> Result<()> {
@@ -429,6 +452,85 @@ macro_rules! sql_store_impl {
                         .bind(kid).bind(status.as_str()).bind(visible_until)
                         .execute(self.writer()).await.map_err(err)?;
                     one_row(done.rows_affected())
+                }
+            }
+
+            #[$crate::__async_trait]
+            impl $crate::WorkspaceStore for $ty {
+                async fn create_workspace(&self, w: &Workspace) -> Result<()> {
+                    ::sqlx::query("INSERT INTO workspaces (id, realm_id, owner_id, namespace, name, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                        .bind(&w.id).bind(&w.realm_id).bind(&w.owner_id).bind(&w.namespace).bind(&w.name)
+                        .bind(w.status.as_str()).bind(w.created_at).bind(w.updated_at)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn workspace(&self, realm_id: &str, id: &str) -> Result<Option<Workspace>> {
+                    ::sqlx::query("SELECT * FROM workspaces WHERE realm_id = $1 AND id = $2")
+                        .bind(realm_id).bind(id)
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(workspace).transpose()
+                }
+                async fn workspace_by_name(&self, realm_id: &str, namespace: &str, name: &str) -> Result<Option<Workspace>> {
+                    ::sqlx::query("SELECT * FROM workspaces WHERE realm_id = $1 AND namespace = $2 AND name = $3")
+                        .bind(realm_id).bind(namespace).bind(name)
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(workspace).transpose()
+                }
+                async fn user_workspaces(&self, realm_id: &str, user_id: &str) -> Result<Vec<Workspace>> {
+                    ::sqlx::query("SELECT * FROM workspaces WHERE realm_id = $1 AND (owner_id = $2 OR id IN (SELECT workspace_id FROM workspace_members WHERE user_id = $2)) ORDER BY namespace, name")
+                        .bind(realm_id).bind(user_id)
+                        .fetch_all(self.reader()).await.map_err(err)?
+                        .iter().map(workspace).collect()
+                }
+                async fn set_workspace_status(&self, id: &str, status: WorkspaceStatus, now: i64) -> Result<()> {
+                    let mut tx = self.writer().begin().await.map_err(err)?;
+                    let done = ::sqlx::query("UPDATE workspaces SET status = $2, updated_at = $3 WHERE id = $1")
+                        .bind(id).bind(status.as_str()).bind(now)
+                        .execute(&mut *tx).await.map_err(err)?;
+                    one_row(done.rows_affected())?;
+                    if status == WorkspaceStatus::Stopped {
+                        ::sqlx::query("UPDATE machine_tokens SET revoked_at = $2 WHERE workspace_id = $1 AND revoked_at IS NULL")
+                            .bind(id).bind(now)
+                            .execute(&mut *tx).await.map_err(err)?;
+                    }
+                    tx.commit().await.map_err(err)
+                }
+                async fn delete_workspace(&self, realm_id: &str, id: &str) -> Result<()> {
+                    let done = ::sqlx::query("DELETE FROM workspaces WHERE realm_id = $1 AND id = $2")
+                        .bind(realm_id).bind(id)
+                        .execute(self.writer()).await.map_err(err)?;
+                    one_row(done.rows_affected())
+                }
+                async fn add_workspace_member(&self, workspace_id: &str, user_id: &str) -> Result<()> {
+                    ::sqlx::query("INSERT INTO workspace_members (workspace_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(workspace_id).bind(user_id)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn is_workspace_member(&self, workspace_id: &str, user_id: &str) -> Result<bool> {
+                    let row = ::sqlx::query("SELECT COUNT(*) AS n FROM workspace_members WHERE workspace_id = $1 AND user_id = $2")
+                        .bind(workspace_id).bind(user_id)
+                        .fetch_one(self.reader()).await.map_err(err)?;
+                    let n: i64 = col(&row, "n")?;
+                    Ok(n > 0)
+                }
+                async fn insert_machine_token(&self, t: &MachineTokenRecord) -> Result<()> {
+                    ::sqlx::query("INSERT INTO machine_tokens (jti, workspace_id, user_id, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(&t.jti).bind(&t.workspace_id).bind(&t.user_id).bind(t.created_at).bind(t.revoked_at)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn live_machine_token(&self, workspace_id: &str, user_id: &str) -> Result<Option<MachineTokenRecord>> {
+                    ::sqlx::query("SELECT * FROM machine_tokens WHERE workspace_id = $1 AND user_id = $2 AND revoked_at IS NULL")
+                        .bind(workspace_id).bind(user_id)
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(machine).transpose()
+                }
+                async fn machine_token(&self, jti: &str) -> Result<Option<MachineTokenRecord>> {
+                    ::sqlx::query("SELECT * FROM machine_tokens WHERE jti = $1")
+                        .bind(jti)
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(machine).transpose()
                 }
             }
 

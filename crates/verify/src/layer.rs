@@ -1,0 +1,233 @@
+//! The tower layer: token extraction (header, or `?token=` where allowed and
+//! then stripped from the URI so nothing downstream logs it), verification,
+//! kind and role checks, the provisioning hook, and the 401/403 responses.
+
+use crate::verifier::{Verifier, VerifyError, MAX_TOKEN_BYTES};
+use crate::Subject;
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Request, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Which token kinds a route accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accept {
+    Users,
+    Machines,
+    Both,
+}
+
+/// Finds or creates the local user for a verified subject (Che's
+/// EnvironmentInitializationFilter), and may refuse it (e.g. session ended).
+#[async_trait]
+pub trait Provision: Send + Sync {
+    async fn provision(&self, subject: &mut Subject) -> Result<(), VerifyError>;
+}
+
+/// What a protected route requires.
+#[derive(Clone)]
+pub struct Policy {
+    /// Whether `?token=` is accepted (Che allows it where a header is impossible).
+    pub query_token: bool,
+    pub accept: Accept,
+    /// A realm role or scope the subject must have (403 otherwise).
+    pub required_role: Option<String>,
+    pub provision: Option<Arc<dyn Provision>>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            query_token: false,
+            accept: Accept::Users,
+            required_role: None,
+            provision: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct VerifyLayer {
+    verifier: Arc<Verifier>,
+    policy: Arc<Policy>,
+}
+
+impl VerifyLayer {
+    pub fn new(verifier: Arc<Verifier>, policy: Policy) -> Self {
+        Self {
+            verifier,
+            policy: Arc::new(policy),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for VerifyLayer {
+    type Service = VerifyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        VerifyService {
+            inner,
+            verifier: self.verifier.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct VerifyService<S> {
+    inner: S,
+    verifier: Arc<Verifier>,
+    policy: Arc<Policy>,
+}
+
+impl<S> tower::Service<Request<Body>> for VerifyService<S>
+where
+    S: tower::Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // The clone is not ready; swap so the ready service handles this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let verifier = self.verifier.clone();
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let subject = match authenticate(&mut req, &verifier, &policy).await {
+                Ok(s) => s,
+                Err(e) => return Ok(error_response(&e)),
+            };
+            req.extensions_mut().insert(subject);
+            inner.call(req).await
+        })
+    }
+}
+
+async fn authenticate(
+    req: &mut Request<Body>,
+    verifier: &Verifier,
+    policy: &Policy,
+) -> Result<Subject, VerifyError> {
+    let token = take_token(req, policy.query_token)?;
+    let mut subject = verifier.verify(&token).await?;
+    match (policy.accept, subject.is_machine()) {
+        (Accept::Users, true) => {
+            return Err(VerifyError::WrongKind(
+                "machine tokens are not accepted here",
+            ))
+        }
+        (Accept::Machines, false) => {
+            return Err(VerifyError::WrongKind(
+                "only machine tokens are accepted here",
+            ))
+        }
+        _ => {}
+    }
+    if let Some(role) = &policy.required_role {
+        if !subject.has_role(role) {
+            return Err(VerifyError::Forbidden(format!("requires {role}")));
+        }
+    }
+    if let Some(p) = &policy.provision {
+        p.provision(&mut subject).await?;
+    }
+    Ok(subject)
+}
+
+/// The token from `Authorization: Bearer`, else (if allowed) from `?token=`,
+/// which is then removed from the URI.
+fn take_token(req: &mut Request<Body>, query_allowed: bool) -> Result<String, VerifyError> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        if value.len() > MAX_TOKEN_BYTES + 16 {
+            return Err(VerifyError::Malformed);
+        }
+        let value = value.to_str().map_err(|_| VerifyError::Malformed)?;
+        let (scheme, token) = value.split_once(' ').ok_or(VerifyError::Malformed)?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(VerifyError::Malformed);
+        }
+        return Ok(token.trim().to_string());
+    }
+    let Some(query) = req.uri().query() else {
+        return Err(VerifyError::Missing);
+    };
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let Some((_, token)) = pairs.iter().find(|(k, _)| k == "token") else {
+        return Err(VerifyError::Missing);
+    };
+    if !query_allowed {
+        return Err(VerifyError::WrongKind(
+            "a token in the query string is not accepted here",
+        ));
+    }
+    let token = token.clone();
+    let rest: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != "token").collect();
+    let mut path_and_query = req.uri().path().to_string();
+    if !rest.is_empty() {
+        path_and_query.push('?');
+        path_and_query.push_str(
+            &url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(rest)
+                .finish(),
+        );
+    }
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    Ok(token)
+}
+
+pub(crate) fn unauthorized(description: &str) -> Response {
+    respond(StatusCode::UNAUTHORIZED, "invalid_token", description)
+}
+
+fn respond(status: StatusCode, error: &str, description: &str) -> Response {
+    let body = serde_json::json!({"error": error, "error_description": description});
+    let mut res = (status, axum::Json(body)).into_response();
+    let challenge = format!(
+        "Bearer error=\"{error}\", error_description=\"{}\"",
+        description.replace('"', "'")
+    );
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    res
+}
+
+fn error_response(e: &VerifyError) -> Response {
+    match e {
+        VerifyError::Forbidden(why) => respond(StatusCode::FORBIDDEN, "insufficient_scope", why),
+        VerifyError::KeysUnavailable(detail) => {
+            tracing::warn!(%detail, "token verification keys unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"error": "temporarily_unavailable"})),
+            )
+                .into_response()
+        }
+        VerifyError::Internal(detail) => {
+            tracing::error!(%detail, "token verification failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(serde_json::json!({"error": "server_error"})),
+            )
+                .into_response()
+        }
+        other => unauthorized(&other.to_string()),
+    }
+}

@@ -4,6 +4,7 @@
 mod admin;
 mod config;
 mod serve;
+mod workspace;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -49,6 +50,8 @@ enum Command {
     },
     /// Administer realms, clients, users, sessions and signing keys.
     Admin(admin::AdminArgs),
+    /// Che workspaces: the environment of a workspace agent.
+    Workspace(workspace::WorkspaceArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
                 public_url,
             } => serve::run(cfg, listen, public_url).await,
             Command::Admin(args) => admin::run(args).await,
+            Command::Workspace(args) => workspace::run(args).await,
         }
     });
     match result {

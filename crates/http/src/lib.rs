@@ -10,6 +10,7 @@ mod extract;
 pub mod metrics;
 mod oidc;
 mod ops;
+mod workspaces;
 
 pub use admin::LocalOperator;
 pub use metrics::Metrics;
@@ -74,6 +75,7 @@ pub fn app(state: AppState) -> Router {
         .merge(keycloak.clone())
         .nest("/auth", keycloak)
         .merge(che::router())
+        .merge(workspaces::router(&state))
         .merge(ops::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),

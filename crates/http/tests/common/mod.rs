@@ -72,6 +72,19 @@ pub fn basic(id: &str, secret: &str) -> String {
 
 /// Builds an app; `tune` adjusts the token-service config (grace window...).
 pub async fn app_with(backend: Backend, tune: impl FnOnce(&mut OAuthConfig)) -> Option<TestApp> {
+    build(backend, tune, "master").await
+}
+
+/// An app whose realm-less APIs (workspaces, Che settings) act in `realm`.
+pub async fn app_in_realm(backend: Backend, realm: &str) -> Option<TestApp> {
+    build(backend, |_| {}, realm).await
+}
+
+async fn build(
+    backend: Backend,
+    tune: impl FnOnce(&mut OAuthConfig),
+    default_realm: &str,
+) -> Option<TestApp> {
     let (store, guard): (Arc<dyn Store>, Box<dyn Any + Send + Sync>) = match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tmp");
@@ -107,6 +120,7 @@ pub async fn app_with(backend: Backend, tune: impl FnOnce(&mut OAuthConfig)) -> 
         metrics: Arc::new(Metrics::new()),
         settings: Arc::new(HttpSettings {
             max_body_bytes: 8 * 1024,
+            default_realm: default_realm.to_string(),
             ..HttpSettings::default()
         }),
     };

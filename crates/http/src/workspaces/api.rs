@@ -1,0 +1,383 @@
+//! Workspace and machine-token handlers. Who may do what: the owner may do
+//! everything; invited members may read, start, stop and get their machine
+//! token; a machine token acts as its user but only on its own workspace.
+//! Non-permitted callers get 404, so workspace names are not disclosed.
+
+use super::machine;
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use tessera_core::time::now_ms;
+use tessera_core::{OAuthError, Realm, User, Workspace, WorkspaceStatus};
+use tessera_oauth::TokenService;
+use tessera_store::StoreError;
+use tessera_verify::{Subject, TokenKind};
+
+/// Che's error shape: `{"message": ...}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn not_found() -> Self {
+        Self(StatusCode::NOT_FOUND, "Workspace not found".into())
+    }
+    fn forbidden(m: &str) -> Self {
+        Self(StatusCode::FORBIDDEN, m.into())
+    }
+    fn conflict(m: &str) -> Self {
+        Self(StatusCode::CONFLICT, m.into())
+    }
+    fn bad_request(m: impl Into<String>) -> Self {
+        Self(StatusCode::BAD_REQUEST, m.into())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::not_found(),
+            StoreError::Conflict(_) => {
+                Self::conflict("A workspace with this name already exists in the namespace")
+            }
+            StoreError::Unexpected(d) => {
+                tracing::error!(error = %d, "workspace request failed");
+                Self(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal server error".into(),
+                )
+            }
+        }
+    }
+}
+
+impl From<OAuthError> for ApiError {
+    fn from(e: OAuthError) -> Self {
+        tracing::error!(error = ?e, "workspace request failed");
+        Self(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal server error".into(),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"message": self.1}))).into_response()
+    }
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// The request's realm and the calling user.
+async fn caller(
+    tokens: &TokenService,
+    realm_name: &str,
+    subject: &Subject,
+) -> Result<(Realm, User)> {
+    let realm = tokens.realm(realm_name).await?;
+    let user = tokens
+        .store
+        .user(&realm.id, &subject.id)
+        .await?
+        .ok_or_else(|| ApiError::forbidden("unknown user"))?;
+    Ok((realm, user))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Owner,
+    Member,
+}
+
+/// What the subject may do on `ws`; `None` means "not found" for them.
+async fn access(
+    tokens: &TokenService,
+    subject: &Subject,
+    ws: &Workspace,
+) -> Result<Option<Access>> {
+    if let TokenKind::Machine { workspace_id } = &subject.kind {
+        if *workspace_id != ws.id {
+            return Ok(None);
+        }
+    }
+    if ws.owner_id == subject.id {
+        return Ok(Some(Access::Owner));
+    }
+    Ok(tokens
+        .store
+        .is_workspace_member(&ws.id, &subject.id)
+        .await?
+        .then_some(Access::Member))
+}
+
+async fn load(
+    tokens: &TokenService,
+    realm: &Realm,
+    subject: &Subject,
+    id: &str,
+) -> Result<(Workspace, Access)> {
+    let ws = tokens
+        .store
+        .workspace(&realm.id, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let access = access(tokens, subject, &ws)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok((ws, access))
+}
+
+/// Che's WorkspaceDto; `runtime` (with the caller's machine token) only while running.
+async fn dto(tokens: &TokenService, realm: &Realm, ws: &Workspace, user: &User) -> Result<Value> {
+    let mut v = json!({
+        "id": ws.id,
+        "namespace": ws.namespace,
+        "status": ws.status.as_str(),
+        "config": {"name": ws.name},
+        "attributes": {"created": ws.created_at, "updated": ws.updated_at, "owner": ws.owner_id},
+    });
+    if ws.status == WorkspaceStatus::Running {
+        let token = machine::machine_token(tokens, realm, ws, user).await?;
+        v["runtime"] = json!({
+            "machineToken": token,
+            "machines": {"dev-machine": {"status": "RUNNING", "attributes": {}, "servers": {}}},
+        });
+    }
+    Ok(v)
+}
+
+#[derive(Deserialize)]
+pub struct CreateWorkspace {
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !matches!(name, "runtime" | "members" | "env")
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    subject: Subject,
+    body: std::result::Result<Json<CreateWorkspace>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response> {
+    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let tokens = &state.tokens;
+    let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
+    let name = req.name.unwrap_or_default();
+    if !valid_name(&name) {
+        return Err(ApiError::bad_request(
+            "name must be 1-100 characters of letters, digits, '-', '_' or '.' (not runtime, members or env)",
+        ));
+    }
+    let namespace = req.namespace.unwrap_or_else(|| user.username.clone());
+    if namespace != user.username {
+        return Err(ApiError::forbidden(
+            "workspaces can only be created in your own namespace",
+        ));
+    }
+    let now = now_ms();
+    let ws = Workspace {
+        id: format!("workspace{}", uuid::Uuid::new_v4().simple()),
+        realm_id: realm.id.clone(),
+        owner_id: user.id.clone(),
+        namespace,
+        name,
+        status: WorkspaceStatus::Stopped,
+        created_at: now,
+        updated_at: now,
+    };
+    tokens.store.create_workspace(&ws).await?;
+    let body = dto(tokens, &realm, &ws, &user).await?;
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub async fn list(State(state): State<AppState>, subject: Subject) -> Result<Json<Vec<Value>>> {
+    let tokens = &state.tokens;
+    let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
+    let mut out = Vec::new();
+    for ws in tokens.store.user_workspaces(&realm.id, &user.id).await? {
+        out.push(dto(tokens, &realm, &ws, &user).await?);
+    }
+    Ok(Json(out))
+}
+
+pub async fn get_by_id(
+    State(state): State<AppState>,
+    subject: Subject,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let tokens = &state.tokens;
+    let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
+    let (ws, _) = load(tokens, &realm, &subject, &id).await?;
+    Ok(Json(dto(tokens, &realm, &ws, &user).await?))
+}
+
+pub async fn get_by_name(
+    State(state): State<AppState>,
+    subject: Subject,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    let tokens = &state.tokens;
+    let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
+    let ws = tokens
+        .store
+        .workspace_by_name(&realm.id, &namespace, &name)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    access(tokens, &subject, &ws)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(dto(tokens, &realm, &ws, &user).await?))
+}
+
+pub async fn start(
+    State(state): State<AppState>,
+    subject: Subject,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let tokens = &state.tokens;
+    let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
+    let (mut ws, _) = load(tokens, &realm, &subject, &id).await?;
+    if ws.status != WorkspaceStatus::Running {
+        ws.status = WorkspaceStatus::Running;
+        ws.updated_at = now_ms();
+        tokens
+            .store
+            .set_workspace_status(&ws.id, ws.status, ws.updated_at)
+            .await?;
+    }
+    // Tokens are issued at start for the owner (and the caller, via the DTO).
+    if ws.owner_id != user.id {
+        if let Some(owner) = tokens.store.user(&realm.id, &ws.owner_id).await? {
+            machine::machine_token(tokens, &realm, &ws, &owner).await?;
+        }
+    }
+    Ok(Json(dto(tokens, &realm, &ws, &user).await?))
+}
+
+pub async fn stop(
+    State(state): State<AppState>,
+    subject: Subject,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let tokens = &state.tokens;
+    let (realm, _) = caller(tokens, &state.settings.default_realm, &subject).await?;
+    let (ws, _) = load(tokens, &realm, &subject, &id).await?;
+    tokens
+        .store
+        .set_workspace_status(&ws.id, WorkspaceStatus::Stopped, now_ms())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    subject: Subject,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let tokens = &state.tokens;
+    let (realm, _) = caller(tokens, &state.settings.default_realm, &subject).await?;
+    let (ws, access) = load(tokens, &realm, &subject, &id).await?;
+    if access != Access::Owner {
+        return Err(ApiError::forbidden("only the owner may delete a workspace"));
+    }
+    if ws.status == WorkspaceStatus::Running {
+        return Err(ApiError::conflict("stop the workspace before deleting it"));
+    }
+    tokens.store.delete_workspace(&realm.id, &ws.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddMember {
+    user_id: Option<String>,
+    username: Option<String>,
+}
+
+pub async fn add_member(
+    State(state): State<AppState>,
+    subject: Subject,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<AddMember>, axum::extract::rejection::JsonRejection>,
+) -> Result<StatusCode> {
+    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let tokens = &state.tokens;
+    let (realm, _) = caller(tokens, &state.settings.default_realm, &subject).await?;
+    let (ws, access) = load(tokens, &realm, &subject, &id).await?;
+    if access != Access::Owner {
+        return Err(ApiError::forbidden("only the owner may invite members"));
+    }
+    let member = match (req.user_id, req.username) {
+        (Some(uid), _) => tokens.store.user(&realm.id, &uid).await?,
+        (None, Some(name)) => {
+            tokens
+                .store
+                .user_by_username(&realm.id, &name.to_lowercase())
+                .await?
+        }
+        (None, None) => return Err(ApiError::bad_request("userId or username is required")),
+    }
+    .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "User not found".into()))?;
+    if member.id != ws.owner_id {
+        tokens
+            .store
+            .add_workspace_member(&ws.id, &member.id)
+            .await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/machine/token/{wsid}`: the caller's machine token (Che's MachineTokenDto).
+pub async fn machine_token(
+    State(state): State<AppState>,
+    subject: Subject,
+    Path(wsid): Path<String>,
+) -> Result<Json<Value>> {
+    let tokens = &state.tokens;
+    let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
+    let (ws, _) = load(tokens, &realm, &subject, &wsid).await?;
+    if ws.status != WorkspaceStatus::Running {
+        return Err(ApiError::conflict("the workspace is not running"));
+    }
+    let token = machine::machine_token(tokens, &realm, &ws, &user).await?;
+    Ok(Json(
+        json!({"machineToken": token, "workspaceId": ws.id, "userId": user.id}),
+    ))
+}
+
+/// `GET /api/workspace/{id}/env` (Tessera): the environment a workspace agent
+/// needs, for the caller — what `tessera workspace env` prints.
+pub async fn env(
+    State(state): State<AppState>,
+    subject: Subject,
+    Path(id): Path<String>,
+) -> Result<Json<BTreeMap<&'static str, String>>> {
+    let tokens = &state.tokens;
+    let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
+    let (ws, _) = load(tokens, &realm, &subject, &id).await?;
+    if ws.status != WorkspaceStatus::Running {
+        return Err(ApiError::conflict("the workspace is not running"));
+    }
+    let token = machine::machine_token(tokens, &realm, &ws, &user).await?;
+    Ok(Json(BTreeMap::from([
+        ("CHE_MACHINE_AUTH_SIGNATURE__ALGORITHM", "RSA".to_string()),
+        (
+            "CHE_MACHINE_AUTH_SIGNATURE__PUBLIC__KEY",
+            machine::public_key(tokens, &realm).await?,
+        ),
+        ("CHE_WORKSPACE_ID", ws.id.clone()),
+        ("CHE_MACHINE_TOKEN", token),
+    ])))
+}

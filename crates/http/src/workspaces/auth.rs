@@ -1,0 +1,148 @@
+//! How Tessera protects its own Che-style APIs with `tessera-verify`: keys
+//! come from the server's key cache (no HTTP round trip to itself), machine
+//! tokens are checked against the store (Che's MachineLoginFilter), and the
+//! provisioning hook makes sure the user and their session are still alive
+//! (Che's EnvironmentInitializationFilter).
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use tessera_core::time::now_ms;
+use tessera_core::{Realm, WorkspaceStatus};
+use tessera_keys::{JwsHeader, VerifyingKey};
+use tessera_oauth::TokenService;
+use tessera_verify::{
+    verify_machine_signature, KeySource, MachineTokens, Provision, Subject, TokenKind, Verifier,
+    VerifyError,
+};
+
+/// The realm-less APIs act in the default realm.
+#[derive(Clone)]
+pub struct DefaultRealm {
+    pub tokens: TokenService,
+    pub name: String,
+}
+
+impl DefaultRealm {
+    pub async fn realm(&self) -> Result<Realm, VerifyError> {
+        self.tokens
+            .realm(&self.name)
+            .await
+            .map_err(|e| VerifyError::Internal(format!("{e:?}")))
+    }
+}
+
+struct RealmKeys(DefaultRealm);
+
+#[async_trait]
+impl KeySource for RealmKeys {
+    async fn key(&self, kid: Option<&str>) -> Result<Option<VerifyingKey>, VerifyError> {
+        let Some(kid) = kid else { return Ok(None) };
+        let realm = self.0.realm().await?;
+        self.0
+            .tokens
+            .keys
+            .verifier(&realm, kid)
+            .await
+            .map_err(|e| VerifyError::Internal(format!("{e:?}")))
+    }
+}
+
+struct StoredMachineTokens(DefaultRealm);
+
+#[async_trait]
+impl MachineTokens for StoredMachineTokens {
+    async fn verify_machine(
+        &self,
+        token: &str,
+        header: &JwsHeader,
+    ) -> Result<Subject, VerifyError> {
+        let internal = |e: String| VerifyError::Internal(e);
+        let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
+        let realm = self.0.realm().await?;
+        let tokens = &self.0.tokens;
+        let key = tokens
+            .keys
+            .machine_verifier(&realm, kid)
+            .await
+            .map_err(|e| internal(format!("{e:?}")))?
+            .ok_or(VerifyError::UnknownKey)?;
+        let (subject, claims) = verify_machine_signature(token, &key)?;
+        let TokenKind::Machine { workspace_id } = &subject.kind else {
+            return Err(VerifyError::Malformed);
+        };
+        let jti = claims["jti"].as_str().ok_or(VerifyError::Malformed)?;
+        let record = tokens
+            .store
+            .machine_token(jti)
+            .await
+            .map_err(|e| internal(e.to_string()))?
+            .ok_or(VerifyError::Revoked)?;
+        if record.revoked_at.is_some()
+            || record.workspace_id != *workspace_id
+            || record.user_id != subject.id
+        {
+            return Err(VerifyError::Revoked);
+        }
+        let running = tokens
+            .store
+            .workspace(&realm.id, workspace_id)
+            .await
+            .map_err(|e| internal(e.to_string()))?
+            .is_some_and(|w| w.status == WorkspaceStatus::Running);
+        if !running {
+            return Err(VerifyError::Revoked);
+        }
+        Ok(subject)
+    }
+}
+
+/// The user must still exist and be enabled, and a user token's session must
+/// still be live, so logout and disabling take effect at once.
+struct LiveUser(DefaultRealm);
+
+#[async_trait]
+impl Provision for LiveUser {
+    async fn provision(&self, subject: &mut Subject) -> Result<(), VerifyError> {
+        let realm = self.0.realm().await?;
+        let store = &self.0.tokens.store;
+        let internal = |e: tessera_store::StoreError| VerifyError::Internal(e.to_string());
+        let user = store
+            .user(&realm.id, &subject.id)
+            .await
+            .map_err(internal)?
+            .filter(|u| u.enabled)
+            .ok_or(VerifyError::Revoked)?;
+        if let TokenKind::User { session } = &subject.kind {
+            let sid = session
+                .as_deref()
+                .ok_or(VerifyError::WrongKind("a user's access token is required"))?;
+            let live = store
+                .session(sid)
+                .await
+                .map_err(internal)?
+                .is_some_and(|s| {
+                    s.realm_id == realm.id && s.user_id == user.id && s.is_active(now_ms())
+                });
+            if !live {
+                return Err(VerifyError::Revoked);
+            }
+        }
+        subject.username = Some(user.username);
+        Ok(())
+    }
+}
+
+/// The verifier for Tessera's own APIs: access tokens of the default realm
+/// and machine tokens.
+pub fn verifier(realm: &DefaultRealm) -> Arc<Verifier> {
+    let issuer = realm.tokens.issuer(&realm.name);
+    Arc::new(
+        Verifier::new(issuer, Arc::new(RealmKeys(realm.clone())))
+            .leeway(5)
+            .machine_tokens(Arc::new(StoredMachineTokens(realm.clone()))),
+    )
+}
+
+pub fn provision(realm: &DefaultRealm) -> Arc<dyn Provision> {
+    Arc::new(LiveUser(realm.clone()))
+}

@@ -1,0 +1,54 @@
+//! Eclipse Che's workspace API and machine tokens, in Che's shapes:
+//! `/api/workspace` (create, list, get by id or `namespace/name`, start,
+//! stop, delete, members) and `/api/machine/token/{wsid}`. Every route is
+//! protected by `tessera-verify`; which token kinds each accepts is part of
+//! its route group below.
+
+mod api;
+mod auth;
+mod machine;
+
+use crate::AppState;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use tessera_verify::{Accept, Policy, VerifyLayer};
+
+pub use auth::DefaultRealm;
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    let realm = DefaultRealm {
+        tokens: state.tokens.clone(),
+        name: state.settings.default_realm.clone(),
+    };
+    let verifier = auth::verifier(&realm);
+    let layer = |accept| {
+        VerifyLayer::new(
+            verifier.clone(),
+            Policy {
+                // Che accepts ?token= where a header is impossible (iframes, downloads).
+                query_token: true,
+                accept,
+                required_role: None,
+                provision: Some(auth::provision(&realm)),
+            },
+        )
+    };
+    // Managing workspaces is for users; an agent's machine token may read its
+    // own workspace, start/stop it and fetch its token (MachineLoginFilter).
+    let users_only = Router::new()
+        .route("/api/workspace", get(api::list).post(api::create))
+        .route("/api/workspace/{key}", delete(api::delete))
+        .route("/api/workspace/{key}/members", post(api::add_member))
+        .route("/api/workspace/{key}/env", get(api::env))
+        .route_layer(layer(Accept::Users));
+    let users_and_machines = Router::new()
+        .route("/api/workspace/{key}", get(api::get_by_id))
+        .route("/api/workspace/{key}/{name}", get(api::get_by_name))
+        .route(
+            "/api/workspace/{key}/runtime",
+            post(api::start).delete(api::stop),
+        )
+        .route("/api/machine/token/{wsid}", get(api::machine_token))
+        .route_layer(layer(Accept::Both));
+    users_only.merge(users_and_machines)
+}

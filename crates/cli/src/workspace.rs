@@ -28,7 +28,7 @@ enum Output {
 
 #[derive(Subcommand)]
 enum WorkspaceCommand {
-    /// Print the agent environment of a running workspace (by id).
+    /// Print the agent environment of a running workspace (id or namespace/name).
     Env {
         key: String,
         #[arg(long, value_enum, default_value = "shell")]

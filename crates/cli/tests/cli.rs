@@ -527,9 +527,16 @@ async fn postgres_by_database_url() {
 /// `cargo test` builds the package's examples next to the test binaries.
 fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
     let path = dir.join("examples").join(name);
-    assert!(path.exists(), "{} missing: run the tests with `cargo test`, which builds examples", path.display());
+    assert!(
+        path.exists(),
+        "{} missing: run the tests with `cargo test`, which builds examples",
+        path.display()
+    );
     path
 }
 
@@ -541,41 +548,114 @@ async fn example_agent_runs_from_workspace_env() {
     server.wait_ready().await;
     let http = reqwest::Client::new();
     let token: Value = http
-        .post(format!("{}/realms/master/protocol/openid-connect/token", server.url))
-        .form(&[("grant_type", "password"), ("client_id", "admin-cli"), ("username", "admin"), ("password", "pw-0123456789")])
-        .send().await.expect("token").json().await.expect("json");
-    let user_token = token["access_token"].as_str().expect("access token").to_string();
+        .post(format!(
+            "{}/realms/master/protocol/openid-connect/token",
+            server.url
+        ))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "admin-cli"),
+            ("username", "admin"),
+            ("password", "pw-0123456789"),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let user_token = token["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_string();
     let mut ids = Vec::new();
     for name in ["ws-a", "ws-b"] {
         let created: Value = http
             .post(format!("{}/api/workspace", server.url))
             .bearer_auth(&user_token)
             .json(&serde_json::json!({"name": name}))
-            .send().await.expect("create").json().await.expect("json");
+            .send()
+            .await
+            .expect("create")
+            .json()
+            .await
+            .expect("json");
         let id = created["id"].as_str().expect("id").to_string();
-        let started = http.post(format!("{}/api/workspace/{id}/runtime", server.url)).bearer_auth(&user_token).send().await.expect("start");
+        let started = http
+            .post(format!("{}/api/workspace/{id}/runtime", server.url))
+            .bearer_auth(&user_token)
+            .send()
+            .await
+            .expect("start");
         assert!(started.status().is_success());
         ids.push(id);
     }
     // The CLI prints the agent's environment as shell exports...
-    let out = tessera(&["workspace", "env", &ids[0], "--url", &server.url], &[("TESSERA_TOKEN", &user_token)], None);
+    let out = tessera(
+        &["workspace", "env", &ids[0], "--url", &server.url],
+        &[("TESSERA_TOKEN", &user_token)],
+        None,
+    );
     let exports = ok(&out);
     let vars: Vec<(String, String)> = exports
         .lines()
         .map(|l| {
-            let (k, v) = l.strip_prefix("export ").expect("export line").split_once('=').expect("k=v");
+            let (k, v) = l
+                .strip_prefix("export ")
+                .expect("export line")
+                .split_once('=')
+                .expect("k=v");
             (k.to_string(), v.trim_matches('\'').to_string())
         })
         .collect();
     let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names, ["CHE_MACHINE_AUTH_SIGNATURE__ALGORITHM", "CHE_MACHINE_AUTH_SIGNATURE__PUBLIC__KEY", "CHE_MACHINE_TOKEN", "CHE_WORKSPACE_ID"]);
+    assert_eq!(
+        names,
+        [
+            "CHE_MACHINE_AUTH_SIGNATURE__ALGORITHM",
+            "CHE_MACHINE_AUTH_SIGNATURE__PUBLIC__KEY",
+            "CHE_MACHINE_TOKEN",
+            "CHE_WORKSPACE_ID"
+        ]
+    );
     // ...and as JSON.
-    let json_out: Value = serde_json::from_str(&ok(&tessera(&["workspace", "env", &ids[1], "--url", &server.url, "--output", "json"], &[("TESSERA_TOKEN", &user_token)], None))).expect("json");
-    let other_machine_token = json_out["CHE_MACHINE_TOKEN"].as_str().expect("token").to_string();
+    let json_out: Value = serde_json::from_str(&ok(&tessera(
+        &[
+            "workspace",
+            "env",
+            "admin/ws-b",
+            "--url",
+            &server.url,
+            "--output",
+            "json",
+        ],
+        &[("TESSERA_TOKEN", &user_token)],
+        None,
+    )))
+    .expect("json");
+    assert_eq!(
+        json_out["CHE_WORKSPACE_ID"],
+        ids[1].as_str(),
+        "namespace/name works as the key"
+    );
+    let other_machine_token = json_out["CHE_MACHINE_TOKEN"]
+        .as_str()
+        .expect("token")
+        .to_string();
     // Without a token: one clear line, non-zero exit.
-    let bad = tessera(&["workspace", "env", &ids[0], "--url", &server.url], &[("TESSERA_TOKEN", "nope")], None);
+    let bad = tessera(
+        &["workspace", "env", &ids[0], "--url", &server.url],
+        &[("TESSERA_TOKEN", "nope")],
+        None,
+    );
     assert!(!bad.status.success());
-    assert_eq!(String::from_utf8_lossy(&bad.stderr).trim_end().lines().count(), 1);
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stderr)
+            .trim_end()
+            .lines()
+            .count(),
+        1
+    );
 
     // The example agent, started with only that environment.
     let mut agent = Command::new(example("che_agent"))
@@ -585,20 +665,44 @@ async fn example_agent_runs_from_workspace_env() {
         .spawn()
         .expect("start agent");
     let mut line = String::new();
-    BufReader::new(agent.stdout.take().expect("stdout")).read_line(&mut line).expect("agent prints its address");
-    let agent_url = line.trim().strip_prefix("listening on ").expect("address line").to_string();
-    let own_token = vars.iter().find(|(k, _)| k == "CHE_MACHINE_TOKEN").map(|(_, v)| v.clone()).expect("token");
+    BufReader::new(agent.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("agent prints its address");
+    let agent_url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("address line")
+        .to_string();
+    let own_token = vars
+        .iter()
+        .find(|(k, _)| k == "CHE_MACHINE_TOKEN")
+        .map(|(_, v)| v.clone())
+        .expect("token");
     let whoami = |t: String| {
         let (http, url) = (http.clone(), agent_url.clone());
-        async move { http.get(format!("{url}/api/whoami")).bearer_auth(t).send().await.expect("agent") }
+        async move {
+            http.get(format!("{url}/api/whoami"))
+                .bearer_auth(t)
+                .send()
+                .await
+                .expect("agent")
+        }
     };
     let accepted = whoami(own_token).await;
     assert_eq!(accepted.status(), 200);
     let body: Value = accepted.json().await.expect("json");
     assert_eq!(body["workspace"], ids[0].as_str());
     assert_eq!(body["username"], "admin");
-    assert_eq!(whoami(user_token.clone()).await.status(), 401, "agents refuse user tokens");
-    assert_eq!(whoami(other_machine_token).await.status(), 401, "agents refuse other workspaces' machine tokens");
+    assert_eq!(
+        whoami(user_token.clone()).await.status(),
+        401,
+        "agents refuse user tokens"
+    );
+    assert_eq!(
+        whoami(other_machine_token).await.status(),
+        401,
+        "agents refuse other workspaces' machine tokens"
+    );
     agent.kill().ok();
     agent.wait().ok();
     server.stop();

@@ -504,3 +504,68 @@ async fn agent_configuration_errors_are_clear() {
         .to_string();
     assert!(err.contains("CHE_WORKSPACE_ID"), "{err}");
 }
+
+#[tokio::test]
+async fn outgoing_calls_carry_the_subjects_token() {
+    let f = fixture();
+    let good = f.user_key.sign_jwt(&claims(|_| {}), None);
+    // A downstream service that echoes the Authorization header it received.
+    let downstream = Router::new().route(
+        "/echo",
+        get(|headers: axum::http::HeaderMap| async move {
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, downstream).await });
+    // A protected route that calls downstream on the caller's behalf.
+    let calls = tessera_verify::SignedRequests::default();
+    let url = format!("http://{addr}/echo");
+    let app = f.app.clone().merge(
+        Router::new()
+            .route(
+                "/forward",
+                get(move |s: Subject| {
+                    let (calls, url) = (calls.clone(), url.clone());
+                    async move {
+                        calls
+                            .get(&s, &url)
+                            .send()
+                            .await
+                            .expect("downstream")
+                            .text()
+                            .await
+                            .expect("text")
+                    }
+                }),
+            )
+            .route_layer(VerifyLayer::new(
+                Arc::new(Verifier::new(
+                    ISS,
+                    Arc::new(StaticKeys::new(vec![f.user_public.clone()])),
+                )),
+                Policy::default(),
+            )),
+    );
+    let res = app
+        .oneshot(
+            Request::builder()
+                .uri("/forward")
+                .header("authorization", format!("Bearer {good}"))
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("infallible");
+    let echoed = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    assert_eq!(String::from_utf8_lossy(&echoed), format!("Bearer {good}"));
+}

@@ -366,7 +366,20 @@ pub async fn env(
 ) -> Result<Json<BTreeMap<&'static str, String>>> {
     let tokens = &state.tokens;
     let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
-    let (ws, _) = load(tokens, &realm, &subject, &id).await?;
+    // The key is an id or `namespace/name`.
+    let ws = match id.split_once('/') {
+        Some((namespace, name)) => {
+            tokens
+                .store
+                .workspace_by_name(&realm.id, namespace, name)
+                .await?
+        }
+        None => tokens.store.workspace(&realm.id, &id).await?,
+    }
+    .ok_or_else(ApiError::not_found)?;
+    access(tokens, &subject, &ws)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     if ws.status != WorkspaceStatus::Running {
         return Err(ApiError::conflict("the workspace is not running"));
     }

@@ -36,6 +36,13 @@ enum WorkspaceCommand {
     },
 }
 
+const AGENT_VARS: [&str; 4] = [
+    "CHE_MACHINE_AUTH_SIGNATURE__ALGORITHM",
+    "CHE_MACHINE_AUTH_SIGNATURE__PUBLIC__KEY",
+    "CHE_MACHINE_TOKEN",
+    "CHE_WORKSPACE_ID",
+];
+
 pub async fn run(args: WorkspaceArgs) -> anyhow::Result<()> {
     let url = args
         .url
@@ -62,8 +69,18 @@ pub async fn run(args: WorkspaceArgs) -> anyhow::Result<()> {
                     .unwrap_or("request failed");
                 bail!("{msg} (HTTP {})", status.as_u16());
             }
-            let vars: BTreeMap<String, String> =
+            let all: BTreeMap<String, String> =
                 serde_json::from_value(body).context("unexpected response")?;
+            // Only the known names, so a hostile server cannot smuggle shell
+            // syntax into `eval "$(tessera workspace env ...)"`.
+            let vars: BTreeMap<&str, &String> = AGENT_VARS
+                .iter()
+                .map(|k| {
+                    all.get(*k)
+                        .map(|v| (*k, v))
+                        .ok_or_else(|| anyhow!("server response lacks {k}"))
+                })
+                .collect::<anyhow::Result<_>>()?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&vars)?),
                 Output::Shell => {

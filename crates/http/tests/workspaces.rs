@@ -279,14 +279,33 @@ async fn members_and_one_token_per_user(backend: Backend) {
             .map(|a| a.len()),
         Some(1)
     );
-    // Members may not delete.
-    w.call(
-        Method::DELETE,
-        &format!("/api/workspace/{id}/runtime"),
-        &w.bob,
-        None,
-    )
-    .await;
+    // Listings show the runtime but mint and sign no tokens.
+    let listed = w.call(Method::GET, "/api/workspace", &w.bob, None).await;
+    assert_eq!(listed.body[0]["status"], "RUNNING");
+    assert!(listed.body[0]["runtime"].get("machineToken").is_none());
+    // Members may stop, but not delete.
+    let stopped = w
+        .call(
+            Method::DELETE,
+            &format!("/api/workspace/{id}/runtime"),
+            &w.bob,
+            None,
+        )
+        .await;
+    assert_eq!(stopped.status, StatusCode::NO_CONTENT);
+    let again = w
+        .call(
+            Method::DELETE,
+            &format!("/api/workspace/{id}/runtime"),
+            &w.bob,
+            None,
+        )
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::CONFLICT,
+        "stopping a stopped workspace"
+    );
     assert_eq!(
         w.call(
             Method::DELETE,
@@ -297,6 +316,17 @@ async fn members_and_one_token_per_user(backend: Backend) {
         .await
         .status,
         StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        w.call(
+            Method::DELETE,
+            &format!("/api/workspace/{id}"),
+            &w.alice,
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
     );
 }
 
@@ -325,6 +355,18 @@ async fn machine_tokens_are_accepted_until_the_workspace_stops(backend: Backend)
             .status,
         StatusCode::OK
     );
+    // Query tokens are for reads only: never for changes.
+    let via_query = w
+        .app
+        .raw(
+            Method::DELETE,
+            &format!("/api/workspace/{id}/runtime?token={mt}"),
+            None,
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(via_query.status, StatusCode::UNAUTHORIZED);
     // ...but not for another workspace, nor where only users make sense.
     assert_eq!(
         w.call(Method::GET, &format!("/api/workspace/{other}"), &mt, None)

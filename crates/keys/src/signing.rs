@@ -256,12 +256,19 @@ impl VerifyingKey {
     /// so the key, not the token, decides the algorithm.
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError> {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-        let alg: SigningAlg = jwk
-            .alg
-            .parse()
-            .map_err(|_| KeyError::Invalid(SigningAlg::RS256))?;
+        // Without `alg`, infer it where the key type admits one algorithm
+        // (RSA keys are taken as RS256, as issuers that omit `alg` use it).
+        let alg: SigningAlg = match (jwk.alg.as_deref(), jwk.kty.as_str(), jwk.crv.as_deref()) {
+            (Some(a), _, _) => a
+                .parse()
+                .map_err(|_| KeyError::Invalid(SigningAlg::RS256))?,
+            (None, "RSA", _) => SigningAlg::RS256,
+            (None, "EC", Some("P-256")) => SigningAlg::ES256,
+            (None, "OKP", Some("Ed25519")) => SigningAlg::EdDSA,
+            _ => return Err(KeyError::Invalid(SigningAlg::RS256)),
+        };
         let bad = || KeyError::Invalid(alg);
-        if jwk.use_ != "sig" {
+        if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
             return Err(bad());
         }
         let field = |v: &Option<String>| -> Result<Vec<u8>, KeyError> {
@@ -333,8 +340,8 @@ impl VerifyingKey {
         let mut jwk = Jwk {
             kid: self.kid.clone(),
             kty: String::new(),
-            alg: self.alg.as_str().to_string(),
-            use_: "sig".to_string(),
+            alg: Some(self.alg.as_str().to_string()),
+            use_: Some("sig".to_string()),
             n: None,
             e: None,
             crv: None,
@@ -419,10 +426,25 @@ mod tests {
                 Err(JwsError::BadSignature)
             ));
             let jwk = v.jwk();
-            assert_eq!(jwk.alg, alg.as_str());
+            assert_eq!(jwk.alg.as_deref(), Some(alg.as_str()));
             let from_jwk = VerifyingKey::from_jwk(&jwk).expect("from JWK");
             assert_eq!(from_jwk.spki_der(), v.spki_der(), "JWK round trip");
             assert!(verify_compact(&token, &from_jwk).is_ok());
+            let mut bare = jwk.clone();
+            bare.alg = None;
+            bare.use_ = None;
+            if alg != SigningAlg::RS512 {
+                assert_eq!(
+                    VerifyingKey::from_jwk(&bare).expect("inferred").alg(),
+                    alg,
+                    "alg inferred"
+                );
+            }
+            bare.use_ = Some("enc".into());
+            assert!(
+                VerifyingKey::from_jwk(&bare).is_err(),
+                "encryption keys are not signature keys"
+            );
         }
     }
 

@@ -777,10 +777,24 @@ pub async fn workspaces_and_machine_tokens(store: Arc<dyn Store>) {
             .and_then(|t| t.revoked_at),
         Some(now + 3)
     );
+    // A token a request raced in while the workspace was stopped...
+    store
+        .insert_machine_token(&token(&bob, "late"))
+        .await
+        .expect("late insert");
     store
         .set_workspace_status(&ws.id, WorkspaceStatus::Running, now + 4)
         .await
         .expect("restart");
+    // ...does not survive the restart.
+    assert_eq!(
+        store
+            .machine_token("late")
+            .await
+            .expect("get")
+            .and_then(|t| t.revoked_at),
+        Some(now + 4)
+    );
     store
         .insert_machine_token(&token(&alice, "j4"))
         .await
@@ -793,12 +807,24 @@ pub async fn workspaces_and_machine_tokens(store: Arc<dyn Store>) {
             .map(|w| w.status),
         Some(WorkspaceStatus::Running)
     );
+    assert!(
+        matches!(
+            store.delete_workspace(&r.id, &ws.id).await,
+            Err(StoreError::NotFound)
+        ),
+        "a running workspace is not deleted"
+    );
+    store
+        .set_workspace_status(&ws.id, WorkspaceStatus::Stopped, now + 5)
+        .await
+        .expect("stop");
     store.delete_workspace(&r.id, &ws.id).await.expect("delete");
     assert_eq!(
         store.machine_token("j4").await.expect("get"),
         None,
         "tokens go with the workspace"
     );
+    assert_eq!(store.workspace(&r.id, &ws.id).await.expect("get"), None);
     assert!(matches!(
         store.delete_workspace(&r.id, &ws.id).await,
         Err(StoreError::NotFound)

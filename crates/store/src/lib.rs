@@ -146,14 +146,16 @@ pub trait WorkspaceStore: Send + Sync {
     ) -> Result<Option<Workspace>>;
     /// Workspaces a user owns or is a member of, by namespace and name.
     async fn user_workspaces(&self, realm_id: &str, user_id: &str) -> Result<Vec<Workspace>>;
-    /// Sets the status; stopping also revokes every machine token of the
-    /// workspace, in the same commit.
+    /// Sets the status and, in the same commit, revokes every live machine
+    /// token of the workspace (a stopped workspace has none; a started one
+    /// begins with none, so tokens of an earlier run never come back).
     async fn set_workspace_status(
         &self,
         id: &str,
         status: WorkspaceStatus,
         now_ms: i64,
     ) -> Result<()>;
+    /// Deletes a stopped workspace; `NotFound` if it is missing or running.
     async fn delete_workspace(&self, realm_id: &str, id: &str) -> Result<()>;
     /// Adds a member (idempotent).
     async fn add_workspace_member(&self, workspace_id: &str, user_id: &str) -> Result<()>;

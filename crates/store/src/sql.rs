@@ -488,15 +488,16 @@ macro_rules! sql_store_impl {
                         .bind(id).bind(status.as_str()).bind(now)
                         .execute(&mut *tx).await.map_err(err)?;
                     one_row(done.rows_affected())?;
-                    if status == WorkspaceStatus::Stopped {
-                        ::sqlx::query("UPDATE machine_tokens SET revoked_at = $2 WHERE workspace_id = $1 AND revoked_at IS NULL")
-                            .bind(id).bind(now)
-                            .execute(&mut *tx).await.map_err(err)?;
-                    }
+                    // Both transitions revoke live tokens: stopping ends them, and
+                    // starting clears any a request raced in while it stopped,
+                    // so a new run always gets new tokens.
+                    ::sqlx::query("UPDATE machine_tokens SET revoked_at = $2 WHERE workspace_id = $1 AND revoked_at IS NULL")
+                        .bind(id).bind(now)
+                        .execute(&mut *tx).await.map_err(err)?;
                     tx.commit().await.map_err(err)
                 }
                 async fn delete_workspace(&self, realm_id: &str, id: &str) -> Result<()> {
-                    let done = ::sqlx::query("DELETE FROM workspaces WHERE realm_id = $1 AND id = $2")
+                    let done = ::sqlx::query("DELETE FROM workspaces WHERE realm_id = $1 AND id = $2 AND status = 'STOPPED'")
                         .bind(realm_id).bind(id)
                         .execute(self.writer()).await.map_err(err)?;
                     one_row(done.rows_affected())

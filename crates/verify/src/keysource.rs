@@ -36,13 +36,21 @@ impl KeySource for StaticKeys {
 
 struct Cache {
     keys: HashMap<String, VerifyingKey>,
+    /// Last successful fetch.
     fetched_at: Option<Instant>,
+    /// Last attempt, successful or not: refetches are limited by this.
+    attempted_at: Option<Instant>,
 }
 
+/// A JWKS larger than this is refused.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+
 /// An issuer's JWKS, fetched over HTTP(S). Keys are parsed once per fetch.
-/// An unknown `kid` triggers a refetch only if the last fetch is older than
-/// `min_refetch`, so a flood of made-up key ids cannot hammer the issuer; the
-/// whole set is also refetched when older than `max_age` (retired keys go).
+/// At most one fetch is attempted per `min_refetch`, failed attempts
+/// included, so neither made-up key ids nor an issuer outage become a
+/// request storm. The set is refetched when older than `max_age` (so retired
+/// keys go), and a key already trusted keeps working while the issuer is
+/// unreachable (stale-if-error).
 pub struct JwksKeySource {
     url: String,
     http: reqwest::Client,
@@ -65,6 +73,7 @@ impl JwksKeySource {
             cache: RwLock::new(Cache {
                 keys: HashMap::new(),
                 fetched_at: None,
+                attempted_at: None,
             }),
             fetch: tokio::sync::Mutex::new(()),
         }
@@ -83,17 +92,30 @@ impl JwksKeySource {
         self
     }
 
-    fn lookup(&self, kid: Option<&str>) -> (Option<VerifyingKey>, Option<Instant>) {
+    pub fn max_age(mut self, d: Duration) -> Self {
+        self.max_age = d;
+        self
+    }
+
+    /// The key, the last successful fetch and the last attempt.
+    fn lookup(
+        &self,
+        kid: Option<&str>,
+    ) -> (Option<VerifyingKey>, Option<Instant>, Option<Instant>) {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
         let key = match kid {
             Some(kid) => cache.keys.get(kid).cloned(),
             None if cache.keys.len() == 1 => cache.keys.values().next().cloned(),
             None => None,
         };
-        (key, cache.fetched_at)
+        (key, cache.fetched_at, cache.attempted_at)
     }
 
     async fn refetch(&self) -> Result<(), VerifyError> {
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .attempted_at = Some(Instant::now());
         let unavailable = |e: String| VerifyError::KeysUnavailable(format!("{}: {e}", self.url));
         let res = self
             .http
@@ -104,7 +126,17 @@ impl JwksKeySource {
         if !res.status().is_success() {
             return Err(unavailable(format!("HTTP {}", res.status())));
         }
-        let set: JwkSet = res.json().await.map_err(|e| unavailable(e.to_string()))?;
+        if res
+            .content_length()
+            .is_some_and(|n| n as usize > MAX_JWKS_BYTES)
+        {
+            return Err(unavailable("JWKS too large".into()));
+        }
+        let body = res.bytes().await.map_err(|e| unavailable(e.to_string()))?;
+        if body.len() > MAX_JWKS_BYTES {
+            return Err(unavailable("JWKS too large".into()));
+        }
+        let set: JwkSet = serde_json::from_slice(&body).map_err(|e| unavailable(e.to_string()))?;
         let keys = set
             .keys
             .iter()
@@ -126,22 +158,30 @@ impl JwksKeySource {
 #[async_trait]
 impl KeySource for JwksKeySource {
     async fn key(&self, kid: Option<&str>) -> Result<Option<VerifyingKey>, VerifyError> {
-        let (key, fetched) = self.lookup(kid);
-        let fresh = fetched.is_some_and(|t| t.elapsed() < self.max_age);
-        if key.is_some() && fresh {
+        let (key, fetched, _) = self.lookup(kid);
+        if key.is_some() && fetched.is_some_and(|t| t.elapsed() < self.max_age) {
             return Ok(key);
         }
         let _one_fetch_at_a_time = self.fetch.lock().await;
         // Someone else may have fetched while we waited.
-        let (key, fetched) = self.lookup(kid);
-        let age = fetched.map(|t| t.elapsed());
-        if key.is_some() && age.is_some_and(|a| a < self.max_age) {
+        let (key, fetched, attempted) = self.lookup(kid);
+        if key.is_some() && fetched.is_some_and(|t| t.elapsed() < self.max_age) {
             return Ok(key);
         }
-        if age.is_some_and(|a| a < self.min_refetch) {
+        if attempted.is_some_and(|t| t.elapsed() < self.min_refetch) {
+            if key.is_none() && fetched.is_none() {
+                // The issuer has not answered yet: that is an outage, not an unknown key.
+                return Err(VerifyError::KeysUnavailable(format!("{}: no successful fetch yet", self.url)));
+            }
             return Ok(key);
         }
-        self.refetch().await?;
-        Ok(self.lookup(kid).0)
+        match self.refetch().await {
+            Ok(()) => Ok(self.lookup(kid).0),
+            Err(e) if key.is_some() => {
+                tracing::warn!(error = %e, "JWKS refetch failed; using cached keys");
+                Ok(key)
+            }
+            Err(e) => Err(e),
+        }
     }
 }

@@ -145,9 +145,12 @@ async fn authenticate(
     Ok(subject)
 }
 
-/// The token from `Authorization: Bearer`, else (if allowed) from `?token=`,
-/// which is then removed from the URI.
+/// The token from `Authorization: Bearer`, else (if allowed) from `?token=`.
+/// A `token` query parameter is removed from the request (its URI and
+/// axum's `OriginalUri`) whichever source is used, so handlers and their logs
+/// never see it.
 fn take_token(req: &mut Request<Body>, query_allowed: bool) -> Result<String, VerifyError> {
+    let query_token = strip_query_token(req)?;
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
         if value.len() > MAX_TOKEN_BYTES + 16 {
             return Err(VerifyError::Malformed);
@@ -159,21 +162,30 @@ fn take_token(req: &mut Request<Body>, query_allowed: bool) -> Result<String, Ve
         }
         return Ok(token.trim().to_string());
     }
+    match query_token {
+        Some(_) if !query_allowed => Err(VerifyError::WrongKind(
+            "a token in the query string is not accepted here",
+        )),
+        Some(token) => Ok(token),
+        None => Err(VerifyError::Missing),
+    }
+}
+
+/// Removes `token` from the query string, returning its value.
+fn strip_query_token(req: &mut Request<Body>) -> Result<Option<String>, VerifyError> {
     let Some(query) = req.uri().query() else {
-        return Err(VerifyError::Missing);
+        return Ok(None);
     };
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
-    let Some((_, token)) = pairs.iter().find(|(k, _)| k == "token") else {
-        return Err(VerifyError::Missing);
+    let Some(token) = pairs
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.clone())
+    else {
+        return Ok(None);
     };
-    if !query_allowed {
-        return Err(VerifyError::WrongKind(
-            "a token in the query string is not accepted here",
-        ));
-    }
-    let token = token.clone();
     let rest: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != "token").collect();
     let mut path_and_query = req.uri().path().to_string();
     if !rest.is_empty() {
@@ -185,11 +197,13 @@ fn take_token(req: &mut Request<Body>, query_allowed: bool) -> Result<String, Ve
         );
     }
     let mut parts = req.uri().clone().into_parts();
-    parts.path_and_query = path_and_query.parse().ok();
-    if let Ok(uri) = Uri::from_parts(parts) {
-        *req.uri_mut() = uri;
+    parts.path_and_query = Some(path_and_query.parse().map_err(|_| VerifyError::Malformed)?);
+    let uri = Uri::from_parts(parts).map_err(|_| VerifyError::Malformed)?;
+    if let Some(original) = req.extensions_mut().get_mut::<axum::extract::OriginalUri>() {
+        original.0 = uri.clone();
     }
-    Ok(token)
+    *req.uri_mut() = uri;
+    Ok(Some(token))
 }
 
 pub(crate) fn unauthorized(description: &str) -> Response {

@@ -154,6 +154,9 @@ impl Verifier {
             }
         }
         check_times(&claims, self.leeway_secs)?;
+        if claims["sub"].as_str().is_none_or(str::is_empty) {
+            return Err(VerifyError::Malformed);
+        }
         Ok(user_subject(&claims, token))
     }
 }

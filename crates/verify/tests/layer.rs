@@ -83,8 +83,10 @@ fn fixture() -> Fixture {
             .leeway(5)
             .machine_tokens(Arc::new(MachineViaAgent(agent))),
     );
-    let echo = |s: Subject, uri: axum::http::Uri| async move {
-        Json(json!({"id": s.id, "machine": s.is_machine(), "uri": uri.to_string()}))
+    let echo = |s: Subject, uri: axum::http::Uri, original: axum::extract::OriginalUri| async move {
+        Json(
+            json!({"id": s.id, "machine": s.is_machine(), "uri": uri.to_string(), "original": original.0.to_string()}),
+        )
     };
     let layer = |p: Policy| VerifyLayer::new(verifier.clone(), p);
     let app = Router::new()
@@ -201,6 +203,44 @@ async fn hostile_tokens_are_refused_and_good_ones_pass() {
     let other_key = pair(SigningAlg::RS256).0;
     let bearer = |t: &str| format!("Bearer {t}");
     let table: Vec<(&str, &str, Option<String>, StatusCode)> = vec![
+        (
+            "no sub",
+            "/users",
+            Some(bearer(&f.user_key.sign_jwt(
+                &claims(|c| {
+                    c.as_object_mut().expect("obj").remove("sub");
+                }),
+                None,
+            ))),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "allowed alg that is not the key's",
+            "/users",
+            Some(bearer(&{
+                let c = claims(|_| {});
+                let header = json!({"alg": "RS512", "typ": "JWT", "kid": f.user_public.kid()});
+                let input = format!(
+                    "{}.{}",
+                    URL_SAFE_NO_PAD.encode(header.to_string()),
+                    URL_SAFE_NO_PAD.encode(c.to_string())
+                );
+                format!(
+                    "{input}.{}",
+                    URL_SAFE_NO_PAD.encode(f.user_key.sign(input.as_bytes()))
+                )
+            })),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "oversized but correctly signed",
+            "/users",
+            Some(bearer(&f.user_key.sign_jwt(
+                &claims(|c| c["pad"] = json!("x".repeat(20_000))),
+                None,
+            ))),
+            StatusCode::UNAUTHORIZED,
+        ),
         ("valid", "/users", Some(bearer(&good)), StatusCode::OK),
         ("missing", "/users", None, StatusCode::UNAUTHORIZED),
         (
@@ -414,6 +454,16 @@ async fn query_tokens_only_where_allowed_and_never_passed_on() {
         body["uri"], "/query?a=1&b=2",
         "the token is stripped before the handler (and its logs)"
     );
+    assert_eq!(body["original"], "/query?a=1&b=2", "OriginalUri too");
+    // With a header as well, the query token is still removed.
+    let (status, body, _) = call(
+        &f.app,
+        "/query?token=leaked&x=1",
+        Some(&format!("Bearer {good}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["original"], "/query?x=1");
 }
 
 #[tokio::test]
@@ -568,4 +618,71 @@ async fn outgoing_calls_carry_the_subjects_token() {
         .await
         .expect("body");
     assert_eq!(String::from_utf8_lossy(&echoed), format!("Bearer {good}"));
+}
+
+#[tokio::test]
+async fn issuer_outages_are_rate_limited_and_cached_keys_keep_working() {
+    use std::sync::atomic::AtomicBool;
+    let (key, public) = pair(SigningAlg::RS256);
+    let up = Arc::new(AtomicBool::new(false));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let jwks = json!({"keys": [public.jwk()]});
+    let (up2, counter) = (up.clone(), fetches.clone());
+    let issuer = Router::new().route(
+        "/realms/r/protocol/openid-connect/certs",
+        get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let (jwks, up) = (jwks.clone(), up2.load(Ordering::SeqCst));
+            async move {
+                if up {
+                    Ok(Json(jwks))
+                } else {
+                    Err(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, issuer).await });
+    let iss = format!("http://{addr}/realms/r");
+    let token = key.sign_jwt(&claims(|c| c["iss"] = json!(iss)), None);
+
+    // Down from the start: an error, and only one attempt per interval.
+    let slow = Verifier::new(
+        iss.clone(),
+        Arc::new(JwksKeySource::for_keycloak_issuer(&iss).min_refetch(Duration::from_secs(60))),
+    );
+    for _ in 0..10 {
+        assert!(matches!(
+            slow.verify(&token).await,
+            Err(tessera_verify::VerifyError::KeysUnavailable(_))
+        ));
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "failed fetches are rate-limited too"
+    );
+
+    // Up, then down again after the cache went stale: the known key keeps working.
+    up.store(true, Ordering::SeqCst);
+    let stale = Verifier::new(
+        iss.clone(),
+        Arc::new(
+            JwksKeySource::for_keycloak_issuer(&iss)
+                .min_refetch(Duration::ZERO)
+                .max_age(Duration::ZERO),
+        ),
+    );
+    assert!(stale.verify(&token).await.is_ok());
+    up.store(false, Ordering::SeqCst);
+    let before = fetches.load(Ordering::SeqCst);
+    assert!(stale.verify(&token).await.is_ok(), "stale-if-error");
+    assert!(
+        fetches.load(Ordering::SeqCst) > before,
+        "it did try to refresh"
+    );
 }

@@ -132,8 +132,20 @@ async fn load(
     Ok((ws, access))
 }
 
-/// Che's WorkspaceDto; `runtime` (with the caller's machine token) only while running.
+/// Che's WorkspaceDto; `runtime` (with the caller's machine token) only
+/// while running. Listings use `with_token = false`: they neither mint
+/// tokens nor sign one per workspace.
 async fn dto(tokens: &TokenService, realm: &Realm, ws: &Workspace, user: &User) -> Result<Value> {
+    dto_with(tokens, realm, ws, user, true).await
+}
+
+async fn dto_with(
+    tokens: &TokenService,
+    realm: &Realm,
+    ws: &Workspace,
+    user: &User,
+    with_token: bool,
+) -> Result<Value> {
     let mut v = json!({
         "id": ws.id,
         "namespace": ws.namespace,
@@ -142,11 +154,13 @@ async fn dto(tokens: &TokenService, realm: &Realm, ws: &Workspace, user: &User) 
         "attributes": {"created": ws.created_at, "updated": ws.updated_at, "owner": ws.owner_id},
     });
     if ws.status == WorkspaceStatus::Running {
-        let token = machine::machine_token(tokens, realm, ws, user).await?;
         v["runtime"] = json!({
-            "machineToken": token,
             "machines": {"dev-machine": {"status": "RUNNING", "attributes": {}, "servers": {}}},
         });
+        if with_token {
+            v["runtime"]["machineToken"] =
+                json!(machine::machine_token(tokens, realm, ws, user).await?);
+        }
     }
     Ok(v)
 }
@@ -207,7 +221,7 @@ pub async fn list(State(state): State<AppState>, subject: Subject) -> Result<Jso
     let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
     let mut out = Vec::new();
     for ws in tokens.store.user_workspaces(&realm.id, &user.id).await? {
-        out.push(dto(tokens, &realm, &ws, &user).await?);
+        out.push(dto_with(tokens, &realm, &ws, &user, false).await?);
     }
     Ok(Json(out))
 }
@@ -274,6 +288,9 @@ pub async fn stop(
     let tokens = &state.tokens;
     let (realm, _) = caller(tokens, &state.settings.default_realm, &subject).await?;
     let (ws, _) = load(tokens, &realm, &subject, &id).await?;
+    if ws.status != WorkspaceStatus::Running {
+        return Err(ApiError::conflict("the workspace is not running"));
+    }
     tokens
         .store
         .set_workspace_status(&ws.id, WorkspaceStatus::Stopped, now_ms())
@@ -295,8 +312,15 @@ pub async fn delete(
     if ws.status == WorkspaceStatus::Running {
         return Err(ApiError::conflict("stop the workspace before deleting it"));
     }
-    tokens.store.delete_workspace(&realm.id, &ws.id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    // The store deletes only a stopped workspace, so a start racing this
+    // request cannot lose a running one.
+    match tokens.store.delete_workspace(&realm.id, &ws.id).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(StoreError::NotFound) => {
+            Err(ApiError::conflict("stop the workspace before deleting it"))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Deserialize)]

@@ -21,12 +21,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
         name: state.settings.default_realm.clone(),
     };
     let verifier = auth::verifier(&realm);
-    let layer = |accept| {
+    let layer = |accept, query_token| {
         VerifyLayer::new(
             verifier.clone(),
             Policy {
-                // Che accepts ?token= where a header is impossible (iframes, downloads).
-                query_token: true,
+                query_token,
                 accept,
                 required_role: None,
                 provision: Some(auth::provision(&realm)),
@@ -35,20 +34,30 @@ pub fn router(state: &AppState) -> Router<AppState> {
     };
     // Managing workspaces is for users; an agent's machine token may read its
     // own workspace, start/stop it and fetch its token (MachineLoginFilter).
-    let users_only = Router::new()
-        .route("/api/workspace", get(api::list).post(api::create))
+    // `?token=` (Che allows it where a header is impossible: iframes,
+    // downloads) is accepted on reads only, never on changes.
+    let user_changes = Router::new()
+        .route("/api/workspace", post(api::create))
         .route("/api/workspace/{key}", delete(api::delete))
         .route("/api/workspace/{key}/members", post(api::add_member))
+        .route_layer(layer(Accept::Users, false));
+    let user_reads = Router::new()
+        .route("/api/workspace", get(api::list))
         .route("/api/workspace/{key}/env", get(api::env))
-        .route_layer(layer(Accept::Users));
-    let users_and_machines = Router::new()
+        .route_layer(layer(Accept::Users, true));
+    let shared_reads = Router::new()
         .route("/api/workspace/{key}", get(api::get_by_id))
         .route("/api/workspace/{key}/{name}", get(api::get_by_name))
+        .route("/api/machine/token/{wsid}", get(api::machine_token))
+        .route_layer(layer(Accept::Both, true));
+    let shared_changes = Router::new()
         .route(
             "/api/workspace/{key}/runtime",
             post(api::start).delete(api::stop),
         )
-        .route("/api/machine/token/{wsid}", get(api::machine_token))
-        .route_layer(layer(Accept::Both));
-    users_only.merge(users_and_machines)
+        .route_layer(layer(Accept::Both, false));
+    user_changes
+        .merge(user_reads)
+        .merge(shared_reads)
+        .merge(shared_changes)
 }

@@ -171,7 +171,10 @@ impl KeySource for JwksKeySource {
         if attempted.is_some_and(|t| t.elapsed() < self.min_refetch) {
             if key.is_none() && fetched.is_none() {
                 // The issuer has not answered yet: that is an outage, not an unknown key.
-                return Err(VerifyError::KeysUnavailable(format!("{}: no successful fetch yet", self.url)));
+                return Err(VerifyError::KeysUnavailable(format!(
+                    "{}: no successful fetch yet",
+                    self.url
+                )));
             }
             return Ok(key);
         }

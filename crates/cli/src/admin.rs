@@ -315,10 +315,13 @@ impl Transport {
     }
 }
 
-fn describe(status: StatusCode, body: &Value) -> String {
+/// One line from an error response: Keycloak's `errorMessage`, OAuth's
+/// `error_description`/`error`, or Che's `message`.
+pub(crate) fn describe(status: StatusCode, body: &Value) -> String {
     let msg = body["errorMessage"]
         .as_str()
         .or_else(|| body["error_description"].as_str())
+        .or_else(|| body["message"].as_str())
         .or_else(|| body["error"].as_str())
         .unwrap_or("request failed");
     format!("{msg} (HTTP {})", status.as_u16())

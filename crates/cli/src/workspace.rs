@@ -63,11 +63,8 @@ pub async fn run(args: WorkspaceArgs) -> anyhow::Result<()> {
             let status = res.status();
             let body: Value = res.json().await.unwrap_or(Value::Null);
             if !status.is_success() {
-                let msg = body["message"]
-                    .as_str()
-                    .or_else(|| body["error_description"].as_str())
-                    .unwrap_or("request failed");
-                bail!("{msg} (HTTP {})", status.as_u16());
+                let status = axum::http::StatusCode::from_u16(status.as_u16())?;
+                bail!("{}", crate::admin::describe(status, &body));
             }
             let all: BTreeMap<String, String> =
                 serde_json::from_value(body).context("unexpected response")?;

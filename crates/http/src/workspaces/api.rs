@@ -132,6 +132,26 @@ async fn load(
     Ok((ws, access))
 }
 
+/// A workspace addressed by id, with the caller's realm, user record and access.
+struct Target {
+    realm: Realm,
+    user: User,
+    ws: Workspace,
+    access: Access,
+}
+
+async fn target(state: &AppState, subject: &Subject, id: &str) -> Result<Target> {
+    let tokens = &state.tokens;
+    let (realm, user) = caller(tokens, &state.settings.default_realm, subject).await?;
+    let (ws, access) = load(tokens, &realm, subject, id).await?;
+    Ok(Target {
+        realm,
+        user,
+        ws,
+        access,
+    })
+}
+
 /// Che's WorkspaceDto; `runtime` (with the caller's machine token) only
 /// while running. Listings use `with_token = false`: they neither mint
 /// tokens nor sign one per workspace.
@@ -232,8 +252,9 @@ pub async fn get_by_id(
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
     let tokens = &state.tokens;
-    let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
-    let (ws, _) = load(tokens, &realm, &subject, &id).await?;
+    let Target {
+        realm, user, ws, ..
+    } = target(&state, &subject, &id).await?;
     Ok(Json(dto(tokens, &realm, &ws, &user).await?))
 }
 
@@ -261,8 +282,12 @@ pub async fn start(
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
     let tokens = &state.tokens;
-    let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
-    let (mut ws, _) = load(tokens, &realm, &subject, &id).await?;
+    let Target {
+        realm,
+        user,
+        mut ws,
+        ..
+    } = target(&state, &subject, &id).await?;
     if ws.status != WorkspaceStatus::Running {
         ws.status = WorkspaceStatus::Running;
         ws.updated_at = now_ms();
@@ -286,8 +311,7 @@ pub async fn stop(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     let tokens = &state.tokens;
-    let (realm, _) = caller(tokens, &state.settings.default_realm, &subject).await?;
-    let (ws, _) = load(tokens, &realm, &subject, &id).await?;
+    let Target { ws, .. } = target(&state, &subject, &id).await?;
     if ws.status != WorkspaceStatus::Running {
         return Err(ApiError::conflict("the workspace is not running"));
     }
@@ -304,8 +328,9 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     let tokens = &state.tokens;
-    let (realm, _) = caller(tokens, &state.settings.default_realm, &subject).await?;
-    let (ws, access) = load(tokens, &realm, &subject, &id).await?;
+    let Target {
+        realm, ws, access, ..
+    } = target(&state, &subject, &id).await?;
     if access != Access::Owner {
         return Err(ApiError::forbidden("only the owner may delete a workspace"));
     }
@@ -338,8 +363,9 @@ pub async fn add_member(
 ) -> Result<StatusCode> {
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let tokens = &state.tokens;
-    let (realm, _) = caller(tokens, &state.settings.default_realm, &subject).await?;
-    let (ws, access) = load(tokens, &realm, &subject, &id).await?;
+    let Target {
+        realm, ws, access, ..
+    } = target(&state, &subject, &id).await?;
     if access != Access::Owner {
         return Err(ApiError::forbidden("only the owner may invite members"));
     }
@@ -370,8 +396,9 @@ pub async fn machine_token(
     Path(wsid): Path<String>,
 ) -> Result<Json<Value>> {
     let tokens = &state.tokens;
-    let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
-    let (ws, _) = load(tokens, &realm, &subject, &wsid).await?;
+    let Target {
+        realm, user, ws, ..
+    } = target(&state, &subject, &wsid).await?;
     if ws.status != WorkspaceStatus::Running {
         return Err(ApiError::conflict("the workspace is not running"));
     }

@@ -13,3 +13,22 @@ async fn make() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
 }
 
 tessera_store::conformance_tests!(make);
+
+/// The embedded database runs in WAL mode (a persistent property of the
+/// file), checked from a separate connection as any tool would see it.
+#[tokio::test]
+async fn database_file_is_in_wal_mode() {
+    use sqlx::{Connection, Row};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("tessera.db");
+    let _store = SqliteStore::open(&path).await.expect("open sqlite");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("second connection");
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .expect("pragma")
+        .get(0);
+    assert_eq!(mode, "wal");
+}

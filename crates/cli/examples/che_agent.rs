@@ -17,7 +17,7 @@ use tessera_verify::{Accept, AgentConfig, Policy, Subject, TokenKind, VerifyLaye
 async fn whoami(subject: Subject) -> Json<Value> {
     let workspace = match &subject.kind {
         TokenKind::Machine { workspace_id } => Some(workspace_id.clone()),
-        TokenKind::User { .. } => None,
+        TokenKind::User { .. } | TokenKind::Consent { .. } => None,
     };
     Json(json!({"user": subject.id, "username": subject.username, "workspace": workspace}))
 }

@@ -43,6 +43,10 @@ enum AdminCommand {
     Sessions(SessionCmd),
     #[command(subcommand)]
     Keys(KeyCmd),
+    /// Garbage-collect expired refresh tokens, sessions and consent challenges
+    /// once (the server also does this on a schedule). Works on the database
+    /// directly: the data directory or --database-url.
+    Gc,
 }
 
 #[derive(Subcommand)]
@@ -349,9 +353,14 @@ fn print(v: &Value) {
 }
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    if matches!(args.command, AdminCommand::Gc) {
+        return gc(&args).await;
+    }
     let t = Transport::connect(&args).await?;
     let r = |realm: &str| format!("/admin/realms/{}", seg(realm));
     match args.command {
+        // Handled before connecting: it needs no server.
+        AdminCommand::Gc => {}
         AdminCommand::Realms(cmd) => match cmd {
             RealmCmd::List => print(&t.call(Method::GET, "/admin/realms", None).await?),
             RealmCmd::Show { name } => print(&t.call(Method::GET, &r(&name), None).await?),
@@ -514,5 +523,21 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
         },
     }
+    Ok(())
+}
+
+async fn gc(args: &AdminArgs) -> anyhow::Result<()> {
+    if args.server.is_some() {
+        bail!("admin gc works on the database, not through a server: run it with the server's --data-dir or --database-url");
+    }
+    let cfg = serve::resolve(&args.cfg)?;
+    let store = serve::open_store(&cfg, false).await?;
+    let done =
+        tessera_oauth::gc::collect_garbage(store.as_ref(), tessera_core::time::now_ms(), cfg.gc())
+            .await?;
+    println!(
+        "removed {} refresh tokens, {} sessions, {} consent challenges",
+        done.refresh_tokens, done.sessions, done.challenges
+    );
     Ok(())
 }

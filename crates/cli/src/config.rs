@@ -7,7 +7,8 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tessera_http::HttpSettings;
-use tessera_oauth::config::{PasswordConfig, ThrottleConfig};
+use tessera_oauth::config::{ConsentConfig, PasswordConfig, ThrottleConfig};
+use tessera_oauth::gc::GcConfig;
 use tessera_oauth::OAuthConfig;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -33,8 +34,19 @@ pub struct Config {
     pub login_max_failures: u32,
     pub login_window_secs: u64,
     pub login_lockout_secs: u64,
-    /// How often expired sessions and refresh tokens are deleted.
-    pub purge_interval_secs: u64,
+    /// How often expired sessions, refresh tokens and consent challenges
+    /// are garbage-collected.
+    pub gc_interval_secs: u64,
+    /// Rows deleted per table per GC batch (short write locks).
+    pub gc_batch_size: i64,
+    /// Consent login (Verida): access token lifetime.
+    pub consent_access_token_secs: i64,
+    /// Consent login: refresh token lifetime (renewed by regenerateRefreshToken).
+    pub consent_refresh_token_secs: i64,
+    /// Consent login: how long an auth JWT (challenge) can be answered.
+    pub consent_challenge_secs: i64,
+    /// Consent login: the storage endpoint returned as `host` (default: public_url).
+    pub consent_host: Option<String>,
 }
 
 impl Default for Config {
@@ -42,6 +54,7 @@ impl Default for Config {
         let password = PasswordConfig::default();
         let throttle = ThrottleConfig::default();
         let http = HttpSettings::default();
+        let consent = ConsentConfig::default();
         Self {
             data_dir: PathBuf::from("./tessera-data"),
             listen: "127.0.0.1:8080".into(),
@@ -60,7 +73,12 @@ impl Default for Config {
             login_max_failures: throttle.max_failures,
             login_window_secs: throttle.window_secs,
             login_lockout_secs: throttle.lockout_secs,
-            purge_interval_secs: 600,
+            gc_interval_secs: 600,
+            gc_batch_size: GcConfig::default().batch,
+            consent_access_token_secs: consent.access_token_ttl_secs,
+            consent_refresh_token_secs: consent.refresh_token_ttl_secs,
+            consent_challenge_secs: consent.challenge_ttl_secs,
+            consent_host: None,
         }
     }
 }
@@ -129,6 +147,24 @@ impl Config {
         if self.refresh_reuse_grace_ms < 0 {
             bail!("refresh_reuse_grace_ms must not be negative");
         }
+        if self.gc_batch_size < 1 {
+            bail!("gc_batch_size must be at least 1");
+        }
+        for (name, secs) in [
+            ("consent_access_token_secs", self.consent_access_token_secs),
+            (
+                "consent_refresh_token_secs",
+                self.consent_refresh_token_secs,
+            ),
+            ("consent_challenge_secs", self.consent_challenge_secs),
+        ] {
+            if secs < 1 {
+                bail!("{name} must be at least 1");
+            }
+        }
+        if let Some(url) = &self.consent_host {
+            url::Url::parse(url).with_context(|| format!("consent_host {url:?} is not a URL"))?;
+        }
         Ok(())
     }
 
@@ -146,7 +182,20 @@ impl Config {
             window_secs: self.login_window_secs,
             lockout_secs: self.login_lockout_secs,
         };
+        c.consent = ConsentConfig {
+            challenge_ttl_secs: self.consent_challenge_secs,
+            access_token_ttl_secs: self.consent_access_token_secs,
+            refresh_token_ttl_secs: self.consent_refresh_token_secs,
+            host: self.consent_host.clone(),
+        };
         c
+    }
+
+    pub fn gc(&self) -> GcConfig {
+        GcConfig {
+            batch: self.gc_batch_size,
+            ..GcConfig::default()
+        }
     }
 
     pub fn http(&self) -> HttpSettings {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tessera_http::{AppState, Metrics};
 use tessera_keys::MasterKey;
+use tessera_oauth::gc::{collect_garbage, GcConfig};
 use tessera_oauth::TokenService;
 use tessera_store::Store;
 use tessera_store_postgres::PgStore;
@@ -167,7 +168,11 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot load the master realm's signing key: {e:?}"))?;
 
-    spawn_purge(store, Duration::from_secs(cfg.purge_interval_secs.max(1)));
+    spawn_gc(
+        store,
+        cfg.gc(),
+        Duration::from_secs(cfg.gc_interval_secs.max(1)),
+    );
 
     tracing::info!(%addr, %public_url, backend = state.tokens.store.backend(), "tessera listening");
     let app = tessera_http::app(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -190,18 +195,24 @@ fn default_public_url(addr: SocketAddr) -> String {
     format!("http://{host}:{}", addr.port())
 }
 
-/// Garbage-collects expired sessions and refresh tokens in the background;
-/// issuance never waits for it.
-fn spawn_purge(store: Arc<dyn Store>, every: Duration) {
+/// Garbage-collects expired sessions, refresh tokens and consent challenges
+/// in the background, in small batches; issuance never waits long for it.
+fn spawn_gc(store: Arc<dyn Store>, config: GcConfig, every: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
             tick.tick().await;
-            match store.purge_expired(tessera_core::time::now_ms()).await {
-                Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired sessions and tokens"),
+            let now = tessera_core::time::now_ms();
+            match collect_garbage(store.as_ref(), now, config).await {
+                Ok(p) if p.total() > 0 => tracing::info!(
+                    refresh_tokens = p.refresh_tokens,
+                    sessions = p.sessions,
+                    challenges = p.challenges,
+                    "garbage collected"
+                ),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "purge failed"),
+                Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
             }
         }
     });

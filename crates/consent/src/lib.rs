@@ -11,5 +11,5 @@ mod message;
 mod signature;
 
 pub use did::{ContextName, Did, DidError, DidKey, DidResolver, OfflineResolver};
-pub use message::{authenticate_message, invalidate_device_message};
+pub use message::{authenticate_message, database_username, invalidate_device_message};
 pub use signature::{verify_signature, SignatureError};

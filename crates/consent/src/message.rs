@@ -22,9 +22,31 @@ pub fn invalidate_device_message(context: &ContextName, did: &Did, device_id: &s
     )
 }
 
+/// The stable per-(DID, context) database username: `v` + keccak256 of
+/// `"{did}/{contextName}"` in hex (a letter first, as CouchDB requires). The
+/// same wallet in the same context always maps to the same databases; another
+/// context never sees them.
+pub fn database_username(did: &Did, context: &ContextName) -> String {
+    use sha3::{Digest, Keccak256};
+    let digest = Keccak256::digest(format!("{}/{}", did.as_str(), context.as_str()).as_bytes());
+    format!("v{}", hex::encode(digest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_usernames_are_per_did_and_context() {
+        let did = Did::parse("did:ethr:0x5AAEB6053F3E94C9B9A09F33669435E7EF1BEAED").expect("did");
+        let same = Did::parse("did:ethr:0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed").expect("did");
+        let a = ContextName::parse("App A").expect("ctx");
+        let b = ContextName::parse("App B").expect("ctx");
+        let name = database_username(&did, &a);
+        assert_eq!(name, database_username(&same, &a), "casing does not matter");
+        assert_ne!(name, database_username(&did, &b));
+        assert!(name.starts_with('v') && name.len() == 65);
+    }
 
     #[test]
     fn messages_match_the_seed_exactly() {

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 pub const TYP_ACCESS: &str = "Bearer";
 /// `typ` claim of ID tokens (Keycloak's value).
 pub const TYP_ID: &str = "ID";
+/// `typ` claim of consent-login access tokens: never accepted where a user's
+/// OAuth access token is expected, and vice versa.
+pub const TYP_CONSENT: &str = "Consent";
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RealmAccess {
@@ -74,4 +77,26 @@ pub struct IdClaims {
     pub email_verified: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub name: Option<String>,
+}
+
+/// Claims of a consent-login access token (Verida's storage-node token): a
+/// database can check it with the JWKS alone.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConsentAccessClaims {
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub iss: String,
+    pub aud: String,
+    /// The per-(DID, context) database username.
+    pub sub: String,
+    pub typ: String,
+    /// Verida's token type: always `"access"`.
+    #[serde(rename = "type")]
+    pub token_type: String,
+    pub azp: String,
+    pub sid: String,
+    pub did: String,
+    #[serde(rename = "contextName")]
+    pub context_name: String,
 }

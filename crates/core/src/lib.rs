@@ -11,7 +11,7 @@ pub mod time;
 
 pub use error::{OAuthError, OAuthErrorCode};
 pub use model::{
-    Client, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningAlg, SigningKeyRecord,
-    User, Workspace, WorkspaceStatus,
+    Client, ConsentChallenge, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningAlg,
+    SigningKeyRecord, User, Workspace, WorkspaceStatus,
 };
 pub use secret::{Secret, TokenHash};

@@ -172,6 +172,11 @@ pub struct Session {
     pub device_id: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// For consent logins: the application context the session unlocks.
+    pub context_name: Option<String>,
+    /// For consent logins: the origin of the app that asked (an app
+    /// connection is shown as "context at origin").
+    pub origin: Option<String>,
     pub scope: String,
     pub auth_time: i64,
     pub created_at: i64,
@@ -184,6 +189,19 @@ impl Session {
     pub fn is_active(&self, now_ms: i64) -> bool {
         self.revoked_at.is_none() && self.expires_at > now_ms
     }
+}
+
+/// A one-time consent challenge (Verida's auth JWT), kept by the hash of its
+/// `authRequestId` until it is used or expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentChallenge {
+    pub hash: TokenHash,
+    pub realm_id: String,
+    /// The normalised DID the challenge was issued for.
+    pub did: String,
+    pub context_name: String,
+    pub created_at: i64,
+    pub expires_at: i64,
 }
 
 /// A stored refresh token: only its hash, its session and its lifecycle.

@@ -15,7 +15,7 @@ use tessera_oauth::Params;
 use tessera_store::ClientMeta;
 
 /// Reads the body up to the configured limit.
-async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, bool> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, bool> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         // `to_bytes` reports the limit as a `LengthLimitError` somewhere in the chain.
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);

@@ -5,6 +5,7 @@
 
 pub mod admin;
 mod che;
+mod consent;
 pub mod error;
 mod extract;
 pub mod metrics;
@@ -70,10 +71,14 @@ impl FromRef<AppState> for Arc<HttpSettings> {
 /// The complete application. Every Keycloak-style path is served both at the
 /// root and under the legacy `/auth` prefix that Codewind and Che use.
 pub fn app(state: AppState) -> Router {
-    let keycloak = Router::new().merge(oidc::router()).merge(admin::router());
+    let keycloak = Router::new()
+        .merge(oidc::router())
+        .merge(admin::router())
+        .merge(consent::realm_router());
     Router::new()
         .merge(keycloak.clone())
         .nest("/auth", keycloak)
+        .merge(consent::default_realm_router(&state))
         .merge(che::router())
         .merge(workspaces::router(&state))
         .merge(ops::router())

@@ -5,10 +5,12 @@
 
 mod jwk;
 mod jws;
+mod mac;
 mod master;
 mod signing;
 
 pub use jwk::{Jwk, JwkSet};
 pub use jws::{decode_unverified_header, verify_compact, JwsError, JwsHeader};
+pub use mac::MacKey;
 pub use master::{MasterKey, MasterKeyError};
 pub use signing::{generate, GeneratedKey, KeyError, SigningKey, VerifyingKey};

@@ -10,6 +10,7 @@ pub struct OAuthConfig {
     pub refresh_reuse_grace_ms: i64,
     pub password: PasswordConfig,
     pub throttle: ThrottleConfig,
+    pub consent: ConsentConfig,
 }
 
 impl OAuthConfig {
@@ -19,6 +20,7 @@ impl OAuthConfig {
             refresh_reuse_grace_ms: defaults::REFRESH_REUSE_GRACE_MS,
             password: PasswordConfig::default(),
             throttle: ThrottleConfig::default(),
+            consent: ConsentConfig::default(),
         }
     }
 }
@@ -61,6 +63,31 @@ impl Default for ThrottleConfig {
             max_failures: 5,
             window_secs: 60,
             lockout_secs: 60,
+        }
+    }
+}
+
+/// Public-key consent login (Verida): lifetimes and the storage endpoint.
+#[derive(Clone, Debug)]
+pub struct ConsentConfig {
+    /// How long an auth JWT (challenge) can be answered: 60 s.
+    pub challenge_ttl_secs: i64,
+    /// Access token lifetime: 5 minutes.
+    pub access_token_ttl_secs: i64,
+    /// Refresh token lifetime, renewed by `regenerateRefreshToken`: 30 days.
+    pub refresh_token_ttl_secs: i64,
+    /// The `host` returned to apps (the storage endpoint); the server's public
+    /// URL when unset.
+    pub host: Option<String>,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        Self {
+            challenge_ttl_secs: 60,
+            access_token_ttl_secs: defaults::ACCESS_TOKEN_LIFESPAN_SECS,
+            refresh_token_ttl_secs: defaults::SESSION_MAX_LIFESPAN_SECS,
+            host: None,
         }
     }
 }

@@ -6,6 +6,9 @@
 
 pub mod client_auth;
 pub mod config;
+pub mod consent;
+pub mod events;
+pub mod gc;
 pub mod grants;
 pub mod issue;
 pub mod keyring;
@@ -23,6 +26,8 @@ pub use keyring::KeyCache;
 pub use params::Params;
 
 use std::sync::Arc;
+use tessera_consent::{DidResolver, OfflineResolver};
+use tessera_core::time::now_ms;
 use tessera_core::{OAuthError, Realm};
 use tessera_store::Store;
 
@@ -34,6 +39,9 @@ pub struct TokenService {
     pub passwords: Arc<password::PasswordHasher>,
     pub throttle: Arc<throttle::LoginThrottle>,
     pub config: Arc<OAuthConfig>,
+    pub events: Arc<events::SessionEvents>,
+    /// Finds the key behind a DID for consent logins.
+    pub resolver: Arc<dyn DidResolver>,
 }
 
 impl TokenService {
@@ -47,8 +55,47 @@ impl TokenService {
             passwords: Arc::new(password::PasswordHasher::new(&config.password)),
             throttle: Arc::new(throttle::LoginThrottle::new(config.throttle.clone())),
             config: Arc::new(config),
+            events: Arc::new(events::SessionEvents::default()),
+            resolver: Arc::new(OfflineResolver),
             keys,
             store,
+        }
+    }
+
+    /// Revokes one session and tells subscribers. Returns whether it was live.
+    pub async fn end_session(&self, session_id: &str) -> Result<bool, OAuthError> {
+        let ended = self
+            .store
+            .revoke_session(session_id, now_ms())
+            .await
+            .map_err(OAuthError::server_error)?;
+        if ended {
+            self.announce_ended(vec![session_id.to_string()]);
+        }
+        Ok(ended)
+    }
+
+    /// Revokes every session of a user; returns how many ended.
+    pub async fn end_user_sessions(
+        &self,
+        realm: &Realm,
+        user_id: &str,
+    ) -> Result<usize, OAuthError> {
+        let ended = self
+            .store
+            .revoke_user_sessions(&realm.id, user_id, now_ms())
+            .await
+            .map_err(OAuthError::server_error)?;
+        let n = ended.len();
+        self.announce_ended(ended);
+        Ok(n)
+    }
+
+    /// Publishes `Revoked` for sessions the store has just revoked.
+    pub fn announce_ended(&self, session_ids: Vec<String>) {
+        for session_id in session_ids {
+            self.events
+                .publish(events::SessionEvent::Revoked { session_id });
         }
     }
 

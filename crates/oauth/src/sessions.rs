@@ -10,7 +10,7 @@ use tessera_core::{Client, OAuthError, Realm, Session, TokenHash};
 /// What a presented token turned out to be.
 enum Presented {
     Access { azp: String, sid: Option<String> },
-    Refresh { session: Session },
+    Refresh { session: Box<Session> },
 }
 
 impl TokenService {
@@ -152,10 +152,7 @@ impl TokenService {
             ));
         }
         if let Some(sid) = sid {
-            self.store
-                .revoke_session(&sid, now_ms())
-                .await
-                .map_err(OAuthError::server_error)?;
+            self.end_session(&sid).await?;
         }
         Ok(())
     }
@@ -175,10 +172,7 @@ impl TokenService {
             return Err(OAuthError::invalid_grant("Invalid refresh token")
                 .with_debug("another client's token"));
         }
-        self.store
-            .revoke_session(&session.id, now_ms())
-            .await
-            .map_err(OAuthError::server_error)?;
+        self.end_session(&session.id).await?;
         Ok(session.id)
     }
 
@@ -196,7 +190,9 @@ impl TokenService {
         Ok(self
             .live_refresh_session(realm, token)
             .await?
-            .map(|session| Presented::Refresh { session }))
+            .map(|session| Presented::Refresh {
+                session: Box::new(session),
+            }))
     }
 
     /// The active session of an unspent, unexpired refresh token of `realm`.

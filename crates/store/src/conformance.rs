@@ -2,14 +2,14 @@
 //! these tests through `conformance_tests!`, so SQLite and PostgreSQL cannot
 //! drift apart in behaviour.
 
-use crate::{ClientMeta, RotateOutcome, Store, StoreError, UserQuery};
+use crate::{ClientMeta, Purged, RotateOutcome, Store, StoreError, UserQuery};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tessera_core::model::KeyStatus;
 use tessera_core::time::now_ms;
 use tessera_core::{
-    Client, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningAlg, SigningKeyRecord,
-    TokenHash, User, Workspace, WorkspaceStatus,
+    Client, ConsentChallenge, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningAlg,
+    SigningKeyRecord, TokenHash, User, Workspace, WorkspaceStatus,
 };
 
 /// Generates one `#[tokio::test]` per conformance check. `$make` is an async
@@ -23,7 +23,9 @@ macro_rules! conformance_tests {
             refresh_rotation_and_reuse, concurrent_rotation_has_one_winner,
             rotation_of_revoked_or_expired_is_inactive, signing_key_rotation,
             deleting_a_realm_deletes_its_contents, purge_removes_only_expired,
-            workspaces_and_machine_tokens);
+            purge_works_in_batches, workspaces_and_machine_tokens,
+            challenges_are_taken_once, device_sessions_revoke_together,
+            touch_and_extending_rotation);
     };
     (@each $make:path; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -86,6 +88,8 @@ pub fn session(realm: &Realm, user: &User, client: &Client, now: i64) -> Session
         device_id: Some("laptop".into()),
         ip: Some("127.0.0.1".into()),
         user_agent: Some("test".into()),
+        context_name: None,
+        origin: None,
         scope: "email profile".into(),
         auth_time: now,
         created_at: now,
@@ -369,7 +373,8 @@ pub async fn sessions_and_revocation(store: Arc<dyn Store>) {
         store
             .revoke_user_sessions(&r.id, &u.id, now + 7)
             .await
-            .expect("all"),
+            .expect("all")
+            .len(),
         1
     );
     assert!(store
@@ -623,10 +628,39 @@ pub async fn purge_removes_only_expired(store: Arc<dyn Store>) {
         .create_session(&live, &refresh(&live, "live", now))
         .await
         .expect("live");
-    let removed = store.purge_expired(now).await.expect("purge");
+    let mut revoked = session(&r, &u, &c, now - 3 * 86_400_000);
+    revoked.expires_at = now + 3_600_000;
+    revoked.revoked_at = Some(now - 2 * 86_400_000);
+    store
+        .create_session(&revoked, &refresh(&revoked, "revoked", now))
+        .await
+        .expect("revoked");
+    let recently_revoked = session(&r, &u, &c, now);
+    store
+        .create_session(
+            &recently_revoked,
+            &refresh(&recently_revoked, "recent", now),
+        )
+        .await
+        .expect("recent");
+    store
+        .revoke_session(&recently_revoked.id, now)
+        .await
+        .expect("revoke");
+    let removed = store.purge_expired(now, 100).await.expect("purge");
+    assert_eq!(removed.refresh_tokens, 1, "the expired token goes");
+    assert_eq!(
+        removed.sessions, 2,
+        "the expired session and the one revoked days ago go"
+    );
+    assert_eq!(store.session(&revoked.id).await.expect("get"), None);
     assert!(
-        removed >= 2,
-        "expired session and its token go (removed {removed})"
+        store
+            .session(&recently_revoked.id)
+            .await
+            .expect("get")
+            .is_some(),
+        "a session revoked today stays, so reuse of its tokens is recognised"
     );
     assert_eq!(store.session(&old.id).await.expect("get"), None);
     assert_eq!(
@@ -835,4 +869,222 @@ pub async fn workspaces_and_machine_tokens(store: Arc<dyn Store>) {
             .await,
         Err(StoreError::NotFound)
     ));
+}
+
+pub async fn purge_works_in_batches(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "r").await;
+    let now = now_ms();
+    for i in 0..7 {
+        let mut old = session(&r, &u, &c, now - 10_000);
+        old.expires_at = now - 5_000;
+        store
+            .create_session(&old, &refresh(&old, &format!("old{i}"), now - 10_000))
+            .await
+            .expect("old");
+        store
+            .insert_challenge(&challenge(&r, &format!("c{i}"), now - 1))
+            .await
+            .expect("challenge");
+    }
+    let live = challenge(&r, "live", now + 60_000);
+    store.insert_challenge(&live).await.expect("live");
+    let mut batches = Vec::new();
+    loop {
+        let done = store.purge_expired(now, 3).await.expect("purge");
+        batches.push(done);
+        assert!(done.refresh_tokens <= 3 && done.sessions <= 3 && done.challenges <= 3);
+        if done.refresh_tokens < 3 && done.sessions < 3 && done.challenges < 3 {
+            break;
+        }
+    }
+    let sum = batches.iter().fold(Purged::default(), |a, b| Purged {
+        refresh_tokens: a.refresh_tokens + b.refresh_tokens,
+        sessions: a.sessions + b.sessions,
+        challenges: a.challenges + b.challenges,
+    });
+    // Refresh tokens also go with their sessions (cascade), so how many the
+    // token statement itself removed depends on the order rows are met.
+    assert_eq!((sum.sessions, sum.challenges), (7, 7));
+    assert!(sum.refresh_tokens <= 7);
+    for i in 0..7 {
+        let gone = store
+            .refresh_token(&TokenHash::of(&format!("old{i}")))
+            .await
+            .expect("get");
+        assert_eq!(gone, None);
+    }
+    assert!(batches.len() >= 3, "{batches:?}");
+    assert_eq!(
+        store
+            .take_challenge(&live.hash, now)
+            .await
+            .expect("take")
+            .map(|c| c.did),
+        Some(live.did),
+        "a live challenge survives collection"
+    );
+}
+
+fn challenge(realm: &Realm, id: &str, expires_at: i64) -> ConsentChallenge {
+    ConsentChallenge {
+        hash: TokenHash::of(id),
+        realm_id: realm.id.clone(),
+        did: format!("did:ethr:0x{id}"),
+        context_name: "Verida: Test".into(),
+        created_at: expires_at - 60_000,
+        expires_at,
+    }
+}
+
+pub async fn challenges_are_taken_once(store: Arc<dyn Store>) {
+    let (r, _, _) = fixture(store.as_ref(), "r").await;
+    let now = now_ms();
+    let c = challenge(&r, "abc", now + 60_000);
+    store.insert_challenge(&c).await.expect("insert");
+    assert!(
+        store.insert_challenge(&c).await.is_err(),
+        "a challenge id is unique"
+    );
+    // Many concurrent takers, one winner.
+    let takers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let hash = c.hash.clone();
+            tokio::spawn(async move { store.take_challenge(&hash, now).await })
+        })
+        .collect();
+    let mut won = 0;
+    for t in takers {
+        if t.await.expect("join").expect("take").is_some() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+    let expired = challenge(&r, "late", now - 1);
+    store.insert_challenge(&expired).await.expect("insert");
+    assert_eq!(
+        store
+            .take_challenge(&expired.hash, now)
+            .await
+            .expect("take"),
+        None,
+        "an expired challenge is never handed out"
+    );
+    assert_eq!(
+        store
+            .take_challenge(&TokenHash::of("never"), now)
+            .await
+            .expect("take"),
+        None
+    );
+}
+
+pub async fn device_sessions_revoke_together(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "r").await;
+    let now = now_ms();
+    let mk = |ctx: &str, device: &str| {
+        let mut s = session(&r, &u, &c, now);
+        s.context_name = Some(ctx.into());
+        s.device_id = Some(device.into());
+        s.origin = Some("https://app.example".into());
+        s
+    };
+    let a1 = mk("A", "phone");
+    let a2 = mk("A", "phone");
+    let a_laptop = mk("A", "laptop");
+    let b_phone = mk("B", "phone");
+    for (i, s) in [&a1, &a2, &a_laptop, &b_phone].into_iter().enumerate() {
+        store
+            .create_session(s, &refresh(s, &format!("t{i}"), now))
+            .await
+            .expect("create");
+    }
+    let got = store.session(&a1.id).await.expect("get").expect("some");
+    assert_eq!(got.context_name.as_deref(), Some("A"));
+    assert_eq!(got.origin.as_deref(), Some("https://app.example"));
+    let mut revoked = store
+        .revoke_device_sessions(&r.id, &u.id, "A", "phone", now + 1)
+        .await
+        .expect("revoke");
+    revoked.sort();
+    let mut want = vec![a1.id.clone(), a2.id.clone()];
+    want.sort();
+    assert_eq!(revoked, want, "every session of the device, not the first");
+    for (s, live) in [
+        (&a1, false),
+        (&a2, false),
+        (&a_laptop, true),
+        (&b_phone, true),
+    ] {
+        let got = store.session(&s.id).await.expect("get").expect("some");
+        assert_eq!(got.is_active(now + 2), live, "{:?}", s.context_name);
+    }
+    assert!(store
+        .revoke_device_sessions(&r.id, &u.id, "A", "phone", now + 3)
+        .await
+        .expect("again")
+        .is_empty());
+}
+
+pub async fn touch_and_extending_rotation(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "r").await;
+    let now = now_ms();
+    let s = session(&r, &u, &c, now);
+    store
+        .create_session(&s, &refresh(&s, "first", now))
+        .await
+        .expect("create");
+    let meta = ClientMeta {
+        ip: Some("10.0.0.9".into()),
+        user_agent: None,
+    };
+    let touched = store
+        .touch_session(&s.id, now + 5, &meta)
+        .await
+        .expect("touch")
+        .expect("live");
+    assert_eq!(touched.last_used_at, now + 5);
+    assert_eq!(touched.ip.as_deref(), Some("10.0.0.9"));
+    assert_eq!(touched.user_agent.as_deref(), Some("test"));
+    // A token that outlives its session extends the session to it.
+    let mut next = refresh(&s, "second", now + 6);
+    next.expires_at = s.expires_at + 86_400_000;
+    match store
+        .rotate_refresh_token(
+            &TokenHash::of("first"),
+            &next,
+            now + 6,
+            &ClientMeta::default(),
+        )
+        .await
+        .expect("rotate")
+    {
+        RotateOutcome::Rotated(got) => assert_eq!(got.expires_at, next.expires_at),
+        other => panic!("{other:?}"),
+    }
+    // One that expires sooner leaves it alone.
+    let mut third = refresh(&s, "third", now + 7);
+    third.expires_at = now + 1_000;
+    match store
+        .rotate_refresh_token(
+            &TokenHash::of("second"),
+            &third,
+            now + 7,
+            &ClientMeta::default(),
+        )
+        .await
+        .expect("rotate")
+    {
+        RotateOutcome::Rotated(got) => assert_eq!(got.expires_at, next.expires_at),
+        other => panic!("{other:?}"),
+    }
+    store.revoke_session(&s.id, now + 8).await.expect("revoke");
+    assert_eq!(
+        store
+            .touch_session(&s.id, now + 9, &meta)
+            .await
+            .expect("touch"),
+        None,
+        "a revoked session is not touched"
+    );
 }

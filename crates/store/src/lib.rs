@@ -10,8 +10,8 @@ pub use error::StoreError;
 use async_trait::async_trait;
 use tessera_core::model::KeyStatus;
 use tessera_core::{
-    Client, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningKeyRecord, TokenHash,
-    User, Workspace, WorkspaceStatus,
+    Client, ConsentChallenge, MachineTokenRecord, Realm, RefreshTokenRecord, Session,
+    SigningKeyRecord, TokenHash, User, Workspace, WorkspaceStatus,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -90,9 +90,21 @@ pub trait SessionStore: Send + Sync {
     /// Marks a session revoked (its refresh tokens die with it). Returns
     /// whether an active session was revoked.
     async fn revoke_session(&self, id: &str, now_ms: i64) -> Result<bool>;
-    /// Revokes every active session of a user; returns how many.
-    async fn revoke_user_sessions(&self, realm_id: &str, user_id: &str, now_ms: i64)
-        -> Result<u64>;
+    /// Revokes every active session of a user; returns the ids revoked.
+    async fn revoke_user_sessions(
+        &self,
+        realm_id: &str,
+        user_id: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>>;
+    /// Records a use of an active session (last-used time, IP, user agent)
+    /// and returns it; `None` if it is missing, expired or revoked.
+    async fn touch_session(
+        &self,
+        id: &str,
+        now_ms: i64,
+        client_meta: &ClientMeta,
+    ) -> Result<Option<Session>>;
 }
 
 #[async_trait]
@@ -101,6 +113,9 @@ pub trait RefreshTokenStore: Send + Sync {
     /// Atomically spends `old` and stores `new` for the same session, touching
     /// the session's last-used time (and IP / user agent when given). Exactly
     /// one of any number of concurrent calls with the same `old` gets `Rotated`.
+    /// If `new` expires after the session, the session is extended to it
+    /// (consent logins renew their 30 days; OAuth grants pass the session's
+    /// own expiry, so theirs never moves).
     async fn rotate_refresh_token(
         &self,
         old: &TokenHash,
@@ -172,18 +187,65 @@ pub trait WorkspaceStore: Send + Sync {
     async fn machine_token(&self, jti: &str) -> Result<Option<MachineTokenRecord>>;
 }
 
+/// One-time consent challenges and the consent-login session queries.
+#[async_trait]
+pub trait ConsentStore: Send + Sync {
+    async fn insert_challenge(&self, challenge: &ConsentChallenge) -> Result<()>;
+    /// Removes the challenge and returns it if it had not expired: of any
+    /// number of concurrent calls with the same hash, at most one gets it.
+    async fn take_challenge(
+        &self,
+        hash: &TokenHash,
+        now_ms: i64,
+    ) -> Result<Option<ConsentChallenge>>;
+    /// Revokes every active session of `user_id` for this context and device;
+    /// returns the ids revoked.
+    async fn revoke_device_sessions(
+        &self,
+        realm_id: &str,
+        user_id: &str,
+        context_name: &str,
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>>;
+}
+
+/// Rows removed by one garbage-collection batch, per table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub refresh_tokens: u64,
+    pub sessions: u64,
+    pub challenges: u64,
+}
+
+impl Purged {
+    pub fn total(&self) -> u64 {
+        self.refresh_tokens + self.sessions + self.challenges
+    }
+}
+
 /// Everything a Tessera node needs from its database.
 #[async_trait]
 pub trait Store:
-    RealmStore + ClientStore + UserStore + SessionStore + RefreshTokenStore + KeyStore + WorkspaceStore
+    RealmStore
+    + ClientStore
+    + UserStore
+    + SessionStore
+    + RefreshTokenStore
+    + KeyStore
+    + WorkspaceStore
+    + ConsentStore
 {
     /// Cheap round trip for `/health/ready`.
     async fn ping(&self) -> Result<()>;
     /// `"sqlite"` or `"postgres"`, for logs and metrics.
     fn backend(&self) -> &'static str;
-    /// Deletes expired sessions and refresh tokens older than `before_ms`;
-    /// returns how many rows went.
-    async fn purge_expired(&self, before_ms: i64) -> Result<u64>;
+    /// One garbage-collection batch: deletes at most `limit` rows from each of
+    /// refresh tokens expired by `before_ms`, sessions expired by then (or
+    /// revoked a day before it) and expired challenges. Each table is its own
+    /// short statement, so no write lock is held for long; callers repeat
+    /// until a batch comes back smaller than `limit`.
+    async fn purge_expired(&self, before_ms: i64, limit: i64) -> Result<Purged>;
 }
 
 #[doc(hidden)]

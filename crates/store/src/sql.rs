@@ -36,8 +36,8 @@ macro_rules! sql_store_impl {
         const _: () = {
             use ::sqlx::Row as _;
             use $crate::__core::model::KeyStatus;
-            use $crate::__core::{Client, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningKeyRecord, TokenHash, User, Workspace, WorkspaceStatus};
-            use $crate::{ClientMeta, Result, RotateOutcome, StoreError, UserQuery};
+            use $crate::__core::{Client, ConsentChallenge, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningKeyRecord, TokenHash, User, Workspace, WorkspaceStatus};
+            use $crate::{ClientMeta, Purged, Result, RotateOutcome, StoreError, UserQuery};
             type Row = <$db as ::sqlx::Database>::Row;
 
             fn err(e: ::sqlx::Error) -> StoreError {
@@ -118,6 +118,8 @@ macro_rules! sql_store_impl {
                     device_id: col(row, "device_id")?,
                     ip: col(row, "ip")?,
                     user_agent: col(row, "user_agent")?,
+                    context_name: col(row, "context_name")?,
+                    origin: col(row, "origin")?,
                     scope: col(row, "scope")?,
                     auth_time: col(row, "auth_time")?,
                     created_at: col(row, "created_at")?,
@@ -331,11 +333,12 @@ macro_rules! sql_store_impl {
             impl $crate::SessionStore for $ty {
                 async fn create_session(&self, s: &Session, first: &RefreshTokenRecord) -> Result<()> {
                     let mut tx = self.writer().begin().await.map_err(err)?;
-                    ::sqlx::query("INSERT INTO sessions (id, realm_id, user_id, client_id, device_id, ip, user_agent, scope, auth_time, created_at, last_used_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+                    ::sqlx::query("INSERT INTO sessions (id, realm_id, user_id, client_id, device_id, ip, user_agent, scope, auth_time, created_at, last_used_at, expires_at, revoked_at, context_name, origin) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
                         .bind(&s.id).bind(&s.realm_id).bind(&s.user_id).bind(&s.client_id)
                         .bind(&s.device_id).bind(&s.ip).bind(&s.user_agent).bind(&s.scope)
                         .bind(s.auth_time).bind(s.created_at).bind(s.last_used_at)
                         .bind(s.expires_at).bind(s.revoked_at)
+                        .bind(&s.context_name).bind(&s.origin)
                         .execute(&mut *tx).await.map_err(err)?;
                     insert_refresh(&mut tx, first).await?;
                     tx.commit().await.map_err(err)
@@ -357,11 +360,17 @@ macro_rules! sql_store_impl {
                         .execute(self.writer()).await.map_err(err)?;
                     Ok(done.rows_affected() > 0)
                 }
-                async fn revoke_user_sessions(&self, realm_id: &str, user_id: &str, now: i64) -> Result<u64> {
-                    let done = ::sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE realm_id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3")
+                async fn revoke_user_sessions(&self, realm_id: &str, user_id: &str, now: i64) -> Result<Vec<String>> {
+                    ::sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE realm_id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3 RETURNING id")
                         .bind(realm_id).bind(user_id).bind(now)
-                        .execute(self.writer()).await.map_err(err)?;
-                    Ok(done.rows_affected())
+                        .fetch_all(self.writer()).await.map_err(err)?
+                        .iter().map(|r| col(r, "id")).collect()
+                }
+                async fn touch_session(&self, id: &str, now: i64, meta: &ClientMeta) -> Result<Option<Session>> {
+                    ::sqlx::query("UPDATE sessions SET last_used_at = $2, ip = coalesce($3, ip), user_agent = coalesce($4, user_agent) WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 RETURNING *")
+                        .bind(id).bind(now).bind(&meta.ip).bind(&meta.user_agent)
+                        .fetch_optional(self.writer()).await.map_err(err)?
+                        .as_ref().map(session).transpose()
                 }
             }
 
@@ -404,8 +413,8 @@ macro_rules! sql_store_impl {
                         });
                     };
                     let session_id: String = col(&spent, "session_id")?;
-                    let touched = ::sqlx::query("UPDATE sessions SET last_used_at = $2, ip = coalesce($3, ip), user_agent = coalesce($4, user_agent) WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 RETURNING *")
-                        .bind(&session_id).bind(now).bind(&meta.ip).bind(&meta.user_agent)
+                    let touched = ::sqlx::query("UPDATE sessions SET last_used_at = $2, ip = coalesce($3, ip), user_agent = coalesce($4, user_agent), expires_at = CASE WHEN $5 > expires_at THEN $5 ELSE expires_at END WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 RETURNING *")
+                        .bind(&session_id).bind(now).bind(&meta.ip).bind(&meta.user_agent).bind(new.expires_at)
                         .fetch_optional(&mut *tx).await.map_err(err)?;
                     let Some(touched) = touched else {
                         tx.rollback().await.map_err(err)?;
@@ -536,6 +545,39 @@ macro_rules! sql_store_impl {
             }
 
             #[$crate::__async_trait]
+            impl $crate::ConsentStore for $ty {
+                async fn insert_challenge(&self, c: &ConsentChallenge) -> Result<()> {
+                    ::sqlx::query("INSERT INTO consent_challenges (hash, realm_id, did, context_name, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(c.hash.as_str()).bind(&c.realm_id).bind(&c.did).bind(&c.context_name)
+                        .bind(c.created_at).bind(c.expires_at)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn take_challenge(&self, hash: &TokenHash, now: i64) -> Result<Option<ConsentChallenge>> {
+                    // Deleting is the claim: a second taker finds nothing.
+                    let row = ::sqlx::query("DELETE FROM consent_challenges WHERE hash = $1 RETURNING *")
+                        .bind(hash.as_str())
+                        .fetch_optional(self.writer()).await.map_err(err)?;
+                    let Some(row) = row else { return Ok(None) };
+                    let c = ConsentChallenge {
+                        hash: TokenHash::from_stored(col(&row, "hash")?),
+                        realm_id: col(&row, "realm_id")?,
+                        did: col(&row, "did")?,
+                        context_name: col(&row, "context_name")?,
+                        created_at: col(&row, "created_at")?,
+                        expires_at: col(&row, "expires_at")?,
+                    };
+                    Ok((c.expires_at > now).then_some(c))
+                }
+                async fn revoke_device_sessions(&self, realm_id: &str, user_id: &str, context_name: &str, device_id: &str, now: i64) -> Result<Vec<String>> {
+                    ::sqlx::query("UPDATE sessions SET revoked_at = $5 WHERE realm_id = $1 AND user_id = $2 AND context_name = $3 AND device_id = $4 AND revoked_at IS NULL AND expires_at > $5 RETURNING id")
+                        .bind(realm_id).bind(user_id).bind(context_name).bind(device_id).bind(now)
+                        .fetch_all(self.writer()).await.map_err(err)?
+                        .iter().map(|r| col(r, "id")).collect()
+                }
+            }
+
+            #[$crate::__async_trait]
             impl $crate::Store for $ty {
                 async fn ping(&self) -> Result<()> {
                     ::sqlx::query("SELECT 1").execute(self.reader()).await.map_err(err)?;
@@ -544,14 +586,20 @@ macro_rules! sql_store_impl {
                 fn backend(&self) -> &'static str {
                     <Self>::BACKEND
                 }
-                async fn purge_expired(&self, before: i64) -> Result<u64> {
-                    let mut tx = self.writer().begin().await.map_err(err)?;
-                    let tokens = ::sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1")
-                        .bind(before).execute(&mut *tx).await.map_err(err)?.rows_affected();
-                    let sessions = ::sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR revoked_at <= $1 - 86400000")
-                        .bind(before).execute(&mut *tx).await.map_err(err)?.rows_affected();
-                    tx.commit().await.map_err(err)?;
-                    Ok(tokens + sessions)
+                async fn purge_expired(&self, before: i64, limit: i64) -> Result<Purged> {
+                    // One short statement per table: other writers get the
+                    // lock between them. Sessions revoked less than a day ago
+                    // stay, so reuse of their tokens is still recognised.
+                    let refresh_tokens = ::sqlx::query("DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM refresh_tokens WHERE expires_at <= $1 LIMIT $2)")
+                        .bind(before).bind(limit)
+                        .execute(self.writer()).await.map_err(err)?.rows_affected();
+                    let sessions = ::sqlx::query("DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= $1 UNION SELECT id FROM sessions WHERE revoked_at <= $1 - 86400000 LIMIT $2)")
+                        .bind(before).bind(limit)
+                        .execute(self.writer()).await.map_err(err)?.rows_affected();
+                    let challenges = ::sqlx::query("DELETE FROM consent_challenges WHERE hash IN (SELECT hash FROM consent_challenges WHERE expires_at <= $1 LIMIT $2)")
+                        .bind(before).bind(limit)
+                        .execute(self.writer()).await.map_err(err)?.rows_affected();
+                    Ok(Purged { refresh_tokens, sessions, challenges })
                 }
             }
         };

@@ -3,7 +3,7 @@
 //! kind and role checks, the provisioning hook, and the 401/403 responses.
 
 use crate::verifier::{Verifier, VerifyError, MAX_TOKEN_BYTES};
-use crate::Subject;
+use crate::{Subject, TokenKind};
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, StatusCode, Uri};
@@ -18,7 +18,28 @@ use std::task::{Context, Poll};
 pub enum Accept {
     Users,
     Machines,
+    /// Users' access tokens and machine tokens.
     Both,
+    /// Consent-login access tokens only (the verifier must accept them).
+    Consent,
+}
+
+impl Accept {
+    fn check(self, kind: &TokenKind) -> Result<(), VerifyError> {
+        let ok = match kind {
+            TokenKind::User { .. } => matches!(self, Self::Users | Self::Both),
+            TokenKind::Machine { .. } => matches!(self, Self::Machines | Self::Both),
+            TokenKind::Consent { .. } => self == Self::Consent,
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(VerifyError::WrongKind(match kind {
+            TokenKind::User { .. } => "user tokens are not accepted here",
+            TokenKind::Machine { .. } => "machine tokens are not accepted here",
+            TokenKind::Consent { .. } => "consent tokens are not accepted here",
+        }))
+    }
 }
 
 /// Finds or creates the local user for a verified subject (Che's
@@ -121,19 +142,7 @@ async fn authenticate(
 ) -> Result<Subject, VerifyError> {
     let token = take_token(req, policy.query_token)?;
     let mut subject = verifier.verify(&token).await?;
-    match (policy.accept, subject.is_machine()) {
-        (Accept::Users, true) => {
-            return Err(VerifyError::WrongKind(
-                "machine tokens are not accepted here",
-            ))
-        }
-        (Accept::Machines, false) => {
-            return Err(VerifyError::WrongKind(
-                "only machine tokens are accepted here",
-            ))
-        }
-        _ => {}
-    }
+    policy.accept.check(&subject.kind)?;
     if let Some(role) = &policy.required_role {
         if !subject.has_role(role) {
             return Err(VerifyError::Forbidden(format!("requires {role}")));

@@ -10,6 +10,13 @@ pub enum TokenKind {
     User { session: Option<String> },
     /// A Che machine token, bound to one workspace.
     Machine { workspace_id: String },
+    /// A consent-login access token (`typ: Consent`, Verida's `type:
+    /// access`): `Subject::id` is the per-(DID, context) database username.
+    Consent {
+        session: String,
+        did: String,
+        context_name: String,
+    },
 }
 
 /// The caller of a request, put in the request extensions by [`crate::VerifyLayer`].
@@ -45,6 +52,10 @@ impl Subject {
 
     pub fn is_machine(&self) -> bool {
         matches!(self.kind, TokenKind::Machine { .. })
+    }
+
+    pub fn is_consent(&self) -> bool {
+        matches!(self.kind, TokenKind::Consent { .. })
     }
 }
 

@@ -65,6 +65,7 @@ pub struct Verifier {
     audience: Option<String>,
     user_keys: Option<Arc<dyn KeySource>>,
     machine: Option<Arc<dyn MachineTokens>>,
+    consent: bool,
     leeway_secs: i64,
 }
 
@@ -76,6 +77,7 @@ impl Verifier {
             audience: None,
             user_keys: Some(keys),
             machine: None,
+            consent: false,
             leeway_secs: 30,
         }
     }
@@ -87,6 +89,7 @@ impl Verifier {
             audience: None,
             user_keys: None,
             machine: Some(machine),
+            consent: false,
             leeway_secs: 30,
         }
     }
@@ -100,6 +103,13 @@ impl Verifier {
     /// Also accepts machine tokens (Che master's MachineLoginFilter).
     pub fn machine_tokens(mut self, m: Arc<dyn MachineTokens>) -> Self {
         self.machine = Some(m);
+        self
+    }
+
+    /// Also accepts consent-login access tokens from the same issuer (a
+    /// Verida-style storage node). They are never taken for user tokens.
+    pub fn consent_tokens(mut self) -> Self {
+        self.consent = true;
         self
     }
 
@@ -137,7 +147,13 @@ impl Verifier {
             tessera_keys::JwsError::Malformed => VerifyError::Malformed,
             _ => VerifyError::BadSignature,
         })?;
-        if claims["typ"] != "Bearer" {
+        let consent = claims["typ"] == tessera_core::claims::TYP_CONSENT;
+        if consent && !self.consent {
+            return Err(VerifyError::WrongKind(
+                "consent tokens are not accepted here",
+            ));
+        }
+        if !consent && claims["typ"] != "Bearer" {
             return Err(VerifyError::WrongKind("not an access token"));
         }
         if claims["iss"].as_str() != Some(issuer.as_str()) {
@@ -156,6 +172,9 @@ impl Verifier {
         check_times(&claims, self.leeway_secs)?;
         if claims["sub"].as_str().is_none_or(str::is_empty) {
             return Err(VerifyError::Malformed);
+        }
+        if consent {
+            return consent_subject(&claims, token);
         }
         Ok(user_subject(&claims, token))
     }
@@ -215,6 +234,32 @@ fn user_subject(claims: &Value, token: &str) -> Subject {
         },
         token: Secret::new(token.to_string()),
     }
+}
+
+fn consent_subject(claims: &Value, token: &str) -> Result<Subject, VerifyError> {
+    let text = |k: &str| claims[k].as_str().map(str::to_string);
+    let (Some(session), Some(did), Some(context_name)) =
+        (text("sid"), text("did"), text("contextName"))
+    else {
+        return Err(VerifyError::Malformed);
+    };
+    if claims["type"] != "access" {
+        return Err(VerifyError::WrongKind("not an access token"));
+    }
+    Ok(Subject {
+        id: text("sub").unwrap_or_default(),
+        username: text("sub"),
+        email: None,
+        roles: vec![],
+        scope: vec![],
+        client_id: text("azp"),
+        kind: TokenKind::Consent {
+            session,
+            did,
+            context_name,
+        },
+        token: Secret::new(token.to_string()),
+    })
 }
 
 /// Reads a machine token's claims into a subject (after the caller verified it).

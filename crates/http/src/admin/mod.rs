@@ -128,7 +128,7 @@ async fn delete_session(
         .await?
         .filter(|s| s.realm_id == realm.id && s.is_active(now_ms()))
         .ok_or_else(|| AdminError::not_found("session"))?;
-    tokens.store.revoke_session(&session.id, now_ms()).await?;
+    tokens.end_session(&session.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -91,8 +91,13 @@ pub struct SessionRep {
     pub remember_me: bool,
     /// Client internal id -> clientId, as Keycloak sends it.
     pub clients: BTreeMap<String, String>,
-    /// Tessera additions: the session's device and user agent.
+    /// Tessera additions: the session's device and user agent, and for
+    /// consent logins the application context and the app's origin.
     pub device_id: Option<String>,
     pub user_agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     pub expires: i64,
 }

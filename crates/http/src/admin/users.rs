@@ -218,10 +218,7 @@ pub async fn update(
     tokens.store.update_user(&u).await.map_err(conflict)?;
     if !u.enabled {
         // A disabled user keeps no live sessions.
-        tokens
-            .store
-            .revoke_user_sessions(&realm.id, &u.id, now_ms())
-            .await?;
+        tokens.end_user_sessions(&realm, &u.id).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -232,6 +229,8 @@ pub async fn delete(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, AdminError> {
     let (realm, u) = load(&tokens, &name, &id).await?;
+    // End the sessions first so their sockets hear of it.
+    tokens.end_user_sessions(&realm, &u.id).await?;
     tokens.store.delete_user(&realm.id, &u.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -278,6 +277,8 @@ pub async fn sessions(
             clients,
             device_id: s.device_id,
             user_agent: s.user_agent,
+            context_name: s.context_name,
+            origin: s.origin,
             expires: s.expires_at,
         });
     }
@@ -290,9 +291,6 @@ pub async fn logout(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, AdminError> {
     let (realm, u) = load(&tokens, &name, &id).await?;
-    tokens
-        .store
-        .revoke_user_sessions(&realm.id, &u.id, now_ms())
-        .await?;
+    tokens.end_user_sessions(&realm, &u.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -132,15 +132,16 @@ impl Provision for LiveUser {
     }
 }
 
-/// The verifier for Tessera's own APIs: access tokens of the default realm
+/// A verifier for access tokens of the default realm, keys from the cache.
+pub fn verifier_for(realm: &DefaultRealm) -> Verifier {
+    let issuer = realm.tokens.issuer(&realm.name);
+    Verifier::new(issuer, Arc::new(RealmKeys(realm.clone()))).leeway(5)
+}
+
+/// The verifier for Tessera's Che APIs: access tokens of the default realm
 /// and machine tokens.
 pub fn verifier(realm: &DefaultRealm) -> Arc<Verifier> {
-    let issuer = realm.tokens.issuer(&realm.name);
-    Arc::new(
-        Verifier::new(issuer, Arc::new(RealmKeys(realm.clone())))
-            .leeway(5)
-            .machine_tokens(Arc::new(StoredMachineTokens(realm.clone()))),
-    )
+    Arc::new(verifier_for(realm).machine_tokens(Arc::new(StoredMachineTokens(realm.clone()))))
 }
 
 pub fn provision(realm: &DefaultRealm) -> Arc<dyn Provision> {

@@ -80,6 +80,15 @@ pub async fn app_in_realm(backend: Backend, realm: &str) -> Option<TestApp> {
     build(backend, |_| {}, realm).await
 }
 
+/// Both: a default realm and a tuned config.
+pub async fn app_in_realm_with(
+    backend: Backend,
+    realm: &str,
+    tune: impl FnOnce(&mut OAuthConfig),
+) -> Option<TestApp> {
+    build(backend, tune, realm).await
+}
+
 async fn build(
     backend: Backend,
     tune: impl FnOnce(&mut OAuthConfig),

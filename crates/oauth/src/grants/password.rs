@@ -71,6 +71,8 @@ impl TokenService {
             device_id: req.device_id,
             ip: meta.ip.clone(),
             user_agent: meta.user_agent.clone(),
+            context_name: None,
+            origin: None,
             scope: scope.to_param(),
             auth_time: now,
             created_at: now,

@@ -42,7 +42,12 @@ impl TokenService {
             .await
             .map_err(store_err)?
             .ok_or_else(|| OAuthError::invalid_grant(INVALID))?;
-        if session.realm_id != realm.id || session.client_id != client.id {
+        // Consent sessions renew through the consent API only: their tokens
+        // never become OAuth access tokens.
+        if session.realm_id != realm.id
+            || session.client_id != client.id
+            || session.context_name.is_some()
+        {
             return Err(
                 OAuthError::invalid_grant(INVALID).with_debug("token belongs to another client")
             );
@@ -81,10 +86,7 @@ impl TokenService {
                 rotated_at,
             } => {
                 if now - rotated_at > self.config.refresh_reuse_grace_ms {
-                    self.store
-                        .revoke_session(&session_id, now)
-                        .await
-                        .map_err(store_err)?;
+                    self.end_session(&session_id).await?;
                     tracing::warn!(session = %session_id, "refresh token reuse detected; session revoked");
                     Err(OAuthError::invalid_grant(
                         "Refresh token reused; session revoked",

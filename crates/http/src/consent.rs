@@ -1,0 +1,424 @@
+//! Verida's storage-node authentication API, JSON in and out with Verida's
+//! names and shapes: `/auth/{generateAuthJwt, authenticate, connect,
+//! regenerateRefreshToken, invalidateDeviceId, isTokenValid}` act in the
+//! default realm, `/realms/{realm}/consent/...` in the named one. Errors are
+//! `{status: "fail", message}`. Browsers call these from any dApp's origin,
+//! so they answer CORS with `*` (no cookies are involved).
+//!
+//! `GET /auth/session` is the storage node's own API in miniature: it takes a
+//! consent access token through the verification layer and describes the app
+//! connection behind it.
+
+use crate::extract::{read_body, Meta};
+use crate::workspaces::DefaultRealm;
+use crate::{AppState, HttpSettings};
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tessera_core::time::now_ms;
+use tessera_core::{OAuthErrorCode, Realm};
+use tessera_oauth::consent::{AuthenticateRequest, ConsentError};
+use tessera_oauth::TokenService;
+use tessera_verify::{Accept, Policy, Subject, TokenKind, VerifyLayer};
+use tower_http::cors::{Any, CorsLayer};
+
+/// The operations, by Verida's names.
+fn operations() -> Router<AppState> {
+    Router::new()
+        .route("/generateAuthJwt", post(generate_auth_jwt))
+        .route("/authenticate", post(authenticate))
+        .route("/connect", post(connect))
+        .route("/regenerateRefreshToken", post(regenerate))
+        .route("/invalidateDeviceId", post(invalidate_device))
+        .route("/isTokenValid", post(is_token_valid))
+}
+
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .max_age(std::time::Duration::from_secs(3600))
+}
+
+/// `/realms/{realm}/consent/*`, to be served at the root and under `/auth`.
+pub fn realm_router() -> Router<AppState> {
+    Router::new()
+        .nest("/realms/{realm}/consent", operations())
+        .layer(cors())
+}
+
+/// `/auth/*` for the default realm, and `/auth/session`.
+pub fn default_realm_router(state: &AppState) -> Router<AppState> {
+    let realm = DefaultRealm {
+        tokens: state.tokens.clone(),
+        name: state.settings.default_realm.clone(),
+    };
+    let verifier = Arc::new(
+        crate::workspaces::verifier_for(&realm)
+            .consent_tokens()
+            .leeway(5),
+    );
+    let session = Router::new()
+        .route("/auth/session", get(session))
+        .route_layer(VerifyLayer::new(
+            verifier,
+            Policy {
+                accept: Accept::Consent,
+                ..Policy::default()
+            },
+        ));
+    Router::new()
+        .nest("/auth", operations())
+        .merge(session)
+        .layer(cors())
+}
+
+/// Which realm a consent call acts in: the one in the path, else the default.
+struct ConsentRealm(Realm);
+
+impl axum::extract::FromRequestParts<AppState> for ConsentRealm {
+    type Rejection = ConsentReject;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let named =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .ok()
+                .and_then(|Path(p)| p.get("realm").cloned());
+        let name = named.unwrap_or_else(|| state.settings.default_realm.clone());
+        state
+            .tokens
+            .realm(&name)
+            .await
+            .map(Self)
+            .map_err(|e| match e.code {
+                OAuthErrorCode::NotFound => {
+                    ConsentReject::new(StatusCode::NOT_FOUND, "Realm does not exist")
+                }
+                _ => ConsentReject(ConsentError::Server(e)),
+            })
+    }
+}
+
+/// A JSON body; anything unreadable is a 400 in Verida's shape.
+struct Body<T>(T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
+    type Rejection = ConsentReject;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let json_or_unset = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        if !json_or_unset {
+            return Err(ConsentReject::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json",
+            ));
+        }
+        let bytes = read_body(body, state.settings.max_body_bytes)
+            .await
+            .map_err(|too_large| {
+                if too_large {
+                    ConsentReject::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
+                } else {
+                    ConsentReject::bad_request("Could not read the request body")
+                }
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|e| ConsentReject::bad_request(&format!("Invalid request: {e}")))
+    }
+}
+
+/// `{status: "fail", message}` with the status code that fits.
+#[derive(Debug)]
+pub struct ConsentReject(ConsentError);
+
+impl ConsentReject {
+    fn bad_request(msg: &str) -> Self {
+        Self(ConsentError::BadRequest(msg.to_string()))
+    }
+    fn new(status: StatusCode, msg: &str) -> Self {
+        Self(match status {
+            StatusCode::UNAUTHORIZED => ConsentError::Unauthorized(msg.to_string()),
+            StatusCode::FORBIDDEN => ConsentError::Forbidden(msg.to_string()),
+            StatusCode::BAD_REQUEST => ConsentError::BadRequest(msg.to_string()),
+            other => ConsentError::Server(tessera_core::OAuthError::new(
+                match other {
+                    StatusCode::NOT_FOUND => OAuthErrorCode::NotFound,
+                    StatusCode::PAYLOAD_TOO_LARGE => OAuthErrorCode::PayloadTooLarge,
+                    _ => OAuthErrorCode::InvalidRequest,
+                },
+                msg,
+            )),
+        })
+    }
+}
+
+impl From<ConsentError> for ConsentReject {
+    fn from(e: ConsentError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ConsentReject {
+    fn into_response(self) -> Response {
+        let (status, message) = match self.0 {
+            ConsentError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ConsentError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
+            ConsentError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+            ConsentError::Server(e) => {
+                let status = StatusCode::from_u16(e.code.http_status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                if status.is_server_error() {
+                    tracing::error!(error = ?e, "consent request failed");
+                    (status, "Internal error".to_string())
+                } else {
+                    (status, e.description)
+                }
+            }
+        };
+        if status.is_client_error() {
+            tracing::debug!(%status, %message, "consent request refused");
+        }
+        no_store((status, Json(json!({"status": "fail", "message": message}))).into_response())
+    }
+}
+
+fn no_store(mut res: Response) -> Response {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+fn success(mut body: Value) -> Response {
+    body["status"] = json!("success");
+    no_store(Json(body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerateReq {
+    did: String,
+    context_name: String,
+}
+
+async fn generate_auth_jwt(
+    State(tokens): State<TokenService>,
+    ConsentRealm(realm): ConsentRealm,
+    Body(req): Body<GenerateReq>,
+) -> Result<Response, ConsentReject> {
+    let jwt = tokens
+        .generate_auth_jwt(&realm, &req.did, &req.context_name)
+        .await?;
+    Ok(success(json!({"authJwt": jwt})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthenticateReq {
+    auth_jwt: String,
+    did: String,
+    context_name: String,
+    signature: String,
+    device_id: String,
+    /// The requesting app's origin, as the Vault saw it.
+    #[serde(default)]
+    origin: Option<String>,
+}
+
+async fn authenticate(
+    State(tokens): State<TokenService>,
+    ConsentRealm(realm): ConsentRealm,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Body(req): Body<AuthenticateReq>,
+) -> Result<Response, ConsentReject> {
+    let origin = req.origin.clone().or_else(|| {
+        headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .filter(|o| *o != "null")
+            .map(str::to_string)
+    });
+    let out = tokens
+        .consent_authenticate(
+            &realm,
+            AuthenticateRequest {
+                auth_jwt: &req.auth_jwt,
+                did: &req.did,
+                context_name: &req.context_name,
+                signature: &req.signature,
+                device_id: &req.device_id,
+                origin: origin.as_deref(),
+            },
+            &meta,
+        )
+        .await?;
+    Ok(success(json!({
+        "refreshToken": out.refresh_token,
+        "accessToken": out.access_token,
+        "host": out.host,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectReq {
+    refresh_token: String,
+    did: String,
+    context_name: String,
+}
+
+async fn connect(
+    State(tokens): State<TokenService>,
+    ConsentRealm(realm): ConsentRealm,
+    Meta(meta): Meta,
+    Body(req): Body<ConnectReq>,
+) -> Result<Response, ConsentReject> {
+    let (access, host) = tokens
+        .consent_connect(
+            &realm,
+            &req.refresh_token,
+            &req.did,
+            &req.context_name,
+            &meta,
+        )
+        .await?;
+    Ok(success(json!({"accessToken": access, "host": host})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegenerateReq {
+    refresh_token: String,
+    #[serde(default)]
+    did: Option<String>,
+    context_name: String,
+}
+
+async fn regenerate(
+    State(tokens): State<TokenService>,
+    ConsentRealm(realm): ConsentRealm,
+    Meta(meta): Meta,
+    Body(req): Body<RegenerateReq>,
+) -> Result<Response, ConsentReject> {
+    let refresh = tokens
+        .consent_regenerate(
+            &realm,
+            &req.refresh_token,
+            req.did.as_deref(),
+            &req.context_name,
+            &meta,
+        )
+        .await?;
+    Ok(success(json!({"refreshToken": refresh})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InvalidateReq {
+    did: String,
+    context_name: String,
+    device_id: String,
+    signature: String,
+}
+
+async fn invalidate_device(
+    State(tokens): State<TokenService>,
+    ConsentRealm(realm): ConsentRealm,
+    Body(req): Body<InvalidateReq>,
+) -> Result<Response, ConsentReject> {
+    let n = tokens
+        .consent_invalidate_device(
+            &realm,
+            &req.did,
+            &req.context_name,
+            &req.device_id,
+            &req.signature,
+        )
+        .await?;
+    Ok(success(json!({"revoked": n})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IsValidReq {
+    refresh_token: String,
+    context_name: String,
+}
+
+async fn is_token_valid(
+    State(tokens): State<TokenService>,
+    ConsentRealm(realm): ConsentRealm,
+    Body(req): Body<IsValidReq>,
+) -> Result<Response, ConsentReject> {
+    match tokens
+        .consent_token_expiry(&realm, &req.refresh_token, &req.context_name)
+        .await
+    {
+        Ok(expires) => Ok(success(json!({"expires": expires}))),
+        // Verida answers a bare `fail` for any token that is not valid.
+        Err(ConsentError::Unauthorized(_)) | Err(ConsentError::Forbidden(_)) => Ok(no_store(
+            (StatusCode::UNAUTHORIZED, Json(json!({"status": "fail"}))).into_response(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The app connection behind a consent access token, if its session is live.
+async fn session(
+    State(tokens): State<TokenService>,
+    State(settings): State<Arc<HttpSettings>>,
+    Extension(subject): Extension<Subject>,
+) -> Result<Response, ConsentReject> {
+    let TokenKind::Consent {
+        session,
+        did,
+        context_name,
+    } = &subject.kind
+    else {
+        return Err(ConsentReject::new(
+            StatusCode::UNAUTHORIZED,
+            "Not a consent token",
+        ));
+    };
+    let realm = tokens
+        .realm(&settings.default_realm)
+        .await
+        .map_err(ConsentError::Server)?;
+    let live = tokens
+        .store
+        .session(session)
+        .await
+        .map_err(|e| ConsentError::Server(tessera_core::OAuthError::server_error(e)))?
+        .filter(|s| s.realm_id == realm.id && s.is_active(now_ms()))
+        .ok_or_else(|| ConsentReject::new(StatusCode::UNAUTHORIZED, "Session has ended"))?;
+    Ok(success(json!({
+        "username": subject.id,
+        "did": did,
+        "contextName": context_name,
+        "deviceId": live.device_id,
+        "origin": live.origin,
+        "sessionId": live.id,
+        "expires": live.expires_at / 1000,
+    })))
+}

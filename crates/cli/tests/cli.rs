@@ -715,3 +715,43 @@ async fn example_agent_runs_from_workspace_env() {
     agent.wait().ok();
     server.stop();
 }
+
+#[tokio::test]
+async fn admin_gc_removes_expired_challenges_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &[("TESSERA_CONSENT_CHALLENGE_SECS", "1")], &[]);
+    server.wait_ready().await;
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let r = http
+            .post(format!("{}/auth/generateAuthJwt", server.url))
+            .json(&serde_json::json!({
+                "did": "did:ethr:0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+                "contextName": "Verida: GC"
+            }))
+            .send()
+            .await
+            .expect("request");
+        assert!(r.status().is_success());
+    }
+    server.stop();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let data_s = data.to_str().expect("utf-8 path");
+    let first = ok(&tessera(&["admin", "gc", "--data-dir", data_s], &[], None));
+    assert_eq!(
+        first.trim(),
+        "removed 0 refresh tokens, 0 sessions, 3 consent challenges"
+    );
+    let second = ok(&tessera(&["admin", "gc", "--data-dir", data_s], &[], None));
+    assert!(second.contains("0 consent challenges"), "{second}");
+    let remote = tessera(
+        &["admin", "--server", "http://127.0.0.1:9", "gc"],
+        &[],
+        None,
+    );
+    assert!(!remote.status.success());
+    let err = String::from_utf8_lossy(&remote.stderr);
+    assert!(err.contains("works on the database"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -65,7 +65,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(tmp_dir: Path) -> Server:
+def _start_server(tmp_dir: Path, extra_env: dict | None = None, public_url: str | None = None) -> Server:
     binary = Path(os.environ.get("TESSERA_BIN", REPO / "target" / "debug" / "tessera"))
     if not binary.is_file():
         pytest.fail(f"Tessera binary not found at {binary} (build it or set TESSERA_BIN)", pytrace=False)
@@ -82,6 +82,7 @@ def _start_server(tmp_dir: Path) -> Server:
     env = {k: v for k, v in os.environ.items()
            if k not in ("TESSERA_BIN", "TESSERA_DATABASE_URL") and not k.startswith("TESSERA_INTEROP_")}
     env["TESSERA_BOOTSTRAP_ADMIN_PASSWORD"] = admin_password
+    env.update(extra_env or {})
     env.setdefault("NO_COLOR", "1")  # plain server log in failure reports
     if os.environ.get("TESSERA_INTEROP_DATABASE_URL"):
         env["TESSERA_DATABASE_URL"] = os.environ["TESSERA_INTEROP_DATABASE_URL"]
@@ -91,7 +92,7 @@ def _start_server(tmp_dir: Path) -> Server:
         "serve",
         "--data-dir", str(data_dir),
         "--listen", f"127.0.0.1:{port}",
-        "--public-url", base_url,
+        "--public-url", public_url or base_url,
     ]
     log = open(log_path, "wb")
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -159,6 +160,22 @@ def server(tmp_path_factory) -> Server:
     srv = _start_server(tmp_path_factory.mktemp("tessera"))
     yield srv
     _stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def second_node(server, tmp_path_factory) -> Server:
+    """Another `tessera serve` on the same PostgreSQL database and master key (multi-node);
+    skipped on SQLite, which is one node by design."""
+    if not os.environ.get("TESSERA_INTEROP_DATABASE_URL") or server.proc is None:
+        pytest.skip("multi-node needs PostgreSQL (TESSERA_INTEROP_DATABASE_URL)")
+    first_dir = server.log_path.parent / "data"
+    key = (first_dir / "master.key").read_text().strip()
+    # Nodes behind one load balancer share the master key and the public URL (the issuer).
+    node = _start_server(tmp_path_factory.mktemp("tessera-b"), {"TESSERA_MASTER_KEY": key},
+                         public_url=server.base_url)
+    node.admin_password = server.admin_password
+    yield node
+    _stop_server(node)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

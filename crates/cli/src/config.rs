@@ -6,6 +6,7 @@
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use tessera_channel::ChannelConfig;
 use tessera_http::HttpSettings;
 use tessera_oauth::config::{ConsentConfig, PasswordConfig, ThrottleConfig};
 use tessera_oauth::gc::GcConfig;
@@ -47,6 +48,14 @@ pub struct Config {
     pub consent_challenge_secs: i64,
     /// Consent login: the storage endpoint returned as `host` (default: public_url).
     pub consent_host: Option<String>,
+    /// Event channel: where Socket.IO is served.
+    pub socket_path: String,
+    /// Event channel: seconds a socket may stay unauthenticated.
+    pub socket_auth_timeout_secs: u64,
+    /// Event channel: live sockets per user, across nodes.
+    pub socket_max_per_user: usize,
+    /// Event channel: largest message accepted, in bytes.
+    pub socket_max_payload_bytes: u64,
 }
 
 impl Default for Config {
@@ -55,6 +64,7 @@ impl Default for Config {
         let throttle = ThrottleConfig::default();
         let http = HttpSettings::default();
         let consent = ConsentConfig::default();
+        let channel = ChannelConfig::default();
         Self {
             data_dir: PathBuf::from("./tessera-data"),
             listen: "127.0.0.1:8080".into(),
@@ -79,6 +89,10 @@ impl Default for Config {
             consent_refresh_token_secs: consent.refresh_token_ttl_secs,
             consent_challenge_secs: consent.challenge_ttl_secs,
             consent_host: None,
+            socket_path: channel.path,
+            socket_auth_timeout_secs: channel.auth_timeout.as_secs(),
+            socket_max_per_user: channel.max_sockets_per_user,
+            socket_max_payload_bytes: channel.max_payload,
         }
     }
 }
@@ -147,6 +161,12 @@ impl Config {
         if self.refresh_reuse_grace_ms < 0 {
             bail!("refresh_reuse_grace_ms must not be negative");
         }
+        if !self.socket_path.starts_with('/') || self.socket_path.len() < 2 {
+            bail!("socket_path must be a path like /socket.io");
+        }
+        if self.socket_auth_timeout_secs < 1 || self.socket_max_per_user < 1 {
+            bail!("socket_auth_timeout_secs and socket_max_per_user must be at least 1");
+        }
         if self.gc_batch_size < 1 {
             bail!("gc_batch_size must be at least 1");
         }
@@ -189,6 +209,15 @@ impl Config {
             host: self.consent_host.clone(),
         };
         c
+    }
+
+    pub fn channel(&self) -> ChannelConfig {
+        ChannelConfig {
+            path: self.socket_path.trim_end_matches('/').to_string(),
+            auth_timeout: std::time::Duration::from_secs(self.socket_auth_timeout_secs),
+            max_sockets_per_user: self.socket_max_per_user,
+            max_payload: self.socket_max_payload_bytes,
+        }
     }
 
     pub fn gc(&self) -> GcConfig {

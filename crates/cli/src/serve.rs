@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tessera_channel::Fanout;
 use tessera_http::{AppState, Metrics};
 use tessera_keys::MasterKey;
 use tessera_oauth::gc::{collect_garbage, GcConfig};
@@ -175,7 +176,21 @@ pub async fn run(
     );
 
     tracing::info!(%addr, %public_url, backend = state.tokens.store.backend(), "tessera listening");
-    let app = tessera_http::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let fanout = match cfg.database_url.as_deref() {
+        Some(url) if url.starts_with("postgres") => Fanout::Postgres(url.to_string()),
+        _ => Fanout::Local,
+    };
+    let app = tessera_channel::attach(
+        tessera_http::app(state.clone()),
+        state.tokens.clone(),
+        state.metrics.clone(),
+        &state.settings,
+        cfg.channel(),
+        fanout,
+    )
+    .await
+    .context("cannot start the event channel")?
+    .into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -8,6 +8,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -30,6 +31,11 @@ struct GrantLabels {
     grant: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -37,6 +43,9 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily,
     tokens: Family<GrantLabels, Counter>,
+    sockets_connected: Gauge,
+    sockets_authenticated: Gauge,
+    sockets_rejected: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -71,11 +80,32 @@ impl Metrics {
             "Token responses issued, by grant type",
             tokens.clone(),
         );
+        let sockets_connected = Gauge::default();
+        let sockets_authenticated = Gauge::default();
+        let sockets_rejected = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "tessera_sockets_connected",
+            "Event-channel sockets connected to this node",
+            sockets_connected.clone(),
+        );
+        registry.register(
+            "tessera_sockets_authenticated",
+            "Event-channel sockets on this node that have authenticated",
+            sockets_authenticated.clone(),
+        );
+        registry.register(
+            "tessera_sockets_rejected",
+            "Event-channel sockets refused or cut, by reason",
+            sockets_rejected.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             tokens,
+            sockets_connected,
+            sockets_authenticated,
+            sockets_rejected,
         }
     }
 
@@ -121,4 +151,26 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
         })
         .inc();
     res
+}
+
+impl Metrics {
+    /// The event channel: a socket connected (+1) or went away (-1).
+    pub fn socket_connected(&self, delta: i64) {
+        self.sockets_connected.inc_by(delta);
+    }
+
+    /// The event channel: a socket authenticated (+1) or an authenticated
+    /// one went away (-1).
+    pub fn socket_authenticated(&self, delta: i64) {
+        self.sockets_authenticated.inc_by(delta);
+    }
+
+    /// The event channel refused or cut a socket.
+    pub fn socket_rejected(&self, reason: &str) {
+        self.sockets_rejected
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
 }

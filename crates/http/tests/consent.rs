@@ -10,7 +10,7 @@ use common::{claims, Backend, Resp, TestApp};
 use serde_json::{json, Value};
 use sha3::{Digest, Keccak256};
 use tessera_core::time::now_ms;
-use tessera_oauth::events::SessionEvent;
+use tessera_oauth::events::ServerEvent;
 use tessera_oauth::OAuthConfig;
 
 const CTX: &str = "Verida: Test App";
@@ -689,7 +689,7 @@ async fn invalidating_a_device_ends_all_its_sessions(app: TestApp) {
         StatusCode::OK
     );
     let mut ended = Vec::new();
-    while let Ok(SessionEvent::Revoked { session_id }) = events.try_recv() {
+    while let Ok(ServerEvent::SessionRevoked { session_id, .. }) = events.try_recv() {
         ended.push(session_id);
     }
     assert_eq!(
@@ -745,7 +745,8 @@ async fn app_connections_show_in_the_admin_api(app: TestApp) {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(
         events.try_recv().ok(),
-        Some(SessionEvent::Revoked {
+        Some(ServerEvent::SessionRevoked {
+            user_id: user.clone(),
             session_id: sid.to_string()
         })
     );

@@ -352,7 +352,7 @@ impl TokenService {
             .await?;
         let n = ended.len();
         tracing::info!(realm = %realm.name, did = %did, sessions = n, "device invalidated");
-        self.announce_ended(ended);
+        self.announce_ended(&user.id, ended);
         Ok(n)
     }
 

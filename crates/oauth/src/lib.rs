@@ -39,7 +39,7 @@ pub struct TokenService {
     pub passwords: Arc<password::PasswordHasher>,
     pub throttle: Arc<throttle::LoginThrottle>,
     pub config: Arc<OAuthConfig>,
-    pub events: Arc<events::SessionEvents>,
+    pub events: Arc<events::ServerEvents>,
     /// Finds the key behind a DID for consent logins.
     pub resolver: Arc<dyn DidResolver>,
 }
@@ -55,7 +55,7 @@ impl TokenService {
             passwords: Arc::new(password::PasswordHasher::new(&config.password)),
             throttle: Arc::new(throttle::LoginThrottle::new(config.throttle.clone())),
             config: Arc::new(config),
-            events: Arc::new(events::SessionEvents::default()),
+            events: Arc::new(events::ServerEvents::default()),
             resolver: Arc::new(OfflineResolver),
             keys,
             store,
@@ -70,7 +70,15 @@ impl TokenService {
             .await
             .map_err(OAuthError::server_error)?;
         if ended {
-            self.announce_ended(vec![session_id.to_string()]);
+            // The user's other sockets hear of it on their me-channel.
+            let user_id = self
+                .store
+                .session(session_id)
+                .await
+                .map_err(OAuthError::server_error)?
+                .map(|s| s.user_id)
+                .unwrap_or_default();
+            self.announce_ended(&user_id, vec![session_id.to_string()]);
         }
         Ok(ended)
     }
@@ -87,16 +95,29 @@ impl TokenService {
             .await
             .map_err(OAuthError::server_error)?;
         let n = ended.len();
-        self.announce_ended(ended);
+        self.announce_ended(user_id, ended);
         Ok(n)
     }
 
-    /// Publishes `Revoked` for sessions the store has just revoked.
-    pub fn announce_ended(&self, session_ids: Vec<String>) {
+    /// Publishes `SessionRevoked` for sessions of `user_id` the store has
+    /// just revoked.
+    pub fn announce_ended(&self, user_id: &str, session_ids: Vec<String>) {
         for session_id in session_ids {
-            self.events
-                .publish(events::SessionEvent::Revoked { session_id });
+            self.events.publish(events::ServerEvent::SessionRevoked {
+                user_id: user_id.to_string(),
+                session_id,
+            });
         }
+    }
+
+    /// Sends `event` with `data` to every socket of the user, on any node
+    /// (the me-channel).
+    pub fn publish_to_user(&self, user_id: &str, event: &str, data: serde_json::Value) {
+        self.events.publish(events::ServerEvent::ToUser {
+            user_id: user_id.to_string(),
+            event: event.to_string(),
+            data,
+        });
     }
 
     /// The `iss` of tokens from `realm`.

@@ -1,0 +1,110 @@
+//! Checking a socket's token: the same rules as the HTTP APIs (signature with
+//! the realm key, `typ: Bearer`, issuer, expiry, a live session), plus an
+//! enabled user. Only a user's access token will do: refresh tokens are not
+//! JWTs, consent and machine tokens have other kinds, and service-account
+//! tokens belong to no session.
+
+use crate::Ctx;
+use tessera_core::time::now_ms;
+
+/// Who an authenticated socket belongs to.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub user_id: String,
+    pub username: String,
+    pub session_id: String,
+}
+
+/// Why a socket was refused; `as_str` is the metrics label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    Missing,
+    Invalid,
+    Expired,
+    Revoked,
+    Disabled,
+    NotAUser,
+    TooMany,
+    Timeout,
+}
+
+impl Reject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Invalid => "invalid",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::Disabled => "disabled",
+            Self::NotAUser => "not_a_user",
+            Self::TooMany => "too_many",
+            Self::Timeout => "timeout",
+        }
+    }
+
+    /// The `unauthorized` event's message.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Missing => "no token",
+            Self::Invalid => "invalid token",
+            Self::Expired => "token expired",
+            Self::Revoked => "session revoked",
+            Self::Disabled => "account disabled",
+            Self::NotAUser => "a user's access token is required",
+            Self::TooMany => "too many connections",
+            Self::Timeout => "authentication timeout",
+        }
+    }
+}
+
+pub async fn identify(ctx: &Ctx, token: &str) -> Result<Identity, Reject> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(Reject::Missing);
+    }
+    if token.len() > 16 * 1024 {
+        return Err(Reject::Invalid);
+    }
+    let tokens = &ctx.tokens;
+    let realm = tokens
+        .realm(&ctx.realm)
+        .await
+        .map_err(|_| Reject::Invalid)?;
+    let (claims, session) = tokens
+        .verify_live_access_token(&realm, token)
+        .await
+        .map_err(|e| {
+            let d = e.description.to_ascii_lowercase();
+            if d.contains("expired") {
+                Reject::Expired
+            } else if d.contains("session") {
+                Reject::Revoked
+            } else {
+                Reject::Invalid
+            }
+        })?;
+    let session = session.ok_or(Reject::NotAUser)?;
+    let user = tokens
+        .store
+        .user(&realm.id, &claims.sub)
+        .await
+        .map_err(|_| Reject::Invalid)?
+        .ok_or(Reject::Revoked)?;
+    if !user.enabled {
+        return Err(Reject::Disabled);
+    }
+    Ok(Identity {
+        user_id: user.id,
+        username: user.username,
+        session_id: session.id,
+    })
+}
+
+/// Whether the session is still live (checked again after joining its room,
+/// so a revocation that raced the join is not missed).
+pub async fn still_live(ctx: &Ctx, session_id: &str) -> bool {
+    matches!(
+        ctx.tokens.store.session(session_id).await,
+        Ok(Some(s)) if s.is_active(now_ms())
+    )
+}

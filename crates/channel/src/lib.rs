@@ -1,0 +1,139 @@
+//! The authenticated event channel: Socket.IO (socketioxide) with Codewind's
+//! UISocket handshake and CodeStream's me-channel.
+//!
+//! - A socket authenticates with the v4 handshake `auth: {token}` (or an
+//!   `Authorization: Bearer` header) at connect time, or afterwards by
+//!   emitting `authentication` `{token}` (the npm `socketio-auth` protocol
+//!   Codewind used), answered by `authenticated` or `unauthorized`
+//!   `{message}` and a disconnect. Until then it is in no room and has no
+//!   event handlers, so it receives nothing and its events are ignored; after
+//!   `auth_timeout` it is cut.
+//! - An authenticated socket joins `user:<id>` (its me-channel) and
+//!   `session:<id>`. `TokenService::publish_to_user` reaches every socket of
+//!   the user on any node; a revoked session's sockets get `unauthorized`
+//!   `{message: "session revoked"}` and are disconnected. A socket is not cut
+//!   when its access token merely expires (Codewind's rule).
+//! - Several nodes share events through `socketioxide-postgres` (LISTEN/NOTIFY
+//!   on the database they already share); a single node uses the in-memory
+//!   adapter.
+
+mod auth;
+mod handlers;
+mod hub;
+
+use axum::Router;
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::handler::ConnectHandler;
+use socketioxide::SocketIo;
+use socketioxide_postgres::drivers::tokio_postgres::tokio_postgres_client as tokio_postgres;
+use socketioxide_postgres::{PostgresAdapterConfig, PostgresAdapterCtr, TokioPostgresAdapter};
+use std::sync::Arc;
+use std::time::Duration;
+use tessera_http::{HttpSettings, Metrics};
+use tessera_oauth::TokenService;
+
+/// Settings of the event channel.
+#[derive(Clone, Debug)]
+pub struct ChannelConfig {
+    /// Where Socket.IO is served (Socket.IO's default: `/socket.io`).
+    pub path: String,
+    /// A socket that has not authenticated by then is disconnected.
+    pub auth_timeout: Duration,
+    /// Live sockets one user may hold (across nodes); more are refused.
+    pub max_sockets_per_user: usize,
+    /// Largest Socket.IO message accepted, in bytes.
+    pub max_payload: u64,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        Self {
+            path: "/socket.io".into(),
+            auth_timeout: Duration::from_secs(5),
+            max_sockets_per_user: 32,
+            max_payload: 64 * 1024,
+        }
+    }
+}
+
+/// How nodes share events.
+pub enum Fanout {
+    /// One node: rooms live in memory.
+    Local,
+    /// Several nodes on one PostgreSQL database (LISTEN/NOTIFY); the URL of
+    /// that database.
+    Postgres(String),
+}
+
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub tokens: TokenService,
+    pub metrics: Arc<Metrics>,
+    pub realm: String,
+    pub config: Arc<ChannelConfig>,
+}
+
+/// Serves the channel in front of `router` and starts forwarding server
+/// events (me-channel messages, session revocations) to sockets.
+pub async fn attach(
+    router: Router,
+    tokens: TokenService,
+    metrics: Arc<Metrics>,
+    settings: &HttpSettings,
+    config: ChannelConfig,
+    fanout: Fanout,
+) -> Result<Router, ChannelError> {
+    let ctx = Ctx {
+        tokens: tokens.clone(),
+        metrics,
+        realm: settings.default_realm.clone(),
+        config: Arc::new(config.clone()),
+    };
+    let builder = SocketIo::builder()
+        .req_path(config.path.clone())
+        .max_payload(config.max_payload)
+        .ws_max_message_size(config.max_payload as usize)
+        .ws_max_frame_size(config.max_payload as usize)
+        .with_state(ctx.clone());
+    match fanout {
+        Fanout::Local => {
+            let (layer, io) = builder.build_layer();
+            io.ns(
+                "/",
+                handlers::on_connect::<LocalAdapter>.with(handlers::handshake::<LocalAdapter>),
+            );
+            hub::forward(tokens, io);
+            Ok(router.layer(layer))
+        }
+        Fanout::Postgres(url) => {
+            let pg: tokio_postgres::Config = url
+                .parse()
+                .map_err(|e| ChannelError::Adapter(format!("database URL: {e}")))?;
+            let ctr = PostgresAdapterCtr::new_with_tokio_postgres_config(
+                pg,
+                tokio_postgres::NoTls,
+                PostgresAdapterConfig::new().with_prefix("tessera"),
+            )
+            .await
+            .map_err(|e| ChannelError::Adapter(e.to_string()))?;
+            let (layer, io) = builder
+                .with_adapter::<TokioPostgresAdapter<_>>(ctr)
+                .build_layer();
+            type Pg = TokioPostgresAdapter<socketioxide::adapter::Emitter>;
+            io.ns(
+                "/",
+                handlers::on_connect::<Pg>.with(handlers::handshake::<Pg>),
+            )
+            .await
+            .map_err(|e| ChannelError::Adapter(e.to_string()))?;
+            hub::forward(tokens, io);
+            Ok(router.layer(layer))
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("event channel adapter: {0}")]
+    Adapter(String),
+}

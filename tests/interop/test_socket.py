@@ -1,0 +1,254 @@
+"""The event channel (Socket.IO at /socket.io) driven by clients nobody here wrote: PyPI
+python-socketio and npm socket.io-client 4.x (js/socket_client.mjs).
+
+Codewind's UISocket rules: authenticate by the `authentication` event (socketio-auth) or the v4
+handshake `auth`; only live access tokens of the server's default realm (here `master`) pass;
+sockets that do not authenticate in time are cut; nothing reaches an unauthenticated socket; a
+reconnect must authenticate again; revoking a session cuts its sockets at once. With PostgreSQL,
+two nodes share events.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import socketio
+
+JS = Path(__file__).resolve().parent / "js"
+AUTH_TIMEOUT_S = 5  # the server's default socket_auth_timeout_secs
+
+
+class Recorder:
+    """A python-socketio client that records every event it receives."""
+
+    def __init__(self):
+        self.sio = socketio.Client(reconnection=False)
+        self.events: list[tuple[str, object]] = []
+        self.disconnected = threading.Event()
+        self.sio.on("*", lambda ev, data=None: self.events.append((ev, data)))
+        self.sio.on("disconnect", lambda *a: self.disconnected.set())
+
+    def connect(self, url: str, *, token: str | None = None, transports=("websocket",)):
+        self.sio.connect(url, auth={"token": token} if token else None,
+                         transports=list(transports), wait_timeout=10)
+        return self
+
+    def names(self) -> list[str]:
+        return [e for e, _ in self.events]
+
+    def wait_for(self, name: str, timeout: float = 5.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for ev, data in self.events:
+                if ev == name:
+                    return data
+            time.sleep(0.05)
+        raise AssertionError(f"no {name!r} within {timeout}s; got {self.events}")
+
+    def close(self):
+        if self.sio.connected:
+            self.sio.disconnect()
+
+
+def password_login(server, username: str, password: str) -> dict:
+    r = requests.post(f"{server.base_url}/realms/master/protocol/openid-connect/token", data={
+        "grant_type": "password", "client_id": "admin-cli",
+        "username": username, "password": password}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.fixture
+def user(server, admin):
+    """A fresh user in the default realm: (id, username, password)."""
+    name = "sock-" + uuid.uuid4().hex[:8]
+    password = "Pw-" + uuid.uuid4().hex
+    uid = admin.create_user({"username": name, "enabled": True, "credentials": [
+        {"type": "password", "value": password, "temporary": False}]})
+    yield uid, name, password
+    admin.delete_user(uid)
+
+
+def logout(server, tokens: dict):
+    r = requests.post(f"{server.base_url}/realms/master/protocol/openid-connect/logout", data={
+        "client_id": "admin-cli", "refresh_token": tokens["refresh_token"]}, timeout=30)
+    assert r.status_code in (200, 204), r.text
+
+
+def test_authentication_event_then_ping(server, user):
+    _, name, password = user
+    tokens = password_login(server, name, password)
+    for transports in (("polling", "websocket"), ("websocket",)):
+        c = Recorder().connect(server.base_url, transports=transports)
+        assert c.sio.call("authentication", {"token": tokens["access_token"]}, timeout=5) is True
+        assert c.wait_for("authenticated") is True
+        pong = c.sio.call("ping", {"n": 1}, timeout=5)
+        assert pong["subject"]["username"] == name
+        assert pong["data"] == {"n": 1}
+        c.close()
+
+
+def test_handshake_auth(server, user):
+    _, name, password = user
+    tokens = password_login(server, name, password)
+    c = Recorder().connect(server.base_url, token=tokens["access_token"])
+    assert c.sio.call("ping", {}, timeout=5)["subject"]["username"] == name
+    c.close()
+
+
+@pytest.mark.parametrize("how", ["event", "handshake"])
+@pytest.mark.parametrize("transports", [["polling", "websocket"], ["websocket"]])
+def test_socket_io_client(server, user, how, transports):
+    _, name, password = user
+    tokens = password_login(server, name, password)
+    out = run_js(server, tokens["access_token"], how, transports)
+    assert out["connected"] and out["connectError"] is None, out
+    assert out["pong"]["subject"]["username"] == name, out
+    assert ["authenticated", True] in out["events"]
+    assert out["transport"] == "websocket", out  # polling upgraded
+    bad = run_js(server, "garbage", how, transports)
+    if how == "handshake":
+        assert bad["connectError"] == "unauthorized", bad  # generic, says nothing more
+    else:
+        assert ["unauthorized", {"message": "invalid token"}] in bad["events"], bad
+
+
+def run_js(server, token, how, transports):
+    done = subprocess.run(["node", str(JS / "socket_client.mjs")], input=json.dumps({
+        "url": server.base_url, "token": token, "how": how, "transports": transports}),
+        capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(done.stdout)
+
+
+def rejected_by_event(server, token) -> str:
+    c = Recorder().connect(server.base_url)
+    c.sio.emit("authentication", {"token": token} if token is not None else {})
+    message = c.wait_for("unauthorized")["message"]
+    assert c.disconnected.wait(5), "a refused socket is disconnected"
+    return message
+
+
+def rejected_at_handshake(server, token):
+    c = Recorder()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        c.connect(server.base_url, token=token)
+
+
+def test_rejected_tokens(server, admin, demo, user):
+    uid, name, password = user
+    tokens = password_login(server, name, password)
+    other_realm = demo.openid(server).token(demo.username, demo.password)["access_token"]
+    cases = {
+        "no token": (None, "no token"),
+        "garbage": ("garbage", "invalid token"),
+        "refresh token": (tokens["refresh_token"], "invalid token"),
+        "another realm's token": (other_realm, "invalid token"),
+    }
+    for label, (token, message) in cases.items():
+        assert rejected_by_event(server, token) == message, label
+        if token:
+            rejected_at_handshake(server, token)
+
+    # A disabled user's token: disabling ends the user's sessions.
+    live = Recorder().connect(server.base_url, token=tokens["access_token"])
+    admin.update_user(uid, {"enabled": False})
+    assert live.wait_for("unauthorized")["message"] == "session revoked"
+    assert live.disconnected.wait(5)
+    assert rejected_by_event(server, tokens["access_token"]) == "session revoked"
+    rejected_at_handshake(server, tokens["access_token"])
+
+
+def test_expired_token_is_rejected_but_a_live_socket_stays(server, admin):
+    realm_admin = admin
+    realm_admin.update_realm("master", {"accessTokenLifespan": 10})  # the minimum
+    try:
+        name = "exp-" + uuid.uuid4().hex[:8]
+        password = "Pw-" + uuid.uuid4().hex
+        uid = admin.create_user({"username": name, "enabled": True, "credentials": [
+            {"type": "password", "value": password, "temporary": False}]})
+        tokens = password_login(server, name, password)
+        live = Recorder().connect(server.base_url, token=tokens["access_token"])
+        time.sleep(10 + 5 + 1.5)  # lifespan + the verifier's 5 s clock-skew leeway
+        # The live socket was not cut by expiry (Codewind's rule) ...
+        assert live.sio.connected
+        assert live.sio.call("ping", {}, timeout=5)["subject"]["username"] == name
+        live.close()
+        # ... but after the connection drops, the expired token no longer opens one.
+        assert rejected_by_event(server, tokens["access_token"]) == "token expired"
+        rejected_at_handshake(server, tokens["access_token"])
+        fresh = password_login(server, name, password)["access_token"]
+        again = Recorder().connect(server.base_url, token=fresh)
+        assert again.sio.connected
+        again.close()
+        admin.delete_user(uid)
+    finally:
+        realm_admin.update_realm("master", {"accessTokenLifespan": 300})
+
+
+def test_unauthenticated_socket_times_out_and_hears_nothing(server, user):
+    _, name, password = user
+    idle = Recorder().connect(server.base_url)
+    tokens = password_login(server, name, password)
+    # Its own events are ignored until it authenticates.
+    idle.sio.emit("ping", {})
+    # A me-channel event for this user (another session of theirs ends) does not reach it.
+    other = password_login(server, name, password)
+    watcher = Recorder().connect(server.base_url, token=tokens["access_token"])
+    logout(server, other)
+    assert watcher.wait_for("session_revoked")["sessionId"]
+    assert idle.wait_for("unauthorized", timeout=AUTH_TIMEOUT_S + 3)["message"] == "authentication timeout"
+    assert idle.disconnected.wait(5)
+    assert idle.names() == ["unauthorized"], idle.events
+    watcher.close()
+
+
+def test_session_revocation_cuts_sockets_and_reconnect_needs_auth(server, user):
+    _, name, password = user
+    first = password_login(server, name, password)
+    second = password_login(server, name, password)
+    a = Recorder().connect(server.base_url, token=first["access_token"])
+    b = Recorder().connect(server.base_url, token=second["access_token"])
+    logout(server, first)
+    assert a.wait_for("unauthorized")["message"] == "session revoked"
+    assert a.disconnected.wait(5)
+    # The user's other session stays, and hears of it on the me-channel.
+    assert b.wait_for("session_revoked")["sessionId"]
+    assert b.sio.connected
+    # A new connection starts unauthenticated: it must authenticate again.
+    c = Recorder().connect(server.base_url)
+    c.sio.emit("ping", {})
+    time.sleep(0.5)
+    assert "pong" not in c.names()
+    assert c.sio.call("authentication", {"token": second["access_token"]}, timeout=5) is True
+    assert c.sio.call("ping", {}, timeout=5)["subject"]["username"] == name
+    b.close()
+    c.close()
+
+
+def test_metrics_count_sockets(server):
+    text = requests.get(f"{server.base_url}/metrics", timeout=30).text
+    assert "tessera_sockets_connected" in text
+    assert 'tessera_sockets_rejected_total{reason="invalid"}' in text
+
+
+def test_two_nodes_share_events(server, second_node, user):
+    """PostgreSQL only: sockets on node B hear what happens on node A."""
+    _, name, password = user
+    first = password_login(server, name, password)
+    second = password_login(second_node, name, password)
+    on_b_first = Recorder().connect(second_node.base_url, token=first["access_token"])
+    on_b_second = Recorder().connect(second_node.base_url, token=second["access_token"])
+    time.sleep(0.5)
+    logout(server, first)  # revoked on node A
+    assert on_b_first.wait_for("unauthorized", timeout=10)["message"] == "session revoked"
+    assert on_b_first.disconnected.wait(10)
+    assert on_b_second.wait_for("session_revoked", timeout=10)["sessionId"]
+    assert on_b_second.sio.connected
+    on_b_second.close()

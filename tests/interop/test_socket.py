@@ -252,3 +252,13 @@ def test_two_nodes_share_events(server, second_node, user):
     assert on_b_second.wait_for("session_revoked", timeout=10)["sessionId"]
     assert on_b_second.sio.connected
     on_b_second.close()
+
+
+def test_oversized_messages_close_the_socket(server, user):
+    _, name, password = user
+    tokens = password_login(server, name, password)
+    c = Recorder().connect(server.base_url, token=tokens["access_token"])
+    assert c.sio.call("ping", {}, timeout=5)["subject"]["username"] == name
+    c.sio.emit("ping", {"blob": "x" * (128 * 1024)})  # over socket_max_payload_bytes (64 KiB)
+    assert c.disconnected.wait(5), "the server closes a socket that sends too much"
+    assert not any("blob" in str(d) for _, d in c.events), "and never handles it"

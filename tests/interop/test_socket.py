@@ -101,6 +101,28 @@ def test_handshake_auth(server, user):
     c = Recorder().connect(server.base_url, token=tokens["access_token"])
     assert c.sio.call("ping", {}, timeout=5)["subject"]["username"] == name
     c.close()
+    # Or an Authorization header on the handshake request (non-browser clients).
+    h = Recorder()
+    h.sio.connect(server.base_url, headers={"Authorization": f"Bearer {tokens['access_token']}"},
+                  transports=["polling", "websocket"], wait_timeout=10)
+    assert h.sio.call("ping", {}, timeout=5)["subject"]["username"] == name
+    h.close()
+
+
+def test_sockets_per_user_are_capped(server, user):
+    _, name, password = user
+    token = password_login(server, name, password)["access_token"]
+    held = [Recorder().connect(server.base_url, token=token) for _ in range(32)]  # socket_max_per_user
+    extra = Recorder().connect(server.base_url, token=token)
+    assert extra.wait_for("unauthorized")["message"] == "too many connections"
+    assert extra.disconnected.wait(5)
+    assert all(c.sio.connected for c in held)
+    held[0].close()
+    time.sleep(0.5)
+    again = Recorder().connect(server.base_url, token=token)
+    assert again.sio.call("ping", {}, timeout=5)["subject"]["username"] == name
+    for c in held[1:] + [again]:
+        c.close()
 
 
 @pytest.mark.parametrize("how", ["event", "handshake"])

@@ -312,9 +312,7 @@ impl TokenService {
             } => {
                 // Lost a race with another rotation (bound_refresh_token saw it
                 // unspent): the same reuse rule as the refresh grant.
-                if now - rotated_at > self.config.refresh_reuse_grace_ms {
-                    self.end_session(&session_id).await?;
-                }
+                self.refresh_token_reused(&session_id, rotated_at).await?;
                 Err(unauthorized("Refresh token already used"))
             }
             RotateOutcome::Unknown | RotateOutcome::Inactive => Err(unauthorized(INVALID_REFRESH)),
@@ -419,12 +417,7 @@ impl TokenService {
             return Err(unauthorized("Refresh token was issued for another DID"));
         }
         if let Some(spent) = record.rotated_at {
-            // A spent token came back: after the grace window that means two
-            // holders (one stole it), so the session ends (as in the refresh grant).
-            if now - spent > self.config.refresh_reuse_grace_ms {
-                self.end_session(&session.id).await?;
-                tracing::warn!(session = %session.id, "consent refresh token reuse; session revoked");
-            }
+            self.refresh_token_reused(&session.id, spent).await?;
             return Err(unauthorized("Refresh token already used"));
         }
         Ok(Bound {

@@ -83,6 +83,22 @@ impl TokenService {
         Ok(ended)
     }
 
+    /// A spent refresh token came back. Within the grace window that is a
+    /// client racing itself; after it, two holders (one stole it), so the
+    /// session ends. Returns whether it was past the grace window.
+    pub async fn refresh_token_reused(
+        &self,
+        session_id: &str,
+        rotated_at: i64,
+    ) -> Result<bool, OAuthError> {
+        if now_ms() - rotated_at <= self.config.refresh_reuse_grace_ms {
+            return Ok(false);
+        }
+        tracing::warn!(session = %session_id, "refresh token reuse detected; session revoked");
+        self.end_session(session_id).await?;
+        Ok(true)
+    }
+
     /// Revokes every session of a user; returns how many ended.
     pub async fn end_user_sessions(
         &self,

@@ -85,9 +85,7 @@ impl TokenService {
                 session_id,
                 rotated_at,
             } => {
-                if now - rotated_at > self.config.refresh_reuse_grace_ms {
-                    self.end_session(&session_id).await?;
-                    tracing::warn!(session = %session_id, "refresh token reuse detected; session revoked");
+                if self.refresh_token_reused(&session_id, rotated_at).await? {
                     Err(OAuthError::invalid_grant(
                         "Refresh token reused; session revoked",
                     ))

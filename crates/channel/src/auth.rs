@@ -26,6 +26,7 @@ pub enum Reject {
     NotAUser,
     TooMany,
     Timeout,
+    Unavailable,
 }
 
 impl Reject {
@@ -39,6 +40,7 @@ impl Reject {
             Self::NotAUser => "not_a_user",
             Self::TooMany => "too_many",
             Self::Timeout => "timeout",
+            Self::Unavailable => "unavailable",
         }
     }
 
@@ -53,6 +55,7 @@ impl Reject {
             Self::NotAUser => "a user's access token is required",
             Self::TooMany => "too many connections",
             Self::Timeout => "authentication timeout",
+            Self::Unavailable => "temporarily unavailable, try again",
         }
     }
 }

@@ -5,7 +5,7 @@
 use crate::auth::{identify, still_live, Identity, Reject};
 use crate::Ctx;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, MaybeExtension, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
@@ -46,7 +46,14 @@ fn bearer(s: &SocketRef<impl Adapter>) -> Option<String> {
         .then(|| token.trim().to_string())
 }
 
-/// Connect middleware: a token in the handshake must be valid (else
+/// Counted in the authenticated gauge (so the disconnect handler takes
+/// back exactly what was added).
+#[derive(Clone, Debug)]
+struct Counted;
+
+/// Connect middleware. It runs before CONNECT is sent, on the socket the
+/// client gets, so every handler registered here is in place before the
+/// client can emit anything. A token in the handshake must be valid (else
 /// `connect_error`); no token at all defers to the `authentication` event.
 pub async fn handshake<A: Adapter>(
     s: SocketRef<A>,
@@ -54,34 +61,31 @@ pub async fn handshake<A: Adapter>(
     State(ctx): State<Ctx>,
 ) -> Result<(), Unauthorized> {
     let token = auth.ok().and_then(|a| a.token).or_else(|| bearer(&s));
-    let Some(token) = token else {
-        return Ok(());
-    };
-    match identify(&ctx, &token).await {
-        Ok(identity) => {
-            s.extensions
-                .insert(Authenticated(std::sync::Arc::new(identity)));
-            // The middleware's socket is the one the client gets: its
-            // handlers are in place before CONNECT is even sent.
-            enable(&s);
-            Ok(())
+    if let Some(token) = token {
+        match identify(&ctx, &token).await {
+            Ok(identity) => {
+                s.extensions
+                    .insert(Authenticated(std::sync::Arc::new(identity)));
+                enable(&s);
+            }
+            Err(reason) => {
+                ctx.metrics.socket_rejected(reason.as_str());
+                return Err(Unauthorized);
+            }
         }
-        Err(reason) => {
-            ctx.metrics.socket_rejected(reason.as_str());
-            Err(Unauthorized)
-        }
+    } else {
+        s.on("authentication", authentication::<A>);
     }
+    s.on_disconnect(on_disconnect);
+    ctx.metrics.socket_connected(1);
+    Ok(())
 }
 
 pub async fn on_connect<A: Adapter>(s: SocketRef<A>, io: SocketIo<A>, State(ctx): State<Ctx>) {
-    // Handlers first: an event that arrives before its handler is lost.
-    s.on_disconnect(on_disconnect);
-    ctx.metrics.socket_connected(1);
     if let Some(Authenticated(identity)) = s.extensions.get::<Authenticated>() {
         admit(&s, &io, &ctx, identity).await;
         return;
     }
-    s.on("authentication", authentication::<A>);
     let timeout = ctx.config.auth_timeout;
     tokio::spawn(async move {
         tokio::time::sleep(timeout).await;
@@ -93,11 +97,11 @@ pub async fn on_connect<A: Adapter>(s: SocketRef<A>, io: SocketIo<A>, State(ctx)
 
 async fn on_disconnect(
     State(ctx): State<Ctx>,
-    MaybeExtension(authed): MaybeExtension<Authenticated>,
+    MaybeExtension(counted): MaybeExtension<Counted>,
     reason: DisconnectReason,
 ) {
     ctx.metrics.socket_connected(-1);
-    if authed.is_some() {
+    if counted.is_some() {
         ctx.metrics.socket_authenticated(-1);
     }
     tracing::debug!(%reason, "socket disconnected");
@@ -120,7 +124,15 @@ async fn authentication<A: Adapter>(
     match identify(&ctx, &token).await {
         Ok(identity) => {
             let identity = std::sync::Arc::new(identity);
-            s.extensions.insert(Authenticated(identity.clone()));
+            // `insert` hands back what was there: of two racing
+            // `authentication` events only the first goes on.
+            if s.extensions
+                .insert(Authenticated(identity.clone()))
+                .is_some()
+            {
+                ack.send(&true).ok();
+                return;
+            }
             enable(&s);
             if admit(&s, &io, &ctx, identity).await {
                 ack.send(&true).ok();
@@ -150,13 +162,21 @@ async fn admit<A: Adapter>(
         user_room.clone(),
         format!("session:{}", identity.session_id),
     ]);
+    if !s.connected() {
+        // It went away while we checked its token: leave no room entries behind.
+        s.leave_all();
+        return false;
+    }
     // Counted after joining, across nodes: of racing sockets the later ones go.
-    let held = io
-        .within(user_room)
-        .fetch_sockets()
-        .await
-        .map(|v| v.len())
-        .unwrap_or(0);
+    // If the other nodes cannot be asked, the socket is refused, not waved in.
+    let held = match io.within(user_room).fetch_sockets().await {
+        Ok(v) => v.len(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count a user's sockets");
+            refuse(s.clone(), ctx, Reject::Unavailable);
+            return false;
+        }
+    };
     if held > ctx.config.max_sockets_per_user {
         refuse(s.clone(), ctx, Reject::TooMany);
         return false;
@@ -167,36 +187,70 @@ async fn admit<A: Adapter>(
         refuse(s.clone(), ctx, Reject::Revoked);
         return false;
     }
-    ctx.metrics.socket_authenticated(1);
+    if s.extensions.insert(Counted).is_none() {
+        ctx.metrics.socket_authenticated(1);
+    }
     s.emit("authenticated", &true).ok();
     true
 }
 
-fn refuse<A: Adapter>(s: SocketRef<A>, ctx: &Ctx, reason: Reject) {
+/// Tells the socket why and cuts it. It leaves its rooms first, so it hears
+/// nothing more even if the disconnect has to wait: a socket whose outgoing
+/// buffer is full cannot take the DISCONNECT packet yet, and is retried
+/// until it goes (its handlers ignore it meanwhile, as it is in no room).
+pub(crate) fn refuse<A: Adapter>(s: SocketRef<A>, ctx: &Ctx, reason: Reject) {
     ctx.metrics.socket_rejected(reason.as_str());
+    s.leave_all();
+    s.join(REVOKED);
     s.emit("unauthorized", &json!({"message": reason.message()}))
         .ok();
-    s.disconnect().ok();
+    cut(s);
+}
+
+/// Disconnects, retrying while the socket's buffer is full.
+pub(crate) fn cut<A: Adapter>(s: SocketRef<A>) {
+    if s.clone().disconnect().is_ok() {
+        return;
+    }
+    tokio::spawn(async move {
+        for _ in 0..300 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if !s.connected() || s.clone().disconnect().is_ok() {
+                return;
+            }
+        }
+        tracing::warn!(sid = %s.id, "socket could not be disconnected");
+    });
+}
+
+/// Rooms a refused or revoked socket is moved into while it is being cut:
+/// its handlers ignore it from then on.
+pub(crate) const REVOKED: &str = "revoked";
+
+pub(crate) fn is_revoked<A: Adapter>(s: &SocketRef<A>) -> bool {
+    s.rooms().iter().any(|r| r.starts_with(REVOKED))
 }
 
 /// The example application handler: `ping` -> `pong` with the verified
-/// subject (and the same as the ack, if the client asked for one).
+/// subject (and the same as the ack, if the client asked for one). A socket
+/// being cut gets nothing.
 async fn ping<A: Adapter>(
     s: SocketRef<A>,
     MaybeExtension(authed): MaybeExtension<Authenticated>,
-    TryData(data): TryData<Value>,
     ack: AckSender<A>,
 ) {
     let Some(Authenticated(identity)) = authed else {
         return;
     };
+    if is_revoked(&s) {
+        return;
+    }
     let reply = json!({
         "subject": {
             "id": identity.user_id,
             "username": identity.username,
             "session": identity.session_id,
         },
-        "data": data.unwrap_or(Value::Null),
     });
     s.emit("pong", &reply).ok();
     ack.send(&reply).ok();

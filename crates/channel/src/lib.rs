@@ -84,7 +84,7 @@ pub async fn attach(
     fanout: Fanout,
 ) -> Result<Router, ChannelError> {
     let ctx = Ctx {
-        tokens: tokens.clone(),
+        tokens,
         metrics,
         realm: settings.default_realm.clone(),
         config: Arc::new(config.clone()),
@@ -102,7 +102,7 @@ pub async fn attach(
                 "/",
                 handlers::on_connect::<LocalAdapter>.with(handlers::handshake::<LocalAdapter>),
             );
-            hub::forward(tokens, io);
+            hub::forward(ctx, io);
             Ok(router.layer(layer))
         }
         Fanout::Postgres(url) => {
@@ -126,7 +126,7 @@ pub async fn attach(
             )
             .await
             .map_err(|e| ChannelError::Adapter(e.to_string()))?;
-            hub::forward(tokens, io);
+            hub::forward(ctx, io);
             Ok(router.layer(layer))
         }
     }

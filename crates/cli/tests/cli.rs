@@ -716,35 +716,88 @@ async fn example_agent_runs_from_workspace_env() {
     server.stop();
 }
 
+/// `personal_sign` with a fresh key: (did, signature of `message`).
+fn eth_sign(key: &k256::ecdsa::SigningKey, message: &str) -> String {
+    use sha3::{Digest, Keccak256};
+    let prefixed = format!("\x19Ethereum Signed Message:\n{}{message}", message.len());
+    let (sig, recid) = key
+        .sign_prehash_recoverable(&Keccak256::digest(prefixed.as_bytes()))
+        .expect("sign");
+    let mut out = sig.to_bytes().to_vec();
+    out.push(27 + recid.to_byte());
+    hex::encode(out)
+}
+
+fn eth_did(key: &k256::ecdsa::SigningKey) -> String {
+    use sha3::{Digest, Keccak256};
+    let point = key.verifying_key().to_encoded_point(false);
+    let address = &Keccak256::digest(&point.as_bytes()[1..])[12..];
+    format!("did:ethr:0x{}", hex::encode(address))
+}
+
 #[tokio::test]
-async fn admin_gc_removes_expired_challenges_once() {
+async fn admin_gc_removes_expired_rows_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
-    let mut server = Server::start(&data, &[("TESSERA_CONSENT_CHALLENGE_SECS", "1")], &[]);
+    let mut server = Server::start(
+        &data,
+        &[
+            ("TESSERA_CONSENT_CHALLENGE_SECS", "1"),
+            ("TESSERA_CONSENT_REFRESH_TOKEN_SECS", "1"),
+        ],
+        &[],
+    );
     server.wait_ready().await;
     let http = reqwest::Client::new();
-    for _ in 0..3 {
-        let r = http
-            .post(format!("{}/auth/generateAuthJwt", server.url))
-            .json(&serde_json::json!({
-                "did": "did:ethr:0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
-                "contextName": "Verida: GC"
-            }))
+    let key = k256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let did = eth_did(&key);
+    let post = |op: &str, body: serde_json::Value| {
+        http.post(format!("{}/auth/{op}", server.url))
+            .json(&body)
             .send()
-            .await
-            .expect("request");
+    };
+    // Asking for challenges writes nothing; answering one is recorded.
+    for _ in 0..3 {
+        let r = post(
+            "generateAuthJwt",
+            serde_json::json!({"did": did, "contextName": "GC"}),
+        )
+        .await
+        .expect("request");
         assert!(r.status().is_success());
     }
+    let r: Value = post(
+        "generateAuthJwt",
+        serde_json::json!({"did": did, "contextName": "GC"}),
+    )
+    .await
+    .expect("request")
+    .json()
+    .await
+    .expect("json");
+    let id = r["authJwt"]["authRequestId"].as_str().expect("id");
+    let message = format!("Authenticate this application context: \"GC\"?\n\n{did}\n{id}");
+    let r = post(
+        "authenticate",
+        serde_json::json!({"authJwt": r["authJwt"]["authJwt"], "did": did, "contextName": "GC",
+                           "deviceId": "d1", "signature": eth_sign(&key, &message)}),
+    )
+    .await
+    .expect("request");
+    assert!(r.status().is_success(), "{:?}", r.text().await);
     server.stop();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let data_s = data.to_str().expect("utf-8 path");
     let first = ok(&tessera(&["admin", "gc", "--data-dir", data_s], &[], None));
     assert_eq!(
         first.trim(),
-        "removed 0 refresh tokens, 0 sessions, 3 consent challenges"
+        "removed 1 refresh tokens, 1 sessions, 1 consent challenges"
     );
     let second = ok(&tessera(&["admin", "gc", "--data-dir", data_s], &[], None));
-    assert!(second.contains("0 consent challenges"), "{second}");
+    assert_eq!(
+        second.trim(),
+        "removed 0 refresh tokens, 0 sessions, 0 consent challenges"
+    );
     let remote = tessera(
         &["admin", "--server", "http://127.0.0.1:9", "gc"],
         &[],

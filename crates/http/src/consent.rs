@@ -252,13 +252,7 @@ async fn authenticate(
     headers: HeaderMap,
     Body(req): Body<AuthenticateReq>,
 ) -> Result<Response, ConsentReject> {
-    let origin = req.origin.clone().or_else(|| {
-        headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .filter(|o| *o != "null")
-            .map(str::to_string)
-    });
+    let origin_header = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let out = tokens
         .consent_authenticate(
             &realm,
@@ -268,7 +262,8 @@ async fn authenticate(
                 context_name: &req.context_name,
                 signature: &req.signature,
                 device_id: &req.device_id,
-                origin: origin.as_deref(),
+                origin: req.origin.as_deref(),
+                origin_header,
             },
             &meta,
         )

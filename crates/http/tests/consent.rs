@@ -406,6 +406,40 @@ async fn negative_table(app: TestApp) {
     );
     assert_eq!(did_sessions(&app, &w.did).await, 1);
 
+    // An Origin header that is not an http(s) origin (a browser extension)
+    // is ignored, not an error; a stated origin must be one.
+    let (jwt2, id2) = challenge(&app, &w.did, CTX).await;
+    let body = auth(
+        &jwt2,
+        &w.did,
+        CTX,
+        &w.sign(&auth_message(CTX, &w.normalized(), &id2)),
+    );
+    let mut stated = body.clone();
+    stated["origin"] = json!("chrome-extension://abcdef");
+    fail(
+        &post(&app, "/auth/authenticate", stated).await,
+        StatusCode::BAD_REQUEST,
+        "origin",
+    );
+    let req = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri("/auth/authenticate")
+        .header("content-type", "application/json")
+        .header("origin", "chrome-extension://abcdef")
+        .body(axum::body::Body::from(
+            serde_json::to_vec(&body).expect("json"),
+        ))
+        .expect("request");
+    let r = app.send(req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // A realm name PostgreSQL could not even take is simply not a realm.
+    fail(
+        &post(&app, "/realms/%00/consent/connect", json!({})).await,
+        StatusCode::NOT_FOUND,
+        "realm",
+    );
+
     // Unknown DID method; malformed DID; huge context name; missing fields.
     for (did, ctx, why) in [
         ("did:web:example.com", CTX, "unsupported DID method"),
@@ -766,14 +800,22 @@ async fn app_connections_show_in_the_admin_api(app: TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let (jwt, id) = challenge(&app, &w.did, CTX).await;
-    let r = post(
-        &app,
-        "/auth/authenticate",
-        json!({"authJwt": jwt, "did": w.did, "contextName": CTX, "deviceId": DEVICE,
-               "signature": w.sign(&auth_message(CTX, &w.normalized(), &id))}),
-    )
-    .await;
+    let body = json!({"authJwt": jwt, "did": w.did, "contextName": CTX, "deviceId": DEVICE,
+                      "signature": w.sign(&auth_message(CTX, &w.normalized(), &id))});
+    let r = post(&app, "/auth/authenticate", body.clone()).await;
     fail(&r, StatusCode::FORBIDDEN, "disabled");
+    // The refusal spent nothing: enabled again, the same answer works.
+    let r = app
+        .json(
+            Method::PUT,
+            &format!("/admin/realms/test/users/{user}"),
+            &admin,
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = post(&app, "/auth/authenticate", body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
 async fn garbage_collection_under_load(app: TestApp) {

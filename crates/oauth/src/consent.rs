@@ -106,8 +106,12 @@ pub struct AuthenticateRequest<'a> {
     pub context_name: &'a str,
     pub signature: &'a str,
     pub device_id: &'a str,
-    /// The app that asked (a body field from the Vault, else the `Origin` header).
+    /// The app that asked, as the Vault states it (must be an origin).
     pub origin: Option<&'a str>,
+    /// The request's `Origin` header: used when `origin` is absent, and
+    /// ignored (not an error) when it is not an http(s) origin, e.g. a
+    /// browser extension's.
+    pub origin_header: Option<&'a str>,
 }
 
 /// Tokens for an authenticated (DID, context, device).
@@ -142,7 +146,8 @@ impl TokenService {
     }
 
     /// `generateAuthJwt(did, contextName)`: a challenge valid for 60 s and
-    /// accepted once.
+    /// accepted once. It is a MAC'd JWT (per-realm key); only its answer is
+    /// recorded, in `authenticate`.
     pub async fn generate_auth_jwt(
         &self,
         realm: &Realm,
@@ -156,16 +161,7 @@ impl TokenService {
         let auth_request_id = random_token(32);
         let now = now_ms();
         let ttl_ms = self.config.consent.challenge_ttl_secs * 1000;
-        self.store
-            .insert_challenge(&ConsentChallenge {
-                hash: TokenHash::of(&auth_request_id),
-                realm_id: realm.id.clone(),
-                did: did.as_str().to_string(),
-                context_name: context.as_str().to_string(),
-                created_at: now,
-                expires_at: now + ttl_ms,
-            })
-            .await?;
+        // Stateless until answered: asking for a challenge writes nothing.
         let auth_jwt = self.challenge_key(realm).sign_jwt(&ChallengeClaims {
             iss: self.issuer(&realm.name),
             sub: did.as_str().to_string(),
@@ -191,7 +187,11 @@ impl TokenService {
         let did = Did::parse(req.did)?;
         let context = ContextName::parse(req.context_name)?;
         let device_id = device_id(req.device_id)?;
-        let origin = req.origin.map(origin).transpose()?;
+        let origin = match (req.origin, req.origin_header) {
+            (Some(stated), _) => Some(origin(stated)?),
+            (None, Some(header)) => origin(header).ok(),
+            (None, None) => None,
+        };
         let key = self.resolver.resolve(&did)?;
         check_signature_shape(req.signature)?;
         if req.auth_jwt.len() > MAX_AUTH_JWT {
@@ -217,18 +217,27 @@ impl TokenService {
         }
         let message = authenticate_message(&context, &did, &claims.auth_request_id);
         verify_signature(&key, &message, req.signature).map_err(signature_error)?;
+        // Refusals that depend on the account come before the challenge is spent.
+        let existing = self.find_did_user(realm, &did).await?;
         // The signature is good: spend the challenge (exactly once).
-        let challenge = self
+        let fresh = self
             .store
-            .take_challenge(&TokenHash::of(&claims.auth_request_id), now)
-            .await?
-            .filter(|c| {
-                c.realm_id == realm.id
-                    && c.did == did.as_str()
-                    && c.context_name == context.as_str()
+            .spend_challenge(&ConsentChallenge {
+                hash: TokenHash::of(&claims.auth_request_id),
+                realm_id: realm.id.clone(),
+                did: did.as_str().to_string(),
+                context_name: context.as_str().to_string(),
+                created_at: now,
+                expires_at: claims.exp * 1000,
             })
-            .ok_or_else(|| unauthorized("Auth JWT has already been used or has expired"))?;
-        let user = self.did_user(realm, &did).await?;
+            .await?;
+        if !fresh {
+            return Err(unauthorized("Auth JWT has already been used"));
+        }
+        let user = match existing {
+            Some(user) => user,
+            None => self.create_did_user(realm, &did).await?,
+        };
         let client = self.consent_client(realm).await?;
         let session = Session {
             id: uuid::Uuid::new_v4().to_string(),
@@ -238,7 +247,7 @@ impl TokenService {
             device_id: Some(device_id.to_string()),
             ip: meta.ip.clone(),
             user_agent: meta.user_agent.clone(),
-            context_name: Some(challenge.context_name),
+            context_name: Some(context.as_str().to_string()),
             origin,
             scope: String::new(),
             auth_time: now,
@@ -453,49 +462,59 @@ impl TokenService {
         Ok(keys.signer.sign_jwt(&claims, None))
     }
 
-    /// The DID's user in this realm, created on first sign-in.
-    async fn did_user(&self, realm: &Realm, did: &Did) -> Result<User, ConsentError> {
-        let username = did_username(did);
-        for _ in 0..2 {
-            if let Some(user) = self.store.user_by_username(&realm.id, &username).await? {
-                if !is_did_user(&user, did) {
-                    return Err(ConsentError::Forbidden(
-                        "This DID's username belongs to another account".into(),
-                    ));
-                }
-                if !user.enabled {
-                    return Err(ConsentError::Forbidden("Account is disabled".into()));
-                }
-                return Ok(user);
-            }
-            let user = User {
-                id: uuid::Uuid::new_v4().to_string(),
-                realm_id: realm.id.clone(),
-                username: username.clone(),
-                email: None,
-                email_verified: false,
-                first_name: None,
-                last_name: None,
-                enabled: true,
-                password_hash: None,
-                password_temporary: false,
-                roles: vec![],
-                attributes: BTreeMap::from([(
-                    DID_ATTRIBUTE.to_string(),
-                    vec![did.as_str().to_string()],
-                )]),
-                created_at: now_ms(),
-            };
-            match self.store.create_user(&user).await {
-                Ok(()) => return Ok(user),
-                // Another request created it first: read theirs.
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
+    /// The DID's user in this realm, if it exists; refused (403) if it is
+    /// disabled or the username belongs to an account that is not this DID's.
+    async fn find_did_user(&self, realm: &Realm, did: &Did) -> Result<Option<User>, ConsentError> {
+        let Some(user) = self
+            .store
+            .user_by_username(&realm.id, &did_username(did))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if !is_did_user(&user, did) {
+            return Err(ConsentError::Forbidden(
+                "This DID's username belongs to another account".into(),
+            ));
         }
-        Err(ConsentError::Server(OAuthError::server_error(
-            "could not create the DID's user",
-        )))
+        if !user.enabled {
+            return Err(ConsentError::Forbidden("Account is disabled".into()));
+        }
+        Ok(Some(user))
+    }
+
+    /// Creates the DID's user on its first sign-in (or reads the one a racing
+    /// request just created).
+    async fn create_did_user(&self, realm: &Realm, did: &Did) -> Result<User, ConsentError> {
+        let user = User {
+            id: uuid::Uuid::new_v4().to_string(),
+            realm_id: realm.id.clone(),
+            username: did_username(did),
+            email: None,
+            email_verified: false,
+            first_name: None,
+            last_name: None,
+            enabled: true,
+            password_hash: None,
+            password_temporary: false,
+            roles: vec![],
+            attributes: BTreeMap::from([(
+                DID_ATTRIBUTE.to_string(),
+                vec![did.as_str().to_string()],
+            )]),
+            created_at: now_ms(),
+        };
+        match self.store.create_user(&user).await {
+            Ok(()) => Ok(user),
+            Err(StoreError::Conflict(_)) => {
+                self.find_did_user(realm, did).await?.ok_or_else(|| {
+                    ConsentError::Server(OAuthError::server_error(
+                        "could not create the DID's user",
+                    ))
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The realm's consent client: public, with every OAuth flow off, so its

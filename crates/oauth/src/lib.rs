@@ -143,6 +143,10 @@ impl TokenService {
 
     /// Looks a realm up by name; unknown or disabled realms are 404.
     pub async fn realm(&self, name: &str) -> Result<Realm, OAuthError> {
+        // PostgreSQL refuses NUL in text: such a name is simply not a realm.
+        if name.len() > 255 || name.chars().any(char::is_control) {
+            return Err(OAuthError::not_found("Realm does not exist"));
+        }
         match self.store.realm_by_name(name).await {
             Ok(Some(r)) if r.enabled => Ok(r),
             Ok(_) => Err(OAuthError::not_found("Realm does not exist")),

@@ -1,6 +1,6 @@
 -- Public-key consent login (Verida): sessions remember the application
--- context and the requesting app's origin, and one-time challenges are kept
--- (by hash) until they are used or expire.
+-- context and the requesting app's origin, and answered challenges are kept
+-- (by hash) until they expire, so each can be answered once.
 ALTER TABLE sessions ADD COLUMN context_name TEXT;
 ALTER TABLE sessions ADD COLUMN origin TEXT;
 CREATE INDEX sessions_by_context ON sessions (realm_id, user_id, context_name, device_id);

@@ -24,7 +24,7 @@ macro_rules! conformance_tests {
             rotation_of_revoked_or_expired_is_inactive, signing_key_rotation,
             deleting_a_realm_deletes_its_contents, purge_removes_only_expired,
             purge_works_in_batches, workspaces_and_machine_tokens,
-            challenges_are_taken_once, device_sessions_revoke_together,
+            challenges_are_spent_once, device_sessions_revoke_together,
             touch_and_extending_rotation);
     };
     (@each $make:path; $($name:ident),*) => {$(
@@ -882,12 +882,12 @@ pub async fn purge_works_in_batches(store: Arc<dyn Store>) {
             .await
             .expect("old");
         store
-            .insert_challenge(&challenge(&r, &format!("c{i}"), now - 1))
+            .spend_challenge(&challenge(&r, &format!("c{i}"), now - 1))
             .await
             .expect("challenge");
     }
     let live = challenge(&r, "live", now + 60_000);
-    store.insert_challenge(&live).await.expect("live");
+    assert!(store.spend_challenge(&live).await.expect("live"));
     let mut batches = Vec::new();
     loop {
         let done = store.purge_expired(now, 3).await.expect("purge");
@@ -914,14 +914,9 @@ pub async fn purge_works_in_batches(store: Arc<dyn Store>) {
         assert_eq!(gone, None);
     }
     assert!(batches.len() >= 3, "{batches:?}");
-    assert_eq!(
-        store
-            .take_challenge(&live.hash, now)
-            .await
-            .expect("take")
-            .map(|c| c.did),
-        Some(live.did),
-        "a live challenge survives collection"
+    assert!(
+        !store.spend_challenge(&live).await.expect("spend"),
+        "a live spent challenge survives collection: it stays spent"
     );
 }
 
@@ -936,47 +931,30 @@ fn challenge(realm: &Realm, id: &str, expires_at: i64) -> ConsentChallenge {
     }
 }
 
-pub async fn challenges_are_taken_once(store: Arc<dyn Store>) {
+pub async fn challenges_are_spent_once(store: Arc<dyn Store>) {
     let (r, _, _) = fixture(store.as_ref(), "r").await;
     let now = now_ms();
     let c = challenge(&r, "abc", now + 60_000);
-    store.insert_challenge(&c).await.expect("insert");
-    assert!(
-        store.insert_challenge(&c).await.is_err(),
-        "a challenge id is unique"
-    );
-    // Many concurrent takers, one winner.
-    let takers: Vec<_> = (0..8)
+    // Many concurrent spenders, one winner.
+    let spenders: Vec<_> = (0..8)
         .map(|_| {
             let store = store.clone();
-            let hash = c.hash.clone();
-            tokio::spawn(async move { store.take_challenge(&hash, now).await })
+            let c = c.clone();
+            tokio::spawn(async move { store.spend_challenge(&c).await })
         })
         .collect();
     let mut won = 0;
-    for t in takers {
-        if t.await.expect("join").expect("take").is_some() {
+    for t in spenders {
+        if t.await.expect("join").expect("spend") {
             won += 1;
         }
     }
     assert_eq!(won, 1);
-    let expired = challenge(&r, "late", now - 1);
-    store.insert_challenge(&expired).await.expect("insert");
-    assert_eq!(
-        store
-            .take_challenge(&expired.hash, now)
-            .await
-            .expect("take"),
-        None,
-        "an expired challenge is never handed out"
-    );
-    assert_eq!(
-        store
-            .take_challenge(&TokenHash::of("never"), now)
-            .await
-            .expect("take"),
-        None
-    );
+    assert!(!store.spend_challenge(&c).await.expect("again"));
+    assert!(store
+        .spend_challenge(&challenge(&r, "other", now + 60_000))
+        .await
+        .expect("another"));
 }
 
 pub async fn device_sessions_revoke_together(store: Arc<dyn Store>) {

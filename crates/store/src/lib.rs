@@ -187,17 +187,15 @@ pub trait WorkspaceStore: Send + Sync {
     async fn machine_token(&self, jti: &str) -> Result<Option<MachineTokenRecord>>;
 }
 
-/// One-time consent challenges and the consent-login session queries.
+/// Spent consent challenges and the consent-login session queries.
+/// Challenges themselves are stateless (a MAC'd JWT); only a challenge that
+/// was answered is written, so asking for one writes nothing.
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
-    async fn insert_challenge(&self, challenge: &ConsentChallenge) -> Result<()>;
-    /// Removes the challenge and returns it if it had not expired: of any
-    /// number of concurrent calls with the same hash, at most one gets it.
-    async fn take_challenge(
-        &self,
-        hash: &TokenHash,
-        now_ms: i64,
-    ) -> Result<Option<ConsentChallenge>>;
+    /// Records the challenge as spent; false if it already was. Of any number
+    /// of concurrent calls with the same hash, exactly one gets true. The row
+    /// is kept until `expires_at`, after which the challenge is dead anyway.
+    async fn spend_challenge(&self, challenge: &ConsentChallenge) -> Result<bool>;
     /// Revokes every active session of `user_id` for this context and device;
     /// returns the ids revoked.
     async fn revoke_device_sessions(

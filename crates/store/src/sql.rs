@@ -546,28 +546,13 @@ macro_rules! sql_store_impl {
 
             #[$crate::__async_trait]
             impl $crate::ConsentStore for $ty {
-                async fn insert_challenge(&self, c: &ConsentChallenge) -> Result<()> {
-                    ::sqlx::query("INSERT INTO consent_challenges (hash, realm_id, did, context_name, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                async fn spend_challenge(&self, c: &ConsentChallenge) -> Result<bool> {
+                    // The primary key is the claim: a second spender inserts nothing.
+                    let done = ::sqlx::query("INSERT INTO consent_challenges (hash, realm_id, did, context_name, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING")
                         .bind(c.hash.as_str()).bind(&c.realm_id).bind(&c.did).bind(&c.context_name)
                         .bind(c.created_at).bind(c.expires_at)
                         .execute(self.writer()).await.map_err(err)?;
-                    Ok(())
-                }
-                async fn take_challenge(&self, hash: &TokenHash, now: i64) -> Result<Option<ConsentChallenge>> {
-                    // Deleting is the claim: a second taker finds nothing.
-                    let row = ::sqlx::query("DELETE FROM consent_challenges WHERE hash = $1 RETURNING *")
-                        .bind(hash.as_str())
-                        .fetch_optional(self.writer()).await.map_err(err)?;
-                    let Some(row) = row else { return Ok(None) };
-                    let c = ConsentChallenge {
-                        hash: TokenHash::from_stored(col(&row, "hash")?),
-                        realm_id: col(&row, "realm_id")?,
-                        did: col(&row, "did")?,
-                        context_name: col(&row, "context_name")?,
-                        created_at: col(&row, "created_at")?,
-                        expires_at: col(&row, "expires_at")?,
-                    };
-                    Ok((c.expires_at > now).then_some(c))
+                    Ok(done.rows_affected() == 1)
                 }
                 async fn revoke_device_sessions(&self, realm_id: &str, user_id: &str, context_name: &str, device_id: &str, now: i64) -> Result<Vec<String>> {
                     ::sqlx::query("UPDATE sessions SET revoked_at = $5 WHERE realm_id = $1 AND user_id = $2 AND context_name = $3 AND device_id = $4 AND revoked_at IS NULL AND expires_at > $5 RETURNING id")

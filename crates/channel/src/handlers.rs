@@ -33,19 +33,6 @@ impl fmt::Display for Unauthorized {
     }
 }
 
-fn bearer(s: &SocketRef<impl Adapter>) -> Option<String> {
-    let value = s
-        .req_parts()
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-}
-
 /// Counted in the authenticated gauge (so the disconnect handler takes
 /// back exactly what was added).
 #[derive(Clone, Debug)]
@@ -60,7 +47,10 @@ pub async fn handshake<A: Adapter>(
     TryData(auth): TryData<TokenPayload>,
     State(ctx): State<Ctx>,
 ) -> Result<(), Unauthorized> {
-    let token = auth.ok().and_then(|a| a.token).or_else(|| bearer(&s));
+    let token = auth
+        .ok()
+        .and_then(|a| a.token)
+        .or_else(|| tessera_http::bearer(&s.req_parts().headers).map(str::to_string));
     if let Some(token) = token {
         match identify(&ctx, &token).await {
             Ok(identity) => {

@@ -29,7 +29,7 @@ use socketioxide_postgres::drivers::tokio_postgres::tokio_postgres_client as tok
 use socketioxide_postgres::{PostgresAdapterConfig, PostgresAdapterCtr, TokioPostgresAdapter};
 use std::sync::Arc;
 use std::time::Duration;
-use tessera_http::{HttpSettings, Metrics};
+use tessera_http::{AppState, Metrics};
 use tessera_oauth::TokenService;
 
 /// Settings of the event channel.
@@ -77,16 +77,14 @@ pub(crate) struct Ctx {
 /// events (me-channel messages, session revocations) to sockets.
 pub async fn attach(
     router: Router,
-    tokens: TokenService,
-    metrics: Arc<Metrics>,
-    settings: &HttpSettings,
+    state: &AppState,
     config: ChannelConfig,
     fanout: Fanout,
 ) -> Result<Router, ChannelError> {
     let ctx = Ctx {
-        tokens,
-        metrics,
-        realm: settings.default_realm.clone(),
+        tokens: state.tokens.clone(),
+        metrics: state.metrics.clone(),
+        realm: state.settings.default_realm.clone(),
         config: Arc::new(config.clone()),
     };
     let builder = SocketIo::builder()

@@ -182,9 +182,7 @@ pub async fn run(
     };
     let app = tessera_channel::attach(
         tessera_http::app(state.clone()),
-        state.tokens.clone(),
-        state.metrics.clone(),
-        &state.settings,
+        &state,
         cfg.channel(),
         fanout,
     )

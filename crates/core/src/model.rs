@@ -191,8 +191,8 @@ impl Session {
     }
 }
 
-/// A one-time consent challenge (Verida's auth JWT), kept by the hash of its
-/// `authRequestId` until it is used or expires.
+/// An answered consent challenge (Verida's auth JWT), kept by the hash of its
+/// `authRequestId` until the challenge expires, so it is accepted once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsentChallenge {
     pub hash: TokenHash,

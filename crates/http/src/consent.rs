@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tessera_core::time::now_ms;
-use tessera_core::{OAuthErrorCode, Realm};
+use tessera_core::Realm;
 use tessera_oauth::consent::{AuthenticateRequest, ConsentError};
 use tessera_oauth::TokenService;
 use tessera_verify::{Accept, Policy, Subject, TokenKind, VerifyLayer};
@@ -101,12 +101,7 @@ impl axum::extract::FromRequestParts<AppState> for ConsentRealm {
             .realm(&name)
             .await
             .map(Self)
-            .map_err(|e| match e.code {
-                OAuthErrorCode::NotFound => {
-                    ConsentReject::new(StatusCode::NOT_FOUND, "Realm does not exist")
-                }
-                _ => ConsentReject(ConsentError::Server(e)),
-            })
+            .map_err(|e| ConsentError::Server(e).into())
     }
 }
 
@@ -150,52 +145,47 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
 
 /// `{status: "fail", message}` with the status code that fits.
 #[derive(Debug)]
-pub struct ConsentReject(ConsentError);
+pub struct ConsentReject {
+    status: StatusCode,
+    message: String,
+}
 
 impl ConsentReject {
     fn bad_request(msg: &str) -> Self {
-        Self(ConsentError::BadRequest(msg.to_string()))
+        Self::new(StatusCode::BAD_REQUEST, msg)
     }
     fn new(status: StatusCode, msg: &str) -> Self {
-        Self(match status {
-            StatusCode::UNAUTHORIZED => ConsentError::Unauthorized(msg.to_string()),
-            StatusCode::FORBIDDEN => ConsentError::Forbidden(msg.to_string()),
-            StatusCode::BAD_REQUEST => ConsentError::BadRequest(msg.to_string()),
-            other => ConsentError::Server(tessera_core::OAuthError::new(
-                match other {
-                    StatusCode::NOT_FOUND => OAuthErrorCode::NotFound,
-                    StatusCode::PAYLOAD_TOO_LARGE => OAuthErrorCode::PayloadTooLarge,
-                    _ => OAuthErrorCode::InvalidRequest,
-                },
-                msg,
-            )),
-        })
+        Self {
+            status,
+            message: msg.to_string(),
+        }
     }
 }
 
 impl From<ConsentError> for ConsentReject {
     fn from(e: ConsentError) -> Self {
-        Self(e)
+        match e {
+            ConsentError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, &m),
+            ConsentError::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, &m),
+            ConsentError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, &m),
+            ConsentError::Server(e) => {
+                let status = StatusCode::from_u16(e.code.http_status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                if status.is_server_error() {
+                    // Detail goes to the log, never to the caller.
+                    tracing::error!(error = ?e, "consent request failed");
+                    Self::new(status, "Internal error")
+                } else {
+                    Self::new(status, &e.description)
+                }
+            }
+        }
     }
 }
 
 impl IntoResponse for ConsentReject {
     fn into_response(self) -> Response {
-        let (status, message) = match self.0 {
-            ConsentError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            ConsentError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
-            ConsentError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
-            ConsentError::Server(e) => {
-                let status = StatusCode::from_u16(e.code.http_status())
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                if status.is_server_error() {
-                    tracing::error!(error = ?e, "consent request failed");
-                    (status, "Internal error".to_string())
-                } else {
-                    (status, e.description)
-                }
-            }
-        };
+        let Self { status, message } = self;
         if status.is_client_error() {
             tracing::debug!(%status, %message, "consent request refused");
         }

@@ -14,6 +14,7 @@ mod ops;
 mod workspaces;
 
 pub use admin::LocalOperator;
+pub use extract::bearer;
 pub use metrics::Metrics;
 
 use axum::extract::FromRef;

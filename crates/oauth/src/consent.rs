@@ -519,7 +519,7 @@ impl TokenService {
 
     /// The realm's consent client: public, with every OAuth flow off, so its
     /// sessions can only be used through the consent API.
-    pub async fn consent_client(&self, realm: &Realm) -> Result<Client, ConsentError> {
+    async fn consent_client(&self, realm: &Realm) -> Result<Client, ConsentError> {
         for _ in 0..2 {
             if let Some(c) = self
                 .store

@@ -69,18 +69,10 @@ impl TokenService {
             .revoke_session(session_id, now_ms())
             .await
             .map_err(OAuthError::server_error)?;
-        if ended {
-            // The user's other sockets hear of it on their me-channel.
-            let user_id = self
-                .store
-                .session(session_id)
-                .await
-                .map_err(OAuthError::server_error)?
-                .map(|s| s.user_id)
-                .unwrap_or_default();
-            self.announce_ended(&user_id, vec![session_id.to_string()]);
+        if let Some(user_id) = &ended {
+            self.announce_ended(user_id, vec![session_id.to_string()]);
         }
-        Ok(ended)
+        Ok(ended.is_some())
     }
 
     /// A spent refresh token came back. Within the grace window that is a

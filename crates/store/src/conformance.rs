@@ -349,11 +349,15 @@ pub async fn sessions_and_revocation(store: Arc<dyn Store>) {
         listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
         vec![s2.id.clone(), s1.id.clone()]
     );
-    assert!(store.revoke_session(&s1.id, now + 5).await.expect("revoke"));
-    assert!(!store
+    assert_eq!(
+        store.revoke_session(&s1.id, now + 5).await.expect("revoke"),
+        Some(u.id.clone())
+    );
+    assert!(store
         .revoke_session(&s1.id, now + 6)
         .await
-        .expect("second revoke is a no-op"));
+        .expect("second revoke is a no-op")
+        .is_none());
     let revoked = store
         .session(&s1.id)
         .await

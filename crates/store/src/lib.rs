@@ -87,9 +87,9 @@ pub trait SessionStore: Send + Sync {
         user_id: &str,
         now_ms: i64,
     ) -> Result<Vec<Session>>;
-    /// Marks a session revoked (its refresh tokens die with it). Returns
-    /// whether an active session was revoked.
-    async fn revoke_session(&self, id: &str, now_ms: i64) -> Result<bool>;
+    /// Marks a session revoked (its refresh tokens die with it). Returns the
+    /// session's user id if a not-yet-revoked session was revoked.
+    async fn revoke_session(&self, id: &str, now_ms: i64) -> Result<Option<String>>;
     /// Revokes every active session of a user; returns the ids revoked.
     async fn revoke_user_sessions(
         &self,

@@ -354,11 +354,11 @@ macro_rules! sql_store_impl {
                         .fetch_all(self.reader()).await.map_err(err)?
                         .iter().map(session).collect()
                 }
-                async fn revoke_session(&self, id: &str, now: i64) -> Result<bool> {
-                    let done = ::sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                async fn revoke_session(&self, id: &str, now: i64) -> Result<Option<String>> {
+                    ::sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING user_id")
                         .bind(id).bind(now)
-                        .execute(self.writer()).await.map_err(err)?;
-                    Ok(done.rows_affected() > 0)
+                        .fetch_optional(self.writer()).await.map_err(err)?
+                        .map(|r| col(&r, "user_id")).transpose()
                 }
                 async fn revoke_user_sessions(&self, realm_id: &str, user_id: &str, now: i64) -> Result<Vec<String>> {
                     ::sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE realm_id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3 RETURNING id")

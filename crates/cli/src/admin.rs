@@ -43,7 +43,7 @@ enum AdminCommand {
     Sessions(SessionCmd),
     #[command(subcommand)]
     Keys(KeyCmd),
-    /// Garbage-collect expired refresh tokens, sessions and consent challenges
+    /// Garbage-collect expired refresh tokens, sessions, consent challenges and codes
     /// once (the server also does this on a schedule). Works on the database
     /// directly: the data directory or --database-url.
     Gc,
@@ -536,8 +536,8 @@ async fn gc(args: &AdminArgs) -> anyhow::Result<()> {
         tessera_oauth::gc::collect_garbage(store.as_ref(), tessera_core::time::now_ms(), cfg.gc())
             .await?;
     println!(
-        "removed {} refresh tokens, {} sessions, {} consent challenges",
-        done.refresh_tokens, done.sessions, done.challenges
+        "removed {} refresh tokens, {} sessions, {} consent challenges, {} codes, {} browser sessions",
+        done.refresh_tokens, done.sessions, done.challenges, done.codes, done.sso_sessions
     );
     Ok(())
 }

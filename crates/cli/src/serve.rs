@@ -222,6 +222,8 @@ fn spawn_gc(store: Arc<dyn Store>, config: GcConfig, every: Duration) {
                     refresh_tokens = p.refresh_tokens,
                     sessions = p.sessions,
                     challenges = p.challenges,
+                    codes = p.codes,
+                    sso_sessions = p.sso_sessions,
                     "garbage collected"
                 ),
                 Ok(_) => {}

@@ -791,12 +791,12 @@ async fn admin_gc_removes_expired_rows_once() {
     let first = ok(&tessera(&["admin", "gc", "--data-dir", data_s], &[], None));
     assert_eq!(
         first.trim(),
-        "removed 1 refresh tokens, 1 sessions, 1 consent challenges"
+        "removed 1 refresh tokens, 1 sessions, 1 consent challenges, 0 codes, 0 browser sessions"
     );
     let second = ok(&tessera(&["admin", "gc", "--data-dir", data_s], &[], None));
     assert_eq!(
         second.trim(),
-        "removed 0 refresh tokens, 0 sessions, 0 consent challenges"
+        "removed 0 refresh tokens, 0 sessions, 0 consent challenges, 0 codes, 0 browser sessions"
     );
     let remote = tessera(
         &["admin", "--server", "http://127.0.0.1:9", "gc"],

@@ -20,6 +20,16 @@ pub enum OAuthErrorCode {
     InvalidToken,
     UnsupportedTokenType,
     AccessDenied,
+    /// RFC 6749 §4.1.2.1: the response type is not `code`.
+    UnsupportedResponseType,
+    /// OIDC Core §3.1.2.6: `prompt=none` and nobody is signed in.
+    LoginRequired,
+    /// RFC 8628 §3.5: the user has not decided yet; keep polling.
+    AuthorizationPending,
+    /// RFC 8628 §3.5: polled faster than the interval; add 5 seconds.
+    SlowDown,
+    /// RFC 8628 §3.5: the device code expired.
+    ExpiredToken,
     /// The realm (or another path resource) does not exist: 404.
     NotFound,
     /// Throttled: 429 with a retry hint. The body still says `invalid_grant`
@@ -47,6 +57,11 @@ impl OAuthErrorCode {
             Self::InvalidToken => "invalid_token",
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::AccessDenied => "access_denied",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::LoginRequired => "login_required",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::SlowDown => "slow_down",
+            Self::ExpiredToken => "expired_token",
             Self::NotFound => "not_found",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::ServerError => "server_error",
@@ -57,7 +72,6 @@ impl OAuthErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             Self::InvalidClient | Self::InvalidToken | Self::InvalidUserCredentials => 401,
-            Self::AccessDenied => 403,
             Self::NotFound => 404,
             Self::PayloadTooLarge => 413,
             Self::TooManyRequests => 429,

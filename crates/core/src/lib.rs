@@ -11,7 +11,8 @@ pub mod time;
 
 pub use error::{OAuthError, OAuthErrorCode};
 pub use model::{
-    Client, ConsentChallenge, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningAlg,
-    SigningKeyRecord, User, Workspace, WorkspaceStatus,
+    AuthCode, Client, ConsentChallenge, DeviceCode, DeviceStatus, MachineTokenRecord, Realm,
+    RefreshTokenRecord, Session, SigningAlg, SigningKeyRecord, SsoSession, User, Workspace,
+    WorkspaceStatus,
 };
 pub use secret::{Secret, TokenHash};

@@ -177,6 +177,9 @@ pub struct Session {
     /// For consent logins: the origin of the app that asked (an app
     /// connection is shown as "context at origin").
     pub origin: Option<String>,
+    /// For sessions started in a browser: the SSO session that signed in
+    /// (RP-initiated logout ends it together with every session it started).
+    pub sso_session_id: Option<String>,
     pub scope: String,
     pub auth_time: i64,
     pub created_at: i64,
@@ -189,6 +192,107 @@ impl Session {
     pub fn is_active(&self, now_ms: i64) -> bool {
         self.revoked_at.is_none() && self.expires_at > now_ms
     }
+}
+
+/// A browser's sign-in at a realm, named by the SSO cookie: a second client
+/// signs in through it without asking for the password again. Only the hash
+/// of the cookie's secret is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SsoSession {
+    pub id: String,
+    pub realm_id: String,
+    pub user_id: String,
+    pub secret_hash: TokenHash,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// When the user last entered their password.
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl SsoSession {
+    pub fn is_active(&self, now_ms: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now_ms
+    }
+}
+
+/// An authorization code (RFC 6749 §4.1), kept by its hash. It is bound to
+/// the client, the redirect URI and the PKCE challenge, and names the session
+/// it creates when redeemed, so a replay can revoke what it produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthCode {
+    pub hash: TokenHash,
+    pub realm_id: String,
+    /// Internal id of the client.
+    pub client_id: String,
+    pub user_id: String,
+    pub sso_session_id: String,
+    /// The id the session created by redeeming this code will have.
+    pub session_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    /// S256 challenge (base64url of SHA-256 of the verifier).
+    pub code_challenge: Option<String>,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub spent_at: Option<i64>,
+}
+
+/// Where a device authorization (RFC 8628) stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceStatus {
+    Pending,
+    Approved,
+    Denied,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "approved" => Some(Self::Approved),
+            "denied" => Some(Self::Denied),
+            _ => None,
+        }
+    }
+}
+
+/// A device authorization request: the device code (kept by its hash) the
+/// client polls with and the user code a person confirms in a browser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceCode {
+    pub hash: TokenHash,
+    /// Normalised: upper case, no separator.
+    pub user_code: String,
+    pub realm_id: String,
+    /// Internal id of the client.
+    pub client_id: String,
+    pub scope: String,
+    /// The id the session created on redemption will have.
+    pub session_id: String,
+    pub status: DeviceStatus,
+    /// Set on approval (or denial): who decided, from which SSO session.
+    pub user_id: Option<String>,
+    pub sso_session_id: Option<String>,
+    pub auth_time: Option<i64>,
+    /// Minimum seconds between polls; raised by 5 on each `slow_down`.
+    pub interval_secs: i64,
+    pub last_polled_at: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub spent_at: Option<i64>,
 }
 
 /// An answered consent challenge (Verida's auth JWT), kept by the hash of its

@@ -11,6 +11,7 @@ mod extract;
 pub mod metrics;
 mod oidc;
 mod ops;
+pub mod pages;
 mod workspaces;
 
 pub use admin::LocalOperator;
@@ -74,6 +75,7 @@ impl FromRef<AppState> for Arc<HttpSettings> {
 pub fn app(state: AppState) -> Router {
     let keycloak = Router::new()
         .merge(oidc::router())
+        .merge(pages::router())
         .merge(admin::router())
         .merge(consent::realm_router());
     Router::new()

@@ -21,6 +21,18 @@ impl MasterKey {
 }
 
 impl MacKey {
+    /// A base64url HMAC of `data` (CSRF tokens).
+    pub fn tag(&self, data: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(hmac::sign(&self.0, data).as_ref())
+    }
+
+    /// Checks a `tag` in constant time.
+    pub fn verify_tag(&self, data: &[u8], tag: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(tag)
+            .is_ok_and(|t| hmac::verify(&self.0, data, &t).is_ok())
+    }
+
     pub fn sign_jwt<T: Serialize>(&self, claims: &T) -> String {
         let header = JwsHeader {
             alg: "HS256".into(),

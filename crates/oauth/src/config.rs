@@ -11,6 +11,7 @@ pub struct OAuthConfig {
     pub password: PasswordConfig,
     pub throttle: ThrottleConfig,
     pub consent: ConsentConfig,
+    pub browser: BrowserConfig,
 }
 
 impl OAuthConfig {
@@ -21,6 +22,7 @@ impl OAuthConfig {
             password: PasswordConfig::default(),
             throttle: ThrottleConfig::default(),
             consent: ConsentConfig::default(),
+            browser: BrowserConfig::default(),
         }
     }
 }
@@ -88,6 +90,33 @@ impl Default for ConsentConfig {
             access_token_ttl_secs: defaults::ACCESS_TOKEN_LIFESPAN_SECS,
             refresh_token_ttl_secs: defaults::SESSION_MAX_LIFESPAN_SECS,
             host: None,
+        }
+    }
+}
+
+/// Browser sign-in: SSO sessions, codes and the login page.
+#[derive(Clone, Debug)]
+pub struct BrowserConfig {
+    /// How long a browser stays signed in (Keycloak's "SSO Session Max"): 10 hours.
+    pub sso_session_max_secs: i64,
+    /// Authorization code lifetime: 60 s.
+    pub code_ttl_secs: i64,
+    /// Device code lifetime (RFC 8628 `expires_in`): 10 minutes.
+    pub device_code_ttl_secs: i64,
+    /// Minimum seconds between device-code polls (RFC 8628 `interval`).
+    pub device_poll_interval_secs: i64,
+    /// How long a login page can be submitted after it was shown: 30 minutes.
+    pub login_page_ttl_secs: i64,
+}
+
+impl Default for BrowserConfig {
+    fn default() -> Self {
+        Self {
+            sso_session_max_secs: 10 * 3600,
+            code_ttl_secs: 60,
+            device_code_ttl_secs: 600,
+            device_poll_interval_secs: 5,
+            login_page_ttl_secs: 1800,
         }
     }
 }

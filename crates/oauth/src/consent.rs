@@ -249,6 +249,7 @@ impl TokenService {
             user_agent: meta.user_agent.clone(),
             context_name: Some(context.as_str().to_string()),
             origin,
+            sso_session_id: None,
             scope: String::new(),
             auth_time: now,
             created_at: now,

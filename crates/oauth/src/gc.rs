@@ -1,6 +1,7 @@
-//! Garbage collection: expired refresh tokens, sessions and consent
-//! challenges go in small batches, each its own short statement, with a pause
-//! between batches so token issuance never waits long for the write lock.
+//! Garbage collection: expired refresh tokens, sessions, consent challenges,
+//! codes and browser sessions go in small batches, each its own short
+//! statement, with a pause between batches so token issuance never waits long
+//! for the write lock.
 
 use std::time::Duration;
 use tessera_store::{Purged, Store, StoreError};
@@ -32,12 +33,8 @@ pub async fn collect_garbage(
     let mut total = Purged::default();
     loop {
         let done = store.purge_expired(before_ms, batch).await?;
-        total.refresh_tokens += done.refresh_tokens;
-        total.sessions += done.sessions;
-        total.challenges += done.challenges;
-        let more = done.refresh_tokens >= batch as u64
-            || done.sessions >= batch as u64
-            || done.challenges >= batch as u64;
+        total.add(&done);
+        let more = done.largest() >= batch as u64;
         if !more {
             return Ok(total);
         }

@@ -4,6 +4,7 @@
 //! throttling. API boundary: no HTTP types here; the `http` crate turns
 //! requests into `Params`/`ClientCredentials` and `OAuthError`s into responses.
 
+pub mod browser;
 pub mod client_auth;
 pub mod config;
 pub mod consent;
@@ -12,6 +13,7 @@ pub mod gc;
 pub mod grants;
 pub mod issue;
 pub mod keyring;
+pub mod login;
 pub mod params;
 pub mod password;
 pub mod provision;

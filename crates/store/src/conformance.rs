@@ -2,14 +2,17 @@
 //! these tests through `conformance_tests!`, so SQLite and PostgreSQL cannot
 //! drift apart in behaviour.
 
-use crate::{ClientMeta, Purged, RotateOutcome, Store, StoreError, UserQuery};
+use crate::{
+    ClientMeta, DeviceDecision, Purged, Redeemed, RotateOutcome, Store, StoreError, UserQuery,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tessera_core::model::KeyStatus;
 use tessera_core::time::now_ms;
 use tessera_core::{
-    Client, ConsentChallenge, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningAlg,
-    SigningKeyRecord, TokenHash, User, Workspace, WorkspaceStatus,
+    AuthCode, Client, ConsentChallenge, DeviceCode, DeviceStatus, MachineTokenRecord, Realm,
+    RefreshTokenRecord, Session, SigningAlg, SigningKeyRecord, SsoSession, TokenHash, User,
+    Workspace, WorkspaceStatus,
 };
 
 /// Generates one `#[tokio::test]` per conformance check. `$make` is an async
@@ -25,7 +28,8 @@ macro_rules! conformance_tests {
             deleting_a_realm_deletes_its_contents, purge_removes_only_expired,
             purge_works_in_batches, workspaces_and_machine_tokens,
             challenges_are_spent_once, device_sessions_revoke_together,
-            touch_and_extending_rotation);
+            touch_and_extending_rotation, sso_sessions_end_their_app_sessions,
+            auth_codes_redeem_once, device_codes_poll_decide_redeem, purge_removes_codes_and_sso);
     };
     (@each $make:path; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -90,6 +94,7 @@ pub fn session(realm: &Realm, user: &User, client: &Client, now: i64) -> Session
         user_agent: Some("test".into()),
         context_name: None,
         origin: None,
+        sso_session_id: None,
         scope: "email profile".into(),
         auth_time: now,
         created_at: now,
@@ -901,10 +906,9 @@ pub async fn purge_works_in_batches(store: Arc<dyn Store>) {
             break;
         }
     }
-    let sum = batches.iter().fold(Purged::default(), |a, b| Purged {
-        refresh_tokens: a.refresh_tokens + b.refresh_tokens,
-        sessions: a.sessions + b.sessions,
-        challenges: a.challenges + b.challenges,
+    let sum = batches.iter().fold(Purged::default(), |mut a, b| {
+        a.add(b);
+        a
     });
     // Refresh tokens also go with their sessions (cascade), so how many the
     // token statement itself removed depends on the order rows are met.
@@ -1069,4 +1073,377 @@ pub async fn touch_and_extending_rotation(store: Arc<dyn Store>) {
         None,
         "a revoked session is not touched"
     );
+}
+
+fn sso_session(realm: &Realm, user: &User, secret: &str, now: i64) -> SsoSession {
+    SsoSession {
+        id: uuid::Uuid::new_v4().to_string(),
+        realm_id: realm.id.clone(),
+        user_id: user.id.clone(),
+        secret_hash: TokenHash::of(secret),
+        ip: Some("127.0.0.1".into()),
+        user_agent: Some("browser".into()),
+        auth_time: now,
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + 3_600_000,
+        revoked_at: None,
+    }
+}
+
+fn auth_code(sso: &SsoSession, client: &Client, secret: &str, now: i64) -> AuthCode {
+    AuthCode {
+        hash: TokenHash::of(secret),
+        realm_id: sso.realm_id.clone(),
+        client_id: client.id.clone(),
+        user_id: sso.user_id.clone(),
+        sso_session_id: sso.id.clone(),
+        session_id: uuid::Uuid::new_v4().to_string(),
+        redirect_uri: "http://127.0.0.1/cb".into(),
+        scope: "openid".into(),
+        nonce: Some("n".into()),
+        code_challenge: Some("c".into()),
+        auth_time: now,
+        created_at: now,
+        expires_at: now + 60_000,
+        spent_at: None,
+    }
+}
+
+fn device_code(
+    realm: &Realm,
+    client: &Client,
+    secret: &str,
+    user_code: &str,
+    now: i64,
+) -> DeviceCode {
+    DeviceCode {
+        hash: TokenHash::of(secret),
+        user_code: user_code.to_string(),
+        realm_id: realm.id.clone(),
+        client_id: client.id.clone(),
+        scope: "openid".into(),
+        session_id: uuid::Uuid::new_v4().to_string(),
+        status: DeviceStatus::Pending,
+        user_id: None,
+        sso_session_id: None,
+        auth_time: None,
+        interval_secs: 5,
+        last_polled_at: None,
+        created_at: now,
+        expires_at: now + 600_000,
+        spent_at: None,
+    }
+}
+
+/// The app session a code or device code creates when redeemed.
+fn session_for(
+    realm: &Realm,
+    user: &User,
+    client: &Client,
+    id: &str,
+    sso: &str,
+    now: i64,
+) -> Session {
+    let mut s = session(realm, user, client, now);
+    s.id = id.to_string();
+    s.sso_session_id = Some(sso.to_string());
+    s
+}
+
+pub async fn sso_sessions_end_their_app_sessions(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "sso").await;
+    let now = now_ms();
+    let sso = sso_session(&r, &u, "cookie", now);
+    store.create_sso_session(&sso).await.expect("create sso");
+    let touched = store
+        .touch_sso_session(&TokenHash::of("cookie"), now + 5)
+        .await
+        .expect("touch")
+        .expect("live");
+    assert_eq!(
+        (touched.id.as_str(), touched.last_used_at),
+        (sso.id.as_str(), now + 5)
+    );
+    assert!(store
+        .touch_sso_session(&TokenHash::of("other"), now)
+        .await
+        .expect("touch")
+        .is_none());
+    // Two app sessions from this browser, one password session elsewhere.
+    let a = session_for(&r, &u, &c, "app-a", &sso.id, now);
+    let b = session_for(&r, &u, &c, "app-b", &sso.id, now);
+    let other = session(&r, &u, &c, now);
+    for (s, t) in [(&a, "ta"), (&b, "tb"), (&other, "to")] {
+        store
+            .create_session(s, &refresh(s, t, now))
+            .await
+            .expect("create session");
+    }
+    assert_eq!(
+        store
+            .session("app-a")
+            .await
+            .expect("read")
+            .and_then(|s| s.sso_session_id),
+        Some(sso.id.clone())
+    );
+    let listed = store
+        .user_sso_sessions(&r.id, &u.id, now)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    let (user, mut ended) = store
+        .revoke_sso_session(&sso.id, now + 10)
+        .await
+        .expect("revoke")
+        .expect("was live");
+    ended.sort();
+    assert_eq!(
+        (user.as_str(), ended),
+        (
+            u.id.as_str(),
+            vec!["app-a".to_string(), "app-b".to_string()]
+        )
+    );
+    assert!(store
+        .revoke_sso_session(&sso.id, now + 11)
+        .await
+        .expect("again")
+        .is_none());
+    assert!(store
+        .touch_sso_session(&TokenHash::of("cookie"), now + 12)
+        .await
+        .expect("touch")
+        .is_none());
+    let alive = store
+        .user_sessions(&r.id, &u.id, now + 12)
+        .await
+        .expect("list");
+    assert_eq!(
+        alive.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        vec![other.id.clone()]
+    );
+    // Signing the user out everywhere also ends their browser sessions.
+    let sso2 = sso_session(&r, &u, "cookie2", now);
+    store.create_sso_session(&sso2).await.expect("create sso");
+    let ended = store
+        .revoke_user_sessions(&r.id, &u.id, now + 20)
+        .await
+        .expect("revoke all");
+    assert_eq!(ended, vec![other.id.clone()]);
+    assert!(store
+        .touch_sso_session(&TokenHash::of("cookie2"), now + 21)
+        .await
+        .expect("touch")
+        .is_none());
+}
+
+pub async fn auth_codes_redeem_once(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "codes").await;
+    let now = now_ms();
+    let sso = sso_session(&r, &u, "cookie", now);
+    store.create_sso_session(&sso).await.expect("create sso");
+    let code = auth_code(&sso, &c, "code1", now);
+    store.insert_auth_code(&code).await.expect("insert");
+    assert_eq!(
+        store.auth_code(&code.hash).await.expect("read"),
+        Some(code.clone())
+    );
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        let s = session_for(&r, &u, &c, &code.session_id, &sso.id, now);
+        let code = code.clone();
+        tasks.push(tokio::spawn(async move {
+            let first = refresh(&s, &format!("rt{i}"), now);
+            store
+                .redeem_auth_code(&code.hash, now + 1, &s, &first)
+                .await
+                .expect("redeem")
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        match t.await.expect("join") {
+            Redeemed::Created => created += 1,
+            Redeemed::AlreadySpent { session_id } => assert_eq!(session_id, code.session_id),
+            Redeemed::Gone => panic!("the code exists"),
+        }
+    }
+    assert_eq!(created, 1);
+    assert!(store
+        .session(&code.session_id)
+        .await
+        .expect("read")
+        .is_some());
+    assert!(store
+        .auth_code(&code.hash)
+        .await
+        .expect("read")
+        .and_then(|c| c.spent_at)
+        .is_some());
+    let s = session_for(&r, &u, &c, "x", &sso.id, now);
+    assert_eq!(
+        store
+            .redeem_auth_code(&TokenHash::of("nope"), now, &s, &refresh(&s, "x", now))
+            .await
+            .expect("redeem"),
+        Redeemed::Gone
+    );
+}
+
+pub async fn device_codes_poll_decide_redeem(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "device").await;
+    let now = now_ms();
+    let d = device_code(&r, &c, "dev1", "BCDFGHJK", now);
+    store.insert_device_code(&d).await.expect("insert");
+    let clash = device_code(&r, &c, "dev2", "BCDFGHJK", now);
+    assert!(matches!(
+        store.insert_device_code(&clash).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .device_code_by_user_code(&r.id, "BCDFGHJK")
+            .await
+            .expect("read"),
+        Some(d.clone())
+    );
+    // Polls: the first is on time, one 1 s later is too fast and adds 5 s.
+    assert!(store.record_device_poll(&d.hash, now).await.expect("poll"));
+    assert!(!store
+        .record_device_poll(&d.hash, now + 1_000)
+        .await
+        .expect("poll"));
+    let polled = store
+        .device_code(&d.hash)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (polled.interval_secs, polled.last_polled_at),
+        (10, Some(now + 1_000))
+    );
+    assert!(!store
+        .record_device_poll(&d.hash, now + 6_000)
+        .await
+        .expect("poll"));
+    assert!(store
+        .record_device_poll(&d.hash, now + 22_000)
+        .await
+        .expect("poll"));
+    // Redeeming before approval finds nothing to redeem.
+    let s = session_for(&r, &u, &c, &d.session_id, "sso", now);
+    assert_eq!(
+        store
+            .redeem_device_code(&d.hash, now, &s, &refresh(&s, "r0", now))
+            .await
+            .expect("redeem"),
+        Redeemed::Gone
+    );
+    let decision = DeviceDecision {
+        approve: true,
+        user_id: u.id.clone(),
+        sso_session_id: "sso".into(),
+        auth_time: now,
+    };
+    assert!(store
+        .decide_device_code(&r.id, "BCDFGHJK", &decision, now)
+        .await
+        .expect("decide"));
+    let deny = DeviceDecision {
+        approve: false,
+        ..decision.clone()
+    };
+    assert!(!store
+        .decide_device_code(&r.id, "BCDFGHJK", &deny, now)
+        .await
+        .expect("decide twice"));
+    let approved = store
+        .device_code(&d.hash)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (approved.status, approved.user_id.as_deref()),
+        (DeviceStatus::Approved, Some(u.id.as_str()))
+    );
+    assert_eq!(
+        store
+            .redeem_device_code(&d.hash, now, &s, &refresh(&s, "r1", now))
+            .await
+            .expect("redeem"),
+        Redeemed::Created
+    );
+    assert_eq!(
+        store
+            .redeem_device_code(&d.hash, now, &s, &refresh(&s, "r2", now))
+            .await
+            .expect("redeem"),
+        Redeemed::AlreadySpent {
+            session_id: d.session_id.clone()
+        }
+    );
+    // An expired code cannot be decided; a denied one is never redeemed.
+    let mut old = device_code(&r, &c, "dev3", "LMNPQRST", now - 700_000);
+    old.expires_at = now - 100_000;
+    store.insert_device_code(&old).await.expect("insert");
+    assert!(!store
+        .decide_device_code(&r.id, "LMNPQRST", &decision, now)
+        .await
+        .expect("decide"));
+    let denied = device_code(&r, &c, "dev4", "VWXZBCDF", now);
+    store.insert_device_code(&denied).await.expect("insert");
+    assert!(store
+        .decide_device_code(&r.id, "VWXZBCDF", &deny, now)
+        .await
+        .expect("deny"));
+    let s4 = session_for(&r, &u, &c, &denied.session_id, "sso", now);
+    assert_eq!(
+        store
+            .redeem_device_code(&denied.hash, now, &s4, &refresh(&s4, "r4", now))
+            .await
+            .expect("redeem"),
+        Redeemed::Gone
+    );
+}
+
+pub async fn purge_removes_codes_and_sso(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "purge-browser").await;
+    let now = now_ms();
+    let mut dead = sso_session(&r, &u, "dead", now - 7_200_000);
+    dead.expires_at = now - 1;
+    let live = sso_session(&r, &u, "live", now);
+    store.create_sso_session(&dead).await.expect("create");
+    store.create_sso_session(&live).await.expect("create");
+    let mut old_code = auth_code(&live, &c, "old", now - 900_000);
+    old_code.expires_at = now - 840_000;
+    let mut recent = auth_code(&live, &c, "recent", now - 90_000);
+    recent.expires_at = now - 30_000;
+    store.insert_auth_code(&old_code).await.expect("insert");
+    store.insert_auth_code(&recent).await.expect("insert");
+    let mut old_device = device_code(&r, &c, "d-old", "BBBBBBBB", now - 700_000);
+    old_device.expires_at = now - 1;
+    store.insert_device_code(&old_device).await.expect("insert");
+    store
+        .insert_device_code(&device_code(&r, &c, "d-new", "CCCCCCCC", now))
+        .await
+        .expect("insert");
+    let done = store.purge_expired(now, 100).await.expect("purge");
+    assert_eq!((done.codes, done.sso_sessions), (2, 1));
+    assert!(store
+        .auth_code(&old_code.hash)
+        .await
+        .expect("read")
+        .is_none());
+    // A code expired less than 10 minutes ago stays, so a replay is recognised.
+    assert!(store.auth_code(&recent.hash).await.expect("read").is_some());
+    assert!(store.sso_session(&dead.id).await.expect("read").is_none());
+    assert!(store.sso_session(&live.id).await.expect("read").is_some());
+    assert!(store
+        .device_code(&TokenHash::of("d-new"))
+        .await
+        .expect("read")
+        .is_some());
 }

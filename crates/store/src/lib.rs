@@ -10,8 +10,8 @@ pub use error::StoreError;
 use async_trait::async_trait;
 use tessera_core::model::KeyStatus;
 use tessera_core::{
-    Client, ConsentChallenge, MachineTokenRecord, Realm, RefreshTokenRecord, Session,
-    SigningKeyRecord, TokenHash, User, Workspace, WorkspaceStatus,
+    AuthCode, Client, ConsentChallenge, DeviceCode, MachineTokenRecord, Realm, RefreshTokenRecord,
+    Session, SigningKeyRecord, SsoSession, TokenHash, User, Workspace, WorkspaceStatus,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -90,7 +90,8 @@ pub trait SessionStore: Send + Sync {
     /// Marks a session revoked (its refresh tokens die with it). Returns the
     /// session's user id if a not-yet-revoked session was revoked.
     async fn revoke_session(&self, id: &str, now_ms: i64) -> Result<Option<String>>;
-    /// Revokes every active session of a user; returns the ids revoked.
+    /// Revokes every active session of a user, and their SSO sessions;
+    /// returns the ids of the (app) sessions revoked.
     async fn revoke_user_sessions(
         &self,
         realm_id: &str,
@@ -208,17 +209,128 @@ pub trait ConsentStore: Send + Sync {
     ) -> Result<Vec<String>>;
 }
 
+/// Outcome of redeeming an authorization or device code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Redeemed {
+    /// The code is now spent and its session (with the first refresh token)
+    /// stored, in one commit.
+    Created,
+    /// The code was spent before: a replay. Its session id is the one the
+    /// first redemption created.
+    AlreadySpent { session_id: String },
+    /// No such code, or (device codes) not approved.
+    Gone,
+}
+
+/// A person's decision on a device code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceDecision {
+    pub approve: bool,
+    pub user_id: String,
+    pub sso_session_id: String,
+    pub auth_time: i64,
+}
+
+/// Browser sign-in: SSO sessions, authorization codes and device codes.
+#[async_trait]
+pub trait BrowserStore: Send + Sync {
+    async fn create_sso_session(&self, s: &SsoSession) -> Result<()>;
+    /// The active SSO session whose cookie secret hashes to `hash`, with its
+    /// last-used time set to `now_ms`.
+    async fn touch_sso_session(&self, hash: &TokenHash, now_ms: i64) -> Result<Option<SsoSession>>;
+    async fn sso_session(&self, id: &str) -> Result<Option<SsoSession>>;
+    /// Active SSO sessions of a user, newest first.
+    async fn user_sso_sessions(
+        &self,
+        realm_id: &str,
+        user_id: &str,
+        now_ms: i64,
+    ) -> Result<Vec<SsoSession>>;
+    /// Revokes an SSO session and every active session started from it, in
+    /// one commit. Returns the user and the app sessions revoked, or `None`
+    /// if the SSO session was not active.
+    async fn revoke_sso_session(
+        &self,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<(String, Vec<String>)>>;
+
+    async fn insert_auth_code(&self, code: &AuthCode) -> Result<()>;
+    async fn auth_code(&self, hash: &TokenHash) -> Result<Option<AuthCode>>;
+    /// Spends the code and creates `session` with its first refresh token in
+    /// one commit. Of concurrent redemptions exactly one gets `Created`.
+    async fn redeem_auth_code(
+        &self,
+        hash: &TokenHash,
+        now_ms: i64,
+        session: &Session,
+        first: &RefreshTokenRecord,
+    ) -> Result<Redeemed>;
+
+    /// Fails with `Conflict` when the user code is taken.
+    async fn insert_device_code(&self, code: &DeviceCode) -> Result<()>;
+    async fn device_code(&self, hash: &TokenHash) -> Result<Option<DeviceCode>>;
+    async fn device_code_by_user_code(
+        &self,
+        realm_id: &str,
+        user_code: &str,
+    ) -> Result<Option<DeviceCode>>;
+    /// Records a poll. False if it came sooner than the interval after the
+    /// previous one; the interval then grows by 5 seconds (RFC 8628 §3.5).
+    async fn record_device_poll(&self, hash: &TokenHash, now_ms: i64) -> Result<bool>;
+    /// Approves or denies a pending, unexpired code; false if it was not
+    /// pending (decided before) or has expired.
+    async fn decide_device_code(
+        &self,
+        realm_id: &str,
+        user_code: &str,
+        decision: &DeviceDecision,
+        now_ms: i64,
+    ) -> Result<bool>;
+    /// Spends an approved code and creates `session`, in one commit.
+    async fn redeem_device_code(
+        &self,
+        hash: &TokenHash,
+        now_ms: i64,
+        session: &Session,
+        first: &RefreshTokenRecord,
+    ) -> Result<Redeemed>;
+}
+
 /// Rows removed by one garbage-collection batch, per table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Purged {
     pub refresh_tokens: u64,
     pub sessions: u64,
     pub challenges: u64,
+    /// Expired authorization and device codes.
+    pub codes: u64,
+    pub sso_sessions: u64,
 }
 
 impl Purged {
+    /// Rows removed from the table that lost the most.
+    pub fn largest(&self) -> u64 {
+        [
+            self.refresh_tokens,
+            self.sessions,
+            self.challenges,
+            self.codes,
+            self.sso_sessions,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
+    pub fn add(&mut self, other: &Purged) {
+        self.refresh_tokens += other.refresh_tokens;
+        self.sessions += other.sessions;
+        self.challenges += other.challenges;
+        self.codes += other.codes;
+        self.sso_sessions += other.sso_sessions;
+    }
     pub fn total(&self) -> u64 {
-        self.refresh_tokens + self.sessions + self.challenges
+        self.refresh_tokens + self.sessions + self.challenges + self.codes + self.sso_sessions
     }
 }
 
@@ -233,6 +345,7 @@ pub trait Store:
     + KeyStore
     + WorkspaceStore
     + ConsentStore
+    + BrowserStore
 {
     /// Cheap round trip for `/health/ready`.
     async fn ping(&self) -> Result<()>;

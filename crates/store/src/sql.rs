@@ -36,8 +36,8 @@ macro_rules! sql_store_impl {
         const _: () = {
             use ::sqlx::Row as _;
             use $crate::__core::model::KeyStatus;
-            use $crate::__core::{Client, ConsentChallenge, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningKeyRecord, TokenHash, User, Workspace, WorkspaceStatus};
-            use $crate::{ClientMeta, Purged, Result, RotateOutcome, StoreError, UserQuery};
+            use $crate::__core::{AuthCode, Client, ConsentChallenge, DeviceCode, DeviceStatus, SsoSession, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningKeyRecord, TokenHash, User, Workspace, WorkspaceStatus};
+            use $crate::{ClientMeta, DeviceDecision, Purged, Redeemed, Result, RotateOutcome, StoreError, UserQuery};
             type Row = <$db as ::sqlx::Database>::Row;
 
             fn err(e: ::sqlx::Error) -> StoreError {
@@ -120,12 +120,67 @@ macro_rules! sql_store_impl {
                     user_agent: col(row, "user_agent")?,
                     context_name: col(row, "context_name")?,
                     origin: col(row, "origin")?,
+                    sso_session_id: col(row, "sso_session_id")?,
                     scope: col(row, "scope")?,
                     auth_time: col(row, "auth_time")?,
                     created_at: col(row, "created_at")?,
                     last_used_at: col(row, "last_used_at")?,
                     expires_at: col(row, "expires_at")?,
                     revoked_at: col(row, "revoked_at")?,
+                })
+            }
+            fn sso(row: &Row) -> Result<SsoSession> {
+                Ok(SsoSession {
+                    id: col(row, "id")?,
+                    realm_id: col(row, "realm_id")?,
+                    user_id: col(row, "user_id")?,
+                    secret_hash: TokenHash::from_stored(col(row, "secret_hash")?),
+                    ip: col(row, "ip")?,
+                    user_agent: col(row, "user_agent")?,
+                    auth_time: col(row, "auth_time")?,
+                    created_at: col(row, "created_at")?,
+                    last_used_at: col(row, "last_used_at")?,
+                    expires_at: col(row, "expires_at")?,
+                    revoked_at: col(row, "revoked_at")?,
+                })
+            }
+            fn auth_code(row: &Row) -> Result<AuthCode> {
+                Ok(AuthCode {
+                    hash: TokenHash::from_stored(col(row, "hash")?),
+                    realm_id: col(row, "realm_id")?,
+                    client_id: col(row, "client_id")?,
+                    user_id: col(row, "user_id")?,
+                    sso_session_id: col(row, "sso_session_id")?,
+                    session_id: col(row, "session_id")?,
+                    redirect_uri: col(row, "redirect_uri")?,
+                    scope: col(row, "scope")?,
+                    nonce: col(row, "nonce")?,
+                    code_challenge: col(row, "code_challenge")?,
+                    auth_time: col(row, "auth_time")?,
+                    created_at: col(row, "created_at")?,
+                    expires_at: col(row, "expires_at")?,
+                    spent_at: col(row, "spent_at")?,
+                })
+            }
+            fn device(row: &Row) -> Result<DeviceCode> {
+                let status: String = col(row, "status")?;
+                Ok(DeviceCode {
+                    hash: TokenHash::from_stored(col(row, "hash")?),
+                    user_code: col(row, "user_code")?,
+                    realm_id: col(row, "realm_id")?,
+                    client_id: col(row, "client_id")?,
+                    scope: col(row, "scope")?,
+                    session_id: col(row, "session_id")?,
+                    status: DeviceStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Unexpected(format!("device code status {status}")))?,
+                    user_id: col(row, "user_id")?,
+                    sso_session_id: col(row, "sso_session_id")?,
+                    auth_time: col(row, "auth_time")?,
+                    interval_secs: col(row, "interval_secs")?,
+                    last_polled_at: col(row, "last_polled_at")?,
+                    created_at: col(row, "created_at")?,
+                    expires_at: col(row, "expires_at")?,
+                    spent_at: col(row, "spent_at")?,
                 })
             }
             fn refresh(row: &Row) -> Result<RefreshTokenRecord> {
@@ -333,14 +388,7 @@ macro_rules! sql_store_impl {
             impl $crate::SessionStore for $ty {
                 async fn create_session(&self, s: &Session, first: &RefreshTokenRecord) -> Result<()> {
                     let mut tx = self.writer().begin().await.map_err(err)?;
-                    ::sqlx::query("INSERT INTO sessions (id, realm_id, user_id, client_id, device_id, ip, user_agent, scope, auth_time, created_at, last_used_at, expires_at, revoked_at, context_name, origin) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
-                        .bind(&s.id).bind(&s.realm_id).bind(&s.user_id).bind(&s.client_id)
-                        .bind(&s.device_id).bind(&s.ip).bind(&s.user_agent).bind(&s.scope)
-                        .bind(s.auth_time).bind(s.created_at).bind(s.last_used_at)
-                        .bind(s.expires_at).bind(s.revoked_at)
-                        .bind(&s.context_name).bind(&s.origin)
-                        .execute(&mut *tx).await.map_err(err)?;
-                    insert_refresh(&mut tx, first).await?;
+                    insert_session(&mut tx, s, first).await?;
                     tx.commit().await.map_err(err)
                 }
                 async fn session(&self, id: &str) -> Result<Option<Session>> {
@@ -361,10 +409,16 @@ macro_rules! sql_store_impl {
                         .map(|r| col(&r, "user_id")).transpose()
                 }
                 async fn revoke_user_sessions(&self, realm_id: &str, user_id: &str, now: i64) -> Result<Vec<String>> {
-                    ::sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE realm_id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3 RETURNING id")
+                    let mut tx = self.writer().begin().await.map_err(err)?;
+                    ::sqlx::query("UPDATE sso_sessions SET revoked_at = $3 WHERE realm_id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3")
                         .bind(realm_id).bind(user_id).bind(now)
-                        .fetch_all(self.writer()).await.map_err(err)?
-                        .iter().map(|r| col(r, "id")).collect()
+                        .execute(&mut *tx).await.map_err(err)?;
+                    let ids = ::sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE realm_id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3 RETURNING id")
+                        .bind(realm_id).bind(user_id).bind(now)
+                        .fetch_all(&mut *tx).await.map_err(err)?
+                        .iter().map(|r| col(r, "id")).collect::<Result<Vec<String>>>()?;
+                    tx.commit().await.map_err(err)?;
+                    Ok(ids)
                 }
                 async fn touch_session(&self, id: &str, now: i64, meta: &ClientMeta) -> Result<Option<Session>> {
                     ::sqlx::query("UPDATE sessions SET last_used_at = $2, ip = coalesce($3, ip), user_agent = coalesce($4, user_agent) WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 RETURNING *")
@@ -372,6 +426,21 @@ macro_rules! sql_store_impl {
                         .fetch_optional(self.writer()).await.map_err(err)?
                         .as_ref().map(session).transpose()
                 }
+            }
+
+            async fn insert_session(
+                tx: &mut ::sqlx::Transaction<'_, $db>,
+                s: &Session,
+                first: &RefreshTokenRecord,
+            ) -> Result<()> {
+                ::sqlx::query("INSERT INTO sessions (id, realm_id, user_id, client_id, device_id, ip, user_agent, scope, auth_time, created_at, last_used_at, expires_at, revoked_at, context_name, origin, sso_session_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)")
+                    .bind(&s.id).bind(&s.realm_id).bind(&s.user_id).bind(&s.client_id)
+                    .bind(&s.device_id).bind(&s.ip).bind(&s.user_agent).bind(&s.scope)
+                    .bind(s.auth_time).bind(s.created_at).bind(s.last_used_at)
+                    .bind(s.expires_at).bind(s.revoked_at)
+                    .bind(&s.context_name).bind(&s.origin).bind(&s.sso_session_id)
+                    .execute(&mut **tx).await.map_err(err)?;
+                insert_refresh(tx, first).await
             }
 
             async fn insert_refresh(
@@ -563,6 +632,147 @@ macro_rules! sql_store_impl {
             }
 
             #[$crate::__async_trait]
+            impl $crate::BrowserStore for $ty {
+                async fn create_sso_session(&self, s: &SsoSession) -> Result<()> {
+                    ::sqlx::query("INSERT INTO sso_sessions (id, realm_id, user_id, secret_hash, ip, user_agent, auth_time, created_at, last_used_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                        .bind(&s.id).bind(&s.realm_id).bind(&s.user_id).bind(s.secret_hash.as_str())
+                        .bind(&s.ip).bind(&s.user_agent).bind(s.auth_time).bind(s.created_at)
+                        .bind(s.last_used_at).bind(s.expires_at).bind(s.revoked_at)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn touch_sso_session(&self, hash: &TokenHash, now: i64) -> Result<Option<SsoSession>> {
+                    ::sqlx::query("UPDATE sso_sessions SET last_used_at = $2 WHERE secret_hash = $1 AND revoked_at IS NULL AND expires_at > $2 RETURNING *")
+                        .bind(hash.as_str()).bind(now)
+                        .fetch_optional(self.writer()).await.map_err(err)?
+                        .as_ref().map(sso).transpose()
+                }
+                async fn sso_session(&self, id: &str) -> Result<Option<SsoSession>> {
+                    ::sqlx::query("SELECT * FROM sso_sessions WHERE id = $1").bind(id)
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(sso).transpose()
+                }
+                async fn user_sso_sessions(&self, realm_id: &str, user_id: &str, now: i64) -> Result<Vec<SsoSession>> {
+                    ::sqlx::query("SELECT * FROM sso_sessions WHERE realm_id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3 ORDER BY created_at DESC, id")
+                        .bind(realm_id).bind(user_id).bind(now)
+                        .fetch_all(self.reader()).await.map_err(err)?
+                        .iter().map(sso).collect()
+                }
+                async fn revoke_sso_session(&self, id: &str, now: i64) -> Result<Option<(String, Vec<String>)>> {
+                    let mut tx = self.writer().begin().await.map_err(err)?;
+                    let ended = ::sqlx::query("UPDATE sso_sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 RETURNING user_id")
+                        .bind(id).bind(now)
+                        .fetch_optional(&mut *tx).await.map_err(err)?;
+                    let Some(ended) = ended else {
+                        tx.rollback().await.map_err(err)?;
+                        return Ok(None);
+                    };
+                    let user_id: String = col(&ended, "user_id")?;
+                    let ids = ::sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE sso_session_id = $1 AND revoked_at IS NULL AND expires_at > $2 RETURNING id")
+                        .bind(id).bind(now)
+                        .fetch_all(&mut *tx).await.map_err(err)?
+                        .iter().map(|r| col(r, "id")).collect::<Result<Vec<String>>>()?;
+                    tx.commit().await.map_err(err)?;
+                    Ok(Some((user_id, ids)))
+                }
+                async fn insert_auth_code(&self, c: &AuthCode) -> Result<()> {
+                    ::sqlx::query("INSERT INTO auth_codes (hash, realm_id, client_id, user_id, sso_session_id, session_id, redirect_uri, scope, nonce, code_challenge, auth_time, created_at, expires_at, spent_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+                        .bind(c.hash.as_str()).bind(&c.realm_id).bind(&c.client_id).bind(&c.user_id)
+                        .bind(&c.sso_session_id).bind(&c.session_id).bind(&c.redirect_uri).bind(&c.scope)
+                        .bind(&c.nonce).bind(&c.code_challenge).bind(c.auth_time).bind(c.created_at)
+                        .bind(c.expires_at).bind(c.spent_at)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn auth_code(&self, hash: &TokenHash) -> Result<Option<AuthCode>> {
+                    ::sqlx::query("SELECT * FROM auth_codes WHERE hash = $1").bind(hash.as_str())
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(auth_code).transpose()
+                }
+                async fn redeem_auth_code(&self, hash: &TokenHash, now: i64, s: &Session, first: &RefreshTokenRecord) -> Result<Redeemed> {
+                    let mut tx = self.writer().begin().await.map_err(err)?;
+                    // The conditional UPDATE is the lock, as for refresh tokens.
+                    let spent = ::sqlx::query("UPDATE auth_codes SET spent_at = $2 WHERE hash = $1 AND spent_at IS NULL RETURNING hash")
+                        .bind(hash.as_str()).bind(now)
+                        .fetch_optional(&mut *tx).await.map_err(err)?;
+                    if spent.is_none() {
+                        let before = ::sqlx::query("SELECT session_id FROM auth_codes WHERE hash = $1")
+                            .bind(hash.as_str())
+                            .fetch_optional(&mut *tx).await.map_err(err)?;
+                        tx.rollback().await.map_err(err)?;
+                        return Ok(match before {
+                            Some(row) => Redeemed::AlreadySpent { session_id: col(&row, "session_id")? },
+                            None => Redeemed::Gone,
+                        });
+                    }
+                    insert_session(&mut tx, s, first).await?;
+                    tx.commit().await.map_err(err)?;
+                    Ok(Redeemed::Created)
+                }
+                async fn insert_device_code(&self, d: &DeviceCode) -> Result<()> {
+                    ::sqlx::query("INSERT INTO device_codes (hash, user_code, realm_id, client_id, scope, session_id, status, user_id, sso_session_id, auth_time, interval_secs, last_polled_at, created_at, expires_at, spent_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
+                        .bind(d.hash.as_str()).bind(&d.user_code).bind(&d.realm_id).bind(&d.client_id)
+                        .bind(&d.scope).bind(&d.session_id).bind(d.status.as_str()).bind(&d.user_id)
+                        .bind(&d.sso_session_id).bind(d.auth_time).bind(d.interval_secs)
+                        .bind(d.last_polled_at).bind(d.created_at).bind(d.expires_at).bind(d.spent_at)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn device_code(&self, hash: &TokenHash) -> Result<Option<DeviceCode>> {
+                    ::sqlx::query("SELECT * FROM device_codes WHERE hash = $1").bind(hash.as_str())
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(device).transpose()
+                }
+                async fn device_code_by_user_code(&self, realm_id: &str, user_code: &str) -> Result<Option<DeviceCode>> {
+                    ::sqlx::query("SELECT * FROM device_codes WHERE realm_id = $1 AND user_code = $2")
+                        .bind(realm_id).bind(user_code)
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .as_ref().map(device).transpose()
+                }
+                async fn record_device_poll(&self, hash: &TokenHash, now: i64) -> Result<bool> {
+                    let on_time = ::sqlx::query("UPDATE device_codes SET last_polled_at = $2 WHERE hash = $1 AND (last_polled_at IS NULL OR last_polled_at + interval_secs * 1000 <= $2)")
+                        .bind(hash.as_str()).bind(now)
+                        .execute(self.writer()).await.map_err(err)?.rows_affected();
+                    if on_time == 1 {
+                        return Ok(true);
+                    }
+                    ::sqlx::query("UPDATE device_codes SET interval_secs = interval_secs + 5, last_polled_at = $2 WHERE hash = $1")
+                        .bind(hash.as_str()).bind(now)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(false)
+                }
+                async fn decide_device_code(&self, realm_id: &str, user_code: &str, d: &DeviceDecision, now: i64) -> Result<bool> {
+                    let status = if d.approve { DeviceStatus::Approved } else { DeviceStatus::Denied };
+                    let done = ::sqlx::query("UPDATE device_codes SET status = $3, user_id = $4, sso_session_id = $5, auth_time = $6 WHERE realm_id = $1 AND user_code = $2 AND status = 'pending' AND expires_at > $7")
+                        .bind(realm_id).bind(user_code).bind(status.as_str()).bind(&d.user_id)
+                        .bind(&d.sso_session_id).bind(d.auth_time).bind(now)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(done.rows_affected() == 1)
+                }
+                async fn redeem_device_code(&self, hash: &TokenHash, now: i64, s: &Session, first: &RefreshTokenRecord) -> Result<Redeemed> {
+                    let mut tx = self.writer().begin().await.map_err(err)?;
+                    let spent = ::sqlx::query("UPDATE device_codes SET spent_at = $2 WHERE hash = $1 AND status = 'approved' AND spent_at IS NULL RETURNING hash")
+                        .bind(hash.as_str()).bind(now)
+                        .fetch_optional(&mut *tx).await.map_err(err)?;
+                    if spent.is_none() {
+                        let before = ::sqlx::query("SELECT session_id, spent_at FROM device_codes WHERE hash = $1")
+                            .bind(hash.as_str())
+                            .fetch_optional(&mut *tx).await.map_err(err)?;
+                        tx.rollback().await.map_err(err)?;
+                        return Ok(match before {
+                            Some(row) if col::<Option<i64>>(&row, "spent_at")?.is_some() => {
+                                Redeemed::AlreadySpent { session_id: col(&row, "session_id")? }
+                            }
+                            _ => Redeemed::Gone,
+                        });
+                    }
+                    insert_session(&mut tx, s, first).await?;
+                    tx.commit().await.map_err(err)?;
+                    Ok(Redeemed::Created)
+                }
+            }
+
+            #[$crate::__async_trait]
             impl $crate::Store for $ty {
                 async fn ping(&self) -> Result<()> {
                     ::sqlx::query("SELECT 1").execute(self.reader()).await.map_err(err)?;
@@ -584,7 +794,18 @@ macro_rules! sql_store_impl {
                     let challenges = ::sqlx::query("DELETE FROM consent_challenges WHERE hash IN (SELECT hash FROM consent_challenges WHERE expires_at <= $1 LIMIT $2)")
                         .bind(before).bind(limit)
                         .execute(self.writer()).await.map_err(err)?.rows_affected();
-                    Ok(Purged { refresh_tokens, sessions, challenges })
+                    // Spent codes outlive their expiry by 10 minutes so a
+                    // late replay still revokes what the code produced.
+                    let mut codes = ::sqlx::query("DELETE FROM auth_codes WHERE hash IN (SELECT hash FROM auth_codes WHERE expires_at <= $1 - 600000 LIMIT $2)")
+                        .bind(before).bind(limit)
+                        .execute(self.writer()).await.map_err(err)?.rows_affected();
+                    codes += ::sqlx::query("DELETE FROM device_codes WHERE hash IN (SELECT hash FROM device_codes WHERE expires_at <= $1 LIMIT $2)")
+                        .bind(before).bind(limit)
+                        .execute(self.writer()).await.map_err(err)?.rows_affected();
+                    let sso_sessions = ::sqlx::query("DELETE FROM sso_sessions WHERE id IN (SELECT id FROM sso_sessions WHERE expires_at <= $1 UNION SELECT id FROM sso_sessions WHERE revoked_at <= $1 - 86400000 LIMIT $2)")
+                        .bind(before).bind(limit)
+                        .execute(self.writer()).await.map_err(err)?.rows_affected();
+                    Ok(Purged { refresh_tokens, sessions, challenges, codes, sso_sessions })
                 }
             }
         };

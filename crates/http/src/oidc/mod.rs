@@ -20,7 +20,10 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{oidc}/token"), post(token::token))
         .route(&format!("{oidc}/token/introspect"), post(token::introspect))
         .route(&format!("{oidc}/revoke"), post(token::revoke))
-        .route(&format!("{oidc}/logout"), post(token::logout))
+        .route(
+            &format!("{oidc}/auth/device"),
+            post(token::device_authorization),
+        )
         .route(
             &format!("{oidc}/userinfo"),
             get(userinfo::userinfo_get).post(userinfo::userinfo_post),

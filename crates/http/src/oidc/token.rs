@@ -78,15 +78,15 @@ pub async fn revoke(
     Ok(StatusCode::OK)
 }
 
-pub async fn logout(
+/// RFC 8628 §3.1: a code pair for a device.
+pub async fn device_authorization(
     State(tokens): State<TokenService>,
     Path(realm): Path<String>,
     form: Form,
-) -> Result<StatusCode, OAuthReject> {
-    let (realm, client) = realm_and_client(&tokens, &realm, &form).await?;
-    let refresh_token = form.params.require("refresh_token")?;
-    tokens
-        .logout_with_refresh_token(&realm, &client, refresh_token)
+) -> Result<Response, OAuthReject> {
+    let realm = tokens.realm(&realm).await?;
+    let body = tokens
+        .device_authorization(&realm, form.authorization.as_deref(), &form.params)
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }

@@ -3,7 +3,9 @@
 //! check the client may use the grant, then run the grant. Each grant lives
 //! in its own file and reads only the parameters it declares.
 
+mod authorization_code;
 mod client_credentials;
+mod device_code;
 mod password;
 mod refresh_token;
 
@@ -14,6 +16,7 @@ use crate::TokenService;
 use tessera_core::{Client, OAuthError, OAuthErrorCode, Realm, Secret};
 use tessera_store::ClientMeta;
 
+pub use authorization_code::AuthCodeRequest;
 pub use password::PasswordRequest;
 pub use refresh_token::RefreshRequest;
 
@@ -23,12 +26,22 @@ pub enum TokenRequest {
     Password(PasswordRequest),
     ClientCredentials { scope: Option<String> },
     RefreshToken(RefreshRequest),
+    AuthorizationCode(AuthCodeRequest),
+    DeviceCode { device_code: Secret<String> },
 }
+
+/// RFC 8628's grant type URN.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 impl TokenRequest {
     /// The grant type names this server implements.
-    pub const GRANT_TYPES: &'static [&'static str] =
-        &["password", "client_credentials", "refresh_token"];
+    pub const GRANT_TYPES: &'static [&'static str] = &[
+        "authorization_code",
+        "password",
+        "client_credentials",
+        "refresh_token",
+        DEVICE_CODE_GRANT,
+    ];
 
     pub fn parse(params: &Params) -> Result<Self, OAuthError> {
         let scope = params.get("scope").map(str::to_string);
@@ -44,6 +57,14 @@ impl TokenRequest {
                 refresh_token: Secret::new(params.require("refresh_token")?.to_string()),
                 scope,
             })),
+            "authorization_code" => Ok(Self::AuthorizationCode(AuthCodeRequest {
+                code: Secret::new(params.require("code")?.to_string()),
+                redirect_uri: params.get("redirect_uri").map(str::to_string),
+                code_verifier: params.get("code_verifier").map(str::to_string),
+            })),
+            DEVICE_CODE_GRANT => Ok(Self::DeviceCode {
+                device_code: Secret::new(params.require("device_code")?.to_string()),
+            }),
             other => Err(OAuthError::new(
                 OAuthErrorCode::UnsupportedGrantType,
                 format!("unsupported grant_type: {other}"),
@@ -56,6 +77,8 @@ impl TokenRequest {
             Self::Password(_) => "password",
             Self::ClientCredentials { .. } => "client_credentials",
             Self::RefreshToken(_) => "refresh_token",
+            Self::AuthorizationCode(_) => "authorization_code",
+            Self::DeviceCode { .. } => "device_code",
         }
     }
 
@@ -67,6 +90,8 @@ impl TokenRequest {
                 !client.public_client && client.service_accounts_enabled
             }
             Self::RefreshToken(_) => true,
+            Self::AuthorizationCode(_) => client.standard_flow_enabled,
+            Self::DeviceCode { .. } => crate::browser::device::device_grant_enabled(client),
         };
         if allowed {
             Ok(())
@@ -101,6 +126,14 @@ impl TokenService {
                     .await?
             }
             TokenRequest::RefreshToken(r) => self.refresh_grant(realm, &client, r, meta).await?,
+            TokenRequest::AuthorizationCode(r) => {
+                self.authorization_code_grant(realm, &client, r, meta)
+                    .await?
+            }
+            TokenRequest::DeviceCode { device_code } => {
+                self.device_code_grant(realm, &client, device_code, meta)
+                    .await?
+            }
         };
         Ok((response, grant))
     }

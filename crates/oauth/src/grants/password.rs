@@ -5,7 +5,7 @@ use crate::issue::{new_refresh_token, Issue, Subject};
 use crate::{TokenResponse, TokenService};
 use tessera_core::scope::ScopeSet;
 use tessera_core::time::now_ms;
-use tessera_core::{Client, OAuthError, OAuthErrorCode, Realm, Secret, Session};
+use tessera_core::{Client, OAuthError, Realm, Secret, Session};
 use tessera_store::ClientMeta;
 
 #[derive(Debug)]
@@ -17,8 +17,6 @@ pub struct PasswordRequest {
     pub device_id: Option<String>,
 }
 
-const BAD_CREDENTIALS: &str = "Invalid user credentials";
-
 impl TokenService {
     pub(crate) async fn password_grant(
         &self,
@@ -28,37 +26,9 @@ impl TokenService {
         meta: &ClientMeta,
     ) -> Result<TokenResponse, OAuthError> {
         let scope = ScopeSet::parse_requested(req.scope.as_deref())?;
-        let username = req.username.to_lowercase();
-        let attempt = self
-            .throttle
-            .begin(&realm.id, &username)
-            .map_err(OAuthError::too_many_requests)?;
-        let user = match self.store.user_by_username(&realm.id, &username).await {
-            Ok(u) => u,
-            Err(e) => {
-                attempt.not_counted();
-                return Err(OAuthError::server_error(e));
-            }
-        };
-        let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
-        let verified = match self.passwords.verify(hash, &req.password).await {
-            Ok(v) => v,
-            Err(e) => {
-                attempt.not_counted();
-                return Err(e);
-            }
-        };
-        let user = match user {
-            Some(u) if verified && u.enabled => u,
-            _ => {
-                attempt.failed();
-                return Err(OAuthError::new(
-                    OAuthErrorCode::InvalidUserCredentials,
-                    BAD_CREDENTIALS,
-                ));
-            }
-        };
-        attempt.succeeded();
+        let user = self
+            .check_password(realm, &req.username, &req.password)
+            .await?;
         if user.password_temporary {
             return Err(OAuthError::invalid_grant("Account is not fully set up"));
         }
@@ -73,6 +43,7 @@ impl TokenService {
             user_agent: meta.user_agent.clone(),
             context_name: None,
             origin: None,
+            sso_session_id: None,
             scope: scope.to_param(),
             auth_time: now,
             created_at: now,

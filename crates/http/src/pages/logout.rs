@@ -1,0 +1,172 @@
+//! The logout endpoint. A form POST with `refresh_token` is Keycloak's
+//! back-channel logout (client authenticated, JSON errors); anything else is
+//! RP-initiated logout from a browser: with a valid `id_token_hint` the
+//! browser is signed out at once, without one the user confirms first.
+
+use super::login::browser;
+use super::{
+    clear_sso_cookies, csrf, csrf_ok, error_page, oauth_error_page, page_realm, realm_title,
+    MessagePage, Page, PageForm, EXPIRED_FORM,
+};
+use crate::error::OAuthReject;
+use crate::AppState;
+use askama::Template;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tessera_core::Realm;
+use tessera_oauth::{ClientCredentials, Params, TokenService};
+
+#[derive(Template)]
+#[template(path = "logout_confirm.html")]
+struct ConfirmPage<'a> {
+    realm_title: &'a str,
+    app_name: Option<&'a str>,
+    action: &'a str,
+    csrf: &'a str,
+    fields: &'a [(String, String)],
+}
+
+/// Parameters carried from the confirmation page to its POST.
+const CARRIED: &[&str] = &["post_logout_redirect_uri", "state", "client_id"];
+
+pub async fn logout_get(
+    State(app): State<AppState>,
+    Path(realm): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
+    let tokens = &app.tokens;
+    let realm = match page_realm(tokens, &realm).await {
+        Ok(r) => r,
+        Err(p) => return p.into_response(),
+    };
+    let pairs: Result<Vec<(String, String)>, _> =
+        serde_urlencoded::from_str(uri.query().unwrap_or(""));
+    let params = match pairs.ok().map(Params::from_pairs) {
+        Some(Ok(p)) => p,
+        _ => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                &realm_title(&realm),
+                "The sign-out request could not be read.",
+            )
+            .into_response()
+        }
+    };
+    rp_logout(tokens, &realm, &params, &headers, uri.path(), false)
+        .await
+        .into_response()
+}
+
+pub async fn logout_post(
+    State(app): State<AppState>,
+    Path(realm): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    form: PageForm,
+) -> Response {
+    let tokens = &app.tokens;
+    if form.params.get("refresh_token").is_some() {
+        return back_channel(tokens, &realm, &form).await;
+    }
+    let realm = match page_realm(tokens, &realm).await {
+        Ok(r) => r,
+        Err(p) => return p.into_response(),
+    };
+    let confirmed = form.params.get("confirm").is_some();
+    if confirmed && !csrf_ok(tokens, &realm, &form.headers, &form.params) {
+        return error_page(StatusCode::BAD_REQUEST, &realm_title(&realm), EXPIRED_FORM)
+            .into_response();
+    }
+    rp_logout(
+        tokens,
+        &realm,
+        &form.params,
+        &form.headers,
+        uri.path(),
+        confirmed,
+    )
+    .await
+    .into_response()
+}
+
+/// Keycloak's logout with a refresh token: ends that session.
+async fn back_channel(tokens: &TokenService, realm: &str, form: &PageForm) -> Response {
+    let run = async {
+        let realm = tokens.realm(realm).await?;
+        let authorization = form
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let creds = ClientCredentials::extract(authorization, &form.params)?;
+        let client = tokens.authenticate_client(&realm, &creds).await?;
+        let refresh_token = form.params.require("refresh_token")?;
+        tokens
+            .logout_with_refresh_token(&realm, &client, refresh_token)
+            .await
+    };
+    match run.await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => OAuthReject(e).into_response(),
+    }
+}
+
+async fn rp_logout(
+    tokens: &TokenService,
+    realm: &Realm,
+    params: &Params,
+    headers: &HeaderMap,
+    action: &str,
+    confirmed: bool,
+) -> Page {
+    let title = realm_title(realm);
+    let req = match tokens.check_logout(realm, params).await {
+        Ok(r) => r,
+        Err(msg) => return error_page(StatusCode::BAD_REQUEST, &title, &msg),
+    };
+    let who = match browser(tokens, realm, headers).await {
+        Ok(w) => w,
+        Err(p) => return p,
+    };
+    if req.needs_confirmation() && !confirmed && who.is_some() {
+        let (csrf, set) = csrf(tokens, realm, headers);
+        let fields: Vec<(String, String)> = CARRIED
+            .iter()
+            .filter_map(|k| params.get(k).map(|v| (k.to_string(), v.to_string())))
+            .collect();
+        let redirect_origin = req
+            .redirect
+            .as_deref()
+            .and_then(tessera_oauth::browser::authorize::origin_of);
+        return Page::render(
+            StatusCode::OK,
+            &ConfirmPage {
+                realm_title: &title,
+                app_name: req.client_name.as_deref(),
+                action,
+                csrf: &csrf,
+                fields: &fields,
+            },
+        )
+        .allow_form_action(redirect_origin)
+        .with_cookies(set);
+    }
+    if let Err(e) = tokens.rp_logout(&req, who.as_ref()).await {
+        return oauth_error_page(&title, &e);
+    }
+    let cookies = clear_sso_cookies(tokens, realm);
+    match req.redirect {
+        Some(to) => Page::redirect(to).with_cookies(cookies).see_other(),
+        None => Page::render(
+            StatusCode::OK,
+            &MessagePage {
+                realm_title: &title,
+                heading: "You are signed out",
+                message: "You have been signed out. You can close this window.",
+                is_error: false,
+                link: None,
+            },
+        )
+        .with_cookies(cookies),
+    }
+}

@@ -1,0 +1,161 @@
+//! Signing in with a browser: SSO sessions (named by a cookie), the signed
+//! state a login page carries, CSRF tokens, the authorization endpoint,
+//! device verification, RP-initiated logout and the account operations.
+//! API boundary: no HTTP types here; the `http` crate renders pages and sets
+//! cookies from what these functions return.
+
+pub mod account;
+pub mod authorize;
+pub mod device;
+pub mod logout;
+
+use crate::TokenService;
+use serde::{Deserialize, Serialize};
+use tessera_core::secret::random_token;
+use tessera_core::time::{now_ms, now_secs};
+use tessera_core::{OAuthError, Realm, SsoSession, TokenHash, User};
+use tessera_store::ClientMeta;
+
+pub use authorize::{AuthorizeError, AuthorizeRequest, Redirect, ResponseMode};
+
+/// A browser that is signed in: its SSO session and user.
+#[derive(Clone, Debug)]
+pub struct SignedIn {
+    pub sso: SsoSession,
+    pub user: User,
+}
+
+/// What a login page leads to once the user has signed in.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Intent {
+    /// Finish an authorization request.
+    Authorize(AuthorizeRequest),
+    /// Go on to the device verification page (with the code, if one was given).
+    Device { user_code: Option<String> },
+    /// Go on to the account page.
+    Account,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LoginState {
+    exp: i64,
+    realm: String,
+    intent: Intent,
+}
+
+impl TokenService {
+    fn browser_key(&self, purpose: &str, realm: &Realm) -> tessera_keys::MacKey {
+        self.keys
+            .master()
+            .mac_key(&format!("browser-{purpose}/{}", realm.id))
+    }
+
+    /// Seals an intent into the hidden field of a login page: MAC'd, bound to
+    /// the realm, expiring after `login_page_ttl_secs`.
+    pub fn seal_intent(&self, realm: &Realm, intent: &Intent) -> String {
+        self.browser_key("login", realm).sign_jwt(&LoginState {
+            exp: now_secs() + self.config.browser.login_page_ttl_secs,
+            realm: realm.id.clone(),
+            intent: intent.clone(),
+        })
+    }
+
+    /// Opens what `seal_intent` sealed; `None` if forged, for another realm
+    /// or expired.
+    pub fn open_intent(&self, realm: &Realm, sealed: &str) -> Option<Intent> {
+        let value = self.browser_key("login", realm).verify_jwt(sealed).ok()?;
+        let state: LoginState = serde_json::from_value(value).ok()?;
+        (state.realm == realm.id && state.exp > now_secs()).then_some(state.intent)
+    }
+
+    /// The CSRF token for a browser, bound to its CSRF cookie.
+    pub fn csrf_token(&self, realm: &Realm, cookie: &str) -> String {
+        self.browser_key("csrf", realm).tag(cookie.as_bytes())
+    }
+
+    /// Whether `token` was made for this browser's CSRF cookie.
+    pub fn check_csrf(&self, realm: &Realm, cookie: Option<&str>, token: Option<&str>) -> bool {
+        match (cookie, token) {
+            (Some(c), Some(t)) if !c.is_empty() => {
+                self.browser_key("csrf", realm).verify_tag(c.as_bytes(), t)
+            }
+            _ => false,
+        }
+    }
+
+    /// Signs a browser in: a new SSO session, and the secret for its cookie.
+    pub async fn start_sso_session(
+        &self,
+        realm: &Realm,
+        user: &User,
+        meta: &ClientMeta,
+    ) -> Result<(SsoSession, String), OAuthError> {
+        let secret = random_token(32);
+        let now = now_ms();
+        let sso = SsoSession {
+            id: uuid::Uuid::new_v4().to_string(),
+            realm_id: realm.id.clone(),
+            user_id: user.id.clone(),
+            secret_hash: TokenHash::of(&secret),
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            auth_time: now,
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + self.config.browser.sso_session_max_secs * 1000,
+            revoked_at: None,
+        };
+        self.store
+            .create_sso_session(&sso)
+            .await
+            .map_err(OAuthError::server_error)?;
+        tracing::info!(realm = %realm.name, user = %user.id, sso = %sso.id, "browser signed in");
+        Ok((sso, secret))
+    }
+
+    /// The browser behind an SSO cookie, if it is signed in to this realm
+    /// as an enabled user.
+    pub async fn signed_in(
+        &self,
+        realm: &Realm,
+        cookie: Option<&str>,
+    ) -> Result<Option<SignedIn>, OAuthError> {
+        let Some(cookie) = cookie.filter(|c| !c.is_empty() && c.len() <= 128) else {
+            return Ok(None);
+        };
+        let Some(sso) = self
+            .store
+            .touch_sso_session(&TokenHash::of(cookie), now_ms())
+            .await
+            .map_err(OAuthError::server_error)?
+            .filter(|s| s.realm_id == realm.id)
+        else {
+            return Ok(None);
+        };
+        let user = self
+            .store
+            .user(&realm.id, &sso.user_id)
+            .await
+            .map_err(OAuthError::server_error)?
+            .filter(|u| u.enabled);
+        Ok(user.map(|user| SignedIn { sso, user }))
+    }
+
+    /// Signs a browser out: its SSO session and every session it started.
+    /// Returns whether it was signed in.
+    pub async fn end_sso_session(&self, sso_id: &str) -> Result<bool, OAuthError> {
+        let ended = self
+            .store
+            .revoke_sso_session(sso_id, now_ms())
+            .await
+            .map_err(OAuthError::server_error)?;
+        Ok(match ended {
+            Some((user_id, sessions)) => {
+                self.announce_ended(&user_id, sessions);
+                true
+            }
+            None => false,
+        })
+    }
+}

@@ -1,0 +1,125 @@
+//! Device code grant (RFC 8628 §3.4): the client polls until a person has
+//! approved or denied the code on the verification page; an approved code
+//! yields tokens exactly once.
+
+use crate::issue::{new_refresh_token, Issue, Subject};
+use crate::{TokenResponse, TokenService};
+use tessera_core::scope::ScopeSet;
+use tessera_core::time::now_ms;
+use tessera_core::{
+    Client, DeviceStatus, OAuthError, OAuthErrorCode, Realm, Secret, Session, TokenHash,
+};
+use tessera_store::{ClientMeta, Redeemed};
+
+impl TokenService {
+    pub(crate) async fn device_code_grant(
+        &self,
+        realm: &Realm,
+        client: &Client,
+        device_code: Secret<String>,
+        meta: &ClientMeta,
+    ) -> Result<TokenResponse, OAuthError> {
+        let bad = || OAuthError::invalid_grant("Device code not valid");
+        let hash = TokenHash::of(device_code.expose());
+        let code = self
+            .store
+            .device_code(&hash)
+            .await
+            .map_err(OAuthError::server_error)?
+            .filter(|c| c.realm_id == realm.id)
+            .ok_or_else(bad)?;
+        if code.client_id != client.id {
+            return Err(bad().with_debug("device code was issued to another client"));
+        }
+        if code.spent_at.is_some() {
+            return Err(OAuthError::invalid_grant("Device code already used"));
+        }
+        let now = now_ms();
+        if code.expires_at <= now {
+            return Err(OAuthError::new(
+                OAuthErrorCode::ExpiredToken,
+                "Device code expired",
+            ));
+        }
+        let on_time = self
+            .store
+            .record_device_poll(&hash, now)
+            .await
+            .map_err(OAuthError::server_error)?;
+        if !on_time {
+            return Err(OAuthError::new(
+                OAuthErrorCode::SlowDown,
+                format!(
+                    "Polling too fast: wait at least {} seconds between requests",
+                    code.interval_secs + 5
+                ),
+            ));
+        }
+        let user_id = match code.status {
+            DeviceStatus::Pending => {
+                return Err(OAuthError::new(
+                    OAuthErrorCode::AuthorizationPending,
+                    "The user has not yet approved the request",
+                ))
+            }
+            DeviceStatus::Denied => {
+                return Err(OAuthError::new(
+                    OAuthErrorCode::AccessDenied,
+                    "The user denied the request",
+                ))
+            }
+            DeviceStatus::Approved => code.user_id.clone().ok_or_else(bad)?,
+        };
+        let user = self
+            .store
+            .user(&realm.id, &user_id)
+            .await
+            .map_err(OAuthError::server_error)?
+            .filter(|u| u.enabled)
+            .ok_or_else(|| OAuthError::invalid_grant("User not found or disabled"))?;
+        let session = Session {
+            id: code.session_id.clone(),
+            realm_id: realm.id.clone(),
+            user_id: user.id.clone(),
+            client_id: client.id.clone(),
+            device_id: None,
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            context_name: None,
+            origin: None,
+            // The browser approved; the device signs in on its own, so
+            // signing that browser out does not sign the device out.
+            sso_session_id: None,
+            scope: code.scope.clone(),
+            auth_time: code.auth_time.unwrap_or(now),
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + realm.session_max_lifespan_secs * 1000,
+            revoked_at: None,
+        };
+        let refresh = new_refresh_token(&session, now);
+        match self
+            .store
+            .redeem_device_code(&hash, now, &session, &refresh.record)
+            .await
+            .map_err(OAuthError::server_error)?
+        {
+            Redeemed::Created => {}
+            Redeemed::AlreadySpent { .. } => {
+                return Err(OAuthError::invalid_grant("Device code already used"))
+            }
+            Redeemed::Gone => return Err(bad()),
+        }
+        let scope = ScopeSet::from_stored(&code.scope);
+        self.token_response(Issue {
+            realm,
+            client,
+            subject: Subject::User(&user),
+            session: Some(&session),
+            refresh: Some(&refresh),
+            scope: &scope,
+            nonce: None,
+        })
+        .await
+    }
+}

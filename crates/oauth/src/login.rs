@@ -1,0 +1,55 @@
+//! Checking a username and password, shared by the password grant, the login
+//! page and the account page's change-password form: throttled per username,
+//! and as slow for an unknown user as for a wrong password.
+
+use crate::TokenService;
+use tessera_core::{OAuthError, OAuthErrorCode, Realm, Secret, User};
+
+/// The one message every failed login gets.
+pub const BAD_CREDENTIALS: &str = "Invalid user credentials";
+
+impl TokenService {
+    /// The enabled user with this username and password. Any failure is
+    /// `InvalidUserCredentials` with the same message (or `TooManyRequests`
+    /// once the username is locked).
+    pub async fn check_password(
+        &self,
+        realm: &Realm,
+        username: &str,
+        password: &Secret<String>,
+    ) -> Result<User, OAuthError> {
+        let username = username.to_lowercase();
+        let attempt = self
+            .throttle
+            .begin(&realm.id, &username)
+            .map_err(OAuthError::too_many_requests)?;
+        let user = match self.store.user_by_username(&realm.id, &username).await {
+            Ok(u) => u,
+            Err(e) => {
+                attempt.not_counted();
+                return Err(OAuthError::server_error(e));
+            }
+        };
+        let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
+        let verified = match self.passwords.verify(hash, password).await {
+            Ok(v) => v,
+            Err(e) => {
+                attempt.not_counted();
+                return Err(e);
+            }
+        };
+        match user {
+            Some(u) if verified && u.enabled => {
+                attempt.succeeded();
+                Ok(u)
+            }
+            _ => {
+                attempt.failed();
+                Err(OAuthError::new(
+                    OAuthErrorCode::InvalidUserCredentials,
+                    BAD_CREDENTIALS,
+                ))
+            }
+        }
+    }
+}

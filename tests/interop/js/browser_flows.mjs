@@ -1,0 +1,210 @@
+// Browser sign-in driven by clients nobody here wrote: npm openid-client (the
+// relying party) and headless Debian Chromium through playwright-core (the
+// person at the keyboard). One flow per run, named by argv[2]; the JSON in
+// argv[3] says where the server is and who signs in. Prints one JSON object
+// of results; exits non-zero (with the reason on stderr) if a step fails.
+//
+//   code     discovery, code + PKCE through the login page, userinfo,
+//            refresh, RP-initiated logout; the refresh token then fails
+//   device   device authorization: openid-client polls while the browser
+//            approves the code on the verification page
+//   account  the account page: sign out one listed session
+import * as client from 'openid-client';
+import { chromium } from 'playwright-core';
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const [flow, raw] = process.argv.slice(2);
+const cfg = JSON.parse(raw);
+fs.mkdirSync(cfg.screenshots, { recursive: true });
+
+function fail(message) {
+  throw new Error(message);
+}
+
+/** The relying party's own web server: answers every callback with a page. */
+async function callbackServer(port) {
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end('<!DOCTYPE html><title>Relying party</title><p>back at the app</p>');
+  });
+  await new Promise((ok) => server.listen(port, '127.0.0.1', ok));
+  return server;
+}
+
+async function launch() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  return { browser, page };
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(cfg.screenshots, `${name}.png`), fullPage: true });
+}
+
+async function signIn(page) {
+  await page.waitForSelector('#username');
+  await page.fill('#username', cfg.username);
+  await page.fill('#password', cfg.password);
+  await page.click('#kc-login');
+}
+
+async function discover() {
+  return client.discovery(new URL(cfg.issuer), cfg.clientId, undefined, client.None(), {
+    execute: [client.allowInsecureRequests],
+  });
+}
+
+async function codeFlow() {
+  const config = await discover();
+  const rp = await callbackServer(cfg.callbackPort);
+  const { browser, page } = await launch();
+  try {
+    const verifier = client.randomPKCECodeVerifier();
+    const state = client.randomState();
+    const nonce = client.randomNonce();
+    const url = client.buildAuthorizationUrl(config, {
+      redirect_uri: cfg.redirectUri,
+      scope: 'openid email profile',
+      code_challenge: await client.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state,
+      nonce,
+    });
+    await page.goto(url.href);
+    await shot(page, 'login');
+    // A wrong password first: one generic message, and the form again.
+    await page.fill('#username', cfg.username);
+    await page.fill('#password', 'not-the-password');
+    await page.click('#kc-login');
+    await page.waitForSelector('#login-error');
+    const loginError = (await page.textContent('#login-error')).trim();
+    await shot(page, 'login-failed');
+    await page.fill('#password', cfg.password);
+    await Promise.all([
+      page.waitForURL((u) => u.href.startsWith(cfg.redirectUri)),
+      page.click('#kc-login'),
+    ]);
+    const tokens = await client.authorizationCodeGrant(config, new URL(page.url()), {
+      pkceCodeVerifier: verifier,
+      expectedState: state,
+      expectedNonce: nonce,
+      idTokenExpected: true,
+    });
+    const claims = tokens.claims();
+    const userinfo = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
+    const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token);
+    if (refreshed.access_token === tokens.access_token) fail('refresh returned the same access token');
+
+    // A second visit signs in silently (SSO cookie): no login page.
+    const again = client.buildAuthorizationUrl(config, {
+      redirect_uri: cfg.redirectUri, scope: 'openid', prompt: 'none', state: 's2',
+      code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+    });
+    await page.goto(again.href);
+    const silent = new URL(page.url());
+    if (!silent.searchParams.get('code')) fail(`no silent sign-in: ${page.url()}`);
+
+    const endUrl = client.buildEndSessionUrl(config, {
+      id_token_hint: tokens.id_token,
+      post_logout_redirect_uri: cfg.postLogoutUri,
+      state: 'bye-state',
+    });
+    await page.goto(endUrl.href);
+    await page.waitForURL((u) => u.href.startsWith(cfg.postLogoutUri));
+    const afterLogout = new URL(page.url());
+    let refreshAfterLogout = 'accepted';
+    try {
+      await client.refreshTokenGrant(config, refreshed.refresh_token);
+    } catch (e) {
+      refreshAfterLogout = e.error || String(e);
+    }
+    // Signed out: the authorization endpoint shows the login page again.
+    await page.goto(url.href);
+    await page.waitForSelector('#username');
+    return {
+      loginError,
+      sub: claims.sub,
+      idToken: { nonce: claims.nonce, aud: claims.aud, sid: claims.sid, auth_time: claims.auth_time, at_hash: claims.at_hash },
+      userinfo,
+      scope: tokens.scope,
+      logoutState: afterLogout.searchParams.get('state'),
+      refreshAfterLogout,
+    };
+  } finally {
+    await browser.close();
+    rp.close();
+  }
+}
+
+async function deviceFlow() {
+  const config = await discover();
+  const { browser, page } = await launch();
+  try {
+    const da = await client.initiateDeviceAuthorization(config, { scope: 'openid' });
+    const started = Date.now();
+    const polling = client.pollDeviceAuthorizationGrant(config, da);
+    await page.goto(da.verification_uri_complete);
+    await shot(page, 'device-login');
+    await signIn(page);
+    await page.waitForSelector('#device-approve');
+    await shot(page, 'device-confirm');
+    const shownCode = (await page.textContent('#device-code')).trim();
+    const shownClient = (await page.textContent('#device-client')).trim();
+    await page.click('#device-approve');
+    await page.waitForSelector('#message-title');
+    const result = (await page.textContent('#message-title')).trim();
+    await shot(page, 'device-approved');
+    const tokens = await polling;
+    return {
+      userCode: da.user_code,
+      shownCode,
+      shownClient,
+      result,
+      interval: da.interval,
+      waitedMs: Date.now() - started,
+      username: tokens.claims()?.preferred_username,
+      accessToken: tokens.access_token,
+      refreshToken: tokens.refresh_token,
+    };
+  } finally {
+    await browser.close();
+  }
+}
+
+async function accountFlow() {
+  const { browser, page } = await launch();
+  try {
+    await page.goto(cfg.accountUrl);
+    await signIn(page);
+    await page.waitForSelector('#sessions');
+    await shot(page, 'account');
+    const rows = await page.$$eval('#sessions tbody tr', (trs) => trs.map((tr) => tr.dataset.sessionId));
+    if (!rows.includes(cfg.signOutSession)) fail(`session ${cfg.signOutSession} not listed: ${rows}`);
+    await page.click(`tr[data-session-id="${cfg.signOutSession}"] button.sign-out`);
+    await page.waitForSelector('#account-notice');
+    const notice = (await page.textContent('#account-notice')).trim();
+    await shot(page, 'account-signed-out');
+    const after = await page.$$eval('#sessions tbody tr', (trs) => trs.map((tr) => tr.dataset.sessionId));
+    return { listed: rows, notice, after };
+  } finally {
+    await browser.close();
+  }
+}
+
+const flows = { code: codeFlow, device: deviceFlow, account: accountFlow };
+try {
+  if (!flows[flow]) fail(`unknown flow ${flow}`);
+  const out = await flows[flow]();
+  process.stdout.write(JSON.stringify(out));
+} catch (e) {
+  process.stderr.write(`${flow} flow failed: ${e.stack || e}\n`);
+  process.exit(1);
+}

@@ -57,7 +57,7 @@ fn cases() -> Vec<Case> {
         Case { path: "/realms/test/protocol/openid-connect/token/introspect", ..case("introspect by public client", "client_id=cli&token=x", S::BAD_REQUEST, "unauthorized_client") },
         Case { path: "/realms/test/protocol/openid-connect/token/introspect", ..case("introspect without token", "client_id=app&client_secret=app-secret-0123456789abcdef", S::BAD_REQUEST, "invalid_request") },
         Case { path: "/realms/test/protocol/openid-connect/logout", ..case("logout with bad refresh token", "client_id=cli&refresh_token=zzz", S::BAD_REQUEST, "invalid_grant") },
-        Case { path: "/realms/test/protocol/openid-connect/logout", ..case("logout without refresh token", "client_id=cli", S::BAD_REQUEST, "invalid_request") },
+        Case { path: "/realms/test/protocol/openid-connect/logout", ..case("logout by refresh token without a client", "refresh_token=zzz", S::UNAUTHORIZED, "invalid_client") },
     ]
 }
 

@@ -21,6 +21,7 @@ const ACCOUNT: &str = "/realms/test/account";
 const LOGOUT: &str = "/realms/test/protocol/openid-connect/logout";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+const SVC_SECRET: &str = "svc-secret-0123456789abcdef";
 
 /// A browser: a cookie jar (name, path) → value, sending what a path sees.
 #[derive(Default)]
@@ -165,7 +166,7 @@ impl Browser {
     }
 
     fn signed_in(&self) -> bool {
-        self.jar.keys().any(|(n, _)| n == "TESSERA_SSO")
+        self.jar.keys().any(|(n, _)| n.ends_with("TESSERA_SSO"))
     }
 }
 
@@ -192,7 +193,8 @@ fn auth_url(client: &str, redirect: &str, extra: &[(&str, &str)]) -> String {
     )
 }
 
-/// Adds the public client `web` (device grant on, post-logout URI) and `svc`
+/// Adds the public client `web` (device grant on, post-logout URI, a
+/// loopback URI without port), `plain` (public, no device grant) and `svc`
 /// (confidential, standard flow).
 async fn seed_clients(app: &TestApp) {
     let admin = app.admin_token().await;
@@ -203,7 +205,8 @@ async fn seed_clients(app: &TestApp) {
             &admin,
             Some(json!({
             "clientId": "web", "name": "Web IDE", "publicClient": true,
-            "redirectUris": [WEB_CB, "https://app.example/cb", "http://localhost:3000/cb"],
+                        "redirectUris": [WEB_CB, "https://app.example/cb", "http://localhost:3000/cb",
+                             "http://127.0.0.1/callback"],
             "attributes": {"post.logout.redirect.uris": "https://app.example/bye##+",
                            "oauth2.device.authorization.grant.enabled": "true"}})),
         )
@@ -217,6 +220,11 @@ async fn seed_clients(app: &TestApp) {
             Some(json!({
             "clientId": "plain", "publicClient": true, "redirectUris": [WEB_CB]})),
         )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let r = app
+        .json(Method::POST, "/admin/realms/test/clients", &admin, Some(json!({
+            "clientId": "svc", "publicClient": false, "secret": SVC_SECRET, "redirectUris": [WEB_CB]})))
         .await;
     assert!(r.status.is_success(), "{:?}", r.body);
 }
@@ -412,7 +420,7 @@ async fn bad_requests_go_back_to_the_client(app: TestApp) {
             "unsupported_response_type",
         ),
         (vec![("scope", "openid nosuchscope")], "invalid_scope"),
-        (vec![("response_mode", "fragment")], "invalid_request"),
+        (vec![("response_mode", "query.jwt")], "invalid_request"),
         (vec![("prompt", "none")], "login_required"),
         (vec![("prompt", "none login")], "invalid_request"),
     ];
@@ -607,9 +615,16 @@ async fn pages_send_security_headers(app: TestApp) {
             .expect("ascii")
             .starts_with("text/html"));
         assert!(
-            !page.html.contains("http://") || !page.html.contains("<link"),
-            "no external assets"
+            !page.html.contains("<link") && !page.html.contains(" src="),
+            "no external assets: {path}"
         );
+        // The one inline stylesheet is allowed by its hash, nothing else.
+        if let Some(start) = page.html.find("<style>") {
+            let css = &page.html[start + 7..page.html.find("</style>").expect("closing tag")];
+            let hash =
+                base64::engine::general_purpose::STANDARD.encode(Sha256::digest(css.as_bytes()));
+            assert!(csp.contains(&format!("style-src 'sha256-{hash}'")), "{csp}");
+        }
     }
     let unknown_realm = b.get(&app, "/realms/nope/account").await;
     assert_eq!(unknown_realm.status, StatusCode::NOT_FOUND);
@@ -903,9 +918,10 @@ async fn rp_logout_ends_the_sso_session_and_its_tokens(app: TestApp) {
         )
         .await;
     assert_eq!(info.status, StatusCode::OK, "nothing ended yet");
-    // A forged hint is refused too.
+    // A forged hint proves nothing: the user is asked, nothing ends.
     let page = b.get(&app, &format!("{LOGOUT}?id_token_hint=a.b.c")).await;
-    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("Sign out of") && b.signed_in());
     // The real thing.
     let path = format!(
         "{LOGOUT}?{}",
@@ -1275,7 +1291,356 @@ async fn discovery_advertises_browser_endpoints(app: TestApp) {
     );
 }
 
+async fn confidential_clients_and_foreign_redemptions(app: TestApp) {
+    seed_clients(&app).await;
+    let mut b = Browser::default();
+    // A confidential client may skip PKCE; its code needs its secret.
+    let url = auth_url(
+        "svc",
+        WEB_CB,
+        &[("code_challenge", ""), ("code_challenge_method", "")],
+    );
+    let page = b.get(&app, &url).await;
+    let done = b.login(&app, AUTH, &page, "alice", ALICE_PASSWORD).await;
+    let code = done.query()["code"].clone();
+    let redeem_svc = |secret: Option<&'static str>, verifier: Option<&'static str>| {
+        let code = code.clone();
+        let app = &app;
+        async move {
+            let mut pairs = vec![
+                ("grant_type", "authorization_code"),
+                ("client_id", "svc"),
+                ("code", code.as_str()),
+                ("redirect_uri", WEB_CB),
+            ];
+            if let Some(s) = secret {
+                pairs.push(("client_secret", s));
+            }
+            if let Some(v) = verifier {
+                pairs.push(("code_verifier", v));
+            }
+            app.form(&TestApp::token_path("test"), &pairs).await
+        }
+    };
+    assert_eq!(
+        redeem_svc(None, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        redeem_svc(Some("wrong-secret-wrong-secret"), None)
+            .await
+            .error(),
+        "invalid_client"
+    );
+    // A verifier for a request that had no challenge is refused.
+    assert_eq!(
+        redeem_svc(Some(SVC_SECRET), Some(VERIFIER)).await.error(),
+        "invalid_grant"
+    );
+    assert_eq!(
+        redeem_svc(Some(SVC_SECRET), None).await.status,
+        StatusCode::OK
+    );
+    // web's code is not plain's to redeem; and redirect_uri is required.
+    let q = code_flow(&app, &mut b, &[]).await;
+    let r = app
+        .form(
+            &TestApp::token_path("test"),
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "plain"),
+                ("code", &q["code"]),
+                ("redirect_uri", WEB_CB),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await;
+    assert_eq!(r.error(), "invalid_grant");
+    let r = app
+        .form(
+            &TestApp::token_path("test"),
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "web"),
+                ("code", &q["code"]),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await;
+    assert_eq!(r.error(), "invalid_grant");
+    assert_eq!(
+        redeem(&app, &q["code"], Some(VERIFIER), WEB_CB)
+            .await
+            .status,
+        StatusCode::OK,
+        "still unspent"
+    );
+    // A code whose browser signed out meanwhile is refused.
+    let q = code_flow(&app, &mut b, &[]).await;
+    let account = b.get(&app, ACCOUNT).await;
+    let r = b
+        .post(
+            &app,
+            ACCOUNT,
+            &[
+                ("csrf", &account.input("csrf")),
+                ("action", "sign-out-everywhere"),
+            ],
+        )
+        .await;
+    assert!(r.html.contains("Signed out everywhere"));
+    let r = redeem(&app, &q["code"], Some(VERIFIER), WEB_CB).await;
+    assert_eq!(
+        (r.error(), r.body["error_description"].as_str()),
+        ("invalid_grant", Some("Session not active"))
+    );
+}
+
+async fn loopback_redirects_take_any_port_and_fragments_work(app: TestApp) {
+    seed_clients(&app).await;
+    let mut b = Browser::default();
+    let cb = "http://127.0.0.1:53127/callback";
+    let page = b.get(&app, &auth_url("web", cb, &[])).await;
+    let done = b.login(&app, AUTH, &page, "alice", ALICE_PASSWORD).await;
+    assert!(done.location().starts_with(cb), "{}", done.location());
+    let code = done.query()["code"].clone();
+    assert_eq!(
+        redeem(&app, &code, Some(VERIFIER), cb).await.status,
+        StatusCode::OK
+    );
+    for bad in [
+        "http://127.0.0.1:53127/callback/x",
+        "http://localhost:53127/callback",
+        "http://127.0.0.1:53127/x/../callback",
+    ] {
+        assert_eq!(
+            b.get(&app, &auth_url("web", bad, &[])).await.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+    // response_mode=fragment: the answer is in the fragment.
+    let page = b
+        .get(
+            &app,
+            &auth_url("web", WEB_CB, &[("response_mode", "fragment")]),
+        )
+        .await;
+    let loc = url::Url::parse(&page.location()).expect("url");
+    assert!(loc.query().is_none());
+    let frag: HashMap<String, String> =
+        url::form_urlencoded::parse(loc.fragment().expect("fragment").as_bytes())
+            .into_owned()
+            .collect();
+    assert!(frag.contains_key("code") && frag["state"] == "st-123");
+    // A repeated parameter gets a page in our own words.
+    let page = b
+        .get(
+            &app,
+            &format!(
+                "{}&Call+555+now=1&Call+555+now=2",
+                auth_url("web", WEB_CB, &[])
+            ),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(!page.html.contains("555"));
+}
+
+async fn signing_in_again_renews_or_replaces_the_browser_session(app: TestApp) {
+    seed_clients(&app).await;
+    let mut b = Browser::default();
+    let q = code_flow(&app, &mut b, &[]).await;
+    let first = redeem(&app, &q["code"], Some(VERIFIER), WEB_CB).await;
+    let key = ("TESSERA_SSO".to_string(), "/realms/test/".to_string());
+    let old_cookie = b.jar.get(&key).cloned().expect("cookie");
+    // prompt=login as the same user: a new cookie, the same browser session,
+    // and the app signed in from it stays signed in.
+    let page = b
+        .get(&app, &auth_url("web", WEB_CB, &[("prompt", "login")]))
+        .await;
+    b.login(&app, AUTH, &page, "alice", ALICE_PASSWORD).await;
+    let new_cookie = b.jar.get(&key).cloned().expect("cookie");
+    assert_ne!(old_cookie, new_cookie, "the cookie secret rotates");
+    let mut stale = Browser::default();
+    stale.jar.insert(key.clone(), old_cookie);
+    assert_eq!(
+        stale
+            .get(&app, &auth_url("web", WEB_CB, &[("prompt", "none")]))
+            .await
+            .query()["error"],
+        "login_required"
+    );
+    let alice = app.user_id("test", "alice").await;
+    let realm = app.state.tokens.realm("test").await.expect("realm");
+    let browsers = app
+        .state
+        .tokens
+        .store
+        .user_sso_sessions(&realm.id, &alice, tessera_core::time::now_ms())
+        .await
+        .expect("db");
+    assert_eq!(browsers.len(), 1);
+    let r = app
+        .form(
+            &TestApp::token_path("test"),
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "web"),
+                ("refresh_token", &first.str("refresh_token")),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Bob signs in on the same browser: alice's browser session ends.
+    let page = b
+        .get(&app, &auth_url("web", WEB_CB, &[("prompt", "login")]))
+        .await;
+    b.login(&app, AUTH, &page, "bob", "bob-password").await;
+    let r = app
+        .form(
+            &TestApp::token_path("test"),
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "web"),
+                ("refresh_token", &r.str("refresh_token")),
+            ],
+        )
+        .await;
+    assert_eq!(r.error(), "invalid_grant");
+    // A login form of another page does not sign anyone in here.
+    let mut c = Browser::default();
+    let account = c.get(&app, ACCOUNT).await;
+    let r = c.login(&app, AUTH, &account, "alice", ALICE_PASSWORD).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(!c.signed_in());
+}
+
+async fn device_approval_needs_this_browser_and_dies_with_sign_out(app: TestApp) {
+    seed_clients(&app).await;
+    let start = app
+        .form(
+            "/realms/test/protocol/openid-connect/auth/device",
+            &[("client_id", "web")],
+        )
+        .await;
+    let (device_code, user_code) = (start.str("device_code"), start.str("user_code"));
+    let mut b = Browser::default();
+    let page = b.get(&app, DEVICE).await;
+    let after = b.login(&app, DEVICE, &page, "alice", ALICE_PASSWORD).await;
+    let enter = b.get(&app, &after.location()).await;
+    // Another signed-in browser's token, or none, decides nothing.
+    let mut other = Browser::default();
+    let p = other.get(&app, DEVICE).await;
+    let after_other = other.login(&app, DEVICE, &p, "bob", "bob-password").await;
+    let other_page = other.get(&app, &after_other.location()).await;
+    let other_csrf = other_page.input("csrf");
+    for form in [
+        vec![
+            ("csrf", other_csrf.as_str()),
+            ("user_code", user_code.as_str()),
+            ("action", "approve"),
+        ],
+        vec![("user_code", user_code.as_str()), ("action", "deny")],
+    ] {
+        assert_eq!(
+            b.post(&app, DEVICE, &form).await.status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    let code = app
+        .state
+        .tokens
+        .store
+        .device_code(&tessera_core::TokenHash::of(&device_code))
+        .await
+        .expect("db")
+        .expect("code");
+    assert_eq!(code.status, tessera_core::DeviceStatus::Pending);
+    let ok = b
+        .post(
+            &app,
+            DEVICE,
+            &[
+                ("csrf", &enter.input("csrf")),
+                ("user_code", &user_code),
+                ("action", "approve"),
+            ],
+        )
+        .await;
+    assert!(ok.html.contains("Device connected"));
+    // Alice signs out everywhere before the device collects its tokens.
+    let account = b.get(&app, ACCOUNT).await;
+    b.post(
+        &app,
+        ACCOUNT,
+        &[
+            ("csrf", &account.input("csrf")),
+            ("action", "sign-out-everywhere"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        poll_device(&app, "web", &device_code).await.error(),
+        "access_denied"
+    );
+}
+
+async fn account_forms_need_csrf(app: TestApp) {
+    seed_clients(&app).await;
+    let mut b = Browser::default();
+    let page = b.get(&app, ACCOUNT).await;
+    b.login(&app, ACCOUNT, &page, "alice", ALICE_PASSWORD).await;
+    for form in [
+        vec![("action", "sign-out-everywhere")],
+        vec![
+            ("action", "change-password"),
+            ("current_password", ALICE_PASSWORD),
+            ("new_password", "new-password-9"),
+            ("confirm_password", "new-password-9"),
+        ],
+    ] {
+        assert_eq!(
+            b.post(&app, ACCOUNT, &form).await.status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    assert_eq!(
+        app.login_at(&TestApp::token_path("test"), "cli", "alice", ALICE_PASSWORD)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // A token from a page of another browser sign-in (same CSRF cookie) is refused.
+    let before = b.get(&app, ACCOUNT).await;
+    let bob_page = b
+        .get(&app, &auth_url("web", WEB_CB, &[("prompt", "login")]))
+        .await;
+    b.login(&app, AUTH, &bob_page, "bob", "bob-password").await;
+    let r = b
+        .post(
+            &app,
+            ACCOUNT,
+            &[
+                ("csrf", &before.input("csrf")),
+                ("action", "sign-out-everywhere"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.active_sessions("bob").await,
+        0,
+        "bob has only a browser session"
+    );
+}
+
 on_both_backends!(
+    confidential_clients_and_foreign_redemptions,
+    loopback_redirects_take_any_port_and_fragments_work,
+    signing_in_again_renews_or_replaces_the_browser_session,
+    device_approval_needs_this_browser_and_dies_with_sign_out,
+    account_forms_need_csrf,
     code_login_with_pkce_issues_tokens_with_id_token,
     code_replay_revokes_what_it_issued,
     pkce_is_enforced,
@@ -1303,6 +1668,75 @@ mod expiry {
             .await
             .expect("app");
         device_codes_expire(app).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn logout_after_the_browser_session_expired_still_ends_its_tokens() {
+        let app = app_with(Backend::Sqlite, |c| c.browser.sso_session_max_secs = 1)
+            .await
+            .expect("app");
+        seed_clients(&app).await;
+        let mut b = Browser::default();
+        let q = code_flow(&app, &mut b, &[]).await;
+        let tokens = redeem(&app, &q["code"], Some(VERIFIER), WEB_CB).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        let path = format!("{LOGOUT}?id_token_hint={}", tokens.str("id_token"));
+        let page = b.get(&app, &path).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+        let r = app
+            .form(
+                &TestApp::token_path("test"),
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "web"),
+                    ("refresh_token", &tokens.str("refresh_token")),
+                ],
+            )
+            .await;
+        assert_eq!(r.error(), "invalid_grant");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cookies_are_secure_and_prefixed_over_https() {
+        let app = app_with(Backend::Sqlite, |c| {
+            c.public_url = "https://tessera.test".into()
+        })
+        .await
+        .expect("app");
+        seed_clients(&app).await;
+        let mut b = Browser::default();
+        let page = b.get(&app, &auth_url("web", WEB_CB, &[])).await;
+        let set: Vec<String> = page
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().expect("ascii").into())
+            .collect();
+        assert!(
+            set.iter().any(|c| c.starts_with("__Host-TESSERA_CSRF=")
+                && c.contains("; Path=/;")
+                && c.contains("Secure")),
+            "{set:?}"
+        );
+        let done = b.login(&app, AUTH, &page, "alice", ALICE_PASSWORD).await;
+        assert_eq!(done.status, StatusCode::FOUND, "{}", done.html);
+        let set: Vec<String> = done
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().expect("ascii").into())
+            .collect();
+        assert!(
+            set.iter().any(|c| c.starts_with("__Secure-TESSERA_SSO=")
+                && c.contains("Secure")
+                && c.contains("HttpOnly")),
+            "{set:?}"
+        );
+        assert!(b
+            .get(&app, &auth_url("web", WEB_CB, &[("prompt", "none")]))
+            .await
+            .query()
+            .contains_key("code"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,8 @@ macro_rules! conformance_tests {
             purge_works_in_batches, workspaces_and_machine_tokens,
             challenges_are_spent_once, device_sessions_revoke_together,
             touch_and_extending_rotation, sso_sessions_end_their_app_sessions,
-            auth_codes_redeem_once, device_codes_poll_decide_redeem, purge_removes_codes_and_sso);
+            auth_codes_redeem_once, device_codes_poll_decide_redeem, purge_removes_codes_and_sso,
+            sso_renewal_and_late_revocation);
     };
     (@each $make:path; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1206,11 +1207,13 @@ pub async fn sso_sessions_end_their_app_sessions(store: Arc<dyn Store>) {
             vec!["app-a".to_string(), "app-b".to_string()]
         )
     );
-    assert!(store
+    // Revoking again finds the session but nothing left to end.
+    let (_, again) = store
         .revoke_sso_session(&sso.id, now + 11)
         .await
         .expect("again")
-        .is_none());
+        .expect("exists");
+    assert!(again.is_empty());
     assert!(store
         .touch_sso_session(&TokenHash::of("cookie"), now + 12)
         .await
@@ -1237,6 +1240,97 @@ pub async fn sso_sessions_end_their_app_sessions(store: Arc<dyn Store>) {
         .await
         .expect("touch")
         .is_none());
+}
+
+pub async fn sso_renewal_and_late_revocation(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "sso-late").await;
+    let now = now_ms();
+    let sso = sso_session(&r, &u, "first", now);
+    store.create_sso_session(&sso).await.expect("create");
+    // Renewal: a new secret, auth time and expiry; the old secret is dead.
+    let renewed = store
+        .renew_sso_session(&sso.id, &TokenHash::of("second"), now + 50, now + 7_200_000)
+        .await
+        .expect("renew")
+        .expect("live");
+    assert_eq!(
+        (renewed.auth_time, renewed.expires_at),
+        (now + 50, now + 7_200_000)
+    );
+    assert!(store
+        .touch_sso_session(&TokenHash::of("first"), now + 60)
+        .await
+        .expect("touch")
+        .is_none());
+    assert!(store
+        .touch_sso_session(&TokenHash::of("second"), now + 60)
+        .await
+        .expect("touch")
+        .is_some());
+    // An expired SSO session still takes its app sessions with it.
+    let mut old = sso_session(&r, &u, "old", now - 7_200_000);
+    old.expires_at = now - 1;
+    store.create_sso_session(&old).await.expect("create");
+    let app = session_for(&r, &u, &c, "late-app", &old.id, now);
+    store
+        .create_session(&app, &refresh(&app, "late", now))
+        .await
+        .expect("session");
+    assert!(store
+        .renew_sso_session(&old.id, &TokenHash::of("x"), now, now + 1)
+        .await
+        .expect("renew")
+        .is_none());
+    let (_, ended) = store
+        .revoke_sso_session(&old.id, now)
+        .await
+        .expect("revoke")
+        .expect("exists");
+    assert_eq!(ended, vec!["late-app".to_string()]);
+    assert!(store
+        .revoke_sso_session("no-such-sso", now)
+        .await
+        .expect("revoke")
+        .is_none());
+    // Redeeming a code of a revoked browser session creates nothing.
+    let code = auth_code(&old, &c, "late-code", now);
+    store.insert_auth_code(&code).await.expect("insert");
+    let s = session_for(&r, &u, &c, &code.session_id, &old.id, now);
+    assert_eq!(
+        store
+            .redeem_auth_code(&code.hash, now, &s, &refresh(&s, "late-rt", now))
+            .await
+            .expect("redeem"),
+        Redeemed::Gone
+    );
+    assert!(store
+        .session(&code.session_id)
+        .await
+        .expect("read")
+        .is_none());
+    // Signing the user out everywhere denies devices approved but not yet redeemed.
+    let d = device_code(&r, &c, "late-dev", "FFFFFFFF", now);
+    store.insert_device_code(&d).await.expect("insert");
+    let decision = DeviceDecision {
+        approve: true,
+        user_id: u.id.clone(),
+        sso_session_id: sso.id.clone(),
+        auth_time: now,
+    };
+    assert!(store
+        .decide_device_code(&r.id, "FFFFFFFF", &decision, now)
+        .await
+        .expect("decide"));
+    store
+        .revoke_user_sessions(&r.id, &u.id, now)
+        .await
+        .expect("revoke all");
+    let after = store
+        .device_code(&d.hash)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(after.status, DeviceStatus::Denied);
 }
 
 pub async fn auth_codes_redeem_once(store: Arc<dyn Store>) {
@@ -1423,8 +1517,12 @@ pub async fn purge_removes_codes_and_sso(store: Arc<dyn Store>) {
     recent.expires_at = now - 30_000;
     store.insert_auth_code(&old_code).await.expect("insert");
     store.insert_auth_code(&recent).await.expect("insert");
-    let mut old_device = device_code(&r, &c, "d-old", "BBBBBBBB", now - 700_000);
-    old_device.expires_at = now - 1;
+    // Device codes stay 10 minutes past expiry (late polls hear `expired_token`).
+    let mut old_device = device_code(&r, &c, "d-old", "BBBBBBBB", now - 1_400_000);
+    old_device.expires_at = now - 700_000;
+    let mut late = device_code(&r, &c, "d-late", "DDDDDDDD", now - 700_000);
+    late.expires_at = now - 1;
+    store.insert_device_code(&late).await.expect("insert");
     store.insert_device_code(&old_device).await.expect("insert");
     store
         .insert_device_code(&device_code(&r, &c, "d-new", "CCCCCCCC", now))
@@ -1443,6 +1541,11 @@ pub async fn purge_removes_codes_and_sso(store: Arc<dyn Store>) {
     assert!(store.sso_session(&live.id).await.expect("read").is_some());
     assert!(store
         .device_code(&TokenHash::of("d-new"))
+        .await
+        .expect("read")
+        .is_some());
+    assert!(store
+        .device_code(&TokenHash::of("d-late"))
         .await
         .expect("read")
         .is_some());

@@ -59,6 +59,14 @@ pub trait UserStore: Send + Sync {
     async fn list_users(&self, realm_id: &str, query: &UserQuery) -> Result<Vec<User>>;
     async fn count_users(&self, realm_id: &str) -> Result<i64>;
     async fn update_user(&self, user: &User) -> Result<()>;
+    /// Sets only the password hash and its temporary flag (`NotFound` if gone).
+    async fn set_password(
+        &self,
+        realm_id: &str,
+        id: &str,
+        hash: &str,
+        temporary: bool,
+    ) -> Result<()>;
     async fn delete_user(&self, realm_id: &str, id: &str) -> Result<()>;
 }
 
@@ -90,8 +98,9 @@ pub trait SessionStore: Send + Sync {
     /// Marks a session revoked (its refresh tokens die with it). Returns the
     /// session's user id if a not-yet-revoked session was revoked.
     async fn revoke_session(&self, id: &str, now_ms: i64) -> Result<Option<String>>;
-    /// Revokes every active session of a user, and their SSO sessions;
-    /// returns the ids of the (app) sessions revoked.
+    /// Revokes every active session of a user and their SSO sessions, and
+    /// denies device codes they approved that were not redeemed yet; returns
+    /// the ids of the (app) sessions revoked.
     async fn revoke_user_sessions(
         &self,
         realm_id: &str,
@@ -238,6 +247,15 @@ pub trait BrowserStore: Send + Sync {
     /// The active SSO session whose cookie secret hashes to `hash`, with its
     /// last-used time set to `now_ms`.
     async fn touch_sso_session(&self, hash: &TokenHash, now_ms: i64) -> Result<Option<SsoSession>>;
+    /// The same user signed in again in this browser: new cookie secret,
+    /// new `auth_time` and expiry. `None` if the session is no longer active.
+    async fn renew_sso_session(
+        &self,
+        id: &str,
+        secret_hash: &TokenHash,
+        now_ms: i64,
+        expires_at: i64,
+    ) -> Result<Option<SsoSession>>;
     async fn sso_session(&self, id: &str) -> Result<Option<SsoSession>>;
     /// Active SSO sessions of a user, newest first.
     async fn user_sso_sessions(
@@ -246,9 +264,10 @@ pub trait BrowserStore: Send + Sync {
         user_id: &str,
         now_ms: i64,
     ) -> Result<Vec<SsoSession>>;
-    /// Revokes an SSO session and every active session started from it, in
-    /// one commit. Returns the user and the app sessions revoked, or `None`
-    /// if the SSO session was not active.
+    /// Revokes an SSO session (if still active) and every active session
+    /// started from it (even when the SSO session itself has expired), in one
+    /// commit. Returns the user and the app sessions revoked; `None` if there
+    /// is no such SSO session.
     async fn revoke_sso_session(
         &self,
         id: &str,
@@ -258,7 +277,9 @@ pub trait BrowserStore: Send + Sync {
     async fn insert_auth_code(&self, code: &AuthCode) -> Result<()>;
     async fn auth_code(&self, hash: &TokenHash) -> Result<Option<AuthCode>>;
     /// Spends the code and creates `session` with its first refresh token in
-    /// one commit. Of concurrent redemptions exactly one gets `Created`.
+    /// one commit, provided the code's SSO session is still active (else
+    /// `Gone`, and nothing changes). Of concurrent redemptions exactly one
+    /// gets `Created`.
     async fn redeem_auth_code(
         &self,
         hash: &TokenHash,
@@ -275,8 +296,9 @@ pub trait BrowserStore: Send + Sync {
         realm_id: &str,
         user_code: &str,
     ) -> Result<Option<DeviceCode>>;
-    /// Records a poll. False if it came sooner than the interval after the
-    /// previous one; the interval then grows by 5 seconds (RFC 8628 §3.5).
+    /// Records a poll. False if it came sooner than the interval (less one
+    /// second of slack for network jitter) after the previous one; the
+    /// interval then grows by 5 seconds (RFC 8628 §3.5).
     async fn record_device_poll(&self, hash: &TokenHash, now_ms: i64) -> Result<bool>;
     /// Approves or denies a pending, unexpired code; false if it was not
     /// pending (decided before) or has expired.

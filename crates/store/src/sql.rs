@@ -376,6 +376,12 @@ macro_rules! sql_store_impl {
                         .execute(self.writer()).await.map_err(err)?;
                     one_row(done.rows_affected())
                 }
+                async fn set_password(&self, realm_id: &str, id: &str, hash: &str, temporary: bool) -> Result<()> {
+                    let done = ::sqlx::query("UPDATE users SET password_hash = $3, password_temporary = $4 WHERE realm_id = $1 AND id = $2")
+                        .bind(realm_id).bind(id).bind(hash).bind(temporary)
+                        .execute(self.writer()).await.map_err(err)?;
+                    one_row(done.rows_affected())
+                }
                 async fn delete_user(&self, realm_id: &str, id: &str) -> Result<()> {
                     let done = ::sqlx::query("DELETE FROM users WHERE realm_id = $1 AND id = $2")
                         .bind(realm_id).bind(id)
@@ -417,6 +423,11 @@ macro_rules! sql_store_impl {
                         .bind(realm_id).bind(user_id).bind(now)
                         .fetch_all(&mut *tx).await.map_err(err)?
                         .iter().map(|r| col(r, "id")).collect::<Result<Vec<String>>>()?;
+                    // A device the user approved but that has not collected
+                    // its tokens yet must not get them now.
+                    ::sqlx::query("UPDATE device_codes SET status = 'denied' WHERE realm_id = $1 AND user_id = $2 AND status = 'approved' AND spent_at IS NULL")
+                        .bind(realm_id).bind(user_id)
+                        .execute(&mut *tx).await.map_err(err)?;
                     tx.commit().await.map_err(err)?;
                     Ok(ids)
                 }
@@ -647,6 +658,12 @@ macro_rules! sql_store_impl {
                         .fetch_optional(self.writer()).await.map_err(err)?
                         .as_ref().map(sso).transpose()
                 }
+                async fn renew_sso_session(&self, id: &str, secret_hash: &TokenHash, now: i64, expires_at: i64) -> Result<Option<SsoSession>> {
+                    ::sqlx::query("UPDATE sso_sessions SET secret_hash = $2, auth_time = $3, last_used_at = $3, expires_at = $4 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $3 RETURNING *")
+                        .bind(id).bind(secret_hash.as_str()).bind(now).bind(expires_at)
+                        .fetch_optional(self.writer()).await.map_err(err)?
+                        .as_ref().map(sso).transpose()
+                }
                 async fn sso_session(&self, id: &str) -> Result<Option<SsoSession>> {
                     ::sqlx::query("SELECT * FROM sso_sessions WHERE id = $1").bind(id)
                         .fetch_optional(self.reader()).await.map_err(err)?
@@ -660,14 +677,19 @@ macro_rules! sql_store_impl {
                 }
                 async fn revoke_sso_session(&self, id: &str, now: i64) -> Result<Option<(String, Vec<String>)>> {
                     let mut tx = self.writer().begin().await.map_err(err)?;
-                    let ended = ::sqlx::query("UPDATE sso_sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 RETURNING user_id")
+                    // The app sessions end even when the SSO session itself
+                    // has expired: they outlive it (30 days against hours).
+                    ::sqlx::query("UPDATE sso_sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                         .bind(id).bind(now)
+                        .execute(&mut *tx).await.map_err(err)?;
+                    let owner = ::sqlx::query("SELECT user_id FROM sso_sessions WHERE id = $1")
+                        .bind(id)
                         .fetch_optional(&mut *tx).await.map_err(err)?;
-                    let Some(ended) = ended else {
+                    let Some(owner) = owner else {
                         tx.rollback().await.map_err(err)?;
                         return Ok(None);
                     };
-                    let user_id: String = col(&ended, "user_id")?;
+                    let user_id: String = col(&owner, "user_id")?;
                     let ids = ::sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE sso_session_id = $1 AND revoked_at IS NULL AND expires_at > $2 RETURNING id")
                         .bind(id).bind(now)
                         .fetch_all(&mut *tx).await.map_err(err)?
@@ -692,10 +714,22 @@ macro_rules! sql_store_impl {
                 async fn redeem_auth_code(&self, hash: &TokenHash, now: i64, s: &Session, first: &RefreshTokenRecord) -> Result<Redeemed> {
                     let mut tx = self.writer().begin().await.map_err(err)?;
                     // The conditional UPDATE is the lock, as for refresh tokens.
-                    let spent = ::sqlx::query("UPDATE auth_codes SET spent_at = $2 WHERE hash = $1 AND spent_at IS NULL RETURNING hash")
+                    let spent = ::sqlx::query("UPDATE auth_codes SET spent_at = $2 WHERE hash = $1 AND spent_at IS NULL RETURNING sso_session_id")
                         .bind(hash.as_str()).bind(now)
                         .fetch_optional(&mut *tx).await.map_err(err)?;
-                    if spent.is_none() {
+                    if let Some(spent) = spent {
+                        // Writing the SSO row takes its lock: a logout running
+                        // now either commits first (and this finds it revoked)
+                        // or waits and then revokes the session made here.
+                        let sso_id: String = col(&spent, "sso_session_id")?;
+                        let live = ::sqlx::query("UPDATE sso_sessions SET last_used_at = $2 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 RETURNING id")
+                            .bind(&sso_id).bind(now)
+                            .fetch_optional(&mut *tx).await.map_err(err)?;
+                        if live.is_none() {
+                            tx.rollback().await.map_err(err)?;
+                            return Ok(Redeemed::Gone);
+                        }
+                    } else {
                         let before = ::sqlx::query("SELECT session_id FROM auth_codes WHERE hash = $1")
                             .bind(hash.as_str())
                             .fetch_optional(&mut *tx).await.map_err(err)?;
@@ -730,7 +764,7 @@ macro_rules! sql_store_impl {
                         .as_ref().map(device).transpose()
                 }
                 async fn record_device_poll(&self, hash: &TokenHash, now: i64) -> Result<bool> {
-                    let on_time = ::sqlx::query("UPDATE device_codes SET last_polled_at = $2 WHERE hash = $1 AND (last_polled_at IS NULL OR last_polled_at + interval_secs * 1000 <= $2)")
+                    let on_time = ::sqlx::query("UPDATE device_codes SET last_polled_at = $2 WHERE hash = $1 AND (last_polled_at IS NULL OR last_polled_at + interval_secs * 1000 - 1000 <= $2)")
                         .bind(hash.as_str()).bind(now)
                         .execute(self.writer()).await.map_err(err)?.rows_affected();
                     if on_time == 1 {
@@ -794,12 +828,13 @@ macro_rules! sql_store_impl {
                     let challenges = ::sqlx::query("DELETE FROM consent_challenges WHERE hash IN (SELECT hash FROM consent_challenges WHERE expires_at <= $1 LIMIT $2)")
                         .bind(before).bind(limit)
                         .execute(self.writer()).await.map_err(err)?.rows_affected();
-                    // Spent codes outlive their expiry by 10 minutes so a
-                    // late replay still revokes what the code produced.
+                    // Codes outlive their expiry by 10 minutes, so a late
+                    // replay still revokes what the code produced and a late
+                    // poll still hears `expired_token`.
                     let mut codes = ::sqlx::query("DELETE FROM auth_codes WHERE hash IN (SELECT hash FROM auth_codes WHERE expires_at <= $1 - 600000 LIMIT $2)")
                         .bind(before).bind(limit)
                         .execute(self.writer()).await.map_err(err)?.rows_affected();
-                    codes += ::sqlx::query("DELETE FROM device_codes WHERE hash IN (SELECT hash FROM device_codes WHERE expires_at <= $1 LIMIT $2)")
+                    codes += ::sqlx::query("DELETE FROM device_codes WHERE hash IN (SELECT hash FROM device_codes WHERE expires_at <= $1 - 600000 LIMIT $2)")
                         .bind(before).bind(limit)
                         .execute(self.writer()).await.map_err(err)?.rows_affected();
                     let sso_sessions = ::sqlx::query("DELETE FROM sso_sessions WHERE id IN (SELECT id FROM sso_sessions WHERE expires_at <= $1 UNION SELECT id FROM sso_sessions WHERE revoked_at <= $1 - 86400000 LIMIT $2)")

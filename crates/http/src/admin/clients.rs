@@ -38,8 +38,10 @@ fn to_rep(tokens: &TokenService, c: &Client) -> ClientRep {
 
 fn validate_uris(uris: &[String], what: &str) -> Result<(), AdminError> {
     for u in uris {
-        let ok = url::Url::parse(u).is_ok_and(|p| p.fragment().is_none())
-            || (what == "webOrigins" && u == "+");
+        // Scripts and inline data are never places to send a browser to.
+        let ok = url::Url::parse(u).is_ok_and(|p| {
+            p.fragment().is_none() && !matches!(p.scheme(), "javascript" | "data" | "vbscript")
+        }) || (what == "webOrigins" && u == "+");
         if !ok {
             return Err(AdminError::bad_request(format!(
                 "{what} entry is not an absolute URL without fragment: {u}"

@@ -241,12 +241,14 @@ pub async fn reset_password(
     Path((name, id)): Path<(String, String)>,
     AdminJson(cred): AdminJson<CredentialRep>,
 ) -> Result<StatusCode, AdminError> {
-    let (_, mut u) = load(&tokens, &name, &id).await?;
+    let (realm, u) = load(&tokens, &name, &id).await?;
     let (password, temporary) = password_of(Some(vec![cred]))?
         .ok_or_else(|| AdminError::bad_request("only password credentials can be reset"))?;
-    u.password_hash = Some(tokens.passwords.hash(&password).await?);
-    u.password_temporary = temporary;
-    tokens.store.update_user(&u).await?;
+    let hash = tokens.passwords.hash(&password).await?;
+    tokens
+        .store
+        .set_password(&realm.id, &u.id, &hash, temporary)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -125,7 +125,7 @@ async fn show(
         Ok(s) => s.into_iter().map(row).collect(),
         Err(e) => return oauth_error_page(&title, &e),
     };
-    let (csrf, set) = csrf(tokens, realm, headers);
+    let (csrf, set) = csrf(tokens, realm, headers, Some(who));
     let u = &who.user;
     Page::render(
         if error.is_some() {
@@ -209,7 +209,8 @@ pub async fn account_post(
     let title = realm_title(&realm);
     let path = uri.path();
     if form.params.get("login_state").is_some() {
-        return match submit_login(tokens, &realm, &form, &meta).await {
+        let is_account = |i: &Intent| matches!(i, Intent::Account);
+        return match submit_login(tokens, &realm, &form, &meta, is_account).await {
             Login::Done {
                 cookies,
                 intent: Intent::Account,
@@ -227,7 +228,7 @@ pub async fn account_post(
         Ok(None) => return login(tokens, &realm, &form.headers, path),
         Err(p) => return p,
     };
-    if !csrf_ok(tokens, &realm, &form.headers, &form.params) {
+    if !csrf_ok(tokens, &realm, &form.headers, &form.params, Some(&who)) {
         return error_page(StatusCode::BAD_REQUEST, &title, EXPIRED_FORM);
     }
     let p = &form.params;
@@ -372,7 +373,7 @@ mod tests {
     #[test]
     fn times_are_utc_calendar_dates() {
         assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
-        assert_eq!(format_time(1_795_000_000_000), "2026-11-18 09:06 UTC");
+        assert_eq!(format_time(1_795_000_000_000), "2026-11-18 11:06 UTC");
         assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00 UTC");
     }
 }

@@ -67,7 +67,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn enter(&self, who: &SignedIn, error: Option<&str>) -> Page {
-        let (csrf, set) = csrf(self.tokens, self.realm, self.headers);
+        let (csrf, set) = csrf(self.tokens, self.realm, self.headers, Some(who));
         let title = realm_title(self.realm);
         let status = if error.is_some() {
             StatusCode::BAD_REQUEST
@@ -88,7 +88,7 @@ impl Ctx<'_> {
     }
 
     fn confirm(&self, who: &SignedIn, pending: &PendingDevice) -> Page {
-        let (csrf, set) = csrf(self.tokens, self.realm, self.headers);
+        let (csrf, set) = csrf(self.tokens, self.realm, self.headers, Some(who));
         let title = realm_title(self.realm);
         let app = pending
             .client
@@ -191,7 +191,8 @@ pub async fn device_post(
         action: uri.path(),
     };
     if form.params.get("login_state").is_some() {
-        return match submit_login(tokens, &realm, &form, &meta).await {
+        let is_device = |i: &Intent| matches!(i, Intent::Device { .. });
+        return match submit_login(tokens, &realm, &form, &meta, is_device).await {
             Login::Done {
                 cookies,
                 intent: Intent::Device { user_code },
@@ -213,7 +214,7 @@ pub async fn device_post(
         Ok(None) => return ctx.login(None),
         Err(p) => return p,
     };
-    if !csrf_ok(tokens, &realm, &form.headers, &form.params) {
+    if !csrf_ok(tokens, &realm, &form.headers, &form.params, Some(&who)) {
         return error_page(StatusCode::BAD_REQUEST, &title, EXPIRED_FORM);
     }
     let user_code = form.params.get("user_code").unwrap_or("");

@@ -4,7 +4,7 @@
 
 use super::{
     cookie, csrf, csrf_ok, error_page, oauth_error_page, page_realm, realm_title, script_nonce,
-    sso_cookies, Page, PageForm, EXPIRED_FORM, SSO_COOKIE,
+    sso_cookie_name, sso_cookies, Page, PageForm, EXPIRED_FORM,
 };
 use crate::extract::Meta;
 use crate::AppState;
@@ -55,7 +55,7 @@ pub(super) fn login_page(
     headers: &HeaderMap,
     form: LoginForm<'_>,
 ) -> Page {
-    let (csrf_token, set_cookie) = csrf(tokens, realm, headers);
+    let (csrf_token, set_cookie) = csrf(tokens, realm, headers, None);
     let sealed = tokens.seal_intent(realm, &form.intent);
     let title = realm_title(realm);
     // The form posts here, and the answer may redirect to the client:
@@ -141,15 +141,17 @@ pub(super) async fn submit_login(
     realm: &Realm,
     form: &PageForm,
     meta: &ClientMeta,
+    for_this_page: fn(&Intent) -> bool,
 ) -> Login {
     let title = realm_title(realm);
-    if !csrf_ok(tokens, realm, &form.headers, &form.params) {
+    if !csrf_ok(tokens, realm, &form.headers, &form.params, None) {
         return Login::Page(error_page(StatusCode::BAD_REQUEST, &title, EXPIRED_FORM));
     }
     let Some(intent) = form
         .params
         .get("login_state")
         .and_then(|s| tokens.open_intent(realm, s))
+        .filter(for_this_page)
     else {
         return Login::Page(error_page(
             StatusCode::BAD_REQUEST,
@@ -190,7 +192,8 @@ pub(super) async fn submit_login(
             StatusCode::FORBIDDEN,
         );
     }
-    match tokens.start_sso_session(realm, &user, meta).await {
+    let previous = cookie(&form.headers, &sso_cookie_name(tokens));
+    match tokens.start_sso_session(realm, &user, meta, previous).await {
         Ok((sso, secret)) => Login::Done {
             cookies: sso_cookies(tokens, realm, &secret),
             signed_in: Box::new(SignedIn { sso, user }),
@@ -207,7 +210,7 @@ pub(super) async fn browser(
     headers: &HeaderMap,
 ) -> Result<Option<SignedIn>, Page> {
     tokens
-        .signed_in(realm, cookie(headers, SSO_COOKIE))
+        .signed_in(realm, cookie(headers, &sso_cookie_name(tokens)))
         .await
         .map_err(|e| oauth_error_page(&realm_title(realm), &e))
 }
@@ -215,7 +218,9 @@ pub(super) async fn browser(
 /// Sends the response to the client: a redirect, or an auto-submitted form.
 fn respond(realm: &Realm, r: Redirect, cookies: Vec<String>) -> Page {
     match r.mode {
-        ResponseMode::Query => Page::redirect(r.location()).with_cookies(cookies),
+        ResponseMode::Query | ResponseMode::Fragment => {
+            Page::redirect(r.location()).with_cookies(cookies)
+        }
         ResponseMode::FormPost => {
             let nonce = script_nonce();
             let title = realm_title(realm);
@@ -258,7 +263,14 @@ pub async fn authorize_get(
         serde_urlencoded::from_str(uri.query().unwrap_or(""));
     let params = match pairs.ok().map(Params::from_pairs) {
         Some(Ok(p)) => p,
-        Some(Err(e)) => return oauth_error_page(&realm_title(&realm), &e),
+        // Our own words: the parser's message would repeat parameter names.
+        Some(Err(_)) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                &realm_title(&realm),
+                "The request repeats a parameter or has too many.",
+            )
+        }
         None => {
             return error_page(
                 StatusCode::BAD_REQUEST,
@@ -286,27 +298,29 @@ pub async fn authorize_post(
         // OIDC Core §3.1.2.1: the request itself may come as a form POST.
         return authorize(tokens, &realm, &form.params, &form.headers, uri.path()).await;
     }
-    let (signed_in, cookies, intent) = match submit_login(tokens, &realm, &form, &meta).await {
-        Login::Done {
-            signed_in,
-            cookies,
-            intent,
-        } => (signed_in, cookies, intent),
-        Login::Retry(retry) => {
-            let app_name = match retry.intent() {
-                Intent::Authorize(req) => tokens
-                    .store
-                    .client_by_client_id(&realm.id, &req.client_id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|c| app_name_of(&c)),
-                _ => None,
-            };
-            return retry.page(tokens, &realm, &form.headers, uri.path(), app_name);
-        }
-        Login::Page(p) => return p,
-    };
+    let is_authorize = |i: &Intent| matches!(i, Intent::Authorize(_));
+    let (signed_in, cookies, intent) =
+        match submit_login(tokens, &realm, &form, &meta, is_authorize).await {
+            Login::Done {
+                signed_in,
+                cookies,
+                intent,
+            } => (signed_in, cookies, intent),
+            Login::Retry(retry) => {
+                let app_name = match retry.intent() {
+                    Intent::Authorize(req) => tokens
+                        .store
+                        .client_by_client_id(&realm.id, &req.client_id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|c| app_name_of(&c)),
+                    _ => None,
+                };
+                return retry.page(tokens, &realm, &form.headers, uri.path(), app_name);
+            }
+            Login::Page(p) => return p,
+        };
     let Intent::Authorize(req) = intent else {
         return error_page(StatusCode::BAD_REQUEST, &realm_title(&realm), EXPIRED_FORM);
     };

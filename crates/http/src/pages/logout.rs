@@ -74,7 +74,11 @@ pub async fn logout_post(
         Err(p) => return p.into_response(),
     };
     let confirmed = form.params.get("confirm").is_some();
-    if confirmed && !csrf_ok(tokens, &realm, &form.headers, &form.params) {
+    let who = match browser(tokens, &realm, &form.headers).await {
+        Ok(w) => w,
+        Err(p) => return p.into_response(),
+    };
+    if confirmed && !csrf_ok(tokens, &realm, &form.headers, &form.params, who.as_ref()) {
         return error_page(StatusCode::BAD_REQUEST, &realm_title(&realm), EXPIRED_FORM)
             .into_response();
     }
@@ -129,7 +133,7 @@ async fn rp_logout(
         Err(p) => return p,
     };
     if req.needs_confirmation() && !confirmed && who.is_some() {
-        let (csrf, set) = csrf(tokens, realm, headers);
+        let (csrf, set) = csrf(tokens, realm, headers, who.as_ref());
         let fields: Vec<(String, String)> = CARRIED
             .iter()
             .filter_map(|k| params.get(k).map(|v| (k.to_string(), v.to_string())))
@@ -151,10 +155,11 @@ async fn rp_logout(
         .allow_form_action(redirect_origin)
         .with_cookies(set);
     }
-    if let Err(e) = tokens.rp_logout(&req, who.as_ref()).await {
-        return oauth_error_page(&title, &e);
-    }
-    let cookies = clear_sso_cookies(tokens, realm);
+    let cookies = match tokens.rp_logout(&req, who.as_ref()).await {
+        Ok(true) => clear_sso_cookies(tokens, realm),
+        Ok(false) => Vec::new(),
+        Err(e) => return oauth_error_page(&title, &e),
+    };
     match req.redirect {
         Some(to) => Page::redirect(to).with_cookies(cookies).see_other(),
         None => Page::render(

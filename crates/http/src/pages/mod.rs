@@ -25,6 +25,7 @@ use base64::Engine;
 use std::sync::LazyLock;
 use tessera_core::secret::random_token;
 use tessera_core::{OAuthError, OAuthErrorCode, Realm};
+use tessera_oauth::browser::SignedIn;
 use tessera_oauth::{Params, TokenService};
 
 /// The one stylesheet, inlined into every page.
@@ -38,10 +39,34 @@ static CSS_HASH: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The browser's SSO cookie (path-scoped to the realm).
+/// The browser's SSO cookie (path-scoped to the realm). Over https it is
+/// `__Secure-TESSERA_SSO`, so no plain-http response can set it.
 pub const SSO_COOKIE: &str = "TESSERA_SSO";
-/// The browser's CSRF cookie; form tokens are MACs of its value.
+/// The browser's CSRF cookie; form tokens are MACs of its value. Over https
+/// it is `__Host-TESSERA_CSRF`: host-only, so a sibling domain cannot plant one.
 pub const CSRF_COOKIE: &str = "TESSERA_CSRF";
+
+fn https(tokens: &TokenService) -> bool {
+    tokens.config.public_url.starts_with("https://")
+}
+
+/// The SSO cookie's name on this deployment.
+pub fn sso_cookie_name(tokens: &TokenService) -> String {
+    if https(tokens) {
+        format!("__Secure-{SSO_COOKIE}")
+    } else {
+        SSO_COOKIE.to_string()
+    }
+}
+
+/// The CSRF cookie's name on this deployment.
+pub fn csrf_cookie_name(tokens: &TokenService) -> String {
+    if https(tokens) {
+        format!("__Host-{CSRF_COOKIE}")
+    } else {
+        CSRF_COOKIE.to_string()
+    }
+}
 
 pub fn router() -> Router<AppState> {
     let oidc = "/realms/{realm}/protocol/openid-connect";
@@ -247,7 +272,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn secure_attr(tokens: &TokenService) -> &'static str {
-    if tokens.config.public_url.starts_with("https://") {
+    if https(tokens) {
         "; Secure"
     } else {
         ""
@@ -266,7 +291,12 @@ pub fn sso_cookies(tokens: &TokenService, realm: &Realm, secret: &str) -> Vec<St
     let secure = secure_attr(tokens);
     realm_paths(realm)
         .iter()
-        .map(|p| format!("{SSO_COOKIE}={secret}; Path={p}; HttpOnly; SameSite=Lax{secure}"))
+        .map(|p| {
+            format!(
+                "{}={secret}; Path={p}; HttpOnly; SameSite=Lax{secure}",
+                sso_cookie_name(tokens)
+            )
+        })
         .collect()
 }
 
@@ -275,28 +305,52 @@ pub fn clear_sso_cookies(tokens: &TokenService, realm: &Realm) -> Vec<String> {
     let secure = secure_attr(tokens);
     realm_paths(realm)
         .iter()
-        .map(|p| format!("{SSO_COOKIE}=; Path={p}; Max-Age=0; HttpOnly; SameSite=Lax{secure}"))
+        .map(|p| {
+            format!(
+                "{}=; Path={p}; Max-Age=0; HttpOnly; SameSite=Lax{secure}",
+                sso_cookie_name(tokens)
+            )
+        })
         .collect()
 }
 
-/// This browser's CSRF token, and the cookie to set when it had none.
-pub fn csrf(tokens: &TokenService, realm: &Realm, headers: &HeaderMap) -> (String, Option<String>) {
-    match cookie(headers, CSRF_COOKIE).filter(|c| !c.is_empty() && c.len() <= 64) {
-        Some(c) => (tokens.csrf_token(realm, c), None),
+/// This browser's CSRF token (bound to its sign-in on pages of a signed-in
+/// browser), and the cookie to set when it had none.
+pub fn csrf(
+    tokens: &TokenService,
+    realm: &Realm,
+    headers: &HeaderMap,
+    who: Option<&SignedIn>,
+) -> (String, Option<String>) {
+    let name = csrf_cookie_name(tokens);
+    let sso = who.map(|w| w.sso.id.as_str());
+    match cookie(headers, &name).filter(|c| !c.is_empty() && c.len() <= 64) {
+        Some(c) => (tokens.csrf_token(realm, c, sso), None),
         None => {
             let value = random_token(16);
             let set = format!(
-                "{CSRF_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax{}",
+                "{name}={value}; Path=/; HttpOnly; SameSite=Lax{}",
                 secure_attr(tokens)
             );
-            (tokens.csrf_token(realm, &value), Some(set))
+            (tokens.csrf_token(realm, &value, sso), Some(set))
         }
     }
 }
 
 /// Whether a submitted form carries this browser's CSRF token.
-pub fn csrf_ok(tokens: &TokenService, realm: &Realm, headers: &HeaderMap, params: &Params) -> bool {
-    tokens.check_csrf(realm, cookie(headers, CSRF_COOKIE), params.get("csrf"))
+pub fn csrf_ok(
+    tokens: &TokenService,
+    realm: &Realm,
+    headers: &HeaderMap,
+    params: &Params,
+    who: Option<&SignedIn>,
+) -> bool {
+    tokens.check_csrf(
+        realm,
+        cookie(headers, &csrf_cookie_name(tokens)),
+        who.map(|w| w.sso.id.as_str()),
+        params.get("csrf"),
+    )
 }
 
 pub const EXPIRED_FORM: &str =

@@ -145,11 +145,10 @@ impl TokenService {
                 "The new password must not be your username.",
             ));
         }
-        let mut updated = user.clone();
-        updated.password_hash = Some(self.passwords.hash(new).await?);
-        updated.password_temporary = false;
+        // Only the password: an administrator's edits made meanwhile stay.
+        let hash = self.passwords.hash(new).await?;
         self.store
-            .update_user(&updated)
+            .set_password(&realm.id, &user.id, &hash, false)
             .await
             .map_err(OAuthError::server_error)?;
         tracing::info!(realm = %realm.name, user = %user.id, "password changed by its user");

@@ -23,6 +23,8 @@ pub enum ResponseMode {
     Query,
     /// An auto-submitted HTML form POSTed to the redirect URI.
     FormPost,
+    /// Parameters in the redirect URI's fragment (keycloak-js's default).
+    Fragment,
 }
 
 /// A validated authorization request: what the login page carries (sealed)
@@ -54,33 +56,41 @@ pub struct Redirect {
 }
 
 impl Redirect {
-    /// The URL to send the browser to (query mode).
+    /// The URL to send the browser to (query and fragment modes).
     pub fn location(&self) -> String {
-        match url::Url::parse(&self.redirect_uri) {
-            Ok(mut u) => {
-                {
-                    let mut q = u.query_pairs_mut();
-                    for (k, v) in &self.params {
-                        q.append_pair(k, v);
-                    }
-                }
-                u.to_string()
+        let Ok(mut u) = url::Url::parse(&self.redirect_uri) else {
+            return self.redirect_uri.clone();
+        };
+        if self.mode == ResponseMode::Fragment {
+            let mut f = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &self.params {
+                f.append_pair(k, v);
             }
-            Err(_) => self.redirect_uri.clone(),
+            u.set_fragment(Some(&f.finish()));
+        } else {
+            let mut q = u.query_pairs_mut();
+            for (k, v) in &self.params {
+                q.append_pair(k, v);
+            }
         }
+        u.to_string()
     }
 
-    /// The origin of the redirect URI (for the page's `form-action`).
+    /// The redirect URI as a CSP source (for the page's `form-action`).
     pub fn origin(&self) -> Option<String> {
         origin_of(&self.redirect_uri)
     }
 }
 
-/// `scheme://host[:port]` of a URL.
+/// A CSP source for a URL: `scheme://host[:port]`, or `scheme:` for the
+/// private-use schemes native apps register (`vscode:`, `com.example.app:`).
 pub fn origin_of(uri: &str) -> Option<String> {
     let u = url::Url::parse(uri).ok()?;
     match u.origin() {
         url::Origin::Tuple(..) => Some(u.origin().ascii_serialization()),
+        url::Origin::Opaque(_) if !matches!(u.scheme(), "javascript" | "data" | "blob") => {
+            Some(format!("{}:", u.scheme()))
+        }
         url::Origin::Opaque(_) => None,
     }
 }
@@ -134,7 +144,7 @@ fn same_but_port(registered: &str, requested: &str) -> bool {
     let (Ok(r), Ok(q)) = (url::Url::parse(registered), url::Url::parse(requested)) else {
         return false;
     };
-    if q.as_str() != requested || r.as_str() != registered || q.port().is_none() {
+    if q.as_str() != requested || q.port().is_none() {
         return false;
     }
     let mut without = q.clone();
@@ -176,9 +186,9 @@ impl TokenService {
         }
         let state = params.get("state").map(str::to_string);
         let response_mode = match params.get("response_mode") {
-            None | Some("query") => ResponseMode::Query,
             Some("form_post") => ResponseMode::FormPost,
-            Some(_) => ResponseMode::Query,
+            Some("fragment") => ResponseMode::Fragment,
+            _ => ResponseMode::Query,
         };
         let fail = |e: OAuthError| {
             AuthorizeError::Redirect(self.error_redirect(
@@ -190,9 +200,9 @@ impl TokenService {
             ))
         };
         if let Some(mode) = params.get("response_mode") {
-            if !matches!(mode, "query" | "form_post") {
+            if !matches!(mode, "query" | "form_post" | "fragment") {
                 return Err(fail(OAuthError::invalid_request(format!(
-                    "unsupported response_mode: {mode} (use query or form_post)"
+                    "unsupported response_mode: {mode} (use query, fragment or form_post)"
                 ))));
             }
         }
@@ -347,7 +357,7 @@ impl TokenService {
             return false;
         }
         match req.max_age {
-            Some(max) => now_ms() - signed_in.sso.auth_time <= max * 1000,
+            Some(max) => now_ms() - signed_in.sso.auth_time <= max.saturating_mul(1000),
             None => true,
         }
     }
@@ -386,7 +396,9 @@ impl TokenService {
         if let Some(s) = &req.state {
             params.push(("state".into(), s.clone()));
         }
-        params.push(("session_state".into(), signed_in.sso.id.clone()));
+        // The session the code will create: the same `session_state` the
+        // token response and the ID token's `sid` carry.
+        params.push(("session_state".into(), record.session_id.clone()));
         params.push(("iss".into(), self.issuer(&realm.name)));
         Ok(Redirect {
             redirect_uri: req.redirect_uri.clone(),

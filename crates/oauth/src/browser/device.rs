@@ -174,7 +174,7 @@ impl TokenService {
             .client(&realm.id, &record.client_id)
             .await
             .map_err(OAuthError::server_error)?
-            .filter(|c| c.enabled)
+            .filter(|c| c.enabled && device_grant_enabled(c))
         else {
             return Ok(Err(DeviceLookup::Unknown));
         };

@@ -61,10 +61,14 @@ impl TokenService {
     ) -> Result<LogoutRequest, String> {
         let mut req = LogoutRequest::default();
         let mut client_id = params.get("client_id").map(str::to_string);
-        if let Some(hint) = params.get("id_token_hint") {
-            let claims = self.verify_id_token_hint(realm, hint).await.map_err(|_| {
-                "The sign-out request carries an ID token this server did not issue.".to_string()
-            })?;
+        // A hint we cannot verify (forged, or signed by a key rotated out
+        // since) proves nothing: the request is treated as one without it,
+        // so the user is asked to confirm.
+        let hint = match params.get("id_token_hint") {
+            Some(h) => self.verify_id_token_hint(realm, h).await.ok(),
+            None => None,
+        };
+        if let Some(claims) = hint {
             if client_id.as_ref().is_some_and(|c| *c != claims.aud) {
                 return Err("The sign-out request names two different applications.".into());
             }
@@ -124,36 +128,35 @@ impl TokenService {
         Ok(claims)
     }
 
-    /// Ends the hinted session's browser sign-in (or the session alone if it
-    /// did not come from a browser) and this browser's, when it is the same
-    /// user's or there was no hint.
+    /// Ends the hinted session, its browser sign-in and every session that
+    /// sign-in started, and this browser's sign-in when it is the same
+    /// user's or there was no hint. Returns whether this browser was signed
+    /// out (only then may its cookie be cleared).
     pub async fn rp_logout(
         &self,
         req: &LogoutRequest,
         browser: Option<&SignedIn>,
-    ) -> Result<(), OAuthError> {
+    ) -> Result<bool, OAuthError> {
         if let Some(sid) = &req.hint_sid {
-            if let Some(session) = self
+            let session = self
                 .store
                 .session(sid)
                 .await
-                .map_err(OAuthError::server_error)?
-            {
-                match &session.sso_session_id {
-                    Some(sso) => {
-                        self.end_sso_session(sso).await?;
-                    }
-                    None => {
-                        self.end_session(&session.id).await?;
-                    }
+                .map_err(OAuthError::server_error)?;
+            if let Some(session) = session {
+                self.end_session(&session.id).await?;
+                if let Some(sso) = &session.sso_session_id {
+                    self.end_sso_session(sso).await?;
                 }
             }
         }
-        if let Some(b) = browser {
-            if req.hint_user.as_ref().is_none_or(|u| *u == b.user.id) {
+        match browser {
+            Some(b) if req.hint_user.as_ref().is_none_or(|u| *u == b.user.id) => {
                 self.end_sso_session(&b.sso.id).await?;
+                Ok(true)
             }
+            Some(_) => Ok(false),
+            None => Ok(true),
         }
-        Ok(())
     }
 }

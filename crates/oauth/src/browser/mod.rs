@@ -37,6 +37,10 @@ pub enum Intent {
     Account,
 }
 
+fn csrf_binding(cookie: &str, sso_id: Option<&str>) -> String {
+    format!("{cookie}\n{}", sso_id.unwrap_or(""))
+}
+
 #[derive(Serialize, Deserialize)]
 struct LoginState {
     exp: i64,
@@ -69,30 +73,59 @@ impl TokenService {
         (state.realm == realm.id && state.exp > now_secs()).then_some(state.intent)
     }
 
-    /// The CSRF token for a browser, bound to its CSRF cookie.
-    pub fn csrf_token(&self, realm: &Realm, cookie: &str) -> String {
-        self.browser_key("csrf", realm).tag(cookie.as_bytes())
+    /// The CSRF token for a browser: bound to its CSRF cookie and, on pages
+    /// of a signed-in browser, to its SSO session (so a cookie planted by
+    /// someone else yields no token that works for the victim's sign-in).
+    pub fn csrf_token(&self, realm: &Realm, cookie: &str, sso_id: Option<&str>) -> String {
+        self.browser_key("csrf", realm)
+            .tag(csrf_binding(cookie, sso_id).as_bytes())
     }
 
-    /// Whether `token` was made for this browser's CSRF cookie.
-    pub fn check_csrf(&self, realm: &Realm, cookie: Option<&str>, token: Option<&str>) -> bool {
+    /// Whether `token` was made for this browser's CSRF cookie (and SSO session).
+    pub fn check_csrf(
+        &self,
+        realm: &Realm,
+        cookie: Option<&str>,
+        sso_id: Option<&str>,
+        token: Option<&str>,
+    ) -> bool {
         match (cookie, token) {
-            (Some(c), Some(t)) if !c.is_empty() => {
-                self.browser_key("csrf", realm).verify_tag(c.as_bytes(), t)
-            }
+            (Some(c), Some(t)) if !c.is_empty() => self
+                .browser_key("csrf", realm)
+                .verify_tag(csrf_binding(c, sso_id).as_bytes(), t),
             _ => false,
         }
     }
 
-    /// Signs a browser in: a new SSO session, and the secret for its cookie.
+    /// Signs a browser in and returns its SSO session and the secret for its
+    /// cookie (always a new one, so a planted cookie never becomes a
+    /// sign-in). If the browser was signed in already (`previous` cookie):
+    /// as the same user, that SSO session is renewed and its apps stay
+    /// signed in; as someone else, it is signed out first.
     pub async fn start_sso_session(
         &self,
         realm: &Realm,
         user: &User,
         meta: &ClientMeta,
+        previous: Option<&str>,
     ) -> Result<(SsoSession, String), OAuthError> {
         let secret = random_token(32);
         let now = now_ms();
+        let expires_at = now + self.config.browser.sso_session_max_secs * 1000;
+        if let Some(prev) = self.signed_in(realm, previous).await? {
+            if prev.user.id == user.id {
+                let renewed = self
+                    .store
+                    .renew_sso_session(&prev.sso.id, &TokenHash::of(&secret), now, expires_at)
+                    .await
+                    .map_err(OAuthError::server_error)?;
+                if let Some(sso) = renewed {
+                    return Ok((sso, secret));
+                }
+            } else {
+                self.end_sso_session(&prev.sso.id).await?;
+            }
+        }
         let sso = SsoSession {
             id: uuid::Uuid::new_v4().to_string(),
             realm_id: realm.id.clone(),
@@ -103,7 +136,7 @@ impl TokenService {
             auth_time: now,
             created_at: now,
             last_used_at: now,
-            expires_at: now + self.config.browser.sso_session_max_secs * 1000,
+            expires_at,
             revoked_at: None,
         };
         self.store

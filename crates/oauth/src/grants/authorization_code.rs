@@ -113,7 +113,8 @@ impl TokenService {
             Redeemed::AlreadySpent { session_id } => {
                 return Err(self.code_replayed(&session_id).await)
             }
-            Redeemed::Gone => return Err(bad()),
+            // The browser signed out between the check above and now.
+            Redeemed::Gone => return Err(OAuthError::invalid_grant("Session not active")),
         }
         let scope = ScopeSet::from_stored(&code.scope);
         self.token_response(Issue {

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Password-grant timing: unknown username vs known username with a wrong password.
+"""Login timing: unknown username vs known username with a wrong password, at the password
+grant (MODE=grant, the default) or at the browser login page (MODE=page).
 
 If "no such user" answered faster than "wrong password", an attacker could enumerate
 usernames by timing the token endpoint. Tessera verifies unknown users against a dummy
@@ -17,13 +18,19 @@ Prints median/p10/p90/mean per kind, the A-B difference of medians with a bootst
 interval, and a Mann-Whitney U test. Exits 1 only if a response was not the expected one
 (never because of timing), 2 if the server could not be set up.
 
+With MODE=page the same three kinds are form posts to the login page of the authorization
+endpoint (client `web`, code + PKCE), carrying the page's CSRF cookie and token: A and B must
+answer 401 with the one generic message, C a 302 to the client with a code.
+
 Environment: N (requests per kind, default 300), WARMUP (per kind, default 20),
-BOOT (bootstrap resamples, default 2000), SEED (default 1), TESSERA_BIN.
+BOOT (bootstrap resamples, default 2000), SEED (default 1), MODE (grant|page), TESSERA_BIN.
 Standard library only.
 """
 
+import http.client
 import json
 import math
+import re
 import os
 import platform
 import random
@@ -46,6 +53,9 @@ N = int(os.environ.get("N", "300"))
 WARMUP = int(os.environ.get("WARMUP", "20"))
 BOOT = int(os.environ.get("BOOT", "2000"))
 SEED = int(os.environ.get("SEED", "1"))
+MODE = os.environ.get("MODE", "grant")
+PAGE_ERROR = b"Invalid username or password."
+CALLBACK = "http://127.0.0.1:9/cb"
 MAX_FAILURES = "1000000"
 
 REALM = "timing"
@@ -172,6 +182,8 @@ def setup(base, admin_pw):
         ("realm", "/admin/realms", {"realm": REALM, "enabled": True}),
         ("client", f"/admin/realms/{REALM}/clients",
          {"clientId": CLIENT, "publicClient": True, "directAccessGrantsEnabled": True}),
+        ("web client", f"/admin/realms/{REALM}/clients",
+         {"clientId": "web", "publicClient": True, "redirectUris": [CALLBACK]}),
         ("user", f"/admin/realms/{REALM}/users",
          {"username": USER, "enabled": True,
           "credentials": [{"type": "password", "value": USER_PW, "temporary": False}]}),
@@ -182,10 +194,49 @@ def setup(base, admin_pw):
             raise SetupError(f"create {what}: HTTP {status} {body[:200]!r}")
 
 
+class LoginPage:
+    """One login page, fetched once: its CSRF cookie, token and sealed login state stay
+    valid for every post (the state for 30 minutes)."""
+
+    def __init__(self, base):
+        self.host, self.port = base.split("//", 1)[1].split(":")
+        q = urllib.parse.urlencode({
+            "client_id": "web", "redirect_uri": CALLBACK, "response_type": "code",
+            "scope": "openid", "state": "s", "code_challenge_method": "S256",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"})
+        self.path = f"/realms/{REALM}/protocol/openid-connect/auth"
+        status, headers, body = self.send("GET", f"{self.path}?{q}", None, {})
+        if status != 200:
+            raise SetupError(f"login page: HTTP {status}")
+        cookie = headers.get("set-cookie", "").split(";", 1)[0]
+        html = body.decode()
+        field = lambda name: re.search(rf'name="{name}" value="([^"]*)"', html).group(1)
+        self.cookie, self.csrf, self.state = cookie, field("csrf"), field("login_state")
+
+    def send(self, method, path, body, headers):
+        conn = http.client.HTTPConnection(self.host, int(self.port), timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
+
+    def post(self, form):
+        body = urllib.parse.urlencode({"csrf": self.csrf, "login_state": self.state,
+                                       "username": form["username"],
+                                       "password": form["password"]}).encode()
+        status, headers, body = self.send("POST", self.path, body, {
+            "Content-Type": "application/x-www-form-urlencoded", "Cookie": self.cookie})
+        return status, headers.get("location", "").encode() if status == 302 else body
+
+
 def kinds(counter):
     """kind -> (form, check(status, body) -> None if as expected, else a short reason)."""
 
     def expect_401(status, body):
+        if MODE == "page":
+            return None if status == 401 and PAGE_ERROR in body else f"HTTP {status}"
         if status != 401:
             return f"HTTP {status}"
         try:
@@ -197,6 +248,8 @@ def kinds(counter):
         return None
 
     def expect_200(status, body):
+        if MODE == "page":
+            return None if status == 302 and b"code=" in body else f"HTTP {status}"
         if status != 200:
             return f"HTTP {status}"
         try:
@@ -220,13 +273,16 @@ def kinds(counter):
     }
 
 
-def run(base, order, plan, times, unexpected):
+def run(base, order, plan, times, unexpected, page=None):
     for kind in order:
         make_form, check = plan[kind]
         form = make_form()
         t0 = time.perf_counter()
         try:
-            status, body = token_request(base, REALM, form)
+            if page is not None:
+                status, body = page.post(form)
+            else:
+                status, body = token_request(base, REALM, form)
         except (urllib.error.URLError, OSError) as e:
             status, body = None, str(e).encode()
         elapsed = time.perf_counter() - t0
@@ -309,9 +365,10 @@ def main():
                 setup(base, admin_pw)
                 counter = [0]
                 plan = kinds(counter)
-                run(base, schedule(WARMUP, rng), plan, None, warm_unexpected)
+                page = LoginPage(base) if MODE == "page" else None
+                run(base, schedule(WARMUP, rng), plan, None, warm_unexpected, page)
                 t0 = time.monotonic()
-                run(base, schedule(N, rng), plan, times, unexpected)
+                run(base, schedule(N, rng), plan, times, unexpected, page)
                 wall = time.monotonic() - t0
             except SetupError as e:
                 print(f"error: {e}", file=sys.stderr)
@@ -325,9 +382,10 @@ def main():
                     stop_server(proc)
 
     a, b, c = times["A"], times["B"], times["C"]
-    print(f"## {started:%Y-%m-%d %H:%M} UTC password grant timing: unknown user vs wrong password")
+    what = "login page" if MODE == "page" else "password grant"
+    print(f"## {started:%Y-%m-%d %H:%M} UTC {what} timing: unknown user vs wrong password")
     print()
-    print(f"- command: `N={N} python3 bench/login_timing.py`")
+    print(f"- command: `MODE={MODE} N={N} python3 bench/login_timing.py`")
     print(f"- machine: {os.cpu_count()} CPUs (nproc), {platform.machine()}, {cpu_model()}; "
           "client on the same machine")
     print(f"- Tessera {build_commit()} (release build, SQLite store in a temp dir, RUST_LOG=warn), "
@@ -339,8 +397,9 @@ def main():
           f"in random order (seed {SEED}), sequential, one new HTTP/1.1 connection per request, "
           f"POST form to 127.0.0.1; {wall:.1f} s measured; 1-min load average before/after: "
           f"{load_before}/{loadavg()}")
+    ok = "302 with a code" if MODE == "page" else "200"
     print("- A: `alice` + wrong password (401); B: `nobody-<i>` (new unknown user each time) "
-          "+ wrong password (401); C: `alice` + right password (200, reference)")
+          f"+ wrong password (401); C: `alice` + right password ({ok}, reference)")
     print()
     print("| kind | n | median | p10 | p90 | mean |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")

@@ -109,17 +109,15 @@ def test_device_flow_approved_in_chromium(server, realm):
 
 def test_account_page_signs_a_session_out(server, realm):
     oid = openid(server)
-    cli = oid.token(USER, PASSWORD)  # an app connection from "a CLI"
+    cli = oid.token(USER, PASSWORD)  # an app connection, as a CLI would make it
     sid = cli["session_state"]
-    assert oid.refresh_token(cli["refresh_token"])["access_token"]
-    cli = oid.token(USER, PASSWORD)
-    sid = cli["session_state"]
+    live = oid.refresh_token(cli["refresh_token"])  # live before (and rotated)
     out = run_flow("account", {"accountUrl": f"{server.issuer(REALM)}/account", "signOutSession": sid})
     assert sid in out["listed"]
     assert out["notice"] == "The session was signed out."
     assert sid not in out["after"]
     with pytest.raises(KeycloakPostError) as e:
-        oid.refresh_token(cli["refresh_token"])
+        oid.refresh_token(live["refresh_token"])
     assert e.value.response_code == 400 and b"invalid_grant" in e.value.response_body
     for name in ("account", "account-signed-out"):
         assert (SHOTS / "account" / f"{name}.png").stat().st_size > 1000

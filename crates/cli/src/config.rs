@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tessera_channel::ChannelConfig;
 use tessera_http::HttpSettings;
-use tessera_oauth::config::{ConsentConfig, PasswordConfig, ThrottleConfig};
+use tessera_oauth::config::{BrowserConfig, ConsentConfig, PasswordConfig, ThrottleConfig};
 use tessera_oauth::gc::GcConfig;
 use tessera_oauth::OAuthConfig;
 
@@ -48,6 +48,14 @@ pub struct Config {
     pub consent_challenge_secs: i64,
     /// Consent login: the storage endpoint returned as `host` (default: public_url).
     pub consent_host: Option<String>,
+    /// Browser sign-in: how long a browser stays signed in (SSO session).
+    pub sso_session_secs: i64,
+    /// Browser sign-in: authorization code lifetime.
+    pub auth_code_secs: i64,
+    /// Device authorization: device code lifetime.
+    pub device_code_secs: i64,
+    /// Device authorization: minimum seconds between polls.
+    pub device_poll_interval_secs: i64,
     /// Event channel: where Socket.IO is served.
     pub socket_path: String,
     /// Event channel: seconds a socket may stay unauthenticated.
@@ -65,6 +73,7 @@ impl Default for Config {
         let http = HttpSettings::default();
         let consent = ConsentConfig::default();
         let channel = ChannelConfig::default();
+        let browser = BrowserConfig::default();
         Self {
             data_dir: PathBuf::from("./tessera-data"),
             listen: "127.0.0.1:8080".into(),
@@ -89,6 +98,10 @@ impl Default for Config {
             consent_refresh_token_secs: consent.refresh_token_ttl_secs,
             consent_challenge_secs: consent.challenge_ttl_secs,
             consent_host: None,
+            sso_session_secs: browser.sso_session_max_secs,
+            auth_code_secs: browser.code_ttl_secs,
+            device_code_secs: browser.device_code_ttl_secs,
+            device_poll_interval_secs: browser.device_poll_interval_secs,
             socket_path: channel.path,
             socket_auth_timeout_secs: channel.auth_timeout.as_secs(),
             socket_max_per_user: channel.max_sockets_per_user,
@@ -177,6 +190,10 @@ impl Config {
                 self.consent_refresh_token_secs,
             ),
             ("consent_challenge_secs", self.consent_challenge_secs),
+            ("sso_session_secs", self.sso_session_secs),
+            ("auth_code_secs", self.auth_code_secs),
+            ("device_code_secs", self.device_code_secs),
+            ("device_poll_interval_secs", self.device_poll_interval_secs),
         ] {
             if secs < 1 {
                 bail!("{name} must be at least 1");
@@ -207,6 +224,13 @@ impl Config {
             access_token_ttl_secs: self.consent_access_token_secs,
             refresh_token_ttl_secs: self.consent_refresh_token_secs,
             host: self.consent_host.clone(),
+        };
+        c.browser = BrowserConfig {
+            sso_session_max_secs: self.sso_session_secs,
+            code_ttl_secs: self.auth_code_secs,
+            device_code_ttl_secs: self.device_code_secs,
+            device_poll_interval_secs: self.device_poll_interval_secs,
+            ..BrowserConfig::default()
         };
         c
     }

@@ -116,6 +116,9 @@ const NOT_CONFIG: &[&str] = &[
     "master_key",
     "bootstrap_admin_password",
     "admin_password",
+    // The developer commands' own settings.
+    "cli_home",
+    "cli_keyring",
 ];
 
 impl Config {

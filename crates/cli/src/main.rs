@@ -1,8 +1,11 @@
 //! The `tessera` binary: `serve` runs the server, `admin` manages realms,
-//! clients, users, sessions and keys. Thin: parsing and dispatch only.
+//! clients, users, sessions and keys, and the developer commands
+//! (`connections`, `login`, `sectoken get`, ...) sign IDEs in. Thin: parsing
+//! and dispatch only.
 
 mod admin;
 mod config;
+mod dev;
 mod serve;
 mod workspace;
 
@@ -52,6 +55,29 @@ enum Command {
     Admin(admin::AdminArgs),
     /// Che workspaces: the environment of a workspace agent.
     Workspace(workspace::WorkspaceArgs),
+    /// Servers this CLI signs in to (for `login` and `sectoken get`).
+    Connections(dev::ConnectionsArgs),
+    /// Sign in to a connection (device code by default).
+    Login(dev::LoginArgs),
+    /// Revoke the connection's tokens and forget its secrets.
+    Logout(dev::ConnArgs),
+    /// Tokens for IDEs: `sectoken get --conn ID` prints one JSON object.
+    Sectoken {
+        #[command(subcommand)]
+        command: dev::SectokenCommand,
+    },
+    /// The stored password of a connection, for scripts.
+    Secstore {
+        #[command(subcommand)]
+        command: dev::SecstoreCommand,
+    },
+    /// Who the connection is signed in as.
+    Whoami(dev::ConnArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,19 +92,49 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let command = match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "tessera",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        other => other,
+    };
+    let dev = |r: Result<(), dev::CliError>| -> anyhow::Result<Option<u8>> {
+        Ok(match r {
+            Ok(()) => None,
+            Err(e) => {
+                eprintln!("error: {}", e.message);
+                Some(e.code)
+            }
+        })
+    };
     let result = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Serve {
                 cfg,
                 listen,
                 public_url,
-            } => serve::run(cfg, listen, public_url).await,
-            Command::Admin(args) => admin::run(args).await,
-            Command::Workspace(args) => workspace::run(args).await,
+            } => serve::run(cfg, listen, public_url).await.map(|()| None),
+            Command::Admin(args) => admin::run(args).await.map(|()| None),
+            Command::Workspace(args) => workspace::run(args).await.map(|()| None),
+            Command::Connections(args) => dev(dev::connections(args).await),
+            Command::Login(args) => dev(dev::login(args).await),
+            Command::Logout(args) => dev(dev::logout(args).await),
+            Command::Sectoken { command } => dev(dev::sectoken(command).await),
+            Command::Secstore { command } => dev(dev::secstore(command).await),
+            Command::Whoami(args) => dev(dev::whoami(args).await),
+            Command::Completions { .. } => Ok(None),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(None) => ExitCode::from(dev::exit::OK),
+        Ok(Some(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

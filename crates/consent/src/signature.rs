@@ -60,7 +60,7 @@ pub fn verify_signature(
 fn decode(s: &str) -> Result<Vec<u8>, SignatureError> {
     let s = s.trim();
     let hex_part = s.strip_prefix("0x").unwrap_or(s);
-    if hex_part.len() % 2 == 0 && hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex_part.len().is_multiple_of(2) && hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
         return hex::decode(hex_part).map_err(|_| SignatureError::Encoding);
     }
     URL_SAFE_NO_PAD

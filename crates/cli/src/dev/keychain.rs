@@ -1,0 +1,256 @@
+//! Where the CLI keeps passwords and tokens: the platform credential store
+//! through the keyring crates (Secret Service on Linux desktops, macOS
+//! Keychain, Windows Credential Manager), the Linux kernel keyutils store
+//! for headless machines, or, only when asked with `--insecure-keyring`, an
+//! encrypted file beside the connections file. Entries are named by service
+//! `tessera.<connection id>` (Codewind's `<app>.<connection>`) and a key.
+
+use super::connections::{create_private_dir, write_private};
+use super::CliError;
+use keyring_core::api::CredentialStoreApi;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::rand::{SecureRandom, SystemRandom};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Which store to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// The platform's store: Secret Service (Linux, with a session bus),
+    /// Keychain (macOS), Credential Manager (Windows); keyutils on a Linux
+    /// machine without a session bus.
+    Platform,
+    /// The Linux kernel key store (works headless).
+    Keyutils,
+    /// An encrypted file in the config directory (needs --insecure-keyring).
+    File,
+}
+
+pub trait Keychain: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn get(&self, service: &str, key: &str) -> Result<Option<String>, CliError>;
+    fn set(&self, service: &str, key: &str, value: &str) -> Result<(), CliError>;
+    /// Deleting what is not there is not an error.
+    fn delete(&self, service: &str, key: &str) -> Result<(), CliError>;
+}
+
+/// Opens the chosen store, checking it answers.
+pub fn open(backend: Backend, config_dir: &Path) -> Result<Box<dyn Keychain>, CliError> {
+    match backend {
+        Backend::File => Ok(Box::new(FileKeychain::open(config_dir)?)),
+        Backend::Keyutils => keyutils(),
+        Backend::Platform => platform(),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn keyutils() -> Result<Box<dyn Keychain>, CliError> {
+    // keyutils needs a session keyring: a process started outside a login
+    // session (cron, CI, a service) has none, so it gets one here. Children
+    // inherit it; the store also links keys into the persistent keyring.
+    linux_keyutils::KeyRing::from_special_id(linux_keyutils::KeyRingIdentifier::Session, true)
+        .map_err(|e| CliError::keychain(format!("keyutils: no session keyring ({e:?})")))?;
+    let store = linux_keyutils_keyring_store::Store::new()
+        .map_err(|e| CliError::keychain(format!("keyutils: {e}")))?;
+    Ok(Box::new(StoreKeychain {
+        name: "keyutils",
+        store,
+    }))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn keyutils() -> Result<Box<dyn Keychain>, CliError> {
+    Err(CliError::keychain(
+        "the keyutils store exists on Linux only",
+    ))
+}
+
+#[cfg(target_os = "linux")]
+fn platform() -> Result<Box<dyn Keychain>, CliError> {
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
+        if let Ok(store) = zbus_secret_service_keyring_store::Store::new() {
+            return Ok(Box::new(StoreKeychain {
+                name: "secret-service",
+                store,
+            }));
+        }
+    }
+    keyutils()
+}
+
+#[cfg(target_os = "macos")]
+fn platform() -> Result<Box<dyn Keychain>, CliError> {
+    let store = apple_native_keyring_store::keychain::Store::new()
+        .map_err(|e| CliError::keychain(format!("keychain: {e}")))?;
+    Ok(Box::new(StoreKeychain {
+        name: "keychain",
+        store,
+    }))
+}
+
+#[cfg(target_os = "windows")]
+fn platform() -> Result<Box<dyn Keychain>, CliError> {
+    let store = windows_native_keyring_store::Store::new()
+        .map_err(|e| CliError::keychain(format!("credential manager: {e}")))?;
+    Ok(Box::new(StoreKeychain {
+        name: "windows",
+        store,
+    }))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
+fn platform() -> Result<Box<dyn Keychain>, CliError> {
+    Err(CliError::keychain(
+        "no platform credential store here: use --insecure-keyring",
+    ))
+}
+
+/// A keyring-core credential store.
+struct StoreKeychain<S: CredentialStoreApi + Send + Sync> {
+    name: &'static str,
+    store: Arc<S>,
+}
+
+impl<S: CredentialStoreApi + Send + Sync> StoreKeychain<S> {
+    fn entry(&self, service: &str, key: &str) -> Result<keyring_core::Entry, CliError> {
+        self.store
+            .build(service, key, None)
+            .map_err(|e| CliError::keychain(format!("{}: {e}", self.name)))
+    }
+}
+
+impl<S: CredentialStoreApi + Send + Sync> Keychain for StoreKeychain<S> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn get(&self, service: &str, key: &str) -> Result<Option<String>, CliError> {
+        match self.entry(service, key)?.get_password() {
+            Ok(v) => Ok(Some(v)),
+            Err(keyring_core::Error::NoEntry) => Ok(None),
+            Err(e) => Err(CliError::keychain(format!("{}: {e}", self.name))),
+        }
+    }
+    fn set(&self, service: &str, key: &str, value: &str) -> Result<(), CliError> {
+        self.entry(service, key)?
+            .set_password(value)
+            .map_err(|e| CliError::keychain(format!("{}: {e}", self.name)))
+    }
+    fn delete(&self, service: &str, key: &str) -> Result<(), CliError> {
+        match self.entry(service, key)?.delete_credential() {
+            Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
+            Err(e) => Err(CliError::keychain(format!("{}: {e}", self.name))),
+        }
+    }
+}
+
+/// The opt-in file store: one AES-256-GCM sealed JSON map in `secrets.enc`,
+/// its key in `secrets.key` beside it, both 0600. It keeps secrets off the
+/// disk in plaintext and away from other users, not from this user.
+pub struct FileKeychain {
+    data: PathBuf,
+    key: LessSafeKey,
+}
+
+impl FileKeychain {
+    pub fn open(dir: &Path) -> Result<Self, CliError> {
+        create_private_dir(dir)?;
+        let key_path = dir.join("secrets.key");
+        let raw = match std::fs::read(&key_path) {
+            Ok(k) if k.len() == 32 => k,
+            Ok(_) => {
+                return Err(CliError::keychain(format!(
+                    "{} is not a 32-byte key",
+                    key_path.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut k = vec![0u8; 32];
+                SystemRandom::new()
+                    .fill(&mut k)
+                    .map_err(|_| CliError::keychain("no randomness for a key"))?;
+                write_private(&key_path, &k)?;
+                k
+            }
+            Err(e) => {
+                return Err(CliError::keychain(format!(
+                    "cannot read {}: {e}",
+                    key_path.display()
+                )))
+            }
+        };
+        let key = UnboundKey::new(&AES_256_GCM, &raw)
+            .map_err(|_| CliError::keychain("bad file-store key"))?;
+        Ok(Self {
+            data: dir.join("secrets.enc"),
+            key: LessSafeKey::new(key),
+        })
+    }
+
+    fn load(&self) -> Result<BTreeMap<String, String>, CliError> {
+        let sealed = match std::fs::read(&self.data) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => {
+                return Err(CliError::keychain(format!(
+                    "cannot read the file store: {e}"
+                )))
+            }
+        };
+        if sealed.len() < 12 {
+            return Err(CliError::keychain("the file store is damaged"));
+        }
+        let (nonce, rest) = sealed.split_at(12);
+        let nonce = Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| CliError::keychain("the file store is damaged"))?;
+        let mut buf = rest.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(b"tessera-cli-secrets"), &mut buf)
+            .map_err(|_| CliError::keychain("the file store does not open with its key"))?;
+        serde_json::from_slice(plain).map_err(|_| CliError::keychain("the file store is damaged"))
+    }
+
+    fn store(&self, map: &BTreeMap<String, String>) -> Result<(), CliError> {
+        let mut nonce = [0u8; 12];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| CliError::keychain("no randomness for a nonce"))?;
+        let mut buf = serde_json::to_vec(map).map_err(|e| CliError::other(e.to_string()))?;
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(b"tessera-cli-secrets"),
+                &mut buf,
+            )
+            .map_err(|_| CliError::keychain("cannot seal the file store"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        write_private(&self.data, &out)
+    }
+}
+
+fn file_key(service: &str, key: &str) -> String {
+    format!("{service}\u{1f}{key}")
+}
+
+impl Keychain for FileKeychain {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+    fn get(&self, service: &str, key: &str) -> Result<Option<String>, CliError> {
+        Ok(self.load()?.remove(&file_key(service, key)))
+    }
+    fn set(&self, service: &str, key: &str, value: &str) -> Result<(), CliError> {
+        let mut map = self.load()?;
+        map.insert(file_key(service, key), value.to_string());
+        self.store(&map)
+    }
+    fn delete(&self, service: &str, key: &str) -> Result<(), CliError> {
+        let mut map = self.load()?;
+        if map.remove(&file_key(service, key)).is_some() {
+            self.store(&map)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,450 @@
+//! The developer commands (Codewind's `cwctl` for IDEs): connections,
+//! `login`, `sectoken get`, `secstore`, `logout`, `whoami` and shell
+//! completions. Errors are one line on stderr with a documented exit code.
+
+pub mod connections;
+pub mod keychain;
+mod session;
+
+use clap::{Args, Subcommand, ValueEnum};
+use connections::{Connection, Connections};
+use keychain::Backend;
+use serde_json::json;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Exit codes of the developer commands (also in the README).
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// Anything else that went wrong (bad server answer, I/O).
+    pub const FAILURE: u8 = 1;
+    /// Bad arguments or an unknown connection.
+    pub const USAGE: u8 = 2;
+    /// No usable tokens and no stored password: run `tessera login`.
+    pub const LOGIN_REQUIRED: u8 = 3;
+    /// The server could not be reached.
+    pub const UNREACHABLE: u8 = 4;
+    /// The keychain could not be used.
+    pub const KEYCHAIN: u8 = 5;
+}
+
+/// A failed command: its exit code and one line for stderr.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn other(m: impl Into<String>) -> Self {
+        Self::new(exit::FAILURE, m)
+    }
+    pub fn usage(m: impl Into<String>) -> Self {
+        Self::new(exit::USAGE, m)
+    }
+    pub fn login_required(m: impl Into<String>) -> Self {
+        Self::new(exit::LOGIN_REQUIRED, m)
+    }
+    pub fn unreachable(m: impl Into<String>) -> Self {
+        Self::new(exit::UNREACHABLE, m)
+    }
+    pub fn keychain(m: impl Into<String>) -> Self {
+        Self::new(exit::KEYCHAIN, m)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// Options every developer command takes.
+#[derive(Args, Clone, Debug)]
+pub struct Common {
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "text", global = true)]
+    pub output: Output,
+    /// Where connections (and the file keychain) live; default: the platform
+    /// config directory (e.g. ~/.config/tessera).
+    #[arg(long, env = "TESSERA_CLI_HOME", global = true)]
+    pub config_dir: Option<PathBuf>,
+    /// Which credential store keeps passwords and tokens.
+    #[arg(
+        long,
+        value_enum,
+        env = "TESSERA_CLI_KEYRING",
+        default_value = "platform",
+        global = true
+    )]
+    pub keyring: Backend,
+    /// Allow the encrypted file store (a key file beside it: protects
+    /// against other users, not against this one). Implies --keyring file.
+    #[arg(long, global = true)]
+    pub insecure_keyring: bool,
+}
+
+impl Common {
+    fn dir(&self) -> Result<PathBuf, CliError> {
+        match &self.config_dir {
+            Some(d) => Ok(d.clone()),
+            None => dirs::config_dir()
+                .map(|d| d.join("tessera"))
+                .ok_or_else(|| CliError::other("no config directory: set --config-dir")),
+        }
+    }
+
+    fn keychain(&self) -> Result<Box<dyn keychain::Keychain>, CliError> {
+        let backend = if self.insecure_keyring {
+            Backend::File
+        } else {
+            self.keyring
+        };
+        if backend == Backend::File {
+            if !self.insecure_keyring {
+                return Err(CliError::usage(
+                    "the file keychain is opt-in: add --insecure-keyring",
+                ));
+            }
+            eprintln!(
+                "warning: keeping secrets in an encrypted file whose key lies beside it (--insecure-keyring)"
+            );
+        }
+        keychain::open(backend, &self.dir()?)
+    }
+
+    fn connections(&self) -> Result<Connections, CliError> {
+        Connections::load(&self.dir()?)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConnectionsCommand {
+    /// Add a connection.
+    Add {
+        #[arg(long)]
+        id: String,
+        /// The server's base URL, e.g. https://auth.example.
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        realm: String,
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// List connections.
+    List,
+    /// Show one connection.
+    Show { id: String },
+    /// Remove a connection (and forget its secrets).
+    Remove { id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectionsArgs {
+    #[command(subcommand)]
+    pub command: ConnectionsCommand,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The connection to sign in to.
+    #[arg(long)]
+    pub conn: String,
+    /// Username (default: the connection's).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Read the password from stdin (password grant); it is kept in the
+    /// keychain so `sectoken get` can sign in again unattended.
+    #[arg(long, conflicts_with = "browser")]
+    pub password_stdin: bool,
+    /// Sign in with the browser (code + PKCE, loopback redirect on 127.0.0.1).
+    #[arg(long)]
+    pub browser: bool,
+    /// Do not try to open a browser (device and browser login).
+    #[arg(long)]
+    pub no_open: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct ConnArgs {
+    #[arg(long)]
+    pub conn: String,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SectokenCommand {
+    /// Print a valid access token (and refresh token) as one JSON object.
+    Get(ConnArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecstoreCommand {
+    /// Store the connection's password (read from stdin).
+    Set {
+        #[arg(long)]
+        conn: String,
+        #[arg(long)]
+        username: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the stored password.
+    Get(ConnArgs),
+    /// Forget the stored password and tokens.
+    Delete(ConnArgs),
+}
+
+fn stdout_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn green(s: &str) -> String {
+    if stdout_color() {
+        format!("\x1b[32m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{v}");
+}
+
+pub async fn connections(args: ConnectionsArgs) -> Result<(), CliError> {
+    let c = &args.common;
+    let mut all = c.connections()?;
+    match args.command {
+        ConnectionsCommand::Add {
+            id,
+            url,
+            realm,
+            client_id,
+            username,
+        } => {
+            let conn = Connection {
+                id,
+                url: url.trim_end_matches('/').to_string(),
+                realm,
+                client_id,
+                username,
+            };
+            all.add(conn.clone())?;
+            match c.output {
+                Output::Json => print_json(&json!(conn)),
+                Output::Text => println!("{} connection {}", green("added"), conn.id),
+            }
+        }
+        ConnectionsCommand::List => match c.output {
+            Output::Json => print_json(&json!(all.list())),
+            Output::Text => {
+                if all.list().is_empty() {
+                    println!("no connections (add one with `tessera connections add`)");
+                }
+                for conn in all.list() {
+                    println!(
+                        "{}\t{}\trealm={}\tclient={}{}",
+                        conn.id,
+                        conn.url,
+                        conn.realm,
+                        conn.client_id,
+                        conn.username
+                            .as_deref()
+                            .map(|u| format!("\tuser={u}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        },
+        ConnectionsCommand::Show { id } => {
+            let conn = all.get(&id)?;
+            match c.output {
+                Output::Json => print_json(&json!(conn)),
+                Output::Text => {
+                    println!("id:        {}", conn.id);
+                    println!("url:       {}", conn.url);
+                    println!("realm:     {}", conn.realm);
+                    println!("client id: {}", conn.client_id);
+                    println!("username:  {}", conn.username.as_deref().unwrap_or("-"));
+                    println!("issuer:    {}", conn.issuer());
+                }
+            }
+        }
+        ConnectionsCommand::Remove { id } => {
+            let gone = all.remove(&id)?;
+            // Best effort: a connection's secrets go with it.
+            if let Ok(k) = c.keychain() {
+                let _ = session::forget(k.as_ref(), &gone);
+            }
+            match c.output {
+                Output::Json => print_json(&json!({"removed": gone.id})),
+                Output::Text => println!("{} connection {}", green("removed"), gone.id),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn login(args: LoginArgs) -> Result<(), CliError> {
+    let c = &args.common;
+    let conn = c.connections()?.get(&args.conn)?.clone();
+    let keychain = c.keychain()?;
+    let http = session::Http::new()?;
+    let tokens = if args.password_stdin {
+        let username = args
+            .username
+            .clone()
+            .or(conn.username.clone())
+            .ok_or_else(|| CliError::usage("--username is required (the connection has none)"))?;
+        let mut password = String::new();
+        std::io::stdin()
+            .read_line(&mut password)
+            .map_err(|e| CliError::other(format!("cannot read the password from stdin: {e}")))?;
+        let password = password.trim_end_matches(['\r', '\n']).to_string();
+        if password.is_empty() {
+            return Err(CliError::usage("no password on stdin"));
+        }
+        let t = http.password_grant(&conn, &username, &password).await?;
+        keychain.set(&conn.service(), session::PASSWORD_KEY, &password)?;
+        keychain.set(&conn.service(), session::USERNAME_KEY, &username)?;
+        t
+    } else if args.browser {
+        http.browser_login(&conn, !args.no_open).await?
+    } else {
+        http.device_login(&conn, !args.no_open).await?
+    };
+    session::save(keychain.as_ref(), &conn, &tokens)?;
+    let who = tokens.username();
+    match c.output {
+        Output::Json => print_json(
+            &json!({"connection": conn.id, "username": who, "keychain": keychain.name()}),
+        ),
+        Output::Text => println!(
+            "{} to {} as {}",
+            green("signed in"),
+            conn.id,
+            who.as_deref().unwrap_or("?")
+        ),
+    }
+    Ok(())
+}
+
+pub async fn sectoken(cmd: SectokenCommand) -> Result<(), CliError> {
+    let SectokenCommand::Get(args) = cmd;
+    let c = &args.common;
+    let conn = c.connections()?.get(&args.conn)?.clone();
+    let keychain = c.keychain()?;
+    let http = session::Http::new()?;
+    let dir = c.dir()?;
+    let tokens = session::valid_tokens(&http, keychain.as_ref(), &conn, &dir).await?;
+    // cwctl's shape, whatever --output says: IDEs parse it.
+    print_json(&tokens.for_ide());
+    Ok(())
+}
+
+pub async fn secstore(cmd: SecstoreCommand) -> Result<(), CliError> {
+    match cmd {
+        SecstoreCommand::Set {
+            conn,
+            username,
+            common,
+        } => {
+            let conn = common.connections()?.get(&conn)?.clone();
+            let username = username.or(conn.username.clone()).ok_or_else(|| {
+                CliError::usage("--username is required (the connection has none)")
+            })?;
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .map_err(|e| CliError::other(format!("cannot read stdin: {e}")))?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err(CliError::usage("no password on stdin"));
+            }
+            let k = common.keychain()?;
+            k.set(&conn.service(), session::PASSWORD_KEY, password)?;
+            k.set(&conn.service(), session::USERNAME_KEY, &username)?;
+            match common.output {
+                Output::Json => print_json(&json!({"connection": conn.id, "stored": true})),
+                Output::Text => println!("{} the password for {}", green("stored"), conn.id),
+            }
+        }
+        SecstoreCommand::Get(args) => {
+            let conn = args.common.connections()?.get(&args.conn)?.clone();
+            let k = args.common.keychain()?;
+            let password = k
+                .get(&conn.service(), session::PASSWORD_KEY)?
+                .ok_or_else(|| {
+                    CliError::login_required(format!("no password stored for {}", conn.id))
+                })?;
+            let username = k.get(&conn.service(), session::USERNAME_KEY)?;
+            match args.common.output {
+                Output::Json => print_json(
+                    &json!({"connection": conn.id, "username": username, "password": password}),
+                ),
+                Output::Text => println!("{password}"),
+            }
+        }
+        SecstoreCommand::Delete(args) => {
+            let conn = args.common.connections()?.get(&args.conn)?.clone();
+            let k = args.common.keychain()?;
+            session::forget(k.as_ref(), &conn)?;
+            match args.common.output {
+                Output::Json => print_json(&json!({"connection": conn.id, "deleted": true})),
+                Output::Text => println!("{} the secrets of {}", green("deleted"), conn.id),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn logout(args: ConnArgs) -> Result<(), CliError> {
+    let c = &args.common;
+    let conn = c.connections()?.get(&args.conn)?.clone();
+    let keychain = c.keychain()?;
+    let http = session::Http::new()?;
+    let revoked = session::logout(&http, keychain.as_ref(), &conn).await;
+    session::forget(keychain.as_ref(), &conn)?;
+    let revoked = revoked?;
+    match c.output {
+        Output::Json => print_json(&json!({"connection": conn.id, "revoked": revoked})),
+        Output::Text => println!("{} of {}", green("signed out"), conn.id),
+    }
+    Ok(())
+}
+
+pub async fn whoami(args: ConnArgs) -> Result<(), CliError> {
+    let c = &args.common;
+    let conn = c.connections()?.get(&args.conn)?.clone();
+    let keychain = c.keychain()?;
+    let http = session::Http::new()?;
+    let tokens = session::valid_tokens(&http, keychain.as_ref(), &conn, &c.dir()?).await?;
+    let info = http.userinfo(&conn, &tokens.access_token).await?;
+    match c.output {
+        Output::Json => print_json(&info),
+        Output::Text => {
+            let s = |k: &str| info[k].as_str().unwrap_or("-").to_string();
+            println!(
+                "{} ({}) at {}",
+                s("preferred_username"),
+                s("email"),
+                conn.issuer()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,623 @@
+//! Talking to the server for the developer commands: the password, refresh,
+//! device and code grants, revocation and userinfo; and the token cache in
+//! the keychain that `sectoken get` serves from, one process at a time per
+//! connection (a file lock), so concurrent callers never spend the same
+//! refresh token twice.
+
+use super::connections::{create_private_dir, Connection};
+use super::keychain::Keychain;
+use super::CliError;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const PASSWORD_KEY: &str = "password";
+pub const USERNAME_KEY: &str = "username";
+const TOKENS_KEY: &str = "tokens";
+/// An access token with less than this left is refreshed first.
+const MARGIN_SECS: i64 = 30;
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Tokens as cached in the keychain, with absolute expiry times.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub expires_at: i64,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub refresh_expires_at: Option<i64>,
+    pub token_type: String,
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub session_state: Option<String>,
+    #[serde(default)]
+    pub id_token: Option<String>,
+}
+
+impl Tokens {
+    fn from_response(v: &Value) -> Result<Self, CliError> {
+        let bad = || CliError::other("the server's token response is not valid");
+        let now = now();
+        let refresh_in = v["refresh_expires_in"].as_i64().unwrap_or(0);
+        Ok(Self {
+            access_token: v["access_token"].as_str().ok_or_else(bad)?.to_string(),
+            expires_at: now + v["expires_in"].as_i64().ok_or_else(bad)?,
+            refresh_token: v["refresh_token"].as_str().map(str::to_string),
+            // Keycloak says 0 for "no expiry" (offline tokens).
+            refresh_expires_at: (refresh_in > 0).then_some(now + refresh_in),
+            token_type: v["token_type"].as_str().unwrap_or("Bearer").to_string(),
+            scope: v["scope"].as_str().map(str::to_string),
+            session_state: v["session_state"].as_str().map(str::to_string),
+            id_token: v["id_token"].as_str().map(str::to_string),
+        })
+    }
+
+    fn access_fresh(&self) -> bool {
+        self.expires_at - now() > MARGIN_SECS
+    }
+
+    fn refresh_usable(&self) -> Option<&str> {
+        let alive = self.refresh_expires_at.is_none_or(|t| t > now() + 5);
+        self.refresh_token.as_deref().filter(|_| alive)
+    }
+
+    /// `preferred_username` from the access token's claims.
+    pub fn username(&self) -> Option<String> {
+        let payload = self.access_token.split('.').nth(1)?;
+        let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let v: Value = serde_json::from_slice(&bytes).ok()?;
+        v["preferred_username"].as_str().map(str::to_string)
+    }
+
+    /// What `sectoken get` prints: Keycloak's token response, with the
+    /// lifetimes counted from now.
+    pub fn for_ide(&self) -> Value {
+        let mut v = json!({
+            "access_token": self.access_token,
+            "expires_in": (self.expires_at - now()).max(0),
+            "token_type": self.token_type,
+        });
+        if let Some(rt) = &self.refresh_token {
+            v["refresh_token"] = json!(rt);
+            v["refresh_expires_in"] = json!(self
+                .refresh_expires_at
+                .map(|t| (t - now()).max(0))
+                .unwrap_or(0));
+        }
+        for (k, val) in [
+            ("scope", &self.scope),
+            ("session_state", &self.session_state),
+        ] {
+            if let Some(x) = val {
+                v[k] = json!(x);
+            }
+        }
+        v
+    }
+}
+
+/// A server's answer that is an OAuth error.
+struct OAuthFailure {
+    error: String,
+    description: String,
+}
+
+pub struct Http {
+    client: reqwest::Client,
+}
+
+impl Http {
+    pub fn new() -> Result<Self, CliError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("tessera-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CliError::other(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self { client })
+    }
+
+    fn unreachable(conn: &Connection, e: &reqwest::Error) -> CliError {
+        CliError::unreachable(format!("cannot reach {} ({}): {e}", conn.id, conn.url))
+    }
+
+    /// POSTs a form to an OIDC endpoint: the JSON body, or the OAuth error.
+    async fn post(
+        &self,
+        conn: &Connection,
+        endpoint: &str,
+        form: &[(&str, &str)],
+    ) -> Result<Result<Value, OAuthFailure>, CliError> {
+        let res = self
+            .client
+            .post(conn.endpoint(endpoint))
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| Self::unreachable(conn, &e))?;
+        let status = res.status();
+        let text = res.text().await.map_err(|e| Self::unreachable(conn, &e))?;
+        if status.is_success() {
+            return Ok(Ok(if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).map_err(|_| {
+                    CliError::other(format!(
+                        "{} answered {status} with a body that is not JSON",
+                        conn.id
+                    ))
+                })?
+            }));
+        }
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        match v["error"].as_str() {
+            Some(error) => Ok(Err(OAuthFailure {
+                error: error.to_string(),
+                description: v["error_description"].as_str().unwrap_or("").to_string(),
+            })),
+            None if status.as_u16() == 404 => Err(CliError::other(format!(
+                "{} has no realm {:?} (HTTP 404)",
+                conn.url, conn.realm
+            ))),
+            None => Err(CliError::other(format!(
+                "{} answered HTTP {status}",
+                conn.id
+            ))),
+        }
+    }
+
+    pub async fn password_grant(
+        &self,
+        conn: &Connection,
+        username: &str,
+        password: &str,
+    ) -> Result<Tokens, CliError> {
+        let r = self
+            .post(
+                conn,
+                "token",
+                &[
+                    ("grant_type", "password"),
+                    ("client_id", &conn.client_id),
+                    ("username", username),
+                    ("password", password),
+                    ("scope", "openid"),
+                ],
+            )
+            .await?;
+        match r {
+            Ok(v) => Tokens::from_response(&v),
+            Err(f) if f.error == "invalid_grant" => Err(CliError::login_required(format!(
+                "{} refused the stored credentials for {username}: {}",
+                conn.id, f.description
+            ))),
+            Err(f) => Err(CliError::other(format!(
+                "{}: {} ({})",
+                conn.id, f.description, f.error
+            ))),
+        }
+    }
+
+    /// `Ok(None)` when the refresh token is no longer accepted.
+    async fn refresh(&self, conn: &Connection, rt: &str) -> Result<Option<Tokens>, CliError> {
+        let r = self
+            .post(
+                conn,
+                "token",
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", &conn.client_id),
+                    ("refresh_token", rt),
+                ],
+            )
+            .await?;
+        match r {
+            Ok(v) => Tokens::from_response(&v).map(Some),
+            Err(f) if f.error == "invalid_grant" => Ok(None),
+            Err(f) => Err(CliError::other(format!(
+                "{}: {} ({})",
+                conn.id, f.description, f.error
+            ))),
+        }
+    }
+
+    pub async fn userinfo(&self, conn: &Connection, access: &str) -> Result<Value, CliError> {
+        let res = self
+            .client
+            .get(conn.endpoint("userinfo"))
+            .bearer_auth(access)
+            .send()
+            .await
+            .map_err(|e| Self::unreachable(conn, &e))?;
+        if res.status().as_u16() == 401 {
+            return Err(CliError::login_required(format!(
+                "{} no longer accepts this sign-in: run `tessera login --conn {}`",
+                conn.id, conn.id
+            )));
+        }
+        if !res.status().is_success() {
+            return Err(CliError::other(format!(
+                "userinfo answered HTTP {}",
+                res.status()
+            )));
+        }
+        res.json().await.map_err(|e| Self::unreachable(conn, &e))
+    }
+
+    /// RFC 8628: prints the code, opens the browser when it can, and polls
+    /// (honouring `interval` and `slow_down`) with a spinner on a terminal.
+    pub async fn device_login(&self, conn: &Connection, open: bool) -> Result<Tokens, CliError> {
+        let start = match self
+            .post(
+                conn,
+                "auth/device",
+                &[("client_id", &conn.client_id), ("scope", "openid")],
+            )
+            .await?
+        {
+            Ok(v) => v,
+            Err(f) => {
+                return Err(CliError::other(format!(
+                    "{} cannot start a device login: {} ({})",
+                    conn.id, f.description, f.error
+                )))
+            }
+        };
+        let field = |k: &str| start[k].as_str().unwrap_or_default().to_string();
+        let (device_code, user_code) = (field("device_code"), field("user_code"));
+        let complete = field("verification_uri_complete");
+        let mut interval = start["interval"].as_u64().unwrap_or(5).max(1);
+        let deadline = std::time::Instant::now()
+            + Duration::from_secs(start["expires_in"].as_u64().unwrap_or(600));
+        eprintln!(
+            "To sign in, open {} and enter the code {user_code}",
+            field("verification_uri")
+        );
+        eprintln!("(or open {complete})");
+        if open {
+            open_browser(&complete);
+        }
+        let mut spinner = Spinner::new("Waiting for you to approve the sign-in");
+        loop {
+            spinner.wait(Duration::from_secs(interval)).await;
+            if std::time::Instant::now() > deadline {
+                spinner.done();
+                return Err(CliError::login_required(
+                    "the code expired: run `tessera login` again",
+                ));
+            }
+            let r = self
+                .post(
+                    conn,
+                    "token",
+                    &[
+                        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                        ("client_id", &conn.client_id),
+                        ("device_code", &device_code),
+                    ],
+                )
+                .await;
+            match r {
+                Ok(Ok(v)) => {
+                    spinner.done();
+                    return Tokens::from_response(&v);
+                }
+                Ok(Err(f)) => match f.error.as_str() {
+                    "authorization_pending" => {}
+                    "slow_down" => interval += 5,
+                    "access_denied" => {
+                        spinner.done();
+                        return Err(CliError::login_required(
+                            "the sign-in was denied in the browser",
+                        ));
+                    }
+                    "expired_token" => {
+                        spinner.done();
+                        return Err(CliError::login_required(
+                            "the code expired: run `tessera login` again",
+                        ));
+                    }
+                    _ => {
+                        spinner.done();
+                        return Err(CliError::other(format!(
+                            "{}: {} ({})",
+                            conn.id, f.description, f.error
+                        )));
+                    }
+                },
+                Err(e) => {
+                    spinner.done();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Code + PKCE with a loopback redirect (RFC 8252): the client must have
+    /// `http://127.0.0.1/callback` registered (any port is accepted).
+    pub async fn browser_login(&self, conn: &Connection, open: bool) -> Result<Tokens, CliError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| CliError::other(format!("cannot listen on 127.0.0.1: {e}")))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| CliError::other(e.to_string()))?
+            .port();
+        let redirect = format!("http://127.0.0.1:{port}/callback");
+        let verifier = random_b64(32);
+        let challenge =
+            URL_SAFE_NO_PAD.encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
+        let state = random_b64(16);
+        let mut url = url::Url::parse(&conn.endpoint("auth"))
+            .map_err(|_| CliError::usage("the connection's URL is not valid"))?;
+        url.query_pairs_mut()
+            .append_pair("client_id", &conn.client_id)
+            .append_pair("redirect_uri", &redirect)
+            .append_pair("response_type", "code")
+            .append_pair("scope", "openid")
+            .append_pair("state", &state)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        eprintln!("To sign in, open {url}");
+        if open {
+            open_browser(url.as_str());
+        }
+        let mut spinner = Spinner::new("Waiting for the browser");
+        let accept = async {
+            loop {
+                let (mut sock, _) = listener.accept().await?;
+                let mut buf = vec![0u8; 8192];
+                let n = sock.read(&mut buf).await?;
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                if !target.starts_with("/callback") {
+                    sock.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await?;
+                    continue;
+                }
+                let page = "<!DOCTYPE html><title>Tessera</title><p>You can close this window and return to the terminal.</p>";
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                sock.write_all(reply.as_bytes()).await?;
+                return Ok::<String, std::io::Error>(target);
+            }
+        };
+        let target = tokio::time::timeout(Duration::from_secs(300), accept)
+            .await
+            .map_err(|_| {
+                spinner.done();
+                CliError::login_required("no answer from the browser within 5 minutes")
+            })?
+            .map_err(|e| CliError::other(format!("loopback listener: {e}")))?;
+        spinner.done();
+        let answer = url::Url::parse(&format!("http://127.0.0.1{target}"))
+            .map_err(|_| CliError::other("the browser's answer is not a URL"))?;
+        let q: std::collections::HashMap<String, String> =
+            answer.query_pairs().into_owned().collect();
+        if q.get("state") != Some(&state) {
+            return Err(CliError::other(
+                "the browser's answer carries the wrong state",
+            ));
+        }
+        if let Some(e) = q.get("error") {
+            return Err(CliError::login_required(format!(
+                "the sign-in failed: {} ({e})",
+                q.get("error_description").map(String::as_str).unwrap_or("")
+            )));
+        }
+        let code = q
+            .get("code")
+            .ok_or_else(|| CliError::other("the browser's answer has no code"))?;
+        match self
+            .post(
+                conn,
+                "token",
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("client_id", &conn.client_id),
+                    ("code", code),
+                    ("redirect_uri", &redirect),
+                    ("code_verifier", &verifier),
+                ],
+            )
+            .await?
+        {
+            Ok(v) => Tokens::from_response(&v),
+            Err(f) => Err(CliError::other(format!(
+                "{}: {} ({})",
+                conn.id, f.description, f.error
+            ))),
+        }
+    }
+
+    /// RFC 7009. Returns whether the server took it.
+    async fn revoke(&self, conn: &Connection, rt: &str) -> Result<bool, CliError> {
+        let r = self
+            .post(
+                conn,
+                "revoke",
+                &[
+                    ("client_id", &conn.client_id),
+                    ("token", rt),
+                    ("token_type_hint", "refresh_token"),
+                ],
+            )
+            .await?;
+        Ok(r.is_ok())
+    }
+}
+
+fn random_b64(n: usize) -> String {
+    use ring::rand::SecureRandom;
+    let mut b = vec![0u8; n];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Opens a URL in the user's browser, if there is a way to; silently does
+/// nothing otherwise (the URL was printed).
+fn open_browser(url: &str) {
+    let cmd = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(target_os = "windows") {
+        "explorer"
+    } else {
+        if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+            return;
+        }
+        "xdg-open"
+    };
+    let _ = std::process::Command::new(cmd)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
+/// A spinner on stderr while waiting, only when stderr is a terminal.
+struct Spinner {
+    label: &'static str,
+    tty: bool,
+    frame: usize,
+}
+
+impl Spinner {
+    fn new(label: &'static str) -> Self {
+        Self {
+            label,
+            tty: std::io::stderr().is_terminal(),
+            frame: 0,
+        }
+    }
+
+    async fn wait(&mut self, total: Duration) {
+        if !self.tty {
+            tokio::time::sleep(total).await;
+            return;
+        }
+        const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+        let step = Duration::from_millis(100);
+        let mut left = total;
+        while !left.is_zero() {
+            let mut err = std::io::stderr();
+            let _ = write!(
+                err,
+                "\r{} {}… ",
+                FRAMES[self.frame % FRAMES.len()],
+                self.label
+            );
+            let _ = err.flush();
+            self.frame += 1;
+            let d = step.min(left);
+            tokio::time::sleep(d).await;
+            left -= d;
+        }
+    }
+
+    fn done(&mut self) {
+        if self.tty {
+            let mut err = std::io::stderr();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+            self.tty = false;
+        }
+    }
+}
+
+pub fn save(k: &dyn Keychain, conn: &Connection, t: &Tokens) -> Result<(), CliError> {
+    let json = serde_json::to_string(t).map_err(|e| CliError::other(e.to_string()))?;
+    k.set(&conn.service(), TOKENS_KEY, &json)
+}
+
+fn load(k: &dyn Keychain, conn: &Connection) -> Result<Option<Tokens>, CliError> {
+    Ok(k.get(&conn.service(), TOKENS_KEY)?
+        .and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+/// Forgets everything the keychain holds for a connection.
+pub fn forget(k: &dyn Keychain, conn: &Connection) -> Result<(), CliError> {
+    for key in [TOKENS_KEY, PASSWORD_KEY, USERNAME_KEY] {
+        k.delete(&conn.service(), key)?;
+    }
+    Ok(())
+}
+
+/// Holds the connection's lock file for as long as it lives.
+struct Lock(#[allow(dead_code)] std::fs::File);
+
+fn lock(dir: &Path, conn: &Connection) -> Result<Lock, CliError> {
+    let locks = dir.join("locks");
+    create_private_dir(&locks)?;
+    let path = locks.join(format!("{}.lock", conn.id.to_lowercase()));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| CliError::other(format!("cannot open {}: {e}", path.display())))?;
+    f.lock()
+        .map_err(|e| CliError::other(format!("cannot lock {}: {e}", path.display())))?;
+    Ok(Lock(f))
+}
+
+/// A valid access token for the connection: the cached one while it has
+/// more than a margin left, else a refresh (the rotated token is stored),
+/// else a sign-in with the stored password, else "log in". One process at
+/// a time per connection.
+pub async fn valid_tokens(
+    http: &Http,
+    k: &dyn Keychain,
+    conn: &Connection,
+    dir: &Path,
+) -> Result<Tokens, CliError> {
+    let _lock = tokio::task::block_in_place(|| lock(dir, conn))?;
+    let cached = load(k, conn)?;
+    if let Some(t) = cached.as_ref().filter(|t| t.access_fresh()) {
+        return Ok(t.clone());
+    }
+    if let Some(rt) = cached.as_ref().and_then(Tokens::refresh_usable) {
+        if let Some(fresh) = http.refresh(conn, rt).await? {
+            save(k, conn, &fresh)?;
+            return Ok(fresh);
+        }
+    }
+    let password = k.get(&conn.service(), PASSWORD_KEY)?;
+    let username = k
+        .get(&conn.service(), USERNAME_KEY)?
+        .or(conn.username.clone());
+    if let (Some(p), Some(u)) = (password, username) {
+        let fresh = http.password_grant(conn, &u, &p).await?;
+        save(k, conn, &fresh)?;
+        return Ok(fresh);
+    }
+    Err(CliError::login_required(format!(
+        "not signed in to {}: run `tessera login --conn {}`",
+        conn.id, conn.id
+    )))
+}
+
+/// Revokes the stored refresh token, if any. Returns whether one was revoked.
+pub async fn logout(http: &Http, k: &dyn Keychain, conn: &Connection) -> Result<bool, CliError> {
+    match load(k, conn)?.and_then(|t| t.refresh_token) {
+        Some(rt) => http.revoke(conn, &rt).await,
+        None => Ok(false),
+    }
+}

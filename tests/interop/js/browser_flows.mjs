@@ -9,6 +9,8 @@
 //   device   device authorization: openid-client polls while the browser
 //            approves the code on the verification page
 //   account  the account page: sign out one listed session
+//   visit    open a URL (the CLI's `login --browser` link), sign in, and
+//            wait for the CLI's loopback page
 import * as client from 'openid-client';
 import { chromium } from 'playwright-core';
 import http from 'node:http';
@@ -199,7 +201,21 @@ async function accountFlow() {
   }
 }
 
-const flows = { code: codeFlow, device: deviceFlow, account: accountFlow };
+async function visitFlow() {
+  const { browser, page } = await launch();
+  try {
+    await page.goto(cfg.url);
+    await signIn(page);
+    await page.waitForURL((u) => u.href.startsWith('http://127.0.0.1:') && u.pathname === '/callback');
+    const text = (await page.textContent('body')).trim();
+    await shot(page, 'cli-loopback');
+    return { landed: page.url().split('?')[0], text };
+  } finally {
+    await browser.close();
+  }
+}
+
+const flows = { code: codeFlow, device: deviceFlow, account: accountFlow, visit: visitFlow };
 try {
   if (!flows[flow]) fail(`unknown flow ${flow}`);
   const out = await flows[flow]();

@@ -70,10 +70,15 @@ fn keyutils() -> Result<Box<dyn Keychain>, CliError> {
 fn platform() -> Result<Box<dyn Keychain>, CliError> {
     if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
         if let Ok(store) = zbus_secret_service_keyring_store::Store::new() {
-            return Ok(Box::new(StoreKeychain {
+            let k = StoreKeychain {
                 name: "secret-service",
                 store,
-            }));
+            };
+            // A bus without a Secret Service daemon answers nothing useful:
+            // probe once, and fall back to the kernel store.
+            if k.get("tessera.probe", "probe").is_ok() {
+                return Ok(Box::new(k));
+            }
         }
     }
     keyutils()

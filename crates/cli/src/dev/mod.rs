@@ -322,10 +322,17 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         keychain.set(&conn.service(), session::PASSWORD_KEY, &password)?;
         keychain.set(&conn.service(), session::USERNAME_KEY, &username)?;
         t
-    } else if args.browser {
-        http.browser_login(&conn, !args.no_open).await?
     } else {
-        http.device_login(&conn, !args.no_open).await?
+        let t = if args.browser {
+            http.browser_login(&conn, !args.no_open).await?
+        } else {
+            http.device_login(&conn, !args.no_open).await?
+        };
+        // A password stored by an earlier login may be someone else's: this
+        // sign-in replaces it, so `sectoken get` never falls back to it.
+        keychain.delete(&conn.service(), session::PASSWORD_KEY)?;
+        keychain.delete(&conn.service(), session::USERNAME_KEY)?;
+        t
     };
     session::save(keychain.as_ref(), &conn, &tokens)?;
     let who = tokens.username();

@@ -14,8 +14,8 @@ use std::time::Duration;
 const ADMIN_PW: &str = "dev-admin-pw";
 const USER_PW: &str = "erin-password-1";
 
-/// A server with realm `dev` (access tokens live 35 s, so with the CLI's
-/// 30 s margin a cached token is fresh for 5 s), public client `ide` and
+/// A server with realm `dev` (access tokens live 40 s, so with the CLI's
+/// 30 s margin a cached token is fresh for 10 s), public client `ide` and
 /// user `erin`.
 async fn server() -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tmp");
@@ -47,7 +47,7 @@ async fn server() -> (Server, tempfile::TempDir) {
     for (path, body) in [
         (
             "/admin/realms",
-            json!({"realm": "dev", "enabled": true, "accessTokenLifespan": 35}),
+            json!({"realm": "dev", "enabled": true, "accessTokenLifespan": 40}),
         ),
         (
             "/admin/realms/dev/clients",
@@ -104,16 +104,20 @@ async fn userinfo(url: &str, access: &str) -> reqwest::StatusCode {
 }
 
 async fn refreshes(url: &str) -> u64 {
+    issued(url, "refresh_token").await
+}
+
+/// Tokens the server issued for a grant, from `/metrics`.
+async fn issued(url: &str, grant: &str) -> u64 {
     let text = reqwest::get(format!("{url}/metrics"))
         .await
         .expect("metrics")
         .text()
         .await
         .expect("text");
+    let label = format!("grant=\"{grant}\"");
     text.lines()
-        .find(|l| {
-            l.starts_with("tessera_tokens_issued_total{") && l.contains("grant=\"refresh_token\"")
-        })
+        .find(|l| l.starts_with("tessera_tokens_issued_total{") && l.contains(&label))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|n| n.parse::<f64>().ok())
         .map(|n| n as u64)
@@ -196,7 +200,7 @@ async fn password_login_sectoken_refresh_reauth_and_logout() {
     let again = cli.json(&["sectoken", "get", "--conn", "dev"]);
     assert_eq!(again["access_token"], first["access_token"]);
     // Stale: refreshed, and the rotated refresh token is kept.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
     let before = refreshes(&server.url).await;
     let refreshed = cli.json(&["sectoken", "get", "--conn", "dev"]);
     assert_ne!(refreshed["access_token"], first["access_token"]);
@@ -216,8 +220,22 @@ async fn password_login_sectoken_refresh_reauth_and_logout() {
         .await
         .expect("revoke");
     assert!(r.status().is_success());
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let (refreshes_before, passwords_before) = (
+        refreshes(&server.url).await,
+        issued(&server.url, "password").await,
+    );
     let reauth = cli.json(&["sectoken", "get", "--conn", "dev"]);
+    assert_eq!(
+        refreshes(&server.url).await,
+        refreshes_before,
+        "the revoked token refreshed nothing"
+    );
+    assert_eq!(
+        issued(&server.url, "password").await,
+        passwords_before + 1,
+        "signed in with the stored password"
+    );
     assert_ne!(reauth["refresh_token"], refreshed["refresh_token"]);
     assert_eq!(
         userinfo(&server.url, reauth["access_token"].as_str().expect("at")).await,
@@ -225,6 +243,9 @@ async fn password_login_sectoken_refresh_reauth_and_logout() {
     );
     let who = cli.json(&["whoami", "--conn", "dev", "-o", "json"]);
     assert_eq!(who["preferred_username"], "erin");
+    // whoami used the cached token, so the stored refresh token is still
+    // `reauth`'s, unspent: the 400 below can only come from logout.
+    assert_eq!(refreshes(&server.url).await, refreshes_before);
     // Logout revokes server-side and forgets everything.
     ok(&cli.run(&["logout", "--conn", "dev"], None));
     let r = reqwest::Client::new()
@@ -321,7 +342,7 @@ async fn ten_concurrent_sectoken_gets_refresh_once() {
         &["login", "--conn", "c", "--password-stdin"],
         Some(&format!("{USER_PW}\n")),
     ));
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
     let before = refreshes(&server.url).await;
     let home = cli.home.clone();
     let runs: Vec<_> = (0..10)

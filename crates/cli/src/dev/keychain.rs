@@ -46,11 +46,20 @@ pub fn open(backend: Backend, config_dir: &Path) -> Result<Box<dyn Keychain>, Cl
 
 #[cfg(target_os = "linux")]
 fn keyutils() -> Result<Box<dyn Keychain>, CliError> {
-    // keyutils needs a session keyring: a process started outside a login
-    // session (cron, CI, a service) has none, so it gets one here. Children
-    // inherit it; the store also links keys into the persistent keyring.
-    linux_keyutils::KeyRing::from_special_id(linux_keyutils::KeyRingIdentifier::Session, true)
-        .map_err(|e| CliError::keychain(format!("keyutils: no session keyring ({e:?})")))?;
+    use linux_keyutils::{KeyRing, KeyRingIdentifier};
+    // keyutils needs a session keyring. A process started outside a login
+    // session (cron, CI, a service) has none and gets one here, but that one
+    // dies with the process: then only the per-user persistent keyring keeps
+    // secrets between runs, so without it this store cannot work.
+    if KeyRing::from_special_id(KeyRingIdentifier::Session, false).is_err() {
+        KeyRing::from_special_id(KeyRingIdentifier::Session, true)
+            .map_err(|e| CliError::keychain(format!("keyutils: no session keyring ({e:?})")))?;
+        KeyRing::get_persistent(KeyRingIdentifier::Session).map_err(|e| {
+            CliError::keychain(format!(
+                "keyutils: this process has no session keyring and the kernel offers no persistent keyring ({e:?}); run inside a login session (or `keyctl session`), or use --insecure-keyring"
+            ))
+        })?;
+    }
     let store = linux_keyutils_keyring_store::Store::new()
         .map_err(|e| CliError::keychain(format!("keyutils: {e}")))?;
     Ok(Box::new(StoreKeychain {
@@ -154,12 +163,36 @@ impl<S: CredentialStoreApi + Send + Sync> Keychain for StoreKeychain<S> {
 /// disk in plaintext and away from other users, not from this user.
 pub struct FileKeychain {
     data: PathBuf,
+    lock: PathBuf,
     key: LessSafeKey,
+}
+
+/// Every file-store operation runs under one lock: all connections share
+/// the file, so unlocked read-change-write cycles would lose updates.
+struct StoreLock(#[allow(dead_code)] std::fs::File);
+
+fn store_lock(path: &Path) -> Result<StoreLock, CliError> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| CliError::keychain(format!("cannot open {}: {e}", path.display())))?;
+    f.lock()
+        .map_err(|e| CliError::keychain(format!("cannot lock {}: {e}", path.display())))?;
+    Ok(StoreLock(f))
+}
+
+fn keychain_err(e: CliError) -> CliError {
+    CliError::keychain(e.message)
 }
 
 impl FileKeychain {
     pub fn open(dir: &Path) -> Result<Self, CliError> {
-        create_private_dir(dir)?;
+        create_private_dir(dir).map_err(keychain_err)?;
+        let lock = dir.join("secrets.lock");
+        // The first two processes must not each make a key.
+        let _held = store_lock(&lock)?;
         let key_path = dir.join("secrets.key");
         let raw = match std::fs::read(&key_path) {
             Ok(k) if k.len() == 32 => k,
@@ -174,7 +207,7 @@ impl FileKeychain {
                 SystemRandom::new()
                     .fill(&mut k)
                     .map_err(|_| CliError::keychain("no randomness for a key"))?;
-                write_private(&key_path, &k)?;
+                write_private(&key_path, &k).map_err(keychain_err)?;
                 k
             }
             Err(e) => {
@@ -188,6 +221,7 @@ impl FileKeychain {
             .map_err(|_| CliError::keychain("bad file-store key"))?;
         Ok(Self {
             data: dir.join("secrets.enc"),
+            lock,
             key: LessSafeKey::new(key),
         })
     }
@@ -231,7 +265,7 @@ impl FileKeychain {
             .map_err(|_| CliError::keychain("cannot seal the file store"))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
-        write_private(&self.data, &out)
+        write_private(&self.data, &out).map_err(keychain_err)
     }
 }
 
@@ -244,14 +278,17 @@ impl Keychain for FileKeychain {
         "file"
     }
     fn get(&self, service: &str, key: &str) -> Result<Option<String>, CliError> {
+        let _held = store_lock(&self.lock)?;
         Ok(self.load()?.remove(&file_key(service, key)))
     }
     fn set(&self, service: &str, key: &str, value: &str) -> Result<(), CliError> {
+        let _held = store_lock(&self.lock)?;
         let mut map = self.load()?;
         map.insert(file_key(service, key), value.to_string());
         self.store(&map)
     }
     fn delete(&self, service: &str, key: &str) -> Result<(), CliError> {
+        let _held = store_lock(&self.lock)?;
         let mut map = self.load()?;
         if map.remove(&file_key(service, key)).is_some() {
             self.store(&map)?;

@@ -36,7 +36,7 @@ pub struct CliError {
 }
 
 impl CliError {
-    fn new(code: u8, message: impl Into<String>) -> Self {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -244,6 +244,11 @@ pub async fn connections(args: ConnectionsArgs) -> Result<(), CliError> {
                 username,
             };
             all.add(conn.clone())?;
+            // Secrets left under this id by an earlier connection are not
+            // this one's (`bind` would also catch them on first use).
+            if let Ok(k) = c.keychain() {
+                let _ = session::forget(k.as_ref(), &conn);
+            }
             match c.output {
                 Output::Json => print_json(&json!(conn)),
                 Output::Text => println!("{} connection {}", green("added"), conn.id),
@@ -319,6 +324,8 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
             return Err(CliError::usage("no password on stdin"));
         }
         let t = http.password_grant(&conn, &username, &password).await?;
+        let _lock = tokio::task::block_in_place(|| session::lock(&c.dir()?, &conn))?;
+        session::bind(keychain.as_ref(), &conn)?;
         keychain.set(&conn.service(), session::PASSWORD_KEY, &password)?;
         keychain.set(&conn.service(), session::USERNAME_KEY, &username)?;
         t
@@ -330,11 +337,16 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         };
         // A password stored by an earlier login may be someone else's: this
         // sign-in replaces it, so `sectoken get` never falls back to it.
+        let _lock = tokio::task::block_in_place(|| session::lock(&c.dir()?, &conn))?;
+        session::bind(keychain.as_ref(), &conn)?;
         keychain.delete(&conn.service(), session::PASSWORD_KEY)?;
         keychain.delete(&conn.service(), session::USERNAME_KEY)?;
         t
     };
-    session::save(keychain.as_ref(), &conn, &tokens)?;
+    {
+        let _lock = tokio::task::block_in_place(|| session::lock(&c.dir()?, &conn))?;
+        session::save(keychain.as_ref(), &conn, &tokens)?;
+    }
     let who = tokens.username();
     match c.output {
         Output::Json => print_json(
@@ -424,12 +436,33 @@ pub async fn logout(args: ConnArgs) -> Result<(), CliError> {
     let conn = c.connections()?.get(&args.conn)?.clone();
     let keychain = c.keychain()?;
     let http = session::Http::new()?;
+    // Under the connection's lock: a `sectoken get` running now cannot store
+    // fresh tokens after they were cleared here.
+    let _lock = tokio::task::block_in_place(|| session::lock(&c.dir()?, &conn))?;
+    session::bind(keychain.as_ref(), &conn)?;
     let revoked = session::logout(&http, keychain.as_ref(), &conn).await;
     session::forget(keychain.as_ref(), &conn)?;
-    let revoked = revoked?;
+    let revoked = revoked.map_err(|e| {
+        CliError::new(
+            e.code,
+            format!(
+                "signed out locally, but the server was not told: {}",
+                e.message
+            ),
+        )
+    })?;
     match c.output {
         Output::Json => print_json(&json!({"connection": conn.id, "revoked": revoked})),
-        Output::Text => println!("{} of {}", green("signed out"), conn.id),
+        Output::Text if revoked => println!(
+            "{} of {} (the server revoked the session)",
+            green("signed out"),
+            conn.id
+        ),
+        Output::Text => println!(
+            "{} of {} (there was no session to revoke)",
+            green("signed out"),
+            conn.id
+        ),
     }
     Ok(())
 }

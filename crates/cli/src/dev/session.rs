@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const PASSWORD_KEY: &str = "password";
 pub const USERNAME_KEY: &str = "username";
 const TOKENS_KEY: &str = "tokens";
+const BINDING_KEY: &str = "binding";
 /// An access token with less than this left is refreshed first.
 const MARGIN_SECS: i64 = 30;
 
@@ -124,6 +125,9 @@ impl Http {
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("tessera-cli/", env!("CARGO_PKG_VERSION")))
+            // Never re-send a password or refresh token to wherever a
+            // redirect points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| CliError::other(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self { client })
@@ -167,6 +171,10 @@ impl Http {
                 error: error.to_string(),
                 description: v["error_description"].as_str().unwrap_or("").to_string(),
             })),
+            None if status.is_server_error() => Err(CliError::unreachable(format!(
+                "{} is not answering properly (HTTP {status})",
+                conn.id
+            ))),
             None if status.as_u16() == 404 => Err(CliError::other(format!(
                 "{} has no realm {:?} (HTTP 404)",
                 conn.url, conn.realm
@@ -224,7 +232,14 @@ impl Http {
             )
             .await?;
         match r {
-            Ok(v) => Tokens::from_response(&v).map(Some),
+            Ok(v) => {
+                let mut t = Tokens::from_response(&v)?;
+                // A server that does not rotate keeps the old token valid.
+                if t.refresh_token.is_none() {
+                    t.refresh_token = Some(rt.to_string());
+                }
+                Ok(Some(t))
+            }
             Err(f) if f.error == "invalid_grant" => Ok(None),
             Err(f) => Err(CliError::other(format!(
                 "{}: {} ({})",
@@ -247,13 +262,22 @@ impl Http {
                 conn.id, conn.id
             )));
         }
+        if res.status().is_server_error() {
+            return Err(CliError::unreachable(format!(
+                "{} is not answering properly (HTTP {})",
+                conn.id,
+                res.status()
+            )));
+        }
         if !res.status().is_success() {
             return Err(CliError::other(format!(
                 "userinfo answered HTTP {}",
                 res.status()
             )));
         }
-        res.json().await.map_err(|e| Self::unreachable(conn, &e))
+        let text = res.text().await.map_err(|e| Self::unreachable(conn, &e))?;
+        serde_json::from_str(&text)
+            .map_err(|_| CliError::other(format!("{}'s userinfo answer is not JSON", conn.id)))
     }
 
     /// RFC 8628: prints the code, opens the browser when it can, and polls
@@ -277,7 +301,9 @@ impl Http {
         };
         let field = |k: &str| start[k].as_str().unwrap_or_default().to_string();
         let (device_code, user_code) = (field("device_code"), field("user_code"));
-        let complete = field("verification_uri_complete");
+        let complete = Some(field("verification_uri_complete"))
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| field("verification_uri"));
         let mut interval = start["interval"].as_u64().unwrap_or(5).max(1);
         let deadline = std::time::Instant::now()
             + Duration::from_secs(start["expires_in"].as_u64().unwrap_or(600));
@@ -383,7 +409,7 @@ impl Http {
                 let n = sock.read(&mut buf).await?;
                 let head = String::from_utf8_lossy(&buf[..n]).to_string();
                 let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
-                if !target.starts_with("/callback") {
+                if target != "/callback" && !target.starts_with("/callback?") {
                     sock.write_all(
                         b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                     )
@@ -467,13 +493,20 @@ impl Http {
 fn random_b64(n: usize) -> String {
     use ring::rand::SecureRandom;
     let mut b = vec![0u8; n];
-    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        // No randomness: never fall back to a predictable verifier or state.
+        std::process::abort();
+    }
     URL_SAFE_NO_PAD.encode(b)
 }
 
 /// Opens a URL in the user's browser, if there is a way to; silently does
 /// nothing otherwise (the URL was printed).
 fn open_browser(url: &str) {
+    // Only web addresses: the URL comes from the server.
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return;
+    }
     let cmd = if cfg!(target_os = "macos") {
         "open"
     } else if cfg!(target_os = "windows") {
@@ -552,18 +585,52 @@ fn load(k: &dyn Keychain, conn: &Connection) -> Result<Option<Tokens>, CliError>
         .and_then(|s| serde_json::from_str(&s).ok()))
 }
 
+/// Stores tokens that were just issued. If that fails the spent refresh
+/// token must not stay behind (using it again would end the session), so
+/// the cached tokens are dropped; the caller still gets the fresh ones.
+fn keep(k: &dyn Keychain, conn: &Connection, t: &Tokens) {
+    if let Err(e) = save(k, conn, t) {
+        eprintln!(
+            "warning: could not store the new tokens ({}); the next call signs in again",
+            e.message
+        );
+        let _ = k.delete(&conn.service(), TOKENS_KEY);
+    }
+}
+
+/// What the stored secrets belong to: the issuer and client they were
+/// issued by and for.
+fn binding(conn: &Connection) -> String {
+    format!("{} {}", conn.issuer(), conn.client_id)
+}
+
+/// Forgets the connection's secrets if they were stored for another server
+/// or client (a connection removed and added again under the same id), and
+/// records what they are for now.
+pub fn bind(k: &dyn Keychain, conn: &Connection) -> Result<(), CliError> {
+    let want = binding(conn);
+    let have = k.get(&conn.service(), BINDING_KEY)?;
+    if have.as_deref() != Some(want.as_str()) {
+        if have.is_some() {
+            forget(k, conn)?;
+        }
+        k.set(&conn.service(), BINDING_KEY, &want)?;
+    }
+    Ok(())
+}
+
 /// Forgets everything the keychain holds for a connection.
 pub fn forget(k: &dyn Keychain, conn: &Connection) -> Result<(), CliError> {
-    for key in [TOKENS_KEY, PASSWORD_KEY, USERNAME_KEY] {
+    for key in [TOKENS_KEY, PASSWORD_KEY, USERNAME_KEY, BINDING_KEY] {
         k.delete(&conn.service(), key)?;
     }
     Ok(())
 }
 
 /// Holds the connection's lock file for as long as it lives.
-struct Lock(#[allow(dead_code)] std::fs::File);
+pub(super) struct Lock(#[allow(dead_code)] std::fs::File);
 
-fn lock(dir: &Path, conn: &Connection) -> Result<Lock, CliError> {
+pub(super) fn lock(dir: &Path, conn: &Connection) -> Result<Lock, CliError> {
     let locks = dir.join("locks");
     create_private_dir(&locks)?;
     let path = locks.join(format!("{}.lock", conn.id.to_lowercase()));
@@ -589,13 +656,14 @@ pub async fn valid_tokens(
     dir: &Path,
 ) -> Result<Tokens, CliError> {
     let _lock = tokio::task::block_in_place(|| lock(dir, conn))?;
+    bind(k, conn)?;
     let cached = load(k, conn)?;
     if let Some(t) = cached.as_ref().filter(|t| t.access_fresh()) {
         return Ok(t.clone());
     }
     if let Some(rt) = cached.as_ref().and_then(Tokens::refresh_usable) {
         if let Some(fresh) = http.refresh(conn, rt).await? {
-            save(k, conn, &fresh)?;
+            keep(k, conn, &fresh);
             return Ok(fresh);
         }
     }
@@ -605,7 +673,7 @@ pub async fn valid_tokens(
         .or(conn.username.clone());
     if let (Some(p), Some(u)) = (password, username) {
         let fresh = http.password_grant(conn, &u, &p).await?;
-        save(k, conn, &fresh)?;
+        keep(k, conn, &fresh);
         return Ok(fresh);
     }
     Err(CliError::login_required(format!(

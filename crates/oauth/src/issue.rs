@@ -45,6 +45,37 @@ pub struct NewRefreshToken {
     pub record: RefreshTokenRecord,
 }
 
+/// A new OAuth session of `user` at `client`, starting `now` and living the
+/// realm's session lifetime, signed in `now` from where `meta` says. Grants
+/// override what differs (id, device, SSO session, auth time).
+pub fn new_session(
+    realm: &Realm,
+    user: &User,
+    client: &Client,
+    scope: String,
+    meta: &tessera_store::ClientMeta,
+    now: i64,
+) -> Session {
+    Session {
+        id: uuid::Uuid::new_v4().to_string(),
+        realm_id: realm.id.clone(),
+        user_id: user.id.clone(),
+        client_id: client.id.clone(),
+        device_id: None,
+        ip: meta.ip.clone(),
+        user_agent: meta.user_agent.clone(),
+        context_name: None,
+        origin: None,
+        sso_session_id: None,
+        scope,
+        auth_time: now,
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + realm.session_max_lifespan_secs * 1000,
+        revoked_at: None,
+    }
+}
+
 /// 256 bits, URL-safe: the opaque refresh-token format.
 pub fn new_refresh_token(session: &Session, now_ms: i64) -> NewRefreshToken {
     let secret = random_token(32);

@@ -15,6 +15,7 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tessera_core::Realm;
+use tessera_oauth::browser::SignedIn;
 use tessera_oauth::{ClientCredentials, Params, TokenService};
 
 #[derive(Template)]
@@ -54,7 +55,11 @@ pub async fn logout_get(
             .into_response()
         }
     };
-    rp_logout(tokens, &realm, &params, &headers, uri.path(), false)
+    let who = match browser(tokens, &realm, &headers).await {
+        Ok(w) => w,
+        Err(p) => return p.into_response(),
+    };
+    rp_logout(tokens, &realm, &params, &headers, uri.path(), who, false)
         .await
         .into_response()
 }
@@ -88,6 +93,7 @@ pub async fn logout_post(
         &form.params,
         &form.headers,
         uri.path(),
+        who,
         confirmed,
     )
     .await
@@ -121,16 +127,13 @@ async fn rp_logout(
     params: &Params,
     headers: &HeaderMap,
     action: &str,
+    who: Option<SignedIn>,
     confirmed: bool,
 ) -> Page {
     let title = realm_title(realm);
     let req = match tokens.check_logout(realm, params).await {
         Ok(r) => r,
         Err(msg) => return error_page(StatusCode::BAD_REQUEST, &title, &msg),
-    };
-    let who = match browser(tokens, realm, headers).await {
-        Ok(w) => w,
-        Err(p) => return p,
     };
     if req.needs_confirmation() && !confirmed && who.is_some() {
         let (csrf, set) = csrf(tokens, realm, headers, who.as_ref());

@@ -3,7 +3,7 @@
 //! redemption created (RFC 6749 §4.1.2).
 
 use crate::browser::authorize::{s256, valid_verifier};
-use crate::issue::{new_refresh_token, Issue, Subject};
+use crate::issue::{new_refresh_token, new_session, Issue, Subject};
 use crate::{TokenResponse, TokenService};
 use subtle::ConstantTimeEq;
 use tessera_core::scope::ScopeSet;
@@ -86,21 +86,9 @@ impl TokenService {
         }
         let session = Session {
             id: code.session_id.clone(),
-            realm_id: realm.id.clone(),
-            user_id: user.id.clone(),
-            client_id: client.id.clone(),
-            device_id: None,
-            ip: meta.ip.clone(),
-            user_agent: meta.user_agent.clone(),
-            context_name: None,
-            origin: None,
             sso_session_id: Some(code.sso_session_id.clone()),
-            scope: code.scope.clone(),
             auth_time: code.auth_time,
-            created_at: now,
-            last_used_at: now,
-            expires_at: now + realm.session_max_lifespan_secs * 1000,
-            revoked_at: None,
+            ..new_session(realm, &user, client, code.scope.clone(), meta, now)
         };
         let refresh = new_refresh_token(&session, now);
         match self

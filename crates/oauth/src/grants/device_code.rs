@@ -2,7 +2,7 @@
 //! approved or denied the code on the verification page; an approved code
 //! yields tokens exactly once.
 
-use crate::issue::{new_refresh_token, Issue, Subject};
+use crate::issue::{new_refresh_token, new_session, Issue, Subject};
 use crate::{TokenResponse, TokenService};
 use tessera_core::scope::ScopeSet;
 use tessera_core::time::now_ms;
@@ -77,25 +77,12 @@ impl TokenService {
             .map_err(OAuthError::server_error)?
             .filter(|u| u.enabled)
             .ok_or_else(|| OAuthError::invalid_grant("User not found or disabled"))?;
+        // The browser approved; the device signs in on its own, so signing
+        // that browser out does not sign the device out (no SSO session).
         let session = Session {
             id: code.session_id.clone(),
-            realm_id: realm.id.clone(),
-            user_id: user.id.clone(),
-            client_id: client.id.clone(),
-            device_id: None,
-            ip: meta.ip.clone(),
-            user_agent: meta.user_agent.clone(),
-            context_name: None,
-            origin: None,
-            // The browser approved; the device signs in on its own, so
-            // signing that browser out does not sign the device out.
-            sso_session_id: None,
-            scope: code.scope.clone(),
             auth_time: code.auth_time.unwrap_or(now),
-            created_at: now,
-            last_used_at: now,
-            expires_at: now + realm.session_max_lifespan_secs * 1000,
-            revoked_at: None,
+            ..new_session(realm, &user, client, code.scope.clone(), meta, now)
         };
         let refresh = new_refresh_token(&session, now);
         match self

@@ -1,7 +1,7 @@
 //! Resource owner password credentials grant (RFC 6749 §4.3): what cwctl and
 //! Che's CLI examples use. Throttled per username, constant-time for unknown users.
 
-use crate::issue::{new_refresh_token, Issue, Subject};
+use crate::issue::{new_refresh_token, new_session, Issue, Subject};
 use crate::{TokenResponse, TokenService};
 use tessera_core::scope::ScopeSet;
 use tessera_core::time::now_ms;
@@ -34,22 +34,8 @@ impl TokenService {
         }
         let now = now_ms();
         let session = Session {
-            id: uuid::Uuid::new_v4().to_string(),
-            realm_id: realm.id.clone(),
-            user_id: user.id.clone(),
-            client_id: client.id.clone(),
             device_id: req.device_id,
-            ip: meta.ip.clone(),
-            user_agent: meta.user_agent.clone(),
-            context_name: None,
-            origin: None,
-            sso_session_id: None,
-            scope: scope.to_param(),
-            auth_time: now,
-            created_at: now,
-            last_used_at: now,
-            expires_at: now + realm.session_max_lifespan_secs * 1000,
-            revoked_at: None,
+            ..new_session(realm, &user, client, scope.to_param(), meta, now)
         };
         let refresh = new_refresh_token(&session, now);
         self.store

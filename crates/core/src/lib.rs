@@ -11,8 +11,8 @@ pub mod time;
 
 pub use error::{OAuthError, OAuthErrorCode};
 pub use model::{
-    AuthCode, Client, ConsentChallenge, DeviceCode, DeviceStatus, MachineTokenRecord, Realm,
-    RefreshTokenRecord, Session, SigningAlg, SigningKeyRecord, SsoSession, User, Workspace,
+    AuthCode, Client, ConsentChallenge, DeviceCode, DeviceStatus, MachineTokenRecord,
+    ProviderConnection, ProviderState, Realm, RefreshTokenRecord, Signup, Session, SigningAlg, SigningKeyRecord, SsoSession, User, Workspace,
     WorkspaceStatus,
 };
 pub use secret::{Secret, TokenHash};

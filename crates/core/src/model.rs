@@ -420,3 +420,62 @@ pub struct MachineTokenRecord {
     pub created_at: i64,
     pub revoked_at: Option<i64>,
 }
+
+/// An outstanding authorization request to an upstream provider, kept by the
+/// `jti` of its signed state until the callback spends it (once).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderState {
+    pub id: String,
+    pub provider: String,
+    /// The PKCE verifier and OIDC nonce, sealed with the master key.
+    pub secret: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// An SSO sign-up in progress: the client's sign-up token (kept by its
+/// hash), completed by the provider callback, spent by one `check-signup`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signup {
+    pub hash: TokenHash,
+    pub realm_id: String,
+    /// Internal id of the client the tokens will be issued to.
+    pub client_id: String,
+    pub provider: String,
+    /// Set when the callback matched or created the user.
+    pub user_id: Option<String>,
+    /// Set when the provider refused (`access_denied`, ...).
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub completed_at: Option<i64>,
+    pub spent_at: Option<i64>,
+}
+
+/// A user's connection to an upstream provider: who they are there and the
+/// provider's tokens, sealed with a key derived from the master key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProviderConnection {
+    pub realm_id: String,
+    pub user_id: String,
+    pub provider: String,
+    /// The user's id at the provider (`sub`, GitHub's `id`, ...).
+    pub subject: String,
+    /// Sealed JSON of the access and refresh tokens.
+    pub secret: String,
+    pub scopes: Vec<String>,
+    /// When the access token expires, if the provider said.
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl fmt::Debug for ProviderConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConnection")
+            .field("user_id", &self.user_id)
+            .field("provider", &self.provider)
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}

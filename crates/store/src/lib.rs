@@ -10,8 +10,9 @@ pub use error::StoreError;
 use async_trait::async_trait;
 use tessera_core::model::KeyStatus;
 use tessera_core::{
-    AuthCode, Client, ConsentChallenge, DeviceCode, MachineTokenRecord, Realm, RefreshTokenRecord,
-    Session, SigningKeyRecord, SsoSession, TokenHash, User, Workspace, WorkspaceStatus,
+    AuthCode, Client, ConsentChallenge, DeviceCode, MachineTokenRecord, ProviderConnection,
+    ProviderState, Realm, RefreshTokenRecord, Session, SigningKeyRecord, Signup, SsoSession,
+    TokenHash, User, Workspace, WorkspaceStatus,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -319,6 +320,62 @@ pub trait BrowserStore: Send + Sync {
     ) -> Result<Redeemed>;
 }
 
+/// Upstream providers: authorization requests in flight, SSO sign-ups and
+/// users' provider connections.
+#[async_trait]
+pub trait ConnectStore: Send + Sync {
+    async fn insert_provider_state(&self, state: &ProviderState) -> Result<()>;
+    /// Deletes the state and returns it if it had not expired by `now_ms`.
+    /// Of concurrent callers exactly one gets it; a spent, expired or
+    /// unknown state is `None`.
+    async fn take_provider_state(&self, id: &str, now_ms: i64) -> Result<Option<ProviderState>>;
+    /// Fails with `Conflict` when the sign-up token was used before.
+    async fn insert_signup(&self, signup: &Signup) -> Result<()>;
+    async fn signup(&self, hash: &TokenHash) -> Result<Option<Signup>>;
+    /// Records the callback's outcome (the user, or the provider's error) on
+    /// a sign-up that is still open and unexpired; false otherwise.
+    async fn complete_signup(
+        &self,
+        hash: &TokenHash,
+        user_id: Option<&str>,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool>;
+    /// Spends a sign-up that completed with a user and creates `session` in
+    /// one commit; false (and nothing changes) if it is not completed, was
+    /// spent or has expired. Of concurrent callers exactly one succeeds.
+    async fn spend_signup(
+        &self,
+        hash: &TokenHash,
+        now_ms: i64,
+        session: &Session,
+        first: &RefreshTokenRecord,
+    ) -> Result<bool>;
+    /// Creates or replaces the user's connection to `provider`. Fails with
+    /// `Conflict` when that provider identity belongs to another user.
+    async fn put_provider_connection(&self, connection: &ProviderConnection) -> Result<()>;
+    async fn provider_connection(
+        &self,
+        user_id: &str,
+        provider: &str,
+    ) -> Result<Option<ProviderConnection>>;
+    /// A user's connections, by provider name.
+    async fn user_provider_connections(&self, user_id: &str) -> Result<Vec<ProviderConnection>>;
+    /// The user a provider identity is connected to.
+    async fn provider_identity_user(
+        &self,
+        realm_id: &str,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<String>>;
+    /// Deletes the connection and returns what it held.
+    async fn delete_provider_connection(
+        &self,
+        user_id: &str,
+        provider: &str,
+    ) -> Result<Option<ProviderConnection>>;
+}
+
 /// Rows removed by one garbage-collection batch, per table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Purged {
@@ -328,6 +385,8 @@ pub struct Purged {
     /// Expired authorization and device codes.
     pub codes: u64,
     pub sso_sessions: u64,
+    /// Expired provider states and sign-ups.
+    pub connect: u64,
 }
 
 impl Purged {
@@ -339,6 +398,7 @@ impl Purged {
             self.challenges,
             self.codes,
             self.sso_sessions,
+            self.connect,
         ]
         .into_iter()
         .max()
@@ -350,9 +410,15 @@ impl Purged {
         self.challenges += other.challenges;
         self.codes += other.codes;
         self.sso_sessions += other.sso_sessions;
+        self.connect += other.connect;
     }
     pub fn total(&self) -> u64 {
-        self.refresh_tokens + self.sessions + self.challenges + self.codes + self.sso_sessions
+        self.refresh_tokens
+            + self.sessions
+            + self.challenges
+            + self.codes
+            + self.sso_sessions
+            + self.connect
     }
 }
 
@@ -368,6 +434,7 @@ pub trait Store:
     + WorkspaceStore
     + ConsentStore
     + BrowserStore
+    + ConnectStore
 {
     /// Cheap round trip for `/health/ready`.
     async fn ping(&self) -> Result<()>;

@@ -36,7 +36,7 @@ macro_rules! sql_store_impl {
         const _: () = {
             use ::sqlx::Row as _;
             use $crate::__core::model::KeyStatus;
-            use $crate::__core::{AuthCode, Client, ConsentChallenge, DeviceCode, DeviceStatus, SsoSession, MachineTokenRecord, Realm, RefreshTokenRecord, Session, SigningKeyRecord, TokenHash, User, Workspace, WorkspaceStatus};
+            use $crate::__core::{AuthCode, Client, ConsentChallenge, DeviceCode, DeviceStatus, SsoSession, MachineTokenRecord, ProviderConnection, ProviderState, Realm, RefreshTokenRecord, Session, SigningKeyRecord, Signup, TokenHash, User, Workspace, WorkspaceStatus};
             use $crate::{ClientMeta, DeviceDecision, Purged, Redeemed, Result, RotateOutcome, StoreError, UserQuery};
             type Row = <$db as ::sqlx::Database>::Row;
 
@@ -181,6 +181,42 @@ macro_rules! sql_store_impl {
                     created_at: col(row, "created_at")?,
                     expires_at: col(row, "expires_at")?,
                     spent_at: col(row, "spent_at")?,
+                })
+            }
+            fn provider_state(row: &Row) -> Result<ProviderState> {
+                Ok(ProviderState {
+                    id: col(row, "id")?,
+                    provider: col(row, "provider")?,
+                    secret: col(row, "secret")?,
+                    created_at: col(row, "created_at")?,
+                    expires_at: col(row, "expires_at")?,
+                })
+            }
+            fn signup(row: &Row) -> Result<Signup> {
+                Ok(Signup {
+                    hash: TokenHash::from_stored(col(row, "hash")?),
+                    realm_id: col(row, "realm_id")?,
+                    client_id: col(row, "client_id")?,
+                    provider: col(row, "provider")?,
+                    user_id: col(row, "user_id")?,
+                    error: col(row, "error")?,
+                    created_at: col(row, "created_at")?,
+                    expires_at: col(row, "expires_at")?,
+                    completed_at: col(row, "completed_at")?,
+                    spent_at: col(row, "spent_at")?,
+                })
+            }
+            fn connection(row: &Row) -> Result<ProviderConnection> {
+                Ok(ProviderConnection {
+                    realm_id: col(row, "realm_id")?,
+                    user_id: col(row, "user_id")?,
+                    provider: col(row, "provider")?,
+                    subject: col(row, "subject")?,
+                    secret: col(row, "secret")?,
+                    scopes: json(row, "scopes")?,
+                    expires_at: col(row, "expires_at")?,
+                    created_at: col(row, "created_at")?,
+                    updated_at: col(row, "updated_at")?,
                 })
             }
             fn refresh(row: &Row) -> Result<RefreshTokenRecord> {
@@ -807,6 +843,89 @@ macro_rules! sql_store_impl {
             }
 
             #[$crate::__async_trait]
+            impl $crate::ConnectStore for $ty {
+                async fn insert_provider_state(&self, st: &ProviderState) -> Result<()> {
+                    ::sqlx::query("INSERT INTO provider_states (id, provider, secret, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(&st.id).bind(&st.provider).bind(&st.secret).bind(st.created_at).bind(st.expires_at)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn take_provider_state(&self, id: &str, now: i64) -> Result<Option<ProviderState>> {
+                    let row = ::sqlx::query("DELETE FROM provider_states WHERE id = $1 RETURNING *")
+                        .bind(id)
+                        .fetch_optional(self.writer()).await.map_err(err)?;
+                    match row {
+                        Some(row) => Ok(Some(provider_state(&row)?).filter(|st| st.expires_at > now)),
+                        None => Ok(None),
+                    }
+                }
+                async fn insert_signup(&self, su: &Signup) -> Result<()> {
+                    ::sqlx::query("INSERT INTO signups (hash, realm_id, client_id, provider, user_id, error, created_at, expires_at, completed_at, spent_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+                        .bind(su.hash.as_str()).bind(&su.realm_id).bind(&su.client_id).bind(&su.provider)
+                        .bind(&su.user_id).bind(&su.error).bind(su.created_at).bind(su.expires_at)
+                        .bind(su.completed_at).bind(su.spent_at)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn signup(&self, hash: &TokenHash) -> Result<Option<Signup>> {
+                    ::sqlx::query("SELECT * FROM signups WHERE hash = $1").bind(hash.as_str())
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .map(|r| signup(&r)).transpose()
+                }
+                async fn complete_signup(&self, hash: &TokenHash, user_id: Option<&str>, error: Option<&str>, now: i64) -> Result<bool> {
+                    let done = ::sqlx::query("UPDATE signups SET user_id = $2, error = $3, completed_at = $4 WHERE hash = $1 AND completed_at IS NULL AND expires_at > $4")
+                        .bind(hash.as_str()).bind(user_id).bind(error).bind(now)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(done.rows_affected() == 1)
+                }
+                async fn spend_signup(&self, hash: &TokenHash, now: i64, s: &Session, first: &RefreshTokenRecord) -> Result<bool> {
+                    let mut tx = self.writer().begin().await.map_err(err)?;
+                    let spent = ::sqlx::query("UPDATE signups SET spent_at = $2 WHERE hash = $1 AND user_id IS NOT NULL AND spent_at IS NULL AND expires_at > $2 RETURNING hash")
+                        .bind(hash.as_str()).bind(now)
+                        .fetch_optional(&mut *tx).await.map_err(err)?;
+                    if spent.is_none() {
+                        tx.rollback().await.map_err(err)?;
+                        return Ok(false);
+                    }
+                    insert_session(&mut tx, s, first).await?;
+                    tx.commit().await.map_err(err)?;
+                    Ok(true)
+                }
+                async fn put_provider_connection(&self, c: &ProviderConnection) -> Result<()> {
+                    ::sqlx::query("INSERT INTO provider_connections (realm_id, user_id, provider, subject, secret, scopes, expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (user_id, provider) DO UPDATE SET subject = excluded.subject, secret = excluded.secret, scopes = excluded.scopes, expires_at = excluded.expires_at, updated_at = excluded.updated_at")
+                        .bind(&c.realm_id).bind(&c.user_id).bind(&c.provider).bind(&c.subject)
+                        .bind(&c.secret).bind(to_json(&c.scopes)).bind(c.expires_at)
+                        .bind(c.created_at).bind(c.updated_at)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn provider_connection(&self, user_id: &str, provider: &str) -> Result<Option<ProviderConnection>> {
+                    ::sqlx::query("SELECT * FROM provider_connections WHERE user_id = $1 AND provider = $2")
+                        .bind(user_id).bind(provider)
+                        .fetch_optional(self.reader()).await.map_err(err)?
+                        .map(|r| connection(&r)).transpose()
+                }
+                async fn user_provider_connections(&self, user_id: &str) -> Result<Vec<ProviderConnection>> {
+                    ::sqlx::query("SELECT * FROM provider_connections WHERE user_id = $1 ORDER BY provider")
+                        .bind(user_id)
+                        .fetch_all(self.reader()).await.map_err(err)?
+                        .iter().map(connection).collect()
+                }
+                async fn provider_identity_user(&self, realm_id: &str, provider: &str, subject: &str) -> Result<Option<String>> {
+                    let row = ::sqlx::query("SELECT user_id FROM provider_connections WHERE realm_id = $1 AND provider = $2 AND subject = $3")
+                        .bind(realm_id).bind(provider).bind(subject)
+                        .fetch_optional(self.reader()).await.map_err(err)?;
+                    row.map(|r| col(&r, "user_id")).transpose()
+                }
+                async fn delete_provider_connection(&self, user_id: &str, provider: &str) -> Result<Option<ProviderConnection>> {
+                    ::sqlx::query("DELETE FROM provider_connections WHERE user_id = $1 AND provider = $2 RETURNING *")
+                        .bind(user_id).bind(provider)
+                        .fetch_optional(self.writer()).await.map_err(err)?
+                        .map(|r| connection(&r)).transpose()
+                }
+            }
+
+            #[$crate::__async_trait]
             impl $crate::Store for $ty {
                 async fn ping(&self) -> Result<()> {
                     ::sqlx::query("SELECT 1").execute(self.reader()).await.map_err(err)?;
@@ -840,7 +959,15 @@ macro_rules! sql_store_impl {
                     let sso_sessions = ::sqlx::query("DELETE FROM sso_sessions WHERE id IN (SELECT id FROM sso_sessions WHERE expires_at <= $1 UNION SELECT id FROM sso_sessions WHERE revoked_at <= $1 - 86400000 LIMIT $2)")
                         .bind(before).bind(limit)
                         .execute(self.writer()).await.map_err(err)?.rows_affected();
-                    Ok(Purged { refresh_tokens, sessions, challenges, codes, sso_sessions })
+                    // Sign-ups outlive their expiry by 10 minutes, so a late
+                    // poll hears `expired_token` rather than "unknown".
+                    let mut connect = ::sqlx::query("DELETE FROM provider_states WHERE id IN (SELECT id FROM provider_states WHERE expires_at <= $1 LIMIT $2)")
+                        .bind(before).bind(limit)
+                        .execute(self.writer()).await.map_err(err)?.rows_affected();
+                    connect += ::sqlx::query("DELETE FROM signups WHERE hash IN (SELECT hash FROM signups WHERE expires_at <= $1 - 600000 LIMIT $2)")
+                        .bind(before).bind(limit)
+                        .execute(self.writer()).await.map_err(err)?.rows_affected();
+                    Ok(Purged { refresh_tokens, sessions, challenges, codes, sso_sessions, connect })
                 }
             }
         };

@@ -233,7 +233,7 @@ impl Transport {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", cfg.listen));
-        let state = serve::state(&cfg, store, master, &public_url);
+        let state = serve::state(&cfg, store, master, &public_url)?;
         let router = tessera_http::app(state).layer(axum::Extension(tessera_http::LocalOperator));
         Ok(Self::Local { router })
     }

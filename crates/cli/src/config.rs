@@ -5,8 +5,10 @@
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tessera_channel::ChannelConfig;
+use tessera_connect::{ConnectConfig, ProviderConfig};
 use tessera_http::HttpSettings;
 use tessera_oauth::config::{BrowserConfig, ConsentConfig, PasswordConfig, ThrottleConfig};
 use tessera_oauth::gc::GcConfig;
@@ -64,6 +66,21 @@ pub struct Config {
     pub socket_max_per_user: usize,
     /// Event channel: largest message accepted, in bytes.
     pub socket_max_payload_bytes: u64,
+    /// Providers: this deployment's name, carried in every provider state.
+    pub runtime_environment: String,
+    /// Providers: base of callback URLs instead of `public_url`.
+    pub auth_origin: Option<String>,
+    /// Providers: other deployments' public URLs, by name (callback routing
+    /// and the relay go there, and nowhere else).
+    pub environments: BTreeMap<String, String>,
+    /// Upstream providers, by name (`[providers.NAME]` tables).
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Providers: where the browser lands after connecting (default: Tessera's page).
+    pub connect_success_url: Option<String>,
+    /// Che's OAuth API: origins `redirect_after_login` may point to.
+    pub oauth_redirect_origins: Vec<String>,
+    /// Relay: largest forwarded request body, in bytes.
+    pub relay_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -106,6 +123,13 @@ impl Default for Config {
             socket_auth_timeout_secs: channel.auth_timeout.as_secs(),
             socket_max_per_user: channel.max_sockets_per_user,
             socket_max_payload_bytes: channel.max_payload,
+            runtime_environment: "default".into(),
+            auth_origin: None,
+            environments: BTreeMap::new(),
+            providers: BTreeMap::new(),
+            connect_success_url: None,
+            oauth_redirect_origins: Vec::new(),
+            relay_max_bytes: 1024 * 1024,
         }
     }
 }
@@ -202,6 +226,9 @@ impl Config {
                 bail!("{name} must be at least 1");
             }
         }
+        self.connect()
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         if let Some(url) = &self.consent_host {
             url::Url::parse(url).with_context(|| format!("consent_host {url:?} is not a URL"))?;
         }
@@ -251,6 +278,19 @@ impl Config {
         GcConfig {
             batch: self.gc_batch_size,
             ..GcConfig::default()
+        }
+    }
+
+    pub fn connect(&self) -> ConnectConfig {
+        ConnectConfig {
+            runtime_environment: self.runtime_environment.clone(),
+            auth_origin: self.auth_origin.clone(),
+            environments: self.environments.clone(),
+            providers: self.providers.clone(),
+            success_url: self.connect_success_url.clone(),
+            redirect_origins: self.oauth_redirect_origins.clone(),
+            default_realm: self.default_realm.clone(),
+            relay_max_bytes: self.relay_max_bytes,
         }
     }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tessera_channel::Fanout;
+use tessera_connect::ConnectService;
 use tessera_http::{AppState, Metrics};
 use tessera_keys::MasterKey;
 use tessera_oauth::gc::{collect_garbage, GcConfig};
@@ -107,12 +108,23 @@ fn create_private_file(path: &Path) -> anyhow::Result<()> {
 }
 
 /// The application state over an opened store.
-pub fn state(cfg: &Config, store: Arc<dyn Store>, master: MasterKey, public_url: &str) -> AppState {
-    AppState {
-        tokens: TokenService::new(store, master, cfg.oauth(public_url)),
+pub fn state(
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    master: MasterKey,
+    public_url: &str,
+) -> anyhow::Result<AppState> {
+    let tokens = TokenService::new(store, master, cfg.oauth(public_url));
+    let connect = ConnectService::new(tokens.clone(), cfg.connect(), &|name| {
+        std::env::var(name).ok()
+    })
+    .context("invalid provider configuration")?;
+    Ok(AppState {
+        tokens,
         metrics: Arc::new(Metrics::new()),
         settings: Arc::new(cfg.http()),
-    }
+        connect: Arc::new(connect),
+    })
 }
 
 pub async fn run(
@@ -140,7 +152,7 @@ pub async fn run(
 
     let master = master_key(&cfg)?;
     let store = open_store(&cfg, true).await?;
-    let state = state(&cfg, store.clone(), master, &public_url);
+    let state = state(&cfg, store.clone(), master, &public_url)?;
     let boot = state
         .tokens
         .bootstrap(

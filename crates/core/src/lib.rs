@@ -12,7 +12,7 @@ pub mod time;
 pub use error::{OAuthError, OAuthErrorCode};
 pub use model::{
     AuthCode, Client, ConsentChallenge, DeviceCode, DeviceStatus, MachineTokenRecord,
-    ProviderConnection, ProviderState, Realm, RefreshTokenRecord, Signup, Session, SigningAlg, SigningKeyRecord, SsoSession, User, Workspace,
-    WorkspaceStatus,
+    ProviderConnection, ProviderState, Realm, RefreshTokenRecord, Session, SigningAlg,
+    SigningKeyRecord, Signup, SsoSession, User, Workspace, WorkspaceStatus,
 };
 pub use secret::{Secret, TokenHash};

@@ -5,6 +5,7 @@
 
 pub mod admin;
 mod che;
+mod connect;
 mod consent;
 pub mod error;
 mod extract;
@@ -21,6 +22,7 @@ pub use metrics::Metrics;
 use axum::extract::FromRef;
 use axum::Router;
 use std::sync::Arc;
+use tessera_connect::ConnectService;
 use tessera_oauth::TokenService;
 use tower_http::trace::TraceLayer;
 
@@ -50,6 +52,8 @@ pub struct AppState {
     pub tokens: TokenService,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<HttpSettings>,
+    /// Upstream providers, environments and the relay.
+    pub connect: Arc<ConnectService>,
 }
 
 impl FromRef<AppState> for TokenService {
@@ -77,12 +81,14 @@ pub fn app(state: AppState) -> Router {
         .merge(oidc::router())
         .merge(pages::router())
         .merge(admin::router())
-        .merge(consent::realm_router());
+        .merge(consent::realm_router())
+        .merge(connect::account_router());
     Router::new()
         .merge(keycloak.clone())
         .nest("/auth", keycloak)
         .merge(consent::default_realm_router(&state))
         .merge(che::router())
+        .merge(connect::router(&state))
         .merge(workspaces::router(&state))
         .merge(ops::router())
         .route_layer(axum::middleware::from_fn_with_state(

@@ -136,6 +136,15 @@ impl MasterKey {
         URL_SAFE_NO_PAD.encode(hmac::sign(&key, context.as_bytes()).as_ref())
     }
 
+    /// A subkey for one purpose (HMAC-SHA256(master, "key:" ‖ purpose)), so
+    /// data sealed for one feature never opens under another's key.
+    pub fn derive_key(&self, purpose: &str) -> MasterKey {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.0);
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(hmac::sign(&key, format!("key:{purpose}").as_bytes()).as_ref());
+        MasterKey(bytes)
+    }
+
     fn aead_key(&self) -> LessSafeKey {
         // 32 bytes is exactly AES-256's key length, so this cannot fail.
         #[allow(clippy::expect_used)]

@@ -1581,8 +1581,14 @@ pub async fn provider_states_are_taken_once(store: Arc<dyn Store>) {
         taken.extend(t.await.expect("join"));
     }
     assert_eq!(taken, vec![state("s1", now + 600_000)], "exactly one taker");
-    assert_eq!(store.take_provider_state("old", now).await.expect("take"), None);
-    assert_eq!(store.take_provider_state("nope", now).await.expect("take"), None);
+    assert_eq!(
+        store.take_provider_state("old", now).await.expect("take"),
+        None
+    );
+    assert_eq!(
+        store.take_provider_state("nope", now).await.expect("take"),
+        None
+    );
     store
         .insert_provider_state(&state("gc", now - 1))
         .await
@@ -1648,7 +1654,11 @@ pub async fn signups_complete_then_spend_once(store: Arc<dyn Store>) {
         spent += usize::from(t.await.expect("join"));
     }
     assert_eq!(spent, 1, "exactly one spender");
-    assert!(store.session("signup-session").await.expect("read").is_some());
+    assert!(store
+        .session("signup-session")
+        .await
+        .expect("read")
+        .is_some());
     let read = store.signup(&open.hash).await.expect("read").expect("kept");
     assert_eq!(read.user_id.as_deref(), Some(u.id.as_str()));
     assert!(read.completed_at.is_some() && read.spent_at.is_some());
@@ -1703,7 +1713,10 @@ pub async fn provider_connections_and_identities(store: Arc<dyn Store>) {
     };
     store.put_provider_connection(&replaced).await.expect("put");
     assert_eq!(
-        store.provider_connection(&u.id, "acme").await.expect("read"),
+        store
+            .provider_connection(&u.id, "acme")
+            .await
+            .expect("read"),
         Some(replaced.clone())
     );
     // Another user cannot take the same identity.
@@ -1754,7 +1767,10 @@ pub async fn provider_connections_and_identities(store: Arc<dyn Store>) {
         .put_provider_connection(&conn(&bob, "acme", "sub-a", "b"))
         .await
         .expect("put");
-    store.delete_user(&r.id, &bob.id).await.expect("delete user");
+    store
+        .delete_user(&r.id, &bob.id)
+        .await
+        .expect("delete user");
     assert!(store
         .user_provider_connections(&bob.id)
         .await

@@ -13,6 +13,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use tessera_verify::{Accept, Policy, VerifyLayer};
 
+pub(crate) use auth::{provision, verifier};
 pub use auth::{verifier_for, DefaultRealm};
 
 pub fn router(state: &AppState) -> Router<AppState> {

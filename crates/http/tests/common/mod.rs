@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tessera_connect::{ConnectConfig, ConnectService};
 use tessera_http::{AppState, HttpSettings, Metrics};
 use tessera_keys::MasterKey;
 use tessera_oauth::config::PasswordConfig;
@@ -94,6 +95,31 @@ async fn build(
     tune: impl FnOnce(&mut OAuthConfig),
     default_realm: &str,
 ) -> Option<TestApp> {
+    let connect = ConnectConfig {
+        runtime_environment: "test".into(),
+        relay_max_bytes: 1024 * 1024,
+        ..ConnectConfig::default()
+    };
+    build_with(backend, tune, default_realm, connect, &|_| None).await
+}
+
+/// An app with upstream providers and environments; `secrets` plays the
+/// process environment for `client_secret_env`.
+pub async fn app_with_connect(
+    backend: Backend,
+    connect: ConnectConfig,
+    secrets: &dyn Fn(&str) -> Option<String>,
+) -> Option<TestApp> {
+    build_with(backend, |_| {}, "test", connect, secrets).await
+}
+
+async fn build_with(
+    backend: Backend,
+    tune: impl FnOnce(&mut OAuthConfig),
+    default_realm: &str,
+    mut connect: ConnectConfig,
+    secrets: &dyn Fn(&str) -> Option<String>,
+) -> Option<TestApp> {
     let (store, guard): (Arc<dyn Store>, Box<dyn Any + Send + Sync>) = match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tmp");
@@ -124,7 +150,10 @@ async fn build(
         .bootstrap(Some(ADMIN_PASSWORD.into()), "master")
         .await
         .expect("bootstrap");
+    connect.default_realm = default_realm.to_string();
+    let connect = ConnectService::new(tokens.clone(), connect, secrets).expect("connect config");
     let state = AppState {
+        connect: Arc::new(connect),
         tokens,
         metrics: Arc::new(Metrics::new()),
         settings: Arc::new(HttpSettings {

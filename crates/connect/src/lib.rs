@@ -1,0 +1,940 @@
+//! Upstream providers: CodeStream's "Connect to X" and "Sign up with X"
+//! flows, routing callbacks between runtime environments, and the machinery
+//! behind Che's OAuth API. API boundary: no HTTP types; the `http` crate maps
+//! requests onto `start`/`callback`/`check_signup` and `ConnectError`s onto
+//! pages or JSON.
+//!
+//! Provider tokens are sealed (AES-256-GCM under a key derived from the
+//! master key, bound to the user and provider) before they reach the store,
+//! and published once on the user's me-channel.
+
+pub mod config;
+pub mod provider;
+pub mod state;
+
+pub use config::{ConnectConfig, ProviderConfig, ProviderKind};
+pub use provider::{Identity, Provider, ProviderTokens};
+pub use state::{Flow, StateClaims};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use provider::{Granted, Pending};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tessera_core::scope::ScopeSet;
+use tessera_core::time::{now_ms, now_secs};
+use tessera_core::{ProviderConnection, ProviderState, Realm, Signup, TokenHash, User};
+use tessera_keys::{MacKey, MasterKey};
+use tessera_oauth::issue::{new_refresh_token, new_session, Issue, Subject};
+use tessera_oauth::{TokenResponse, TokenService};
+use tessera_store::{ClientMeta, StoreError};
+use url::Url;
+
+/// How long a sign-up token can wait for its callback.
+pub const SIGNUP_TTL_MS: i64 = 600_000;
+/// The me-channel event carrying a new provider token.
+pub const CONNECTED_EVENT: &str = "providerConnected";
+
+/// Why a connect request failed. `status` is the HTTP status and `code` the
+/// machine-readable error; the `Display` text is safe to show to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("Unknown provider {0:?}.")]
+    UnknownProvider(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("Sign in first: this needs a signed-in user or a sign-up token.")]
+    Unauthenticated,
+    #[error("The sign-in link is missing its state.")]
+    MissingState,
+    #[error("The sign-in link is not valid (its state was altered or was not issued here).")]
+    InvalidState,
+    #[error("The sign-in link has expired or was already used. Start again.")]
+    StateSpent,
+    #[error("The sign-in link was issued for {0}, not for this provider.")]
+    WrongProvider(String),
+    #[error("The sign-in link names an environment this deployment does not know.")]
+    UnknownEnvironment,
+    #[error("{provider} did not grant access: {error}.")]
+    Denied { provider: String, error: String },
+    #[error("{0} did not accept the sign-in. Start again.")]
+    Exchange(String),
+    #[error("This {0} account is already connected to another user.")]
+    IdentityTaken(String),
+    #[error("The redirect is not an allowed origin.")]
+    ForbiddenRedirect,
+    #[error("This sign-up token was already used.")]
+    SignupTokenUsed,
+    #[error("The sign-up has expired. Start again.")]
+    SignupExpired,
+    #[error("No such connection.")]
+    NotConnected,
+    #[error("The user is unknown or disabled.")]
+    UserGone,
+    #[error("Internal error.")]
+    Internal(String),
+}
+
+impl ConnectError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::UnknownProvider(_) | Self::NotConnected => 404,
+            Self::Unauthenticated => 401,
+            Self::Denied { .. } | Self::UserGone => 403,
+            Self::IdentityTaken(_) | Self::SignupTokenUsed => 409,
+            Self::Exchange(_) => 502,
+            Self::Internal(_) => 500,
+            _ => 400,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownProvider(_) => "unknown_provider",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::Unauthenticated => "invalid_token",
+            Self::MissingState | Self::InvalidState | Self::WrongProvider(_) => "invalid_state",
+            Self::StateSpent => "expired_state",
+            Self::UnknownEnvironment => "unknown_environment",
+            Self::Denied { .. } => "access_denied",
+            Self::Exchange(_) => "provider_error",
+            Self::IdentityTaken(_) => "identity_taken",
+            Self::ForbiddenRedirect => "invalid_redirect",
+            Self::SignupTokenUsed => "signup_used",
+            Self::SignupExpired => "expired_token",
+            Self::NotConnected => "not_connected",
+            Self::UserGone => "user_disabled",
+            Self::Internal(_) => "server_error",
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ConnectError {
+    ConnectError::Internal(e.to_string())
+}
+
+impl From<StoreError> for ConnectError {
+    fn from(e: StoreError) -> Self {
+        internal(e)
+    }
+}
+
+/// Who starts a provider round trip.
+pub enum Start {
+    /// A signed-in user connects the provider to their account.
+    Connect { realm: Realm, user_id: String },
+    /// An anonymous client signs up; tokens go to `client_id` (a public
+    /// client of the default realm) when it polls `check-signup`.
+    Signup { token: String, client_id: String },
+    /// Che's OAuth API; the browser goes back to `redirect_after_login`.
+    Che {
+        realm: Realm,
+        user_id: String,
+        redirect_after_login: String,
+    },
+}
+
+/// Where the callback sends the browser.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Landing {
+    /// The state belongs to another environment: the same path and query there.
+    Forward(String),
+    /// Connected (or signed up): the success page.
+    Connected { provider: String, url: String },
+    /// Che: back to `redirect_after_login`.
+    Redirect(String),
+}
+
+/// The callback's query (`code`, `state`, or the provider's `error`).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CallbackQuery {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+/// `check-signup` outcomes other than success.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SignupPoll {
+    Pending,
+    NotFound,
+    Used,
+    Expired,
+    Denied(String),
+}
+
+/// A completed sign-up: the "me" object, the provider and Tessera tokens.
+#[derive(Serialize)]
+pub struct SignedUp {
+    pub user: Me,
+    pub provider: String,
+    #[serde(flatten)]
+    pub tokens: TokenResponse,
+}
+
+/// The user as a client shows it (CodeStream's "me" object).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub created_timestamp: i64,
+    pub providers: Vec<String>,
+}
+
+/// A connection as listed to its user (never the token).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionInfo {
+    pub provider: String,
+    pub display_name: String,
+    pub subject: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<i64>,
+    pub connected_at: i64,
+}
+
+/// A provider as listed by Che's `GET /api/oauth`.
+pub struct ProviderInfo {
+    pub name: String,
+    pub display_name: String,
+    pub authorize_endpoint: Option<String>,
+}
+
+pub struct ConnectService {
+    pub tokens: TokenService,
+    pub config: Arc<ConnectConfig>,
+    providers: BTreeMap<String, Arc<Provider>>,
+    /// Also used by the relay.
+    pub http: reqwest::Client,
+    state_key: MacKey,
+    vault: MasterKey,
+}
+
+impl ConnectService {
+    /// Resolves every provider (presets, secrets from `read_env` or files).
+    pub fn new(
+        tokens: TokenService,
+        config: ConnectConfig,
+        read_env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, config::ConfigError> {
+        config.validate()?;
+        let http = reqwest::Client::builder()
+            // Following redirects would open the server to SSRF.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| config::ConfigError::Invalid(e.to_string()))?;
+        let mut providers = BTreeMap::new();
+        for (name, p) in &config.providers {
+            let spec = p.resolve(name, read_env)?;
+            providers.insert(name.clone(), Arc::new(Provider::new(spec, http.clone())));
+        }
+        let master = tokens.keys.master();
+        Ok(Self {
+            state_key: master.mac_key("provider-state"),
+            vault: master.derive_key("provider-tokens"),
+            tokens,
+            config: Arc::new(config),
+            providers,
+            http,
+        })
+    }
+
+    pub fn provider(&self, name: &str) -> Result<&Arc<Provider>, ConnectError> {
+        self.providers
+            .get(name)
+            .ok_or_else(|| ConnectError::UnknownProvider(name.to_string()))
+    }
+
+    pub async fn providers(&self) -> Vec<ProviderInfo> {
+        let mut out = Vec::new();
+        for (name, p) in &self.providers {
+            out.push(ProviderInfo {
+                name: name.clone(),
+                display_name: p.spec.display_name.clone(),
+                authorize_endpoint: p.authorize_endpoint().await.map(|u| u.to_string()),
+            });
+        }
+        out
+    }
+
+    /// Tessera's own base: `auth_origin` for callbacks, else the public URL.
+    fn callback_base(&self) -> &str {
+        self.config
+            .auth_origin
+            .as_deref()
+            .unwrap_or(&self.tokens.config.public_url)
+            .trim_end_matches('/')
+    }
+
+    fn redirect_uri(&self, flow: Flow, provider: &str) -> String {
+        match flow {
+            Flow::Che => format!("{}/api/oauth/callback", self.callback_base()),
+            _ => format!("{}/no-auth/provider-token/{provider}", self.callback_base()),
+        }
+    }
+
+    /// Whether Che may send the browser to `url` afterwards: Tessera's own
+    /// origin, the callback origin, or a configured one.
+    pub fn allowed_redirect(&self, url: &str) -> bool {
+        let Some(origin) = config::origin_of(url) else {
+            return false;
+        };
+        let own = [
+            Some(self.tokens.config.public_url.as_str()),
+            self.config.auth_origin.as_deref(),
+        ];
+        own.into_iter()
+            .flatten()
+            .filter_map(config::origin_of)
+            .chain(
+                self.config
+                    .redirect_origins
+                    .iter()
+                    .map(|o| o.trim_end_matches('/').to_string()),
+            )
+            .any(|o| o == origin)
+    }
+
+    /// Starts a round trip: remembers the PKCE verifier and nonce under a
+    /// fresh `jti`, signs the state, and answers the provider URL.
+    pub async fn start(&self, provider_name: &str, start: Start) -> Result<Url, ConnectError> {
+        let provider = self.provider(provider_name)?;
+        let now = now_ms();
+        let jti = uuid::Uuid::new_v4().to_string();
+        let mut claims = StateClaims {
+            env: self.config.runtime_environment.clone(),
+            jti: jti.clone(),
+            exp: now_secs() + state::STATE_TTL_SECS,
+            prv: provider_name.to_string(),
+            flow: Flow::Connect,
+            realm: String::new(),
+            sub: None,
+            sut: None,
+            ret: None,
+        };
+        match start {
+            Start::Connect { realm, user_id } => {
+                self.live_user(&realm.id, &user_id).await?;
+                claims.realm = realm.id;
+                claims.sub = Some(user_id);
+            }
+            Start::Che {
+                realm,
+                user_id,
+                redirect_after_login,
+            } => {
+                if !self.allowed_redirect(&redirect_after_login) {
+                    return Err(ConnectError::ForbiddenRedirect);
+                }
+                self.live_user(&realm.id, &user_id).await?;
+                claims.flow = Flow::Che;
+                claims.realm = realm.id;
+                claims.sub = Some(user_id);
+                claims.ret = Some(redirect_after_login);
+            }
+            Start::Signup { token, client_id } => {
+                let signup = self
+                    .open_signup(&token, &client_id, provider_name, now)
+                    .await?;
+                claims.flow = Flow::Signup;
+                claims.realm = signup.realm_id;
+                claims.sut = Some(signup.hash.as_str().to_string());
+            }
+        }
+        let state = self.state_key.sign_jwt(&claims);
+        let redirect = self.redirect_uri(claims.flow, provider_name);
+        let (url, pending) = provider
+            .authorize_url(&redirect, &state)
+            .await
+            .map_err(|e| {
+                tracing::warn!(provider = %provider_name, error = %e, "provider unavailable");
+                ConnectError::Exchange(provider.spec.display_name.clone())
+            })?;
+        let secret = serde_json::to_vec(&pending).map_err(internal)?;
+        self.tokens
+            .store
+            .insert_provider_state(&ProviderState {
+                id: jti.clone(),
+                provider: provider_name.to_string(),
+                secret: URL_SAFE_NO_PAD.encode(self.vault.seal(&format!("state/{jti}"), &secret)),
+                created_at: now,
+                expires_at: now + state::STATE_TTL_SECS * 1000,
+            })
+            .await?;
+        Ok(url)
+    }
+
+    async fn live_user(&self, realm_id: &str, user_id: &str) -> Result<User, ConnectError> {
+        self.tokens
+            .store
+            .user(realm_id, user_id)
+            .await?
+            .filter(|u| u.enabled)
+            .ok_or(ConnectError::UserGone)
+    }
+
+    async fn default_realm(&self) -> Result<Realm, ConnectError> {
+        self.tokens
+            .realm(&self.config.default_realm)
+            .await
+            .map_err(|e| internal(e.description))
+    }
+
+    async fn open_signup(
+        &self,
+        token: &str,
+        client_id: &str,
+        provider: &str,
+        now: i64,
+    ) -> Result<Signup, ConnectError> {
+        if uuid::Uuid::parse_str(token).is_err() {
+            return Err(ConnectError::InvalidRequest(
+                "signupToken must be a UUID the client generated.".into(),
+            ));
+        }
+        let realm = self.default_realm().await?;
+        let client = self
+            .tokens
+            .store
+            .client_by_client_id(&realm.id, client_id)
+            .await?
+            .filter(|c| c.enabled && c.public_client)
+            .ok_or_else(|| {
+                ConnectError::InvalidRequest(format!(
+                    "client_id must name a public client of realm {}.",
+                    realm.name
+                ))
+            })?;
+        let signup = Signup {
+            hash: TokenHash::of(token),
+            realm_id: realm.id.clone(),
+            client_id: client.id,
+            provider: provider.to_string(),
+            user_id: None,
+            error: None,
+            created_at: now,
+            expires_at: now + SIGNUP_TTL_MS,
+            completed_at: None,
+            spent_at: None,
+        };
+        match self.tokens.store.insert_signup(&signup).await {
+            Ok(()) => Ok(signup),
+            Err(StoreError::Conflict(_)) => Err(ConnectError::SignupTokenUsed),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The provider's callback (`path_provider` is `None` on Che's
+    /// `/api/oauth/callback`). `path_and_query` is the request's, for
+    /// forwarding to another environment unchanged.
+    pub async fn callback(
+        &self,
+        path_provider: Option<&str>,
+        q: &CallbackQuery,
+        path_and_query: &str,
+    ) -> Result<Landing, ConnectError> {
+        let raw = q.state.as_deref().ok_or(ConnectError::MissingState)?;
+        let env = state::peek_env(raw).ok_or(ConnectError::InvalidState)?;
+        if env != self.config.runtime_environment {
+            let base = self
+                .config
+                .environments
+                .get(&env)
+                .ok_or(ConnectError::UnknownEnvironment)?;
+            return Ok(Landing::Forward(format!(
+                "{}{path_and_query}",
+                base.trim_end_matches('/')
+            )));
+        }
+        let claims: StateClaims = self
+            .state_key
+            .verify_jwt(raw)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or(ConnectError::InvalidState)?;
+        if claims.exp <= now_secs() {
+            return Err(ConnectError::StateSpent);
+        }
+        match path_provider {
+            Some(p) if p != claims.prv || claims.flow == Flow::Che => {
+                return Err(ConnectError::WrongProvider(claims.prv));
+            }
+            None if claims.flow != Flow::Che => return Err(ConnectError::InvalidState),
+            _ => {}
+        }
+        let provider = self.provider(&claims.prv)?.clone();
+        let signup = match &claims.sut {
+            Some(hash) => Some(
+                self.tokens
+                    .store
+                    .signup(&TokenHash::from_stored(hash.clone()))
+                    .await?
+                    .ok_or(ConnectError::InvalidState)?,
+            ),
+            None => None,
+        };
+        let now = now_ms();
+        let stored = self
+            .tokens
+            .store
+            .take_provider_state(&claims.jti, now)
+            .await?
+            .filter(|s| s.provider == claims.prv)
+            .ok_or(ConnectError::StateSpent)?;
+        let pending: Pending = URL_SAFE_NO_PAD
+            .decode(&stored.secret)
+            .ok()
+            .and_then(|b| self.vault.open(&format!("state/{}", claims.jti), &b).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| internal("provider state does not unseal"))?;
+        if let Some(s) = &signup {
+            if s.completed_at.is_some() || s.expires_at <= now {
+                return Err(ConnectError::SignupExpired);
+            }
+        }
+        let fail_signup = |error: &str| {
+            let store = self.tokens.store.clone();
+            let hash = signup.as_ref().map(|s| s.hash.clone());
+            let error = error.to_string();
+            async move {
+                if let Some(hash) = hash {
+                    // Tells the polling client; the token is dead afterwards.
+                    store
+                        .complete_signup(&hash, None, Some(&error), now)
+                        .await?;
+                }
+                Ok::<(), StoreError>(())
+            }
+        };
+        let display = provider.spec.display_name.clone();
+        if let Some(error) = &q.error {
+            let error: String = error
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect();
+            fail_signup(&error).await?;
+            return Err(ConnectError::Denied {
+                provider: display,
+                error,
+            });
+        }
+        let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
+            fail_signup("invalid_request").await?;
+            return Err(ConnectError::InvalidRequest(
+                "The provider sent neither a code nor an error.".into(),
+            ));
+        };
+        let redirect = self.redirect_uri(claims.flow, &claims.prv);
+        let granted = match provider.exchange(&redirect, code, pending).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(provider = %claims.prv, error = %e, "provider code exchange failed");
+                fail_signup("provider_error").await?;
+                return Err(ConnectError::Exchange(display));
+            }
+        };
+        let user = match (&claims.sub, &signup) {
+            (Some(user_id), _) => {
+                let user = self.live_user(&claims.realm, user_id).await?;
+                if let Some(owner) = self
+                    .tokens
+                    .store
+                    .provider_identity_user(&claims.realm, &claims.prv, &granted.identity.subject)
+                    .await?
+                {
+                    if owner != user.id {
+                        return Err(ConnectError::IdentityTaken(display));
+                    }
+                }
+                user
+            }
+            (None, Some(s)) => self.signup_user(s, &claims.prv, &granted.identity).await?,
+            (None, None) => return Err(ConnectError::InvalidState),
+        };
+        self.save(&user, &claims.prv, &granted, now).await?;
+        if let Some(s) = &signup {
+            if !self
+                .tokens
+                .store
+                .complete_signup(&s.hash, Some(&user.id), None, now)
+                .await?
+            {
+                return Err(ConnectError::SignupExpired);
+            }
+        }
+        self.tokens.publish_to_user(
+            &user.id,
+            CONNECTED_EVENT,
+            serde_json::json!({
+                "provider": claims.prv,
+                "accessToken": granted.tokens.access_token,
+                "expiresAt": granted.expires_at,
+            }),
+        );
+        tracing::info!(provider = %claims.prv, user = %user.id, flow = ?claims.flow, "provider connected");
+        Ok(match claims.ret {
+            Some(ret) => Landing::Redirect(ret),
+            None => Landing::Connected {
+                url: self.config.success_url.clone().unwrap_or_else(|| {
+                    format!(
+                        "{}/web/provider-connected/{}",
+                        self.tokens.config.public_url, claims.prv
+                    )
+                }),
+                provider: claims.prv,
+            },
+        })
+    }
+
+    fn seal(
+        &self,
+        user_id: &str,
+        provider: &str,
+        tokens: &ProviderTokens,
+    ) -> Result<String, ConnectError> {
+        let plain = serde_json::to_vec(tokens).map_err(internal)?;
+        Ok(URL_SAFE_NO_PAD.encode(
+            self.vault
+                .seal(&format!("provider-token/{user_id}/{provider}"), &plain),
+        ))
+    }
+
+    fn open(&self, c: &ProviderConnection) -> Result<ProviderTokens, ConnectError> {
+        URL_SAFE_NO_PAD
+            .decode(&c.secret)
+            .ok()
+            .and_then(|b| {
+                self.vault
+                    .open(&format!("provider-token/{}/{}", c.user_id, c.provider), &b)
+                    .ok()
+            })
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| internal("provider token does not unseal"))
+    }
+
+    async fn save(
+        &self,
+        user: &User,
+        provider: &str,
+        granted: &Granted,
+        now: i64,
+    ) -> Result<(), ConnectError> {
+        let created_at = self
+            .tokens
+            .store
+            .provider_connection(&user.id, provider)
+            .await?
+            .map_or(now, |c| c.created_at);
+        let connection = ProviderConnection {
+            realm_id: user.realm_id.clone(),
+            user_id: user.id.clone(),
+            provider: provider.to_string(),
+            subject: granted.identity.subject.clone(),
+            secret: self.seal(&user.id, provider, &granted.tokens)?,
+            scopes: granted.scopes.clone(),
+            expires_at: granted.expires_at,
+            created_at,
+            updated_at: now,
+        };
+        match self.tokens.store.put_provider_connection(&connection).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict(_)) => Err(ConnectError::IdentityTaken(
+                self.provider(provider)?.spec.display_name.clone(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The sign-up's user: the one this provider identity is connected to,
+    /// else the one whose verified email the provider verified too, else a
+    /// new one.
+    async fn signup_user(
+        &self,
+        signup: &Signup,
+        provider: &str,
+        id: &Identity,
+    ) -> Result<User, ConnectError> {
+        let store = &self.tokens.store;
+        let realm = &signup.realm_id;
+        if let Some(user_id) = store
+            .provider_identity_user(realm, provider, &id.subject)
+            .await?
+        {
+            return self.live_user(realm, &user_id).await;
+        }
+        if let (Some(email), true) = (&id.email, id.email_verified) {
+            let query = tessera_store::UserQuery {
+                email: Some(email.clone()),
+                exact: true,
+                max: 2,
+                ..Default::default()
+            };
+            let matches: Vec<User> = store
+                .list_users(realm, &query)
+                .await?
+                .into_iter()
+                .filter(|u| {
+                    u.email_verified
+                        && u.email
+                            .as_deref()
+                            .is_some_and(|e| e.eq_ignore_ascii_case(email))
+                })
+                .collect();
+            if let [user] = matches.as_slice() {
+                if !user.enabled {
+                    return Err(ConnectError::UserGone);
+                }
+                return Ok(user.clone());
+            }
+        }
+        self.create_user(realm, provider, id).await
+    }
+
+    async fn create_user(
+        &self,
+        realm_id: &str,
+        provider: &str,
+        id: &Identity,
+    ) -> Result<User, ConnectError> {
+        let base = id
+            .username
+            .clone()
+            .or_else(|| {
+                id.email
+                    .as_ref()
+                    .and_then(|e| e.split('@').next().map(str::to_string))
+            })
+            .unwrap_or_else(|| format!("{provider}-{}", id.subject));
+        let base: String = base
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .take(48)
+            .collect();
+        let base = if base.is_empty() {
+            format!("{provider}-user")
+        } else {
+            base
+        };
+        let (first_name, last_name) = match id.name.as_deref().map(str::trim) {
+            Some(name) if !name.is_empty() => match name.rsplit_once(' ') {
+                Some((first, last)) => (Some(first.to_string()), Some(last.to_string())),
+                None => (Some(name.to_string()), None),
+            },
+            _ => (None, None),
+        };
+        for attempt in 0..8 {
+            let username = if attempt == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])
+            };
+            let user = User {
+                id: uuid::Uuid::new_v4().to_string(),
+                realm_id: realm_id.to_string(),
+                username,
+                email: id.email.clone(),
+                email_verified: id.email.is_some() && id.email_verified,
+                first_name: first_name.clone(),
+                last_name: last_name.clone(),
+                enabled: true,
+                password_hash: None,
+                password_temporary: false,
+                roles: Vec::new(),
+                attributes: BTreeMap::new(),
+                created_at: now_ms(),
+            };
+            match self.tokens.store.create_user(&user).await {
+                Ok(()) => {
+                    tracing::info!(provider, user = %user.id, "user created by provider sign-up");
+                    return Ok(user);
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(internal("no free username for the new user"))
+    }
+
+    /// `GET /no-auth/check-signup`: once, the user and Tessera tokens.
+    pub async fn check_signup(
+        &self,
+        token: &str,
+        meta: &ClientMeta,
+    ) -> Result<Result<SignedUp, SignupPoll>, ConnectError> {
+        let hash = TokenHash::of(token);
+        let store = &self.tokens.store;
+        let Some(signup) = store.signup(&hash).await? else {
+            return Ok(Err(SignupPoll::NotFound));
+        };
+        let now = now_ms();
+        if signup.spent_at.is_some() {
+            return Ok(Err(SignupPoll::Used));
+        }
+        if let Some(error) = signup.error {
+            return Ok(Err(SignupPoll::Denied(error)));
+        }
+        if signup.expires_at <= now {
+            return Ok(Err(SignupPoll::Expired));
+        }
+        let Some(user_id) = signup.user_id else {
+            return Ok(Err(SignupPoll::Pending));
+        };
+        let realm = self.default_realm().await?;
+        if realm.id != signup.realm_id {
+            return Ok(Err(SignupPoll::NotFound));
+        }
+        let client = store
+            .client(&realm.id, &signup.client_id)
+            .await?
+            .filter(|c| c.enabled)
+            .ok_or(ConnectError::UserGone)?;
+        let user = self.live_user(&realm.id, &user_id).await?;
+        let scope = ScopeSet::parse_requested(Some("openid profile email"))
+            .map_err(|e| internal(e.description))?;
+        let session = new_session(&realm, &user, &client, scope.to_param(), meta, now);
+        let refresh = new_refresh_token(&session, now);
+        if !store
+            .spend_signup(&hash, now, &session, &refresh.record)
+            .await?
+        {
+            return Ok(Err(SignupPoll::Used));
+        }
+        let tokens = self
+            .tokens
+            .token_response(Issue {
+                realm: &realm,
+                client: &client,
+                subject: Subject::User(&user),
+                session: Some(&session),
+                refresh: Some(&refresh),
+                scope: &scope,
+                nonce: None,
+            })
+            .await
+            .map_err(|e| internal(e.description))?;
+        Ok(Ok(SignedUp {
+            user: self.me(&user).await?,
+            provider: signup.provider,
+            tokens,
+        }))
+    }
+
+    pub async fn me(&self, user: &User) -> Result<Me, ConnectError> {
+        let providers = self
+            .tokens
+            .store
+            .user_provider_connections(&user.id)
+            .await?
+            .into_iter()
+            .map(|c| c.provider)
+            .collect();
+        Ok(Me {
+            id: user.id.clone(),
+            username: user.username.clone(),
+            email: user.email.clone(),
+            email_verified: user.email_verified,
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            created_timestamp: user.created_at,
+            providers,
+        })
+    }
+
+    /// The user's connections, without tokens.
+    pub async fn connections(&self, user_id: &str) -> Result<Vec<ConnectionInfo>, ConnectError> {
+        Ok(self
+            .tokens
+            .store
+            .user_provider_connections(user_id)
+            .await?
+            .into_iter()
+            .map(|c| ConnectionInfo {
+                display_name: self
+                    .providers
+                    .get(&c.provider)
+                    .map_or_else(|| c.provider.clone(), |p| p.spec.display_name.clone()),
+                provider: c.provider,
+                subject: c.subject,
+                scopes: c.scopes,
+                expires_at: c.expires_at,
+                connected_at: c.created_at,
+            })
+            .collect())
+    }
+
+    /// Deletes the stored token, then asks the provider to revoke it (a
+    /// provider that fails to is logged: the token is gone from here).
+    pub async fn disconnect(&self, user_id: &str, provider: &str) -> Result<(), ConnectError> {
+        let c = self
+            .tokens
+            .store
+            .delete_provider_connection(user_id, provider)
+            .await?
+            .ok_or(ConnectError::NotConnected)?;
+        let tokens = self.open(&c)?;
+        if let Some(p) = self.providers.get(provider) {
+            match p.revoke(&tokens).await {
+                Ok(true) => tracing::info!(provider, user = %user_id, "provider token revoked"),
+                Ok(false) => {
+                    tracing::info!(provider, user = %user_id, "provider has no revocation endpoint")
+                }
+                Err(e) => {
+                    tracing::warn!(provider, user = %user_id, error = %e, "provider revocation failed")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The user's current access token for `provider` (Che's
+    /// `GET /api/oauth/token`), refreshed first when it expires within 30 s
+    /// and a refresh token is stored.
+    pub async fn current_token(
+        &self,
+        user_id: &str,
+        provider: &str,
+    ) -> Result<(String, Vec<String>), ConnectError> {
+        let p = self.provider(provider)?;
+        let store = &self.tokens.store;
+        let mut c = store
+            .provider_connection(user_id, provider)
+            .await?
+            .ok_or(ConnectError::NotConnected)?;
+        let mut tokens = self.open(&c)?;
+        let now = now_ms();
+        if let (Some(exp), Some(refresh)) = (c.expires_at, tokens.refresh_token.clone()) {
+            if exp - 30_000 <= now {
+                match p.refresh(&refresh).await {
+                    Ok((fresh, expires_at)) => {
+                        c.secret = self.seal(user_id, provider, &fresh)?;
+                        c.expires_at = expires_at;
+                        c.updated_at = now;
+                        store.put_provider_connection(&c).await?;
+                        tokens = fresh;
+                    }
+                    Err(e) => {
+                        tracing::warn!(provider, user = %user_id, error = %e, "provider refresh failed")
+                    }
+                }
+            }
+        }
+        Ok((tokens.access_token, c.scopes))
+    }
+
+    /// The base URL of a configured environment, for the relay.
+    pub fn environment(&self, name: &str) -> Option<&str> {
+        self.config.environments.get(name).map(String::as_str)
+    }
+}

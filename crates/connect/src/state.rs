@@ -1,0 +1,94 @@
+//! The `state` parameter sent to providers: an HS256 JWT under a key derived
+//! from the master key, naming the runtime environment, the flow, the user or
+//! sign-up, and the provider. It expires after 10 minutes and is single use:
+//! its `jti` names a stored row (holding the sealed PKCE verifier and nonce)
+//! that the callback deletes.
+//!
+//! Another environment cannot check the signature (its master key differs),
+//! so it reads only `env` from the payload, and only to choose where to send
+//! the browser among the environments it is configured with.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+/// How long a provider round trip may take.
+pub const STATE_TTL_SECS: i64 = 600;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flow {
+    /// A signed-in user connects a provider (CodeStream "Connect to X").
+    Connect,
+    /// An anonymous client signs up with a provider (CodeStream "Sign up with X").
+    Signup,
+    /// Che's `/api/oauth/authenticate`; the browser returns to `ret`.
+    Che,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateClaims {
+    /// The runtime environment that issued the state.
+    pub env: String,
+    pub jti: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// The provider the state is for.
+    pub prv: String,
+    pub flow: Flow,
+    /// Internal realm id.
+    pub realm: String,
+    /// The user connecting (Connect, Che).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The hash of the sign-up token (Signup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sut: Option<String>,
+    /// Where Che's browser goes afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<String>,
+}
+
+/// The `env` claim of a state, without checking anything else.
+pub fn peek_env(state: &str) -> Option<String> {
+    let mut parts = state.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("env")?.as_str().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_keys::MasterKey;
+
+    #[test]
+    fn env_is_readable_without_the_key() {
+        let key = MasterKey::generate().mac_key("provider-state");
+        let claims = StateClaims {
+            env: "b".into(),
+            jti: "j".into(),
+            exp: 1,
+            prv: "acme".into(),
+            flow: Flow::Connect,
+            realm: "r".into(),
+            sub: Some("u".into()),
+            sut: None,
+            ret: None,
+        };
+        let token = key.sign_jwt(&claims);
+        assert_eq!(peek_env(&token).as_deref(), Some("b"));
+        assert_eq!(peek_env("not-a-state"), None);
+        assert_eq!(peek_env("a.%%%.c"), None);
+        let parsed: StateClaims =
+            serde_json::from_value(key.verify_jwt(&token).expect("verify")).expect("claims");
+        assert_eq!(parsed, claims);
+        let other = MasterKey::generate().mac_key("provider-state");
+        assert!(other.verify_jwt(&token).is_err());
+    }
+}

@@ -1,0 +1,512 @@
+//! Upstream providers over HTTP: CodeStream's `/web/provider-auth`,
+//! `/no-auth/provider-token` and `/no-auth/check-signup`, the account API
+//! for connections, Che's `/api/oauth*`, and the relay that forwards
+//! provider-initiated calls to another environment. Browser endpoints answer
+//! with pages (never a redirect on error); APIs with JSON errors.
+
+use crate::error::OAuthReject;
+use crate::extract::{bearer, read_body, Meta};
+use crate::pages::{error_page, MessagePage, Page};
+use crate::workspaces::DefaultRealm;
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{OriginalUri, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tessera_connect::{CallbackQuery, ConnectError, Landing, SignupPoll, Start};
+use tessera_core::OAuthError;
+use tessera_verify::{Accept, Policy, Subject, VerifyLayer};
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    let realm = DefaultRealm {
+        tokens: state.tokens.clone(),
+        name: state.settings.default_realm.clone(),
+    };
+    let verifier = crate::workspaces::verifier(&realm);
+    let layer = |query_token| {
+        VerifyLayer::new(
+            verifier.clone(),
+            Policy {
+                query_token,
+                accept: Accept::Users,
+                required_role: None,
+                provision: Some(crate::workspaces::provision(&realm)),
+            },
+        )
+    };
+    // Che allows `?token=` where a header is impossible (a browser opening
+    // the authenticate URL), on reads only.
+    let che_reads = Router::new()
+        .route("/api/oauth/authenticate", get(che_authenticate))
+        .route("/api/oauth/token", get(che_token))
+        .route_layer(layer(true));
+    let che_changes = Router::new()
+        .route("/api/oauth/token", axum::routing::delete(che_disconnect))
+        .route_layer(layer(false));
+    Router::new()
+        .route("/web/provider-auth/{provider}", get(provider_auth))
+        .route("/web/provider-connected/{provider}", get(connected_page))
+        .route("/no-auth/provider-token/{provider}", get(provider_token))
+        .route("/no-auth/check-signup", get(check_signup))
+        .route("/api/oauth", get(che_providers))
+        .route("/api/oauth/callback", get(che_callback))
+        .route("/relay/{environment}/{*rest}", any(relay))
+        .merge(che_reads)
+        .merge(che_changes)
+}
+
+/// The account API's routes (under `/realms/{realm}` and `/auth/realms/{realm}`).
+pub fn account_router() -> Router<AppState> {
+    Router::new()
+        .route("/realms/{realm}/account/providers", get(account_providers))
+        .route(
+            "/realms/{realm}/account/providers/{provider}",
+            axum::routing::delete(account_disconnect),
+        )
+}
+
+const TITLE: &str = "Tessera";
+
+fn page_for(e: &ConnectError) -> Page {
+    if let ConnectError::Internal(detail) = e {
+        tracing::error!(error = %detail, "provider request failed");
+    } else {
+        tracing::info!(error = e.code(), "provider request refused");
+    }
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    error_page(status, TITLE, &e.to_string())
+}
+
+/// A JSON error: `{"error", "error_description"}` with the error's status.
+pub struct ApiError(StatusCode, &'static str, String);
+
+impl From<ConnectError> for ApiError {
+    fn from(e: ConnectError) -> Self {
+        if let ConnectError::Internal(detail) = &e {
+            tracing::error!(error = %detail, "provider request failed");
+        }
+        Self(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            e.code(),
+            e.to_string(),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = (
+            self.0,
+            Json(json!({"error": self.1, "error_description": self.2})),
+        )
+            .into_response();
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ProviderAuthQuery {
+    #[serde(rename = "signupToken")]
+    signup_token: Option<String>,
+    client_id: Option<String>,
+    access_token: Option<String>,
+}
+
+/// `GET /web/provider-auth/{provider}`: a signed-in user (bearer header or
+/// `access_token` query) connects; `signupToken` + `client_id` signs up.
+async fn provider_auth(
+    State(app): State<AppState>,
+    Path(provider): Path<String>,
+    Query(q): Query<ProviderAuthQuery>,
+    headers: HeaderMap,
+) -> Page {
+    let connect = &app.connect;
+    let start = match (
+        q.signup_token,
+        bearer(&headers).map(str::to_string).or(q.access_token),
+    ) {
+        (Some(token), None) => match q.client_id {
+            Some(client_id) => Start::Signup { token, client_id },
+            None => {
+                return page_for(&ConnectError::InvalidRequest(
+                    "A sign-up needs the client_id that will receive the tokens.".into(),
+                ))
+            }
+        },
+        (None, Some(token)) => {
+            let realm = match app.tokens.realm(&app.settings.default_realm).await {
+                Ok(r) => r,
+                Err(e) => return crate::pages::oauth_error_page(TITLE, &e),
+            };
+            match app.tokens.verify_live_access_token(&realm, &token).await {
+                Ok((claims, Some(_))) => Start::Connect {
+                    realm,
+                    user_id: claims.sub,
+                },
+                _ => return page_for(&ConnectError::Unauthenticated),
+            }
+        }
+        (Some(_), Some(_)) => {
+            return page_for(&ConnectError::InvalidRequest(
+                "Send either a sign-up token or an access token, not both.".into(),
+            ))
+        }
+        (None, None) => return page_for(&ConnectError::Unauthenticated),
+    };
+    match connect.start(&provider, start).await {
+        Ok(url) => Page::redirect(url.to_string()),
+        Err(e) => page_for(&e),
+    }
+}
+
+/// `GET /no-auth/provider-token/{provider}`: the provider's callback.
+async fn provider_token(
+    State(app): State<AppState>,
+    Path(provider): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    Query(q): Query<CallbackQuery>,
+) -> Page {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    land(app.connect.callback(Some(&provider), &q, path).await)
+}
+
+/// `GET /api/oauth/callback`: Che's callback, same machinery.
+async fn che_callback(
+    State(app): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    Query(q): Query<CallbackQuery>,
+) -> Page {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    land(app.connect.callback(None, &q, path).await)
+}
+
+fn land(outcome: Result<Landing, ConnectError>) -> Page {
+    match outcome {
+        Ok(Landing::Forward(url) | Landing::Redirect(url)) => Page::redirect(url),
+        Ok(Landing::Connected { url, .. }) => Page::redirect(url),
+        Err(e) => page_for(&e),
+    }
+}
+
+/// `GET /web/provider-connected/{provider}`: the default success page.
+async fn connected_page(State(app): State<AppState>, Path(provider): Path<String>) -> Page {
+    let name = match app.connect.provider(&provider) {
+        Ok(p) => p.spec.display_name.clone(),
+        Err(e) => return page_for(&e),
+    };
+    let message = format!(
+        "Your {name} account is connected. You can close this window and return to your app."
+    );
+    Page::render(
+        StatusCode::OK,
+        &MessagePage {
+            realm_title: TITLE,
+            heading: "Connected",
+            message: &message,
+            is_error: false,
+            link: None,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct CheckSignupQuery {
+    token: Option<String>,
+}
+
+/// `GET /no-auth/check-signup?token=`: 202 `signup_pending` until the
+/// callback completes, then once 200 with the user and tokens.
+async fn check_signup(
+    State(app): State<AppState>,
+    Query(q): Query<CheckSignupQuery>,
+    Meta(meta): Meta,
+) -> Result<Response, ApiError> {
+    let Some(token) = q.token.filter(|t| !t.is_empty() && t.len() <= 200) else {
+        return Err(ConnectError::InvalidRequest("token is required".into()).into());
+    };
+    let poll = match app.connect.check_signup(&token, &meta).await? {
+        Ok(done) => {
+            app.metrics.token_issued("signup");
+            let mut res = Json(done).into_response();
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Ok(res);
+        }
+        Err(poll) => poll,
+    };
+    let (status, code, text) = match poll {
+        SignupPoll::Pending => (
+            StatusCode::ACCEPTED,
+            "signup_pending",
+            "The provider sign-in has not completed yet; poll again.".to_string(),
+        ),
+        SignupPoll::NotFound => (
+            StatusCode::NOT_FOUND,
+            "signup_not_found",
+            "No sign-up was started with this token.".to_string(),
+        ),
+        SignupPoll::Used => (
+            StatusCode::GONE,
+            "signup_used",
+            "This sign-up token was already used.".to_string(),
+        ),
+        SignupPoll::Expired => (
+            StatusCode::GONE,
+            "expired_token",
+            "The sign-up has expired.".to_string(),
+        ),
+        SignupPoll::Denied(error) => (
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            format!("The provider did not grant access ({error})."),
+        ),
+    };
+    Err(ApiError(status, code, text))
+}
+
+/// The caller of the account API: a live user token of this realm.
+async fn account_user(
+    app: &AppState,
+    realm: &str,
+    headers: &HeaderMap,
+) -> Result<String, OAuthReject> {
+    let realm = app.tokens.realm(realm).await?;
+    let token = bearer(headers).ok_or_else(|| OAuthError::invalid_token("Missing bearer token"))?;
+    match app.tokens.verify_live_access_token(&realm, token).await? {
+        (claims, Some(_)) => Ok(claims.sub),
+        _ => Err(OAuthError::invalid_token("The token does not belong to a user session").into()),
+    }
+}
+
+/// `GET /realms/{realm}/account/providers`.
+async fn account_providers(
+    State(app): State<AppState>,
+    Path(realm): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let user = match account_user(&app, &realm, &headers).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    match app.connect.connections(&user).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `DELETE /realms/{realm}/account/providers/{provider}`.
+async fn account_disconnect(
+    State(app): State<AppState>,
+    Path((realm, provider)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let user = match account_user(&app, &realm, &headers).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    match app.connect.disconnect(&user, &provider).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `GET /api/oauth`: the configured providers, as Che's
+/// `OAuthAuthenticatorDescriptor`s.
+async fn che_providers(State(app): State<AppState>) -> Json<Vec<Value>> {
+    let base = format!("{}/api/oauth/authenticate", app.tokens.config.public_url);
+    let mut out = Vec::new();
+    for p in app.connect.providers().await {
+        out.push(json!({
+            "name": p.name,
+            "displayName": p.display_name,
+            "endpointUrl": p.authorize_endpoint,
+            "links": [{
+                "rel": "Authenticate URL",
+                "href": format!("{base}?oauth_provider={}", p.name),
+                "method": "GET",
+                "parameters": [
+                    {"name": "oauth_provider", "defaultValue": p.name, "required": true, "valid": [p.name]},
+                    {"name": "redirect_after_login", "required": true, "valid": []},
+                ],
+            }],
+        }));
+    }
+    Json(out)
+}
+
+#[derive(Deserialize)]
+pub struct CheQuery {
+    oauth_provider: Option<String>,
+    redirect_after_login: Option<String>,
+}
+
+fn che_provider(q: &CheQuery) -> Result<String, ConnectError> {
+    q.oauth_provider
+        .clone()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ConnectError::InvalidRequest("oauth_provider is required".into()))
+}
+
+/// `GET /api/oauth/authenticate?oauth_provider=&redirect_after_login=`.
+async fn che_authenticate(
+    State(app): State<AppState>,
+    subject: Subject,
+    Query(q): Query<CheQuery>,
+) -> Page {
+    let provider = match che_provider(&q) {
+        Ok(p) => p,
+        Err(e) => return page_for(&e),
+    };
+    let Some(redirect_after_login) = q.redirect_after_login.filter(|r| !r.is_empty()) else {
+        return page_for(&ConnectError::InvalidRequest(
+            "redirect_after_login is required".into(),
+        ));
+    };
+    let realm = match app.tokens.realm(&app.settings.default_realm).await {
+        Ok(r) => r,
+        Err(e) => return crate::pages::oauth_error_page(TITLE, &e),
+    };
+    let start = Start::Che {
+        realm,
+        user_id: subject.id,
+        redirect_after_login,
+    };
+    match app.connect.start(&provider, start).await {
+        Ok(url) => Page::redirect(url.to_string()),
+        Err(e) => page_for(&e),
+    }
+}
+
+/// `GET /api/oauth/token?oauth_provider=`: Che's `OAuthToken`.
+async fn che_token(
+    State(app): State<AppState>,
+    subject: Subject,
+    Query(q): Query<CheQuery>,
+) -> Result<Response, ApiError> {
+    let provider = che_provider(&q)?;
+    let (token, scopes) = app.connect.current_token(&subject.id, &provider).await?;
+    let mut res = Json(json!({"token": token, "scope": scopes.join(" ")})).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// `DELETE /api/oauth/token?oauth_provider=`.
+async fn che_disconnect(
+    State(app): State<AppState>,
+    subject: Subject,
+    Query(q): Query<CheQuery>,
+) -> Result<StatusCode, ApiError> {
+    let provider = che_provider(&q)?;
+    app.connect.disconnect(&subject.id, &provider).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
+/// plus those the client library sets itself.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// `ANY /relay/{environment}/{*rest}`: forwards a provider-initiated call
+/// (a webhook, Slack's interactive components) to the same path on a
+/// configured environment, with its method, headers and body.
+async fn relay(
+    State(app): State<AppState>,
+    Path((environment, rest)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Some(base) = app.connect.environment(&environment) else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "unknown_environment",
+            format!("No environment named {environment:?} is configured here."),
+        ));
+    };
+    let (parts, body) = req.into_parts();
+    let mut target = format!("{}/{rest}", base.trim_end_matches('/'));
+    if let Some(q) = parts.uri.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let limit = app.connect.config.relay_max_bytes;
+    let body = read_body(body, limit).await.map_err(|too_large| {
+        if too_large {
+            ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                format!("Relayed bodies are limited to {limit} bytes."),
+            )
+        } else {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "could not read the request body".into(),
+            )
+        }
+    })?;
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
+        .unwrap_or(reqwest::Method::POST);
+    let mut out = app
+        .connect
+        .http
+        .request(method, &target)
+        .body(body.to_vec());
+    for (name, value) in &parts.headers {
+        if !hop_by_hop(name) {
+            out = out.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let upstream = out.send().await.map_err(|e| {
+        tracing::warn!(environment = %environment, error = %e, "relay failed");
+        ApiError(
+            StatusCode::BAD_GATEWAY,
+            "relay_failed",
+            format!("Environment {environment:?} did not answer."),
+        )
+    })?;
+    let status =
+        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut res = Response::builder().status(status);
+    for (name, value) in upstream.headers() {
+        let name = HeaderName::from_bytes(name.as_str().as_bytes());
+        if let (Ok(name), Ok(value)) = (name, HeaderValue::from_bytes(value.as_bytes())) {
+            if !hop_by_hop(&name) {
+                res = res.header(name, value);
+            }
+        }
+    }
+    let bytes = upstream.bytes().await.map_err(|_| {
+        ApiError(
+            StatusCode::BAD_GATEWAY,
+            "relay_failed",
+            "The environment's answer was cut off.".into(),
+        )
+    })?;
+    res.body(Body::from(bytes)).map_err(|_| {
+        ApiError(
+            StatusCode::BAD_GATEWAY,
+            "relay_failed",
+            "The environment's answer could not be passed on.".into(),
+        )
+    })
+}

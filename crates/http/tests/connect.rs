@@ -1,0 +1,1108 @@
+//! Upstream providers: connect, SSO sign-up with polling, Che's OAuth API,
+//! environment routing and the relay, against a small OAuth 2 provider
+//! served on a real socket (Tessera's client talks to it over HTTP). The
+//! OIDC path runs against npm `oidc-provider` in the interop suite.
+
+mod common;
+
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use common::*;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tessera_connect::{ConnectConfig, Flow, StateClaims};
+use tessera_oauth::events::ServerEvent;
+
+const SECRET: &str = "upstream-secret";
+
+/// What the upstream provider knows and has been asked.
+#[derive(Default)]
+struct Mock {
+    /// Who signs in at the next authorization.
+    login: String,
+    email: Option<String>,
+    email_verified: bool,
+    deny: bool,
+    expires_in: i64,
+    codes: HashMap<String, (String, String)>,
+    live: HashSet<String>,
+    revoked: Vec<String>,
+    token_calls: usize,
+    refreshes: usize,
+}
+
+type Shared = Arc<Mutex<Mock>>;
+
+fn random() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+async fn authorize(State(m): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let mut m = m.lock().expect("mock");
+    assert_eq!(q["client_id"], "tessera");
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["code_challenge_method"], "S256", "PKCE S256 is sent");
+    let (redirect, state) = (&q["redirect_uri"], &q["state"]);
+    if m.deny {
+        return Redirect::to(&format!("{redirect}?error=access_denied&state={state}"))
+            .into_response();
+    }
+    let code = random();
+    m.codes.insert(
+        code.clone(),
+        (q["code_challenge"].clone(), redirect.clone()),
+    );
+    Redirect::to(&format!("{redirect}?code={code}&state={state}")).into_response()
+}
+
+async fn token(
+    State(m): State<Shared>,
+    headers: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let mut m = m.lock().expect("mock");
+    m.token_calls += 1;
+    let basic = format!("Basic {}", STANDARD.encode(format!("tessera:{SECRET}")));
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(basic.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    let bad = || {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response()
+    };
+    match f.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {
+            let Some((challenge, redirect)) = m.codes.remove(&f["code"]) else {
+                return bad();
+            };
+            let verifier = f.get("code_verifier").cloned().unwrap_or_default();
+            if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != challenge
+                || f.get("redirect_uri") != Some(&redirect)
+            {
+                return bad();
+            }
+        }
+        Some("refresh_token") => {
+            if !m.live.contains(&f["refresh_token"]) {
+                return bad();
+            }
+            m.refreshes += 1;
+        }
+        _ => return bad(),
+    }
+    let (access, refresh) = (format!("up-at-{}", random()), format!("up-rt-{}", random()));
+    m.live.insert(access.clone());
+    m.live.insert(refresh.clone());
+    Json(
+        json!({"access_token": access, "token_type": "Bearer", "expires_in": m.expires_in,
+        "refresh_token": refresh, "scope": "read:user repo"}),
+    )
+    .into_response()
+}
+
+async fn userinfo(State(m): State<Shared>, headers: HeaderMap) -> Response {
+    let m = m.lock().expect("mock");
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !m.live.contains(token) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    Json(
+        json!({"id": format!("id-{}", m.login), "login": m.login, "email": m.email,
+        "verified": m.email_verified, "name": "Upstream Person"}),
+    )
+    .into_response()
+}
+
+async fn revoke(State(m): State<Shared>, Form(f): Form<HashMap<String, String>>) -> StatusCode {
+    let mut m = m.lock().expect("mock");
+    m.live.remove(&f["token"]);
+    m.revoked.push(f["token"].clone());
+    StatusCode::OK
+}
+
+/// Echoes what reached it: the relay target.
+async fn echo(method: Method, uri: axum::http::Uri, headers: HeaderMap, body: String) -> Response {
+    let mut res = Json(json!({
+        "method": method.as_str(),
+        "path": uri.path(),
+        "query": uri.query(),
+        "signature": headers.get("x-slack-signature").and_then(|v| v.to_str().ok()),
+        "contentType": headers.get("content-type").and_then(|v| v.to_str().ok()),
+        "body": body,
+    }))
+    .into_response();
+    *res.status_mut() = StatusCode::ACCEPTED;
+    res.headers_mut()
+        .insert("x-echo", axum::http::HeaderValue::from_static("yes"));
+    res
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+struct World {
+    app: TestApp,
+    mock: Shared,
+    upstream: String,
+    http: reqwest::Client,
+}
+
+fn provider_toml(base: &str) -> String {
+    format!(
+        "kind = \"oauth2\"\nclient_id = \"tessera\"\nclient_secret_env = \"ACME_SECRET\"\n\
+         authorize_url = \"{base}/authorize\"\ntoken_url = \"{base}/token\"\n\
+         userinfo_url = \"{base}/userinfo\"\nrevocation_url = \"{base}/revoke\"\n\
+         scopes = [\"read:user\", \"repo\"]\nsubject_field = \"id\"\nusername_field = \"login\"\n\
+         email_verified_field = \"verified\"\n"
+    )
+}
+
+async fn world(backend: Backend) -> Option<World> {
+    let mock: Shared = Arc::new(Mutex::new(Mock {
+        login: "octo".into(),
+        email: Some("octo@upstream.test".into()),
+        expires_in: 3600,
+        ..Mock::default()
+    }));
+    let upstream = serve(
+        Router::new()
+            .route("/authorize", get(authorize))
+            .route("/token", post(token))
+            .route("/userinfo", get(userinfo))
+            .route("/revoke", post(revoke))
+            .with_state(mock.clone()),
+    )
+    .await;
+    let b = serve(Router::new().route("/{*rest}", any(echo))).await;
+    let mut providers = BTreeMap::new();
+    for name in ["acme", "other"] {
+        providers.insert(
+            name.to_string(),
+            toml::from_str(&provider_toml(&upstream)).expect("provider"),
+        );
+    }
+    let connect = ConnectConfig {
+        runtime_environment: "a".into(),
+        environments: BTreeMap::from([("b".to_string(), b)]),
+        providers,
+        redirect_origins: vec!["http://ide.test".into()],
+        relay_max_bytes: 1024,
+        ..ConnectConfig::default()
+    };
+    let app = app_with_connect(backend, connect, &|name| {
+        (name == "ACME_SECRET").then(|| SECRET.to_string())
+    })
+    .await?;
+    Some(World {
+        app,
+        mock,
+        upstream,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+    })
+}
+
+fn location(r: &Resp) -> String {
+    r.headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no Location: {} {:?}", r.status, r.body))
+        .to_string()
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A page that refused: a 4xx (or 502) with no redirect anywhere.
+fn refused(r: &Resp, status: StatusCode, text: &str) {
+    assert_eq!(r.status, status, "{:?}", r.body);
+    assert!(
+        r.headers.get("location").is_none(),
+        "an error never redirects"
+    );
+    let html = r.body.as_str().unwrap_or_default();
+    assert!(html.contains(text), "page says {text:?}: {html}");
+}
+
+impl World {
+    async fn alice(&self) -> String {
+        let r = self.app.alice(None).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.str("access_token")
+    }
+
+    /// Starts at `path` (with `bearer`), expects a redirect to the provider
+    /// and returns its authorize URL.
+    async fn begin(&self, path: &str, bearer: Option<&str>) -> String {
+        let r = self.app.get(path, bearer).await;
+        assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
+        let url = location(&r);
+        assert!(url.starts_with(&self.upstream), "{url}");
+        url
+    }
+
+    /// The provider's answer: the callback path (and query) on Tessera.
+    async fn at_provider(&self, authorize_url: &str) -> String {
+        let r = self.http.get(authorize_url).send().await.expect("upstream");
+        let cb = r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
+        cb.strip_prefix(PUBLIC_URL)
+            .unwrap_or_else(|| panic!("callback {cb} is on Tessera"))
+            .to_string()
+    }
+
+    /// A connect round trip up to (not including) the callback.
+    async fn fresh(&self, token: &str) -> String {
+        let url = self.begin("/web/provider-auth/acme", Some(token)).await;
+        self.at_provider(&url).await
+    }
+
+    fn state_key(&self) -> tessera_keys::MacKey {
+        self.app
+            .state
+            .tokens
+            .keys
+            .master()
+            .mac_key("provider-state")
+    }
+
+    async fn connection(&self, user: &str) -> Option<tessera_core::ProviderConnection> {
+        let id = self.app.user_id("test", user).await;
+        self.app
+            .state
+            .tokens
+            .store
+            .provider_connection(&id, "acme")
+            .await
+            .expect("db")
+    }
+}
+
+async fn connect_stores_sealed_tokens_publishes_and_disconnects(backend: Backend) {
+    let Some(w) = world(backend).await else {
+        return;
+    };
+    let token = w.alice().await;
+    let mut events = w.app.state.tokens.events.subscribe();
+    let authorize = w.begin("/web/provider-auth/acme", Some(&token)).await;
+    assert_eq!(
+        query_param(&authorize, "redirect_uri").as_deref(),
+        Some(format!("{PUBLIC_URL}/no-auth/provider-token/acme").as_str())
+    );
+    assert_eq!(
+        query_param(&authorize, "scope").as_deref(),
+        Some("read:user repo")
+    );
+    let state = query_param(&authorize, "state").expect("state");
+    let claims: StateClaims =
+        serde_json::from_value(w.state_key().verify_jwt(&state).expect("signed")).expect("claims");
+    assert_eq!((claims.env.as_str(), claims.prv.as_str()), ("a", "acme"));
+    assert_eq!(claims.flow, Flow::Connect);
+    assert!(claims.exp - tessera_core::time::now_secs() <= 600);
+
+    let callback = w.at_provider(&authorize).await;
+    let r = w.app.get(&callback, None).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
+    assert_eq!(
+        location(&r),
+        format!("{PUBLIC_URL}/web/provider-connected/acme")
+    );
+    let page = w.app.get("/web/provider-connected/acme", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+
+    let pushed = loop {
+        match events.recv().await.expect("event") {
+            ServerEvent::ToUser { event, data, .. } if event == "providerConnected" => break data,
+            _ => continue,
+        }
+    };
+    assert_eq!(pushed["provider"], "acme");
+    let upstream_token = pushed["accessToken"].as_str().expect("token").to_string();
+    assert!(w.mock.lock().expect("mock").live.contains(&upstream_token));
+    assert!(pushed["expiresAt"].as_i64().expect("expiry") > tessera_core::time::now_ms());
+    assert!(
+        !page.body.as_str().unwrap_or("").contains(&upstream_token),
+        "the success page shows no token"
+    );
+
+    // Stored sealed: neither token appears in the row.
+    let stored = w.connection("alice").await.expect("connected");
+    assert_eq!(stored.subject, "id-octo");
+    assert_eq!(stored.scopes, vec!["read:user", "repo"]);
+    assert!(!stored.secret.contains("up-at-") && !stored.secret.contains("up-rt-"));
+    assert!(!format!("{stored:?}").contains(&upstream_token));
+
+    // Listed to the user (without the token); Che's API returns the token.
+    let list = w
+        .app
+        .get("/realms/test/account/providers", Some(&token))
+        .await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.body[0]["provider"], "acme");
+    assert_eq!(list.body[0]["subject"], "id-octo");
+    assert!(!list.body.to_string().contains("up-at-"));
+    let che = w
+        .app
+        .get("/api/oauth/token?oauth_provider=acme", Some(&token))
+        .await;
+    assert_eq!(che.status, StatusCode::OK, "{:?}", che.body);
+    assert_eq!(che.str("token"), upstream_token);
+    assert_eq!(che.str("scope"), "read:user repo");
+
+    // The callback cannot be replayed.
+    let replay = w.app.get(&callback, None).await;
+    refused(
+        &replay,
+        StatusCode::BAD_REQUEST,
+        "expired or was already used",
+    );
+
+    // Disconnecting deletes the token and revokes it upstream.
+    let gone = w
+        .app
+        .json(
+            Method::DELETE,
+            "/realms/test/account/providers/acme",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT, "{:?}", gone.body);
+    assert!(w.connection("alice").await.is_none());
+    {
+        let m = w.mock.lock().expect("mock");
+        assert!(m.revoked.contains(&upstream_token), "{:?}", m.revoked);
+        assert!(m.revoked.iter().any(|t| t.starts_with("up-rt-")));
+        assert!(!m.live.contains(&upstream_token));
+    }
+    let again = w
+        .app
+        .json(
+            Method::DELETE,
+            "/realms/test/account/providers/acme",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(again.error(), "not_connected");
+    let che = w
+        .app
+        .get("/api/oauth/token?oauth_provider=acme", Some(&token))
+        .await;
+    assert_eq!(che.status, StatusCode::NOT_FOUND);
+
+    // `access_token` in the query works where a header cannot be sent.
+    w.begin(
+        &format!("/web/provider-auth/acme?access_token={token}"),
+        None,
+    )
+    .await;
+}
+
+async fn bad_callbacks_store_nothing(backend: Backend) {
+    let Some(w) = world(backend).await else {
+        return;
+    };
+    let token = w.alice().await;
+    let key = w.state_key();
+    let cb = w.fresh(&token).await;
+    let state = query_param(&format!("{PUBLIC_URL}{cb}"), "state").expect("state");
+    let code = query_param(&format!("{PUBLIC_URL}{cb}"), "code").expect("code");
+    let claims: StateClaims =
+        serde_json::from_value(key.verify_jwt(&state).expect("signed")).expect("claims");
+    let signed = |c: &StateClaims| key.sign_jwt(c);
+    let mut tampered = state.clone();
+    tampered.pop();
+    tampered.push(if state.ends_with('A') { 'B' } else { 'A' });
+    let expired = signed(&StateClaims {
+        exp: tessera_core::time::now_secs() - 1,
+        ..claims.clone()
+    });
+    let foreign_env = {
+        let mut parts: Vec<String> = state.split('.').map(str::to_string).collect();
+        let mut payload: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).expect("b64")).expect("json");
+        payload["env"] = json!("zzz");
+        parts[1] = URL_SAFE_NO_PAD.encode(payload.to_string());
+        parts.join(".")
+    };
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let calls_before = w.mock.lock().expect("mock").token_calls;
+    for (path, status, text) in [
+        (
+            format!("/no-auth/provider-token/acme?code={code}"),
+            StatusCode::BAD_REQUEST,
+            "missing its state",
+        ),
+        (
+            format!(
+                "/no-auth/provider-token/acme?code={code}&state={}",
+                enc(&tampered)
+            ),
+            StatusCode::BAD_REQUEST,
+            "not valid",
+        ),
+        (
+            format!("/no-auth/provider-token/acme?code={code}&state=not-a-jwt"),
+            StatusCode::BAD_REQUEST,
+            "not valid",
+        ),
+        (
+            format!(
+                "/no-auth/provider-token/acme?code={code}&state={}",
+                enc(&expired)
+            ),
+            StatusCode::BAD_REQUEST,
+            "expired",
+        ),
+        (
+            format!(
+                "/no-auth/provider-token/other?code={code}&state={}",
+                enc(&state)
+            ),
+            StatusCode::BAD_REQUEST,
+            "issued for acme",
+        ),
+        (
+            format!("/api/oauth/callback?code={code}&state={}", enc(&state)),
+            StatusCode::BAD_REQUEST,
+            "not valid",
+        ),
+        (
+            format!(
+                "/no-auth/provider-token/acme?code={code}&state={}",
+                enc(&foreign_env)
+            ),
+            StatusCode::BAD_REQUEST,
+            "environment",
+        ),
+        (
+            format!(
+                "/no-auth/provider-token/nope?code={code}&state={}",
+                enc(&state)
+            ),
+            StatusCode::BAD_REQUEST,
+            "issued for acme",
+        ),
+    ] {
+        let r = w.app.get(&path, None).await;
+        refused(&r, status, text);
+    }
+    assert_eq!(
+        w.mock.lock().expect("mock").token_calls,
+        calls_before,
+        "no exchange was attempted"
+    );
+    assert!(w.connection("alice").await.is_none());
+
+    // The untouched state still works once: none of the above spent it.
+    let ok = w.app.get(&cb, None).await;
+    assert_eq!(ok.status, StatusCode::FOUND, "{:?}", ok.body);
+    assert!(w.connection("alice").await.is_some());
+    let gone = w
+        .app
+        .json(
+            Method::DELETE,
+            "/realms/test/account/providers/acme",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+
+    // The provider refuses, or the code does not exchange.
+    let cb = w.fresh(&token).await;
+    let state = query_param(&format!("{PUBLIC_URL}{cb}"), "state").expect("state");
+    let r = w
+        .app
+        .get(
+            &format!(
+                "/no-auth/provider-token/acme?error=access_denied&state={}",
+                enc(&state)
+            ),
+            None,
+        )
+        .await;
+    refused(&r, StatusCode::FORBIDDEN, "access_denied");
+    let r = w.app.get(&cb, None).await;
+    refused(&r, StatusCode::BAD_REQUEST, "already used");
+    let cb = w.fresh(&token).await;
+    let state = query_param(&format!("{PUBLIC_URL}{cb}"), "state").expect("state");
+    let r = w
+        .app
+        .get(
+            &format!(
+                "/no-auth/provider-token/acme?code=bogus&state={}",
+                enc(&state)
+            ),
+            None,
+        )
+        .await;
+    refused(&r, StatusCode::BAD_GATEWAY, "did not accept");
+    assert!(w.connection("alice").await.is_none());
+
+    // Starting needs a user (or a sign-up) and a known provider.
+    refused(
+        &w.app.get("/web/provider-auth/acme", None).await,
+        StatusCode::UNAUTHORIZED,
+        "Sign in",
+    );
+    refused(
+        &w.app
+            .get("/web/provider-auth/acme?access_token=forged", None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "Sign in",
+    );
+    refused(
+        &w.app.get("/web/provider-auth/nope", Some(&token)).await,
+        StatusCode::NOT_FOUND,
+        "Unknown provider",
+    );
+
+    // Another user cannot take an identity that is already connected.
+    let authorize = w.begin("/web/provider-auth/acme", Some(&token)).await;
+    let cb = w.at_provider(&authorize).await;
+    assert_eq!(w.app.get(&cb, None).await.status, StatusCode::FOUND);
+    let bob = w
+        .app
+        .form(
+            &TestApp::token_path("test"),
+            &[
+                ("grant_type", "password"),
+                ("client_id", "cli"),
+                ("username", "bob"),
+                ("password", "bob-password"),
+            ],
+        )
+        .await
+        .str("access_token");
+    let authorize = w.begin("/web/provider-auth/acme", Some(&bob)).await;
+    let cb = w.at_provider(&authorize).await;
+    refused(
+        &w.app.get(&cb, None).await,
+        StatusCode::CONFLICT,
+        "already connected to another user",
+    );
+    assert!(w.connection("bob").await.is_none());
+}
+
+async fn callbacks_for_other_environments_are_forwarded(backend: Backend) {
+    let Some(w) = world(backend).await else {
+        return;
+    };
+    let key = w.state_key();
+    let claims = StateClaims {
+        env: "b".into(),
+        jti: "j".into(),
+        exp: tessera_core::time::now_secs() + 60,
+        prv: "acme".into(),
+        flow: Flow::Connect,
+        realm: "r".into(),
+        sub: Some("u".into()),
+        sut: None,
+        ret: None,
+    };
+    // b's state is signed by b's key; a cannot (and need not) check it.
+    let state = tessera_keys::MasterKey::generate()
+        .mac_key("provider-state")
+        .sign_jwt(&claims);
+    let path = format!("/no-auth/provider-token/acme?code=c0de&state={state}");
+    let r = w.app.get(&path, None).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
+    let b = w.app.state.connect.environment("b").expect("b").to_string();
+    assert_eq!(location(&r), format!("{b}{path}"));
+    let che = format!("/api/oauth/callback?code=c0de&state={state}");
+    assert_eq!(location(&w.app.get(&che, None).await), format!("{b}{che}"));
+    // A state naming this environment but signed elsewhere is refused.
+    let mine = tessera_keys::MasterKey::generate()
+        .mac_key("provider-state")
+        .sign_jwt(&StateClaims {
+            env: "a".into(),
+            ..claims
+        });
+    refused(
+        &w.app
+            .get(
+                &format!("/no-auth/provider-token/acme?code=c0de&state={mine}"),
+                None,
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "not valid",
+    );
+    drop(key);
+}
+
+async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
+    let Some(w) = world(backend).await else {
+        return;
+    };
+    {
+        let mut m = w.mock.lock().expect("mock");
+        m.login = "newbie".into();
+        m.email = Some("newbie@upstream.test".into());
+        m.email_verified = true;
+    }
+    let signup = uuid::Uuid::new_v4().to_string();
+    let poll = |t: String| {
+        let app = &w.app;
+        async move {
+            app.get(&format!("/no-auth/check-signup?token={t}"), None)
+                .await
+        }
+    };
+    let start = format!("/web/provider-auth/acme?signupToken={signup}&client_id=cli");
+    let authorize = w.begin(&start, None).await;
+    let pending = poll(signup.clone()).await;
+    assert_eq!(pending.status, StatusCode::ACCEPTED);
+    assert_eq!(pending.error(), "signup_pending");
+    // The same sign-up token cannot start a second round trip.
+    refused(
+        &w.app.get(&start, None).await,
+        StatusCode::CONFLICT,
+        "already used",
+    );
+
+    let cb = w.at_provider(&authorize).await;
+    let r = w.app.get(&cb, None).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
+    let done = poll(signup.clone()).await;
+    assert_eq!(done.status, StatusCode::OK, "{:?}", done.body);
+    assert_eq!(done.body["provider"], "acme");
+    assert_eq!(done.body["user"]["username"], "newbie");
+    assert_eq!(done.body["user"]["email"], "newbie@upstream.test");
+    assert_eq!(done.body["user"]["emailVerified"], true);
+    assert_eq!(done.body["user"]["providers"], json!(["acme"]));
+    let access = done.str("access_token");
+    assert!(done.body["refresh_token"].is_string());
+    let info = w
+        .app
+        .get(
+            "/realms/test/protocol/openid-connect/userinfo",
+            Some(&access),
+        )
+        .await;
+    assert_eq!(info.status, StatusCode::OK, "{:?}", info.body);
+    assert_eq!(info.body["preferred_username"], "newbie");
+    assert_eq!(claims(&access)["azp"], "cli");
+    let used = poll(signup.clone()).await;
+    assert_eq!(
+        (used.status, used.error()),
+        (StatusCode::GONE, "signup_used")
+    );
+    let unknown = poll(uuid::Uuid::new_v4().to_string()).await;
+    assert_eq!(
+        (unknown.status, unknown.error()),
+        (StatusCode::NOT_FOUND, "signup_not_found")
+    );
+    let missing = w.app.get("/no-auth/check-signup", None).await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+
+    // Signing up again with the same upstream identity finds the same user.
+    let again = uuid::Uuid::new_v4().to_string();
+    let authorize = w
+        .begin(
+            &format!("/web/provider-auth/acme?signupToken={again}&client_id=cli"),
+            None,
+        )
+        .await;
+    let cb = w.at_provider(&authorize).await;
+    assert_eq!(w.app.get(&cb, None).await.status, StatusCode::FOUND);
+    let second = poll(again).await;
+    assert_eq!(second.body["user"]["id"], done.body["user"]["id"]);
+
+    // A verified email matches a user whose email is verified here too.
+    let admin = w.app.admin_token().await;
+    let alice_id = w.app.user_id("test", "alice").await;
+    let r = w
+        .app
+        .json(
+            Method::PUT,
+            &format!("/admin/realms/test/users/{alice_id}"),
+            &admin,
+            Some(json!({"emailVerified": true})),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    {
+        let mut m = w.mock.lock().expect("mock");
+        m.login = "alice-upstream".into();
+        m.email = Some("alice@example.test".into());
+    }
+    let t = uuid::Uuid::new_v4().to_string();
+    let authorize = w
+        .begin(
+            &format!("/web/provider-auth/acme?signupToken={t}&client_id=cli"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        w.app
+            .get(&w.at_provider(&authorize).await, None)
+            .await
+            .status,
+        StatusCode::FOUND
+    );
+    assert_eq!(poll(t).await.body["user"]["id"], json!(alice_id));
+
+    // An unverified email never matches: a new user.
+    {
+        let mut m = w.mock.lock().expect("mock");
+        m.login = "mallory".into();
+        m.email = Some("bob@example.test".into());
+        m.email_verified = false;
+    }
+    let t = uuid::Uuid::new_v4().to_string();
+    let authorize = w
+        .begin(
+            &format!("/web/provider-auth/acme?signupToken={t}&client_id=cli"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        w.app
+            .get(&w.at_provider(&authorize).await, None)
+            .await
+            .status,
+        StatusCode::FOUND
+    );
+    let mallory = poll(t).await;
+    assert_eq!(mallory.body["user"]["username"], "mallory");
+    assert_ne!(
+        mallory.body["user"]["id"],
+        json!(w.app.user_id("test", "bob").await)
+    );
+
+    // The provider refuses: the poll says so, once and for good.
+    w.mock.lock().expect("mock").deny = true;
+    let t = uuid::Uuid::new_v4().to_string();
+    let authorize = w
+        .begin(
+            &format!("/web/provider-auth/acme?signupToken={t}&client_id=cli"),
+            None,
+        )
+        .await;
+    refused(
+        &w.app.get(&w.at_provider(&authorize).await, None).await,
+        StatusCode::FORBIDDEN,
+        "access_denied",
+    );
+    let denied = poll(t.clone()).await;
+    assert_eq!(
+        (denied.status, denied.error()),
+        (StatusCode::FORBIDDEN, "access_denied")
+    );
+
+    // Expired sign-ups say so.
+    let old = uuid::Uuid::new_v4().to_string();
+    let realm = w
+        .app
+        .state
+        .tokens
+        .store
+        .realm_by_name("test")
+        .await
+        .expect("db")
+        .expect("realm");
+    let cli = w
+        .app
+        .state
+        .tokens
+        .store
+        .client_by_client_id(&realm.id, "cli")
+        .await
+        .expect("db")
+        .expect("cli");
+    let now = tessera_core::time::now_ms();
+    w.app
+        .state
+        .tokens
+        .store
+        .insert_signup(&tessera_core::Signup {
+            hash: tessera_core::TokenHash::of(&old),
+            realm_id: realm.id,
+            client_id: cli.id,
+            provider: "acme".into(),
+            user_id: None,
+            error: None,
+            created_at: now - 700_000,
+            expires_at: now - 100_000,
+            completed_at: None,
+            spent_at: None,
+        })
+        .await
+        .expect("insert");
+    let expired = poll(old).await;
+    assert_eq!(
+        (expired.status, expired.error()),
+        (StatusCode::GONE, "expired_token")
+    );
+
+    // Sign-ups need a UUID and a public client of the default realm.
+    for bad in [
+        format!(
+            "/web/provider-auth/acme?signupToken={}&client_id=app",
+            uuid::Uuid::new_v4()
+        ),
+        format!(
+            "/web/provider-auth/acme?signupToken={}",
+            uuid::Uuid::new_v4()
+        ),
+        "/web/provider-auth/acme?signupToken=not-a-uuid&client_id=cli".to_string(),
+    ] {
+        refused(&w.app.get(&bad, None).await, StatusCode::BAD_REQUEST, "");
+    }
+}
+
+async fn che_oauth_api(backend: Backend) {
+    let Some(w) = world(backend).await else {
+        return;
+    };
+    let token = w.alice().await;
+    let list = w.app.get("/api/oauth", None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.body[0]["name"], "acme");
+    assert_eq!(
+        list.body[0]["endpointUrl"],
+        format!("{}/authorize", w.upstream)
+    );
+    assert!(list.body[0]["links"][0]["href"]
+        .as_str()
+        .expect("href")
+        .ends_with("/api/oauth/authenticate?oauth_provider=acme"));
+
+    let foreign =
+        "/api/oauth/authenticate?oauth_provider=acme&redirect_after_login=https://evil.test/x";
+    refused(
+        &w.app.get(foreign, Some(&token)).await,
+        StatusCode::BAD_REQUEST,
+        "not an allowed origin",
+    );
+    let sneaky = "/api/oauth/authenticate?oauth_provider=acme&redirect_after_login=http://ide.test.evil.test/";
+    refused(
+        &w.app.get(sneaky, Some(&token)).await,
+        StatusCode::BAD_REQUEST,
+        "not an allowed origin",
+    );
+    let unauthenticated = w
+        .app
+        .get(
+            "/api/oauth/authenticate?oauth_provider=acme&redirect_after_login=http://ide.test/",
+            None,
+        )
+        .await;
+    assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED);
+
+    let authorize = w
+        .begin(
+            &format!("/api/oauth/authenticate?oauth_provider=acme&redirect_after_login=http://ide.test/back&token={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        query_param(&authorize, "redirect_uri").as_deref(),
+        Some(format!("{PUBLIC_URL}/api/oauth/callback").as_str())
+    );
+    let cb = w.at_provider(&authorize).await;
+    assert!(cb.starts_with("/api/oauth/callback?"), "{cb}");
+    // Che's state is refused on the CodeStream callback.
+    let wrong = cb.replacen("/api/oauth/callback", "/no-auth/provider-token/acme", 1);
+    refused(
+        &w.app.get(&wrong, None).await,
+        StatusCode::BAD_REQUEST,
+        "issued for acme",
+    );
+    let r = w.app.get(&cb, None).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
+    assert_eq!(location(&r), "http://ide.test/back");
+
+    let got = w
+        .app
+        .get("/api/oauth/token?oauth_provider=acme", Some(&token))
+        .await;
+    assert_eq!(got.status, StatusCode::OK, "{:?}", got.body);
+    let first = got.str("token");
+    // A token about to expire is refreshed when read.
+    w.mock.lock().expect("mock").expires_in = 10;
+    let authorize = w
+        .begin(
+            &format!("/api/oauth/authenticate?oauth_provider=acme&redirect_after_login=http://ide.test/back&token={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        w.app
+            .get(&w.at_provider(&authorize).await, None)
+            .await
+            .status,
+        StatusCode::FOUND
+    );
+    let short = w
+        .app
+        .get("/api/oauth/token?oauth_provider=acme", Some(&token))
+        .await
+        .str("token");
+    assert_ne!(short, first);
+    assert_eq!(w.mock.lock().expect("mock").refreshes, 1, "refreshed once");
+    assert!(w.mock.lock().expect("mock").live.contains(&short));
+
+    let missing = w.app.get("/api/oauth/token", Some(&token)).await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    let del_query = w
+        .app
+        .raw(
+            Method::DELETE,
+            &format!("/api/oauth/token?oauth_provider=acme&token={token}"),
+            None,
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        del_query.status,
+        StatusCode::UNAUTHORIZED,
+        "no query tokens on changes"
+    );
+    let del = w
+        .app
+        .json(
+            Method::DELETE,
+            "/api/oauth/token?oauth_provider=acme",
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT, "{:?}", del.body);
+    let after = w
+        .app
+        .get("/api/oauth/token?oauth_provider=acme", Some(&token))
+        .await;
+    assert_eq!(after.status, StatusCode::NOT_FOUND);
+}
+
+async fn relay_forwards_only_to_configured_environments(backend: Backend) {
+    let Some(w) = world(backend).await else {
+        return;
+    };
+    let body = "payload=%7B%22type%22%3A%22block_actions%22%7D";
+    let r = w
+        .app
+        .send(
+            axum::http::Request::builder()
+                .method(Method::POST)
+                .uri("/relay/b/integrations/slack/interactive?team=T1")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-slack-signature", "v0=abc")
+                .body(axum::body::Body::from(body))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    assert_eq!(r.headers["x-echo"], "yes");
+    assert_eq!(r.body["method"], "POST");
+    assert_eq!(r.body["path"], "/integrations/slack/interactive");
+    assert_eq!(r.body["query"], "team=T1");
+    assert_eq!(r.body["signature"], "v0=abc");
+    assert_eq!(r.body["contentType"], "application/x-www-form-urlencoded");
+    assert_eq!(r.body["body"], body);
+    let put = w
+        .app
+        .raw(
+            Method::PUT,
+            "/relay/b/x",
+            Some("text/plain"),
+            None,
+            b"hi".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (put.body["method"].as_str(), put.body["body"].as_str()),
+        (Some("PUT"), Some("hi"))
+    );
+
+    let unknown = w
+        .app
+        .raw(Method::POST, "/relay/zzz/hooks", None, None, vec![])
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.error()),
+        (StatusCode::NOT_FOUND, "unknown_environment")
+    );
+    let itself = w
+        .app
+        .raw(Method::POST, "/relay/a/hooks", None, None, vec![])
+        .await;
+    assert_eq!(
+        itself.status,
+        StatusCode::NOT_FOUND,
+        "only other environments"
+    );
+    let big = w
+        .app
+        .raw(
+            Method::POST,
+            "/relay/b/hooks",
+            Some("text/plain"),
+            None,
+            vec![b'x'; 2048],
+        )
+        .await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Sqlite).await }
+        )*}
+        mod postgres {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Postgres).await }
+        )*}
+    };
+}
+
+on_both!(
+    connect_stores_sealed_tokens_publishes_and_disconnects,
+    bad_callbacks_store_nothing,
+    callbacks_for_other_environments_are_forwarded,
+    signup_polls_then_returns_user_and_tokens_once,
+    che_oauth_api,
+    relay_forwards_only_to_configured_environments,
+);

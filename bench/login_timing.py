@@ -127,13 +127,14 @@ def build_commit():
     return rev
 
 
-def start_server(data_dir, port, admin_pw, log):
+def start_server(data_dir, port, admin_pw, log, extra_env=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
     env.update(
         TESSERA_BOOTSTRAP_ADMIN_PASSWORD=admin_pw,
         TESSERA_LOGIN_MAX_FAILURES=MAX_FAILURES,
         RUST_LOG="warn",
     )
+    env.update(extra_env or {})
     base = f"http://127.0.0.1:{port}"
     cmd = [BIN, "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}",
            "--public-url", base]

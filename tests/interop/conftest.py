@@ -65,12 +65,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(tmp_dir: Path, extra_env: dict | None = None, public_url: str | None = None) -> Server:
+def _start_server(tmp_dir: Path, extra_env: dict | None = None, public_url: str | None = None,
+                  port: int | None = None) -> Server:
+    """Start `tessera serve` in tmp_dir; on `port` if given (when its URL must be known before
+    the start, e.g. for another server's configuration), else on a free one."""
     binary = Path(os.environ.get("TESSERA_BIN", REPO / "target" / "debug" / "tessera"))
     if not binary.is_file():
         pytest.fail(f"Tessera binary not found at {binary} (build it or set TESSERA_BIN)", pytrace=False)
 
-    port = _free_port()
+    port = port or _free_port()
     base_url = f"http://127.0.0.1:{port}"
     admin_password = "Adm-" + secrets.token_urlsafe(18)
     data_dir = tmp_dir / "data"

@@ -360,6 +360,52 @@ mod tests {
     }
 
     #[test]
+    fn providers_and_environments_come_from_the_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("tessera.toml");
+        std::fs::write(
+            &path,
+            r#"
+runtime_environment = "a"
+auth_origin = "https://auth.example"
+oauth_redirect_origins = ["https://ide.example"]
+[environments]
+b = "https://b.example"
+[providers.acme]
+kind = "oidc"
+issuer = "http://127.0.0.1:3000"
+client_id = "tessera"
+client_secret_env = "ACME_SECRET"
+scopes = ["openid", "email"]
+[providers.github]
+kind = "github"
+client_id = "gh"
+"#,
+        )
+        .expect("write");
+        let c = Config::load_from(Some(&path), env(&[])).expect("load");
+        let connect = c.connect();
+        assert_eq!(connect.runtime_environment, "a");
+        assert_eq!(connect.environments["b"], "https://b.example");
+        assert_eq!(connect.providers.len(), 2);
+        assert_eq!(connect.default_realm, "master");
+        let spec = connect.providers["acme"]
+            .resolve("acme", &|k| (k == "ACME_SECRET").then(|| "s".to_string()))
+            .expect("resolve");
+        assert_eq!(spec.scopes, vec!["openid", "email"]);
+
+        for bad in [
+            "[environments]\nb = \"not a url\"\n",
+            "runtime_environment = \"a b\"\n",
+            "[providers.x]\nkind = \"oidc\"\nclient_id = \"t\"\nissuer = \"https://x\"\nsurprise = 1\n",
+            "[providers.x]\nkind = \"saml\"\nclient_id = \"t\"\n",
+        ] {
+            std::fs::write(&path, bad).expect("write");
+            assert!(Config::load_from(Some(&path), env(&[])).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn invalid_settings_are_errors() {
         let ignored = Config::load_from(None, env(&[("TESSERA_LISTEN_ADDR", "x")]))
             .expect("unknown env is ignored");

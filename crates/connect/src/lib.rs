@@ -61,6 +61,8 @@ pub enum ConnectError {
     Denied { provider: String, error: String },
     #[error("{0} did not accept the sign-in. Start again.")]
     Exchange(String),
+    #[error("{0} cannot be reached right now. Try again later.")]
+    Unavailable(String),
     #[error("This {0} account is already connected to another user.")]
     IdentityTaken(String),
     #[error("The redirect is not an allowed origin.")]
@@ -84,7 +86,7 @@ impl ConnectError {
             Self::Unauthenticated => 401,
             Self::Denied { .. } | Self::UserGone => 403,
             Self::IdentityTaken(_) | Self::SignupTokenUsed => 409,
-            Self::Exchange(_) => 502,
+            Self::Unavailable(_) => 502,
             Self::Internal(_) => 500,
             _ => 400,
         }
@@ -100,6 +102,7 @@ impl ConnectError {
             Self::UnknownEnvironment => "unknown_environment",
             Self::Denied { .. } => "access_denied",
             Self::Exchange(_) => "provider_error",
+            Self::Unavailable(_) => "provider_unavailable",
             Self::IdentityTaken(_) => "identity_taken",
             Self::ForbiddenRedirect => "invalid_redirect",
             Self::SignupTokenUsed => "signup_used",
@@ -358,7 +361,7 @@ impl ConnectService {
             .await
             .map_err(|e| {
                 tracing::warn!(provider = %provider_name, error = %e, "provider unavailable");
-                ConnectError::Exchange(provider.spec.display_name.clone())
+                ConnectError::Unavailable(provider.spec.display_name.clone())
             })?;
         let secret = serde_json::to_vec(&pending).map_err(internal)?;
         self.tokens

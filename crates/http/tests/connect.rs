@@ -572,7 +572,7 @@ async fn bad_callbacks_store_nothing(backend: Backend) {
             None,
         )
         .await;
-    refused(&r, StatusCode::BAD_GATEWAY, "did not accept");
+    refused(&r, StatusCode::BAD_REQUEST, "did not accept");
     assert!(w.connection("alice").await.is_none());
 
     // Starting needs a user (or a sign-up) and a known provider.
@@ -625,7 +625,6 @@ async fn callbacks_for_other_environments_are_forwarded(backend: Backend) {
     let Some(w) = world(backend).await else {
         return;
     };
-    let key = w.state_key();
     let claims = StateClaims {
         env: "b".into(),
         jti: "j".into(),
@@ -665,7 +664,6 @@ async fn callbacks_for_other_environments_are_forwarded(backend: Backend) {
         StatusCode::BAD_REQUEST,
         "not valid",
     );
-    drop(key);
 }
 
 async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {

@@ -9,6 +9,9 @@
 //   device   device authorization: openid-client polls while the browser
 //            approves the code on the verification page
 //   account  the account page: sign out one listed session
+//   connect  the account page's "Connected accounts": Connect a provider (its
+//            login and consent pages), see it connected, Disconnect it; any
+//            Content-Security-Policy violation Chromium reports is returned
 //   visit    open a URL (the CLI's `login --browser` link), sign in, and
 //            wait for the CLI's loopback page
 import * as client from 'openid-client';
@@ -201,6 +204,95 @@ async function accountFlow() {
   }
 }
 
+/** The text of the provider's row on the account page, whitespace collapsed. */
+async function providerRow(page, name) {
+  const row = page.locator(`#providers tr[data-provider="${name}"]`);
+  return (await row.innerText()).replace(/\s+/g, ' ').trim();
+}
+
+async function connectFlow() {
+  const { browser, page } = await launch();
+  // Every CSP violation Chromium reports, on any page: its console message, and the
+  // securitypolicyviolation event of the document (reported back through the console).
+  const csp = [];
+  const trail = [];
+  page.on('console', (msg) => {
+    if (msg.text().includes('Content Security Policy')) csp.push(`${page.url()}: ${msg.text()}`);
+  });
+  page.on('framenavigated', (frame) => {
+    if (frame === page.mainFrame()) trail.push(frame.url());
+  });
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      console.error(`Content Security Policy violation (event): ${e.violatedDirective} blocked ${e.blockedURI}`);
+    });
+  });
+  const step = async (what, action) => {
+    try {
+      return await action();
+    } catch (e) {
+      fail(`${what}: ${e.message}\nat ${page.url()}\nCSP: ${JSON.stringify(csp)}\nnavigations: ${trail.join('\n  ')}`);
+    }
+  };
+  const listed = () => page.$$eval('#providers tr', (trs) => trs.map((tr) => tr.dataset.provider));
+  const provider = cfg.provider;
+  const button = (value) => `#providers tr[data-provider="${provider}"] button[value="${value}"]`;
+  try {
+    await page.goto(cfg.accountUrl);
+    await signIn(page);
+    await step('the account page', () => page.waitForSelector('#providers'));
+    await shot(page, 'account-providers');
+    const providers = await listed();
+    const before = await providerRow(page, provider);
+
+    // Connect: the account page answers 303 to the provider's authorization endpoint.
+    await step('Connect -> the provider', () => Promise.all([
+      page.waitForURL((u) => u.href.startsWith(cfg.upstreamIssuer + '/'), { timeout: 15000 }),
+      page.click(button('connect-provider')),
+    ]));
+    await step("the provider's login page", () => page.waitForSelector('input[name="login"]', { timeout: 15000 }));
+    await shot(page, 'provider-login');
+    await page.fill('input[name="login"]', cfg.upstreamLogin);
+    await page.fill('input[name="password"]', 'any-password');
+    await page.click('button[type="submit"]');
+    await step("the provider's consent page", () => page.waitForSelector('input[name="prompt"][value="consent"]', { state: 'attached', timeout: 15000 }));
+    await shot(page, 'provider-consent');
+    await step('consent -> Tessera', () => Promise.all([
+      page.waitForURL((u) => u.href.startsWith(cfg.successUrl), { timeout: 15000 }),
+      page.click('button[type="submit"]'),
+    ]));
+    await page.waitForLoadState();
+    const successUrl = page.url();
+    const successText = (await page.innerText('body')).replace(/\s+/g, ' ').trim();
+    await shot(page, 'provider-connected');
+
+    await page.goto(cfg.accountUrl);
+    await step('the account page again', () => page.waitForSelector('#providers'));
+    const connected = await providerRow(page, provider);
+    await shot(page, 'account-connected');
+    // The account API, with the user's bearer token, while connected.
+    const api = await fetch(cfg.accountApi, { headers: { authorization: `Bearer ${cfg.token}` } });
+    const apiConnected = { status: api.status, body: await api.text() };
+
+    await step('Disconnect', () => Promise.all([
+      page.waitForURL((u) => u.href.startsWith(cfg.accountUrl) && u.href !== cfg.accountUrl, { timeout: 15000 }),
+      page.click(button('disconnect-provider')),
+    ]));
+    const afterUrl = page.url();
+    await step('the notice', () => page.waitForSelector('#account-notice'));
+    const notice = (await page.textContent('#account-notice')).trim();
+    const disconnected = await providerRow(page, provider);
+    const connectButton = await page.locator(button('connect-provider')).count();
+    await shot(page, 'account-disconnected');
+    return {
+      providers, before, successUrl, successText, connected, apiConnected,
+      afterUrl, notice, disconnected, connectButton, csp, navigations: trail,
+    };
+  } finally {
+    await browser.close();
+  }
+}
+
 async function visitFlow() {
   const { browser, page } = await launch();
   try {
@@ -215,7 +307,8 @@ async function visitFlow() {
   }
 }
 
-const flows = { code: codeFlow, device: deviceFlow, account: accountFlow, visit: visitFlow };
+const flows = { code: codeFlow, device: deviceFlow, account: accountFlow, connect: connectFlow,
+  visit: visitFlow };
 try {
   if (!flows[flow]) fail(`unknown flow ${flow}`);
   const out = await flows[flow]();

@@ -44,8 +44,17 @@ struct AccountPage<'a> {
     email: &'a str,
     full_name: &'a str,
     sessions: Vec<Row>,
+    providers: Vec<ProviderRow>,
     action: &'a str,
     csrf: &'a str,
+}
+
+/// A configured upstream provider on the account page.
+struct ProviderRow {
+    name: String,
+    display_name: String,
+    /// "as {subject} since {date}" when connected.
+    connected: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -104,12 +113,13 @@ fn notice_for(done: Option<&str>) -> Option<&'static str> {
     match done? {
         "signed-out" => Some("The session was signed out."),
         "password" => Some("Your password was changed."),
+        "disconnected" => Some("The account was disconnected."),
         _ => None,
     }
 }
 
 async fn show(
-    tokens: &TokenService,
+    app: &AppState,
     realm: &Realm,
     headers: &HeaderMap,
     action: &str,
@@ -117,7 +127,30 @@ async fn show(
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Page {
+    let tokens = &app.tokens;
     let title = realm_title(realm);
+    let connected = match app.connect.connections(&who.user.id).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "provider connections unavailable");
+            Vec::new()
+        }
+    };
+    let mut providers = Vec::new();
+    let mut origins = Vec::new();
+    for p in app.connect.providers().await {
+        origins.extend(
+            p.authorize_endpoint
+                .as_deref()
+                .and_then(tessera_connect::config::origin_of),
+        );
+        let c = connected.iter().find(|c| c.provider == p.name);
+        providers.push(ProviderRow {
+            connected: c.map(|c| format!("as {} since {}", c.subject, format_time(c.connected_at))),
+            name: p.name,
+            display_name: p.display_name,
+        });
+    }
     let sessions = match tokens
         .account_sessions(realm, &who.user.id, Some(&who.sso.id))
         .await
@@ -127,7 +160,7 @@ async fn show(
     };
     let (csrf, set) = csrf(tokens, realm, headers, Some(who));
     let u = &who.user;
-    Page::render(
+    let page = Page::render(
         if error.is_some() {
             StatusCode::BAD_REQUEST
         } else {
@@ -141,11 +174,17 @@ async fn show(
             email: u.email.as_deref().unwrap_or("—"),
             full_name: &u.full_name().unwrap_or_else(|| "—".into()),
             sessions,
+            providers,
             action,
             csrf: &csrf,
         },
     )
-    .with_cookies(set)
+    .with_cookies(set);
+    // "Connect" posts here and is redirected to the provider, which the
+    // browser checks against `form-action` too.
+    origins
+        .into_iter()
+        .fold(page, |page, o| page.allow_form_action(Some(o)))
 }
 
 fn login(tokens: &TokenService, realm: &Realm, headers: &HeaderMap, action: &str) -> Page {
@@ -179,7 +218,7 @@ pub async fn account_get(
     match browser(tokens, &realm, &headers).await {
         Ok(Some(who)) => {
             show(
-                tokens,
+                &app,
                 &realm,
                 &headers,
                 uri.path(),
@@ -241,7 +280,7 @@ pub async fn account_post(
                     .see_other(),
                 Ok(true) => Page::redirect(format!("{path}?done=signed-out")).see_other(),
                 Ok(false) => {
-                    show(tokens, &realm, &form.headers, path, &who, None,
+                    show(&app, &realm, &form.headers, path, &who, None,
                         Some("That session has already ended.")).await
                 }
                 Err(e) => oauth_error_page(&title, &e),
@@ -265,7 +304,7 @@ pub async fn account_post(
             let current = Secret::new(p.get("current_password").unwrap_or("").to_string());
             let new = Secret::new(p.get("new_password").unwrap_or("").to_string());
             if p.get("confirm_password") != Some(new.expose().as_str()) {
-                return show(tokens, &realm, &form.headers, path, &who, None,
+                return show(&app, &realm, &form.headers, path, &who, None,
                     Some("The new passwords do not match.")).await;
             }
             let keep = p.get("sign_out_others").map(|_| who.sso.id.as_str());
@@ -277,8 +316,28 @@ pub async fn account_post(
                         OAuthErrorCode::InvalidRequest | OAuthErrorCode::TooManyRequests => e.description.clone(),
                         _ => return oauth_error_page(&title, &e),
                     };
-                    show(tokens, &realm, &form.headers, path, &who, None, Some(&msg)).await
+                    show(&app, &realm, &form.headers, path, &who, None, Some(&msg)).await
                 }
+            }
+        }
+        Some("connect-provider") => {
+            let start = tessera_connect::Start::Connect {
+                realm: realm.clone(),
+                user_id: who.user.id.clone(),
+            };
+            match app.connect.start(p.get("provider").unwrap_or(""), start).await {
+                Ok(url) => Page::redirect(url.to_string()).see_other(),
+                Err(e) => error_page(
+                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                    &title,
+                    &e.to_string(),
+                ),
+            }
+        }
+        Some("disconnect-provider") => {
+            match app.connect.disconnect(&who.user.id, p.get("provider").unwrap_or("")).await {
+                Ok(()) => Page::redirect(format!("{path}?done=disconnected")).see_other(),
+                Err(e) => show(&app, &realm, &form.headers, path, &who, None, Some(&e.to_string())).await,
             }
         }
         _ => error_page(StatusCode::BAD_REQUEST, &title, "Unknown action."),

@@ -1,0 +1,995 @@
+"""Connecting third-party accounts: Tessera as the OAuth client of an upstream provider nobody
+here wrote, npm oidc-provider 9.13.3 (js/upstream.mjs), signed in through its own pages by a
+scripted browser (requests.Session + the forms of the pages).
+
+Tessera is configured (TESSERA_CONFIG) with the upstream twice: `acme` as OpenID Connect
+(discovery, ID token) and `plain` as generic OAuth 2 (fixed endpoints, userinfo fields).
+
+- connect (`/web/provider-auth/{p}` -> provider -> `/no-auth/provider-token/{p}`): the user's
+  sockets hear `providerConnected` with the upstream access token, `/api/oauth/token` returns the
+  same token, the database holds no plaintext token, the account API lists and deletes the
+  connection, and deleting revokes the token at the provider;
+- the account page in headless Chromium (playwright-core, js/browser_flows.mjs `connect`):
+  Connect a provider from the "Connected accounts" card, through the provider's own login and
+  consent pages, back to the account page, Disconnect; no Content-Security-Policy violation;
+- sign-up by an anonymous browser polled through `/no-auth/check-signup`;
+- the Che OAuth API (`/api/oauth/...`);
+- two deployments (environments): a connect started on B whose callback reaches A is sent on to
+  B; `/relay/{env}/...` forwards requests;
+- errors (bad, replayed, foreign or denied states; failed code exchange; foreign redirect
+  targets) are 4xx pages that redirect nowhere and store nothing.
+
+These tests start their own Tessera servers (and skip against an external server).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import re
+import secrets
+import select
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
+
+import pytest
+import requests
+import socketio
+
+from conftest import Server, _free_port, _start_server, _stop_server, make_admin
+from helpers import claims
+
+HERE = Path(__file__).resolve().parent
+JS = HERE / "js"
+UPSTREAM_CLIENT = "tessera"
+CHE_ORIGIN = "http://localhost:3001"  # a dashboard origin allowed for redirect_after_login
+SCOPES = ["openid", "email", "profile"]
+TIMEOUT = 30
+SHOTS = Path(os.environ.get("TESSERA_INTEROP_OUT", HERE / "out")) / "screenshots"
+
+if os.environ.get("TESSERA_INTEROP_BASE_URL"):
+    pytest.skip("the connect tests configure and start their own Tessera servers",
+                allow_module_level=True)
+
+
+# ---------------------------------------------------------------- the upstream provider
+
+
+class Upstream:
+    """js/upstream.mjs (oidc-provider) on a free loopback port."""
+
+    def __init__(self, tmp_dir: Path, redirect_uris: list[str]):
+        self.client_secret = "up-" + secrets.token_hex(16)
+        self.log_path = tmp_dir / "upstream.log"
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            ["node", str(JS / "upstream.mjs"), json.dumps({
+                "port": 0, "clientId": UPSTREAM_CLIENT, "clientSecret": self.client_secret,
+                "redirectUris": redirect_uris})],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+        log.close()
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"upstream.mjs did not start:\n{self.log_tail()}", pytrace=False)
+        self.issuer = json.loads(line)["issuer"]
+        self.discovery = requests.get(f"{self.issuer}/.well-known/openid-configuration",
+                                      timeout=TIMEOUT).json()
+
+    def log_tail(self, limit: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-limit:] if self.log_path.exists() else ""
+
+    def userinfo(self, access_token: str) -> requests.Response:
+        return requests.get(self.discovery["userinfo_endpoint"], timeout=TIMEOUT,
+                            headers={"Authorization": f"Bearer {access_token}"})
+
+    def issued(self, account: str, kind: str) -> list[str]:
+        """Opaque tokens of `kind` (AccessToken, RefreshToken) the provider issued to `account`."""
+        r = requests.get(f"{self.issuer}/test/tokens", timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        return [t["value"] for t in r.json() if t["accountId"] == account and t["kind"] == kind]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class _Page(HTMLParser):
+    """The forms (action, method, inputs) and links of an HTML page."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.forms: list[dict] = []
+        self.links: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form":
+            self.forms.append({"action": a.get("action") or "", "method": (a.get("method") or "get").upper(),
+                               "inputs": {}})
+        elif tag == "input" and self.forms and a.get("name"):
+            self.forms[-1]["inputs"][a["name"]] = a.get("value") or ""
+        elif tag == "a" and a.get("href"):
+            self.links.append(a["href"])
+
+
+def provider_login(session: requests.Session, authorize_url: str, login: str, callback_prefix: str,
+                   *, password: str = "any-password", deny: bool = False, max_steps: int = 12) -> str:
+    """Sign in at the upstream provider as `login` the way a browser would: follow its redirects
+    by hand, fill in the login form, then the consent form (or, with `deny`, press Cancel).
+    Returns the URL the provider redirects to once it starts with `callback_prefix`, without
+    requesting it (that request is the caller's: it is the one Tessera answers)."""
+    provider_origin = _origin(authorize_url)
+    method, url, data = "GET", authorize_url, None
+    trail = []
+    for _ in range(max_steps):
+        r = session.request(method, url, data=data, allow_redirects=False, timeout=TIMEOUT)
+        trail.append(f"{method} {url} -> {r.status_code}")
+        if r.status_code in (301, 302, 303, 307, 308):
+            location = urljoin(r.url, r.headers["Location"])
+            if location.startswith(callback_prefix):
+                return location
+            assert _origin(location) == provider_origin, (
+                f"the provider redirected elsewhere than {callback_prefix}: {location}\n" + "\n".join(trail))
+            method, url, data = "GET", location, None
+            continue
+        assert r.status_code == 200, f"{r.text[:1000]}\n" + "\n".join(trail)
+        page = _Page(r.text)
+        if deny:
+            cancel = [href for href in page.links if "/abort" in href]
+            assert cancel, f"no Cancel link on the provider's page:\n{r.text[:2000]}"
+            method, url, data = "GET", urljoin(r.url, cancel[0]), None
+            continue
+        assert page.forms, f"no form on the provider's page:\n{r.text[:2000]}"
+        form = page.forms[0]
+        data = dict(form["inputs"])
+        if "login" in data:
+            data["login"] = login
+        if "password" in data:
+            data["password"] = password
+        method, url = form["method"], urljoin(r.url, form["action"])
+    raise AssertionError("no redirect to the callback after %d steps:\n%s" % (max_steps, "\n".join(trail)))
+
+
+# ---------------------------------------------------------------- Tessera servers
+
+
+def _origin(url: str) -> str:
+    u = urlsplit(url)
+    return f"{u.scheme}://{u.netloc}"
+
+
+def _toml(value) -> str:
+    return json.dumps(value)  # JSON strings and arrays of strings are TOML too
+
+
+def tessera_config(*, env: str, upstream: Upstream, secret_file: Path,
+                   environments: dict[str, str] | None = None, auth_origin: str | None = None,
+                   success_url: str | None = None) -> str:
+    up = upstream.discovery
+    lines = [
+        f"runtime_environment = {_toml(env)}",
+        f"oauth_redirect_origins = {_toml([CHE_ORIGIN])}",
+    ]
+    if auth_origin:
+        lines.append(f"auth_origin = {_toml(auth_origin)}")
+    if success_url:
+        lines.append(f"connect_success_url = {_toml(success_url)}")
+    lines.append("[environments]")
+    lines += [f"{name} = {_toml(url)}" for name, url in (environments or {}).items()]
+    lines += [
+        "[providers.acme]",
+        'kind = "oidc"',
+        f"issuer = {_toml(upstream.issuer)}",
+        f"client_id = {_toml(UPSTREAM_CLIENT)}",
+        'client_secret_env = "ACME_SECRET"',
+        f"scopes = {_toml(SCOPES)}",
+        "[providers.plain]",
+        'kind = "oauth2"',
+        f"authorize_url = {_toml(up['authorization_endpoint'])}",
+        f"token_url = {_toml(up['token_endpoint'])}",
+        f"userinfo_url = {_toml(up['userinfo_endpoint'])}",
+        f"revocation_url = {_toml(up['revocation_endpoint'])}",
+        f"client_id = {_toml(UPSTREAM_CLIENT)}",
+        f"client_secret_file = {_toml(str(secret_file))}",
+        f"scopes = {_toml(SCOPES)}",
+        'subject_field = "sub"',
+        'email_field = "email"',
+        'email_verified_field = "email_verified"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def start_tessera(request, tmp_dir: Path, port: int, config: str, upstream: Upstream) -> Server:
+    (tmp_dir / "tessera.toml").write_text(config)
+    env = {"TESSERA_CONFIG": str(tmp_dir / "tessera.toml"), "ACME_SECRET": upstream.client_secret}
+    shared_password = None
+    if os.environ.get("TESSERA_INTEROP_DATABASE_URL"):
+        # On PostgreSQL every server of the suite uses the one database, so they are nodes of one
+        # deployment: the session server's master key (and admin password) is theirs too.
+        main = request.getfixturevalue("server")
+        env["TESSERA_MASTER_KEY"] = (main.log_path.parent / "data" / "master.key").read_text().strip()
+        shared_password = main.admin_password
+    srv = _start_server(tmp_dir, env, port=port)
+    if shared_password:
+        srv.admin_password = shared_password
+    return srv
+
+
+def callback_url(srv_or_origin, provider: str) -> str:
+    base = srv_or_origin if isinstance(srv_or_origin, str) else srv_or_origin.base_url
+    return f"{base}/no-auth/provider-token/{provider}"
+
+
+@dataclasses.dataclass
+class World:
+    tessera: Server
+    upstream: Upstream
+    admin: object  # KeycloakAdmin on the master realm of `tessera`
+    signup_client: str  # a public client of realm master
+    env: str  # its runtime_environment
+
+
+@pytest.fixture(scope="module")
+def world(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("connect")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    upstream = Upstream(tmp, [callback_url(base, "acme"), callback_url(base, "plain"),
+                              f"{base}/api/oauth/callback"])
+    secret_file = tmp / "plain.secret"
+    secret_file.write_text(upstream.client_secret)
+    srv = None
+    try:
+        srv = start_tessera(request, tmp, port,
+                            tessera_config(env="main", upstream=upstream, secret_file=secret_file),
+                            upstream)
+        admin = make_admin(srv)
+        signup_client = "connect-app-" + uuid.uuid4().hex[:6]
+        client_uuid = admin.create_client(payload={
+            "clientId": signup_client, "enabled": True, "publicClient": True,
+            "standardFlowEnabled": True, "directAccessGrantsEnabled": True,
+            "redirectUris": [f"{CHE_ORIGIN}/*"]})
+        yield World(srv, upstream, admin, signup_client, "main")
+        admin.delete_client(client_uuid)
+    finally:
+        if srv is not None:
+            _stop_server(srv)
+        upstream.stop()
+
+
+@dataclasses.dataclass
+class User:
+    id: str
+    username: str
+    password: str
+    token: str  # access token (admin-cli, realm master)
+
+
+def password_login(srv: Server, username: str, password: str) -> dict:
+    r = requests.post(f"{srv.issuer('master')}/protocol/openid-connect/token", timeout=TIMEOUT, data={
+        "grant_type": "password", "client_id": "admin-cli", "username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def new_user(srv: Server, admin) -> User:
+    name = "conn-" + uuid.uuid4().hex[:8]
+    password = "Pw-" + uuid.uuid4().hex
+    uid = admin.create_user({"username": name, "enabled": True, "credentials": [
+        {"type": "password", "value": password, "temporary": False}]})
+    return User(uid, name, password, password_login(srv, name, password)["access_token"])
+
+
+@pytest.fixture
+def user(world):
+    u = new_user(world.tessera, world.admin)
+    yield u
+    world.admin.delete_user(u.id)
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def query(url: str) -> dict:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query, keep_blank_values=True).items()}
+
+
+def with_query(url: str, **params) -> str:
+    u = urlsplit(url)
+    q = query(url)
+    q.update(params)
+    return urlunsplit((u.scheme, u.netloc, u.path, urlencode(q), ""))
+
+
+def start_connect(srv: Server, provider: str, *, token: str | None = None, via: str = "header",
+                  **params) -> str:
+    """GET /web/provider-auth/{provider}; returns the provider authorize URL it redirects to."""
+    headers = {}
+    if token and via == "header":
+        headers = bearer(token)
+    elif token:
+        params["access_token"] = token
+    r = requests.get(f"{srv.base_url}/web/provider-auth/{provider}", params=params, headers=headers,
+                     allow_redirects=False, timeout=TIMEOUT)
+    assert r.status_code == 302, f"{r.status_code} {r.headers} {r.text[:500]}"
+    return r.headers["Location"]
+
+
+def finish_connect(srv: Server, callback: str, provider: str,
+                   success_url: str | None = None) -> requests.Response | None:
+    """Deliver the provider's redirect to Tessera; expect 302 to the success page (Tessera's own
+    by default, then fetch it, or the configured connect_success_url)."""
+    r = requests.get(callback, allow_redirects=False, timeout=TIMEOUT)
+    assert r.status_code == 302, f"{r.status_code} {r.text[:1000]}"
+    success = urljoin(callback, r.headers["Location"])
+    if success_url:
+        assert success == success_url, success
+        return None
+    assert success == f"{srv.base_url}/web/provider-connected/{provider}", success
+    page = requests.get(success, allow_redirects=False, timeout=TIMEOUT)
+    assert page.status_code == 200 and "text/html" in page.headers.get("content-type", ""), page.text[:500]
+    return page
+
+
+def account_providers(srv: Server, token: str) -> list[dict]:
+    r = requests.get(f"{srv.issuer('master')}/account/providers", headers=bearer(token), timeout=TIMEOUT)
+    assert r.status_code == 200, f"{r.status_code} {r.text[:500]}"
+    return r.json()
+
+
+def che_token(srv: Server, token: str, provider: str) -> requests.Response:
+    return requests.get(f"{srv.base_url}/api/oauth/token", params={"oauth_provider": provider},
+                        headers=bearer(token), timeout=TIMEOUT)
+
+
+def assert_not_stored(srv: Server, *plaintexts: str) -> None:
+    """No upstream token is stored in the clear (SQLite files, or provider_connections on
+    PostgreSQL)."""
+    assert plaintexts and all(plaintexts)
+    url = os.environ.get("TESSERA_INTEROP_DATABASE_URL")
+    if url:
+        if not shutil.which("psql"):
+            return
+        out = subprocess.run(["psql", url, "-Atc", "select * from provider_connections"],
+                             capture_output=True, text=True, timeout=TIMEOUT)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip(), "provider_connections is empty"
+        leaked = [p[:6] + "..." for p in plaintexts if p in out.stdout]
+        assert not leaked, f"upstream tokens in provider_connections in the clear: {leaked}"
+        return
+    data = srv.log_path.parent / "data"
+    files = [p for p in data.iterdir() if p.name.startswith("tessera.db")]
+    assert data / "tessera.db" in files, sorted(p.name for p in data.iterdir())
+    for f in files:
+        blob = f.read_bytes()
+        leaked = [p[:6] + "..." for p in plaintexts if p.encode() in blob]
+        assert not leaked, f"upstream tokens in {f.name} in the clear: {leaked}"
+
+
+def assert_ms_epoch_near(value, expected_s: float, slack_s: float = 300) -> None:
+    assert isinstance(value, (int, float)) and not isinstance(value, bool), value
+    assert abs(value / 1000 - expected_s) < slack_s, f"{value} is not a ms epoch near {expected_s:.0f}"
+
+
+# ---------------------------------------------------------------- the me-channel
+
+
+class SocketListener:
+    """npm socket.io-client (js/socket_client.mjs) connected as a user, waiting for one event."""
+
+    def __init__(self, srv: Server, token: str, until: str, timeout_s: float = 30):
+        self.proc = subprocess.Popen(["node", str(JS / "socket_client.mjs")], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc.stdin.write(json.dumps({
+            "url": srv.base_url, "token": token, "how": "handshake", "transports": ["websocket"],
+            "until": until, "timeoutMs": int(timeout_s * 1000)}))
+        self.proc.stdin.close()
+        self.stderr: list[str] = []
+        ready = threading.Event()
+
+        def pump():
+            for line in self.proc.stderr:
+                self.stderr.append(line)
+                if line.strip() == "ready":
+                    ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(20):
+            out = self.result()
+            raise AssertionError(f"the socket did not authenticate: {out} {''.join(self.stderr)}")
+
+    def result(self) -> dict:
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return json.loads(self.proc.stdout.read() or "{}")
+
+    def event(self, name: str):
+        out = self.result()
+        got = [e[1] if len(e) > 1 else None for e in out.get("events", []) if e[0] == name]
+        assert got, f"no {name!r} on the socket: {out}"
+        return got[0]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def listen():
+    started: list[SocketListener] = []
+
+    def make(srv, token, until="providerConnected"):
+        started.append(SocketListener(srv, token, until))
+        return started[-1]
+
+    yield make
+    for s in started:
+        s.close()
+
+
+class PyRecorder:
+    """A python-socketio client recording every event (a second, independent socket client)."""
+
+    def __init__(self, srv: Server, token: str):
+        self.events: list[tuple[str, object]] = []
+        self.sio = socketio.Client(reconnection=False)
+        self.sio.on("*", lambda ev, data=None: self.events.append((ev, data)))
+        self.sio.connect(srv.base_url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
+        assert self.sio.call("ping", {}, timeout=5)  # authenticated
+
+    def wait_for(self, name: str, timeout: float = 10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for ev, data in self.events:
+                if ev == name:
+                    return data
+            time.sleep(0.05)
+        raise AssertionError(f"no {name!r} within {timeout}s; got {self.events}")
+
+    def close(self):
+        if self.sio.connected:
+            self.sio.disconnect()
+
+
+# ---------------------------------------------------------------- connect
+
+
+def check_authorize_url(url: str, upstream: Upstream, redirect_uri: str, *, oidc: bool) -> dict:
+    assert url.startswith(upstream.discovery["authorization_endpoint"] + "?"), url
+    p = query(url)
+    assert p["client_id"] == UPSTREAM_CLIENT and p["response_type"] == "code", p
+    assert p["redirect_uri"] == redirect_uri, p
+    assert set(SCOPES) <= set(p["scope"].split()), p
+    assert p["code_challenge_method"] == "S256" and len(p["code_challenge"]) == 43, p
+    assert len(p["state"]) >= 16, p
+    if oidc:
+        assert p.get("nonce"), p
+    return p
+
+
+def test_connect_oidc_provider(world, user, listen):
+    srv, up = world.tessera, world.upstream
+    login = "acme" + uuid.uuid4().hex[:8]
+    sock = listen(srv, user.token)
+
+    authorize = start_connect(srv, "acme", token=user.token)
+    p = check_authorize_url(authorize, up, callback_url(srv, "acme"), oidc=True)
+    callback = provider_login(requests.Session(), authorize, login, p["redirect_uri"])
+    cb = query(callback)
+    assert cb["state"] == p["state"] and cb["code"], callback
+    page = finish_connect(srv, callback, "acme")
+
+    event = sock.event("providerConnected")
+    assert event["provider"] == "acme", event
+    access = event["accessToken"]
+    assert access in up.issued(login, "AccessToken"), "the event carries the upstream's token"
+    if event["expiresAt"] is not None:
+        assert_ms_epoch_near(event["expiresAt"], time.time() + 3600)  # the upstream's 1 h
+    assert access not in page.text and cb["code"] not in page.text
+    me = up.userinfo(access)
+    assert me.status_code == 200 and me.json()["sub"] == login
+
+    r = che_token(srv, user.token, "acme")
+    assert r.status_code == 200, r.text
+    assert r.json()["token"] == access
+    assert set(SCOPES) <= set(r.json()["scope"].replace(",", " ").split()), r.json()
+    r = requests.get(f"{srv.base_url}/api/oauth/token", timeout=TIMEOUT,
+                     params={"oauth_provider": "acme", "token": user.token})
+    assert r.status_code == 200 and r.json()["token"] == access, r.text
+
+    refresh = up.issued(login, "RefreshToken")
+    assert refresh, "the upstream issued a refresh token"
+    assert_not_stored(srv, access, *refresh)
+
+    [conn] = [c for c in account_providers(srv, user.token) if c["provider"] == "acme"]
+    assert conn["subject"] == login, conn
+    assert set(SCOPES) <= set(conn["scopes"]), conn
+    assert_ms_epoch_near(conn["connectedAt"], time.time())
+    if conn["expiresAt"] is not None:
+        assert_ms_epoch_near(conn["expiresAt"], time.time() + 3600)
+
+    r = requests.delete(f"{srv.issuer('master')}/account/providers/acme", headers=bearer(user.token),
+                        timeout=TIMEOUT)
+    assert r.status_code == 204, r.text
+    assert "acme" not in [c["provider"] for c in account_providers(srv, user.token)]
+    assert up.userinfo(access).status_code == 401, "disconnecting revokes the token at the provider"
+    assert 400 <= che_token(srv, user.token, "acme").status_code < 500
+    r = requests.delete(f"{srv.issuer('master')}/account/providers/acme", headers=bearer(user.token),
+                        timeout=TIMEOUT)
+    assert r.status_code == 404, r.text
+
+
+def test_connect_generic_oauth2_provider(world, user, listen):
+    srv, up = world.tessera, world.upstream
+    login = "plain" + uuid.uuid4().hex[:8]
+    sock = listen(srv, user.token)  # npm socket.io-client ...
+    rec = PyRecorder(srv, user.token)  # ... and python-socketio: every socket of the user hears it
+    try:
+        authorize = start_connect(srv, "plain", token=user.token, via="query")
+        p = check_authorize_url(authorize, up, callback_url(srv, "plain"), oidc=False)
+        callback = provider_login(requests.Session(), authorize, login, p["redirect_uri"])
+        assert query(callback)["state"] == p["state"]
+        page = finish_connect(srv, callback, "plain")
+        event = sock.event("providerConnected")
+        assert rec.wait_for("providerConnected") == event
+    finally:
+        rec.close()
+    assert event["provider"] == "plain", event
+    access = event["accessToken"]
+    assert access not in page.text
+    assert up.userinfo(access).status_code == 200
+    assert che_token(srv, user.token, "plain").json()["token"] == access
+    assert_not_stored(srv, access, *up.issued(login, "RefreshToken"))
+
+    [conn] = [c for c in account_providers(srv, user.token) if c["provider"] == "plain"]
+    assert conn["subject"] == login, conn  # subject_field = "sub" of the userinfo answer
+    r = requests.delete(f"{srv.issuer('master')}/account/providers/plain", headers=bearer(user.token),
+                        timeout=TIMEOUT)
+    assert r.status_code == 204, r.text
+    assert up.userinfo(access).status_code == 401, "revoked at revocation_url"
+    assert account_providers(srv, user.token) == []
+
+
+# ---------------------------------------------------------------- the account page (Chromium)
+
+
+def browser_flow(flow: str, cfg: dict) -> dict:
+    """One flow of js/browser_flows.mjs (headless Chromium through playwright-core)."""
+    if not Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists():
+        pytest.fail("Chromium is not installed (.ci/run installs Debian's chromium)", pytrace=False)
+    p = subprocess.run(["node", str(JS / "browser_flows.mjs"), flow, json.dumps(cfg)],
+                       capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, f"{flow}: {p.stderr}\n{p.stdout}"
+    return json.loads(p.stdout)
+
+
+def test_account_page_connects_and_disconnects(world, user):
+    srv, up = world.tessera, world.upstream
+    login = "page" + uuid.uuid4().hex[:8]
+    account = f"{srv.issuer('master')}/account"
+    success = f"{srv.base_url}/web/provider-connected/acme"
+    shots = SHOTS / "account-connect"
+    out = browser_flow("connect", {
+        "username": user.username, "password": user.password, "screenshots": str(shots),
+        "accountUrl": account, "provider": "acme", "upstreamIssuer": up.issuer,
+        "upstreamLogin": login, "successUrl": success,
+        "accountApi": f"{account}/providers", "token": user.token})
+    assert out["csp"] == [], f"Content-Security-Policy violations: {out['csp']}"
+
+    assert {"acme", "plain"} <= set(out["providers"]), out["providers"]
+    assert "Not connected" in out["before"], out["before"]
+    assert out["successUrl"] == success and "is connected" in out["successText"], out
+    m = re.search(rf"Connected as {re.escape(login)} since (\d{{4}}-\d\d-\d\d \d\d:\d\d) UTC",
+                  out["connected"])
+    assert m, f"the acme row once connected: {out['connected']!r}"
+    since = datetime.strptime(m[1], "%Y-%m-%d %H:%M").replace(tzinfo=timezone.utc)
+    assert abs(since.timestamp() - time.time()) < 600, m[0]
+
+    api = out["apiConnected"]
+    assert api["status"] == 200, api
+    [conn] = [c for c in json.loads(api["body"]) if c["provider"] == "acme"]
+    assert conn["subject"] == login, conn
+    access = up.issued(login, "AccessToken")
+    assert access, "the provider issued an access token to Tessera"
+
+    assert urlsplit(out["afterUrl"]).path == urlsplit(account).path, out["afterUrl"]
+    assert out["notice"] == "The account was disconnected.", out["notice"]
+    assert "Not connected" in out["disconnected"] and out["connectButton"] == 1, out["disconnected"]
+    assert "acme" not in [c["provider"] for c in account_providers(srv, user.token)]
+    assert all(up.userinfo(t).status_code == 401 for t in access), \
+        "disconnecting revokes the token at the provider"
+    for name in ("account-providers", "provider-login", "provider-consent", "provider-connected",
+                 "account-connected", "account-disconnected"):
+        assert (shots / f"{name}.png").stat().st_size > 1000, name
+
+
+# ---------------------------------------------------------------- sign-up
+
+
+def check_signup(srv: Server, token: str) -> requests.Response:
+    return requests.get(f"{srv.base_url}/no-auth/check-signup", params={"token": token}, timeout=TIMEOUT)
+
+
+def signup(world: World, login: str) -> dict:
+    """A whole sign-up as `login`, polled; returns the one 200 answer of check-signup."""
+    srv = world.tessera
+    ticket = str(uuid.uuid4())
+    r = check_signup(srv, ticket)
+    assert r.status_code == 404 and r.json()["error"] == "signup_not_found", r.text
+    authorize = start_connect(srv, "acme", signupToken=ticket, client_id=world.signup_client)
+    p = check_authorize_url(authorize, world.upstream, callback_url(srv, "acme"), oidc=True)
+    r = check_signup(srv, ticket)
+    assert r.status_code == 202 and r.json()["error"] == "signup_pending", r.text
+    callback = provider_login(requests.Session(), authorize, login, p["redirect_uri"])
+    r = check_signup(srv, ticket)
+    assert r.status_code == 202 and r.json()["error"] == "signup_pending", r.text
+    finish_connect(srv, callback, "acme")
+    r = check_signup(srv, ticket)
+    assert r.status_code == 200, r.text
+    done = r.json()
+    for _ in range(2):
+        r = check_signup(srv, ticket)
+        assert r.status_code == 410 and r.json()["error"] == "signup_used", r.text
+    return done
+
+
+def test_signup_with_polling(world):
+    srv, admin = world.tessera, world.admin
+    login = "new" + uuid.uuid4().hex[:8]
+    done = signup(world, login)
+    assert done["provider"] == "acme", done
+    u = done["user"]
+    assert u["id"] and u["username"] and u["email"] == f"{login}@example.test", done
+    assert done["token_type"].lower() == "bearer" and done["expires_in"] > 0, done
+    at = claims(done["access_token"])
+    assert at["iss"] == srv.issuer("master") and at["azp"] == world.signup_client, at
+    r = requests.get(f"{srv.issuer('master')}/protocol/openid-connect/userinfo",
+                     headers=bearer(done["access_token"]), timeout=TIMEOUT)
+    assert r.status_code == 200 and r.json()["sub"] == u["id"], r.text
+    assert admin.get_user(u["id"])["email"] == f"{login}@example.test"
+    r = requests.post(f"{srv.issuer('master')}/protocol/openid-connect/token", timeout=TIMEOUT, data={
+        "grant_type": "refresh_token", "client_id": world.signup_client,
+        "refresh_token": done["refresh_token"]})
+    assert r.status_code == 200, r.text
+
+    # The connection is the new user's.
+    password = "Pw-" + uuid.uuid4().hex
+    admin.set_user_password(u["id"], password, temporary=False)
+    mine = password_login(srv, u["username"], password)["access_token"]
+    [conn] = account_providers(srv, mine)
+    assert conn["provider"] == "acme" and conn["subject"] == login, conn
+
+    # Signing up again with the same upstream account is signing in as the same user.
+    again = signup(world, login)
+    assert again["user"]["id"] == u["id"], again
+    assert len(account_providers(srv, mine)) == 1
+    admin.delete_user(u["id"])
+
+
+def test_signup_matches_a_verified_email(world):
+    login = "mail" + uuid.uuid4().hex[:8]
+    uid = world.admin.create_user({"username": "pre-" + login, "email": f"{login}@example.test",
+                                   "emailVerified": True, "enabled": True})
+    try:
+        done = signup(world, login)
+        assert done["user"]["id"] == uid, done
+    finally:
+        world.admin.delete_user(uid)
+
+
+def test_signup_denied_at_the_provider(world):
+    srv = world.tessera
+    ticket = str(uuid.uuid4())
+    authorize = start_connect(srv, "acme", signupToken=ticket, client_id=world.signup_client)
+    callback = provider_login(requests.Session(), authorize, "nobody", callback_url(srv, "acme"), deny=True)
+    assert query(callback)["error"] == "access_denied", callback
+    r = requests.get(callback, allow_redirects=False, timeout=TIMEOUT)
+    assert_error_page(srv, r)
+    r = check_signup(srv, ticket)
+    assert r.status_code == 403 and r.json()["error"] == "access_denied", r.text
+
+
+# ---------------------------------------------------------------- Che
+
+
+def test_che_oauth_api(world, user):
+    srv, up = world.tessera, world.upstream
+    r = requests.get(f"{srv.base_url}/api/oauth", params={"token": user.token}, timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    listed = {a["name"]: a for a in r.json()}
+    assert {"acme", "plain"} <= set(listed), listed
+    assert listed["acme"]["endpointUrl"] and isinstance(listed["acme"]["links"], list), listed
+
+    after = f"{CHE_ORIGIN}/dashboard/?ws=1"
+    r = requests.get(f"{srv.base_url}/api/oauth/authenticate", allow_redirects=False, timeout=TIMEOUT,
+                     params={"oauth_provider": "acme", "redirect_after_login": after, "token": user.token})
+    assert r.status_code == 302, r.text
+    authorize = r.headers["Location"]
+    p = check_authorize_url(authorize, up, f"{srv.base_url}/api/oauth/callback", oidc=True)
+    login = "che" + uuid.uuid4().hex[:8]
+    callback = provider_login(requests.Session(), authorize, login, p["redirect_uri"])
+    r = requests.get(callback, allow_redirects=False, timeout=TIMEOUT)
+    assert r.status_code == 302, r.text
+    assert urljoin(callback, r.headers["Location"]).startswith(f"{CHE_ORIGIN}/dashboard/"), r.headers
+
+    r = che_token(srv, user.token, "acme")
+    assert r.status_code == 200, r.text
+    access = r.json()["token"]
+    assert up.userinfo(access).json()["sub"] == login
+    [conn] = account_providers(srv, user.token)
+    assert conn["provider"] == "acme" and conn["subject"] == login, conn
+
+    # Tessera's own origin is an allowed target too.
+    r = requests.get(f"{srv.base_url}/api/oauth/authenticate", allow_redirects=False, timeout=TIMEOUT,
+                     params={"oauth_provider": "plain", "token": user.token,
+                             "redirect_after_login": f"{srv.base_url}/web/provider-connected/plain"})
+    assert r.status_code == 302 and r.headers["Location"].startswith(up.issuer), r.text
+
+    r = requests.delete(f"{srv.base_url}/api/oauth/token", params={"oauth_provider": "acme"},
+                        headers=bearer(user.token), timeout=TIMEOUT)
+    assert r.status_code == 204, r.text
+    assert 400 <= che_token(srv, user.token, "acme").status_code < 500
+    assert account_providers(srv, user.token) == []
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _b64d(s: str) -> bytes:
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def _b64e(b: bytes) -> str:
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def forge_state(state: str, *, replace: tuple[str, str] | None = None) -> str:
+    """The state (a JWS) with a garbage signature and, optionally, every payload claim equal to
+    replace[0] set to replace[1]."""
+    parts = state.split(".")
+    assert len(parts) == 3, f"contract assumption: the state is a compact JWS; got {state!r}"
+    payload = json.loads(_b64d(parts[1]))
+    if replace:
+        keys = [k for k, v in payload.items() if v == replace[0]]
+        assert keys, f"no claim of the state names {replace[0]!r}: {payload}"
+        payload.update({k: replace[1] for k in keys})
+    return ".".join([parts[0], _b64e(json.dumps(payload).encode()), _b64e(secrets.token_bytes(32))])
+
+
+def assert_error_page(srv: Server, r: requests.Response, *, html: bool = True) -> None:
+    assert 400 <= r.status_code < 500, f"{r.request.method} {r.url} -> {r.status_code} {r.text[:300]}"
+    location = r.headers.get("Location")
+    assert location is None or _origin(urljoin(r.url, location)) == srv.base_url, location
+    if html:
+        assert "text/html" in r.headers.get("content-type", ""), r.headers
+
+
+def _get(url: str, **kw) -> requests.Response:
+    return requests.get(url, allow_redirects=False, timeout=TIMEOUT, **kw)
+
+
+def _login_callback(world: World, user: User, provider: str = "acme", **kw) -> str:
+    authorize = start_connect(world.tessera, provider, token=user.token)
+    return provider_login(requests.Session(), authorize, "err" + uuid.uuid4().hex[:6],
+                          callback_url(world.tessera, provider), **kw)
+
+
+def _replayed(world, user):
+    callback = _login_callback(world, user)
+    first = _get(callback)
+    assert first.status_code == 302, first.text
+    return _get(callback)
+
+
+def _forged(world, user):
+    callback = _login_callback(world, user)  # a real code, its state re-signed with garbage
+    return _get(with_query(callback, state=forge_state(query(callback)["state"])))
+
+
+def _unknown_env(world, user):
+    state = query(start_connect(world.tessera, "acme", token=user.token))["state"]
+    forged = forge_state(state, replace=(world.env, "zzz"))
+    return _get(callback_url(world.tessera, "acme"), params={"code": "x", "state": forged})
+
+
+def _valid_state(world, user, provider="acme"):
+    return query(start_connect(world.tessera, provider, token=user.token))["state"]
+
+
+ERRORS = {
+    # name: (request, content: "html" | "json" | None, stores something)
+    "missing state": (lambda w, u: _get(callback_url(w.tessera, "acme"), params={"code": "abc"}), "html", False),
+    "garbage state": (lambda w, u: _get(callback_url(w.tessera, "acme"),
+                                        params={"code": "abc", "state": "garbage"}), "html", False),
+    "forged state": (_forged, "html", False),
+    "replayed state": (_replayed, "html", True),
+    "state of another provider": (lambda w, u: _get(
+        _login_callback(w, u).replace("/provider-token/acme?", "/provider-token/plain?")), "html", False),
+    "unknown provider": (lambda w, u: _get(callback_url(w.tessera, "nope"),
+                                           params={"code": "abc", "state": _valid_state(w, u)}), "html", False),
+    "access_denied at the provider": (lambda w, u: _get(_login_callback(w, u, deny=True)), "html", False),
+    "access_denied crafted": (lambda w, u: _get(callback_url(w.tessera, "acme"), params={
+        "error": "access_denied", "state": _valid_state(w, u)}), "html", False),
+    "code exchange fails": (lambda w, u: _get(callback_url(w.tessera, "acme"), params={
+        "code": "bogus-" + uuid.uuid4().hex, "state": _valid_state(w, u)}), "html", False),
+    "unknown environment in state": (_unknown_env, "html", False),
+    "provider-auth unknown provider": (lambda w, u: _get(f"{w.tessera.base_url}/web/provider-auth/nope",
+                                                         headers=bearer(u.token)), "html", False),
+    "provider-auth anonymous": (lambda w, u: _get(f"{w.tessera.base_url}/web/provider-auth/acme"), "html", False),
+    "provider-auth bad token": (lambda w, u: _get(f"{w.tessera.base_url}/web/provider-auth/acme",
+                                                  headers=bearer("garbage")), "html", False),
+    "provider-auth signup token not a uuid": (lambda w, u: _get(
+        f"{w.tessera.base_url}/web/provider-auth/acme",
+        params={"signupToken": "not-a-uuid", "client_id": w.signup_client}), "html", False),
+    "provider-auth signup unknown client": (lambda w, u: _get(
+        f"{w.tessera.base_url}/web/provider-auth/acme",
+        params={"signupToken": str(uuid.uuid4()), "client_id": "no-such-client"}), "html", False),
+    "redirect_after_login foreign origin": (lambda w, u: _get(
+        f"{w.tessera.base_url}/api/oauth/authenticate",
+        params={"oauth_provider": "acme", "redirect_after_login": "https://evil.example/steal",
+                "token": u.token}), None, False),
+    "check-signup unknown token": (lambda w, u: _get(f"{w.tessera.base_url}/no-auth/check-signup",
+                                                     params={"token": str(uuid.uuid4())}), "json", False),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_errors_are_pages_not_redirects(world, user, case):
+    make, content, stores = ERRORS[case]
+    r = make(world, user)
+    assert_error_page(world.tessera, r, html=content == "html")
+    if case == "redirect_after_login foreign origin":
+        assert r.status_code == 400, r.text
+    if content == "json":
+        assert r.status_code == 404 and r.json()["error"] == "signup_not_found", r.text
+    if not stores:
+        assert account_providers(world.tessera, user.token) == [], "nothing is stored on an error"
+
+
+# ---------------------------------------------------------------- two environments
+
+
+B_SUCCESS_URL = f"{CHE_ORIGIN}/connected?from=b"
+
+
+@dataclasses.dataclass
+class Envs:
+    a: Server
+    b: Server
+    upstream: Upstream
+    admin_b: object
+
+
+@pytest.fixture(scope="module")
+def envs(request, tmp_path_factory):
+    """Deployments a and b; b's provider callbacks go to a (b's auth_origin); b sends browsers
+    to its connect_success_url after connecting."""
+    tmp = tmp_path_factory.mktemp("envs")
+    port_a, port_b = _free_port(), _free_port()
+    url_a, url_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+    upstream = Upstream(tmp, [callback_url(url_a, "acme"), callback_url(url_a, "plain"),
+                              f"{url_a}/api/oauth/callback", f"{url_b}/api/oauth/callback"])
+    secret_file = tmp / "plain.secret"
+    secret_file.write_text(upstream.client_secret)
+    started = []
+    try:
+        (tmp / "a").mkdir()
+        (tmp / "b").mkdir()
+        started.append(start_tessera(request, tmp / "a", port_a, tessera_config(
+            env="a", upstream=upstream, secret_file=secret_file, environments={"b": url_b}), upstream))
+        started.append(start_tessera(request, tmp / "b", port_b, tessera_config(
+            env="b", upstream=upstream, secret_file=secret_file, environments={"a": url_a},
+            auth_origin=url_a, success_url=B_SUCCESS_URL), upstream))
+        yield Envs(started[0], started[1], upstream, make_admin(started[1]))
+    finally:
+        for srv in started:
+            _stop_server(srv)
+        upstream.stop()
+
+
+def test_connect_across_environments(envs):
+    a, b, up = envs.a, envs.b, envs.upstream
+    user = new_user(b, envs.admin_b)
+    authorize = start_connect(b, "acme", token=user.token)
+    p = check_authorize_url(authorize, up, callback_url(a, "acme"), oidc=True)
+    login = "env" + uuid.uuid4().hex[:8]
+    callback = provider_login(requests.Session(), authorize, login, p["redirect_uri"])
+
+    r = _get(callback)  # at a, which sends it on to b, unchanged
+    assert r.status_code == 302, r.text
+    onward = urljoin(callback, r.headers["Location"])
+    assert _origin(onward) == b.base_url, onward
+    assert urlsplit(onward).path == urlsplit(callback).path, onward
+    assert parse_qs(urlsplit(onward).query) == parse_qs(urlsplit(callback).query), onward
+    finish_connect(b, onward, "acme", success_url=B_SUCCESS_URL)
+    access = che_token(b, user.token, "acme").json()["token"]
+    assert up.userinfo(access).json()["sub"] == login
+    [conn] = account_providers(b, user.token)
+    assert conn["subject"] == login
+
+    # The same callback again: whatever a does, it ends in an error page (b spent the state).
+    r = _get(callback)
+    if r.status_code == 302 and r.headers["Location"].startswith(b.base_url + "/"):
+        r = _get(r.headers["Location"])
+    assert_error_page(b if r.url.startswith(b.base_url) else a, r)
+
+    # A forged state naming b: a may pass it on (only to b), b refuses it.
+    forged = forge_state(p["state"])
+    r = _get(with_query(callback, state=forged))
+    if r.status_code == 302:
+        assert r.headers["Location"].startswith(b.base_url + "/no-auth/provider-token/acme?"), r.headers
+        r = _get(r.headers["Location"])
+    assert_error_page(b if r.url.startswith(b.base_url) else a, r)
+    assert account_providers(b, user.token) == [conn]
+    envs.admin_b.delete_user(user.id)
+
+
+def test_relay_to_another_environment(envs):
+    a, b = envs.a, envs.b
+    r = requests.post(f"{a.base_url}/relay/b/realms/master/protocol/openid-connect/token", timeout=TIMEOUT,
+                      data={"grant_type": "password", "client_id": "admin-cli",
+                            "username": "admin", "password": b.admin_password})
+    assert r.status_code == 200, r.text
+    assert claims(r.json()["access_token"])["iss"] == b.issuer("master")
+
+    # Headers (Basic client authentication) and query strings go through too.
+    cid, secret = "relay-" + uuid.uuid4().hex[:6], "s-" + secrets.token_hex(12)
+    cuuid = envs.admin_b.create_client(payload={
+        "clientId": cid, "enabled": True, "publicClient": False, "secret": secret,
+        "serviceAccountsEnabled": True, "standardFlowEnabled": False})
+    try:
+        r = requests.post(f"{a.base_url}/relay/b/realms/master/protocol/openid-connect/token",
+                          data={"grant_type": "client_credentials"}, auth=(cid, secret), timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        token = claims(r.json()["access_token"])
+        assert token["iss"] == b.issuer("master") and token["azp"] == cid, token
+        r = requests.get(f"{a.base_url}/relay/b/realms/master/.well-known/openid-configuration",
+                         timeout=TIMEOUT)
+        assert r.status_code == 200 and r.json()["issuer"] == b.issuer("master"), r.text
+    finally:
+        envs.admin_b.delete_client(cuuid)
+
+    # A sign-up ticket b knows (on SQLite a, with its own database, does not): the query gets
+    # through (and the answers are b's JSON, status and all).
+    app = "relay-app-" + uuid.uuid4().hex[:6]
+    app_uuid = envs.admin_b.create_client(payload={"clientId": app, "enabled": True, "publicClient": True})
+    try:
+        ticket = str(uuid.uuid4())
+        start_connect(b, "acme", signupToken=ticket, client_id=app)
+        r = requests.get(f"{a.base_url}/relay/b/no-auth/check-signup", params={"token": ticket},
+                         timeout=TIMEOUT)
+        assert r.status_code == 202 and r.json()["error"] == "signup_pending", r.text
+        r = requests.get(f"{a.base_url}/relay/b/no-auth/check-signup", params={"token": str(uuid.uuid4())},
+                         timeout=TIMEOUT)
+        assert r.status_code == 404 and r.json()["error"] == "signup_not_found", r.text
+    finally:
+        envs.admin_b.delete_client(app_uuid)
+
+
+def test_relay_to_an_unknown_environment(envs):
+    r = requests.post(f"{envs.a.base_url}/relay/zzz/realms/master/protocol/openid-connect/token",
+                      data={"grant_type": "client_credentials"}, timeout=TIMEOUT)
+    assert r.status_code == 404, r.text
+    assert r.headers.get("content-type", "").startswith("application/json") and r.json()["error"], r.text

@@ -319,6 +319,11 @@ def with_query(url: str, **params) -> str:
     return urlunsplit((u.scheme, u.netloc, u.path, urlencode(q), ""))
 
 
+# The browser: Tessera binds each provider round trip to the browser that started it (a cookie),
+# so the start and the callback go through one cookie-keeping session.
+BROWSER = requests.Session()
+
+
 def start_connect(srv: Server, provider: str, *, token: str | None = None, via: str = "header",
                   **params) -> str:
     """GET /web/provider-auth/{provider}; returns the provider authorize URL it redirects to."""
@@ -327,8 +332,8 @@ def start_connect(srv: Server, provider: str, *, token: str | None = None, via: 
         headers = bearer(token)
     elif token:
         params["access_token"] = token
-    r = requests.get(f"{srv.base_url}/web/provider-auth/{provider}", params=params, headers=headers,
-                     allow_redirects=False, timeout=TIMEOUT)
+    r = BROWSER.get(f"{srv.base_url}/web/provider-auth/{provider}", params=params, headers=headers,
+                    allow_redirects=False, timeout=TIMEOUT)
     assert r.status_code == 302, f"{r.status_code} {r.headers} {r.text[:500]}"
     return r.headers["Location"]
 
@@ -337,7 +342,7 @@ def finish_connect(srv: Server, callback: str, provider: str,
                    success_url: str | None = None) -> requests.Response | None:
     """Deliver the provider's redirect to Tessera; expect 302 to the success page (Tessera's own
     by default, then fetch it, or the configured connect_success_url)."""
-    r = requests.get(callback, allow_redirects=False, timeout=TIMEOUT)
+    r = BROWSER.get(callback, allow_redirects=False, timeout=TIMEOUT)
     assert r.status_code == 302, f"{r.status_code} {r.text[:1000]}"
     success = urljoin(callback, r.headers["Location"])
     if success_url:
@@ -705,7 +710,7 @@ def test_signup_denied_at_the_provider(world):
     authorize = start_connect(srv, "acme", signupToken=ticket, client_id=world.signup_client)
     callback = provider_login(requests.Session(), authorize, "nobody", callback_url(srv, "acme"), deny=True)
     assert query(callback)["error"] == "access_denied", callback
-    r = requests.get(callback, allow_redirects=False, timeout=TIMEOUT)
+    r = BROWSER.get(callback, allow_redirects=False, timeout=TIMEOUT)
     assert_error_page(srv, r)
     r = check_signup(srv, ticket)
     assert r.status_code == 403 and r.json()["error"] == "access_denied", r.text
@@ -723,14 +728,14 @@ def test_che_oauth_api(world, user):
     assert listed["acme"]["endpointUrl"] and isinstance(listed["acme"]["links"], list), listed
 
     after = f"{CHE_ORIGIN}/dashboard/?ws=1"
-    r = requests.get(f"{srv.base_url}/api/oauth/authenticate", allow_redirects=False, timeout=TIMEOUT,
-                     params={"oauth_provider": "acme", "redirect_after_login": after, "token": user.token})
+    r = BROWSER.get(f"{srv.base_url}/api/oauth/authenticate", allow_redirects=False, timeout=TIMEOUT,
+                    params={"oauth_provider": "acme", "redirect_after_login": after, "token": user.token})
     assert r.status_code == 302, r.text
     authorize = r.headers["Location"]
     p = check_authorize_url(authorize, up, f"{srv.base_url}/api/oauth/callback", oidc=True)
     login = "che" + uuid.uuid4().hex[:8]
     callback = provider_login(requests.Session(), authorize, login, p["redirect_uri"])
-    r = requests.get(callback, allow_redirects=False, timeout=TIMEOUT)
+    r = BROWSER.get(callback, allow_redirects=False, timeout=TIMEOUT)
     assert r.status_code == 302, r.text
     assert urljoin(callback, r.headers["Location"]).startswith(f"{CHE_ORIGIN}/dashboard/"), r.headers
 
@@ -742,9 +747,9 @@ def test_che_oauth_api(world, user):
     assert conn["provider"] == "acme" and conn["subject"] == login, conn
 
     # Tessera's own origin is an allowed target too.
-    r = requests.get(f"{srv.base_url}/api/oauth/authenticate", allow_redirects=False, timeout=TIMEOUT,
-                     params={"oauth_provider": "plain", "token": user.token,
-                             "redirect_after_login": f"{srv.base_url}/web/provider-connected/plain"})
+    r = BROWSER.get(f"{srv.base_url}/api/oauth/authenticate", allow_redirects=False, timeout=TIMEOUT,
+                    params={"oauth_provider": "plain", "token": user.token,
+                            "redirect_after_login": f"{srv.base_url}/web/provider-connected/plain"})
     assert r.status_code == 302 and r.headers["Location"].startswith(up.issuer), r.text
 
     r = requests.delete(f"{srv.base_url}/api/oauth/token", params={"oauth_provider": "acme"},
@@ -787,7 +792,7 @@ def assert_error_page(srv: Server, r: requests.Response, *, html: bool = True) -
 
 
 def _get(url: str, **kw) -> requests.Response:
-    return requests.get(url, allow_redirects=False, timeout=TIMEOUT, **kw)
+    return BROWSER.get(url, allow_redirects=False, timeout=TIMEOUT, **kw)
 
 
 def _login_callback(world: World, user: User, provider: str = "acme", **kw) -> str:
@@ -801,6 +806,16 @@ def _replayed(world, user):
     first = _get(callback)
     assert first.status_code == 302, first.text
     return _get(callback)
+
+
+def _other_browser(world, user):
+    """The provider's redirect opened in a browser that did not start the round trip (a victim
+    lured to an attacker's link): refused, and the real browser can still finish."""
+    callback = _login_callback(world, user)
+    r = requests.get(callback, allow_redirects=False, timeout=TIMEOUT)
+    assert "another browser" in r.text, r.text[:300]
+    assert _get(callback).status_code == 302
+    return r
 
 
 def _forged(world, user):
@@ -825,6 +840,7 @@ ERRORS = {
                                         params={"code": "abc", "state": "garbage"}), "html", False),
     "forged state": (_forged, "html", False),
     "replayed state": (_replayed, "html", True),
+    "callback in another browser": (_other_browser, "html", True),
     "state of another provider": (lambda w, u: _get(
         _login_callback(w, u).replace("/provider-token/acme?", "/provider-token/plain?")), "html", False),
     "unknown provider": (lambda w, u: _get(callback_url(w.tessera, "nope"),

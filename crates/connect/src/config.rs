@@ -95,7 +95,8 @@ pub struct ProviderSpec {
     pub name: String,
     pub display_name: String,
     pub kind: ProviderKind,
-    pub issuer: Option<Url>,
+    /// As configured: OIDC compares it with the discovery document's verbatim.
+    pub issuer: Option<String>,
     pub authorize_url: Option<Url>,
     pub token_url: Option<Url>,
     pub userinfo_url: Option<Url>,
@@ -217,7 +218,10 @@ impl ProviderConfig {
                 .clone()
                 .unwrap_or_else(|| name.to_string()),
             kind: self.kind,
-            issuer: url("issuer", &self.issuer)?,
+            issuer: {
+                url("issuer", &self.issuer)?;
+                self.issuer.clone()
+            },
             authorize_url: url("authorize_url", &self.authorize_url)?,
             token_url: url("token_url", &self.token_url)?,
             userinfo_url: url("userinfo_url", &self.userinfo_url)?,

@@ -55,6 +55,10 @@ pub enum ConnectError {
     StateSpent,
     #[error("The sign-in link was issued for {0}, not for this provider.")]
     WrongProvider(String),
+    #[error(
+        "This sign-in was started in another browser (or its cookie expired). Start again here."
+    )]
+    OtherBrowser,
     #[error("The sign-in link names an environment this deployment does not know.")]
     UnknownEnvironment,
     #[error("{provider} did not grant access: {error}.")]
@@ -97,7 +101,10 @@ impl ConnectError {
             Self::UnknownProvider(_) => "unknown_provider",
             Self::InvalidRequest(_) => "invalid_request",
             Self::Unauthenticated => "invalid_token",
-            Self::MissingState | Self::InvalidState | Self::WrongProvider(_) => "invalid_state",
+            Self::MissingState
+            | Self::InvalidState
+            | Self::WrongProvider(_)
+            | Self::OtherBrowser => "invalid_state",
             Self::StateSpent => "expired_state",
             Self::UnknownEnvironment => "unknown_environment",
             Self::Denied { .. } => "access_denied",
@@ -137,6 +144,15 @@ pub enum Start {
         user_id: String,
         redirect_after_login: String,
     },
+}
+
+/// A started round trip: where to send the browser, and the cookie that
+/// binds the callback to this browser.
+pub struct Started {
+    pub url: Url,
+    pub cookie_name: String,
+    pub cookie_value: String,
+    pub max_age_secs: i64,
 }
 
 /// Where the callback sends the browser.
@@ -264,7 +280,7 @@ impl ConnectService {
             out.push(ProviderInfo {
                 name: name.clone(),
                 display_name: p.spec.display_name.clone(),
-                authorize_endpoint: p.authorize_endpoint().await.map(|u| u.to_string()),
+                authorize_endpoint: p.known_authorize_endpoint().map(|u| u.to_string()),
             });
         }
         out
@@ -309,11 +325,13 @@ impl ConnectService {
     }
 
     /// Starts a round trip: remembers the PKCE verifier and nonce under a
-    /// fresh `jti`, signs the state, and answers the provider URL.
-    pub async fn start(&self, provider_name: &str, start: Start) -> Result<Url, ConnectError> {
+    /// fresh `jti`, signs the state, and answers the provider URL with the
+    /// binding cookie the browser must bring back to the callback.
+    pub async fn start(&self, provider_name: &str, start: Start) -> Result<Started, ConnectError> {
         let provider = self.provider(provider_name)?;
         let now = now_ms();
-        let jti = uuid::Uuid::new_v4().to_string();
+        let jti = uuid::Uuid::new_v4().simple().to_string();
+        let binding = tessera_core::secret::random_token(32);
         let mut claims = StateClaims {
             env: self.config.runtime_environment.clone(),
             jti: jti.clone(),
@@ -324,7 +342,9 @@ impl ConnectService {
             sub: None,
             sut: None,
             ret: None,
+            bnd: Some(TokenHash::of(&binding).as_str().to_string()),
         };
+        let mut signup = None;
         match start {
             Start::Connect { realm, user_id } => {
                 self.live_user(&realm.id, &user_id).await?;
@@ -346,12 +366,13 @@ impl ConnectService {
                 claims.ret = Some(redirect_after_login);
             }
             Start::Signup { token, client_id } => {
-                let signup = self
-                    .open_signup(&token, &client_id, provider_name, now)
+                let s = self
+                    .new_signup(&token, &client_id, provider_name, now)
                     .await?;
                 claims.flow = Flow::Signup;
-                claims.realm = signup.realm_id;
-                claims.sut = Some(signup.hash.as_str().to_string());
+                claims.realm = s.realm_id.clone();
+                claims.sut = Some(s.hash.as_str().to_string());
+                signup = Some(s);
             }
         }
         let state = self.state_key.sign_jwt(&claims);
@@ -363,6 +384,14 @@ impl ConnectService {
                 tracing::warn!(provider = %provider_name, error = %e, "provider unavailable");
                 ConnectError::Unavailable(provider.spec.display_name.clone())
             })?;
+        // Only now, with the provider reachable, is a sign-up token used up.
+        if let Some(s) = &signup {
+            match self.tokens.store.insert_signup(s).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => return Err(ConnectError::SignupTokenUsed),
+                Err(e) => return Err(e.into()),
+            }
+        }
         let secret = serde_json::to_vec(&pending).map_err(internal)?;
         self.tokens
             .store
@@ -374,7 +403,12 @@ impl ConnectService {
                 expires_at: now + state::STATE_TTL_SECS * 1000,
             })
             .await?;
-        Ok(url)
+        Ok(Started {
+            url,
+            cookie_name: state::binding_cookie(&jti),
+            cookie_value: binding,
+            max_age_secs: state::STATE_TTL_SECS,
+        })
     }
 
     async fn live_user(&self, realm_id: &str, user_id: &str) -> Result<User, ConnectError> {
@@ -393,7 +427,9 @@ impl ConnectService {
             .map_err(|e| internal(e.description))
     }
 
-    async fn open_signup(
+    /// Checks a sign-up request; the row is written once the provider URL
+    /// is built.
+    async fn new_signup(
         &self,
         token: &str,
         client_id: &str,
@@ -418,8 +454,12 @@ impl ConnectService {
                     realm.name
                 ))
             })?;
-        let signup = Signup {
-            hash: TokenHash::of(token),
+        let hash = TokenHash::of(token);
+        if self.tokens.store.signup(&hash).await?.is_some() {
+            return Err(ConnectError::SignupTokenUsed);
+        }
+        Ok(Signup {
+            hash,
             realm_id: realm.id.clone(),
             client_id: client.id,
             provider: provider.to_string(),
@@ -429,22 +469,20 @@ impl ConnectService {
             expires_at: now + SIGNUP_TTL_MS,
             completed_at: None,
             spent_at: None,
-        };
-        match self.tokens.store.insert_signup(&signup).await {
-            Ok(()) => Ok(signup),
-            Err(StoreError::Conflict(_)) => Err(ConnectError::SignupTokenUsed),
-            Err(e) => Err(e.into()),
-        }
+        })
     }
 
     /// The provider's callback (`path_provider` is `None` on Che's
     /// `/api/oauth/callback`). `path_and_query` is the request's, for
-    /// forwarding to another environment unchanged.
+    /// forwarding to another environment unchanged; `cookie` reads the
+    /// request's cookies. Everything that can be checked without spending
+    /// the state is checked first, so a refused callback leaves it usable.
     pub async fn callback(
         &self,
         path_provider: Option<&str>,
         q: &CallbackQuery,
         path_and_query: &str,
+        cookie: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<Landing, ConnectError> {
         let raw = q.state.as_deref().ok_or(ConnectError::MissingState)?;
         let env = state::peek_env(raw).ok_or(ConnectError::InvalidState)?;
@@ -475,6 +513,16 @@ impl ConnectService {
             None if claims.flow != Flow::Che => return Err(ConnectError::InvalidState),
             _ => {}
         }
+        // The browser that started the round trip must be the one finishing
+        // it: otherwise a victim who opens an attacker's provider link would
+        // connect their account to the attacker, or sign the attacker in.
+        let bound = claims.bnd.as_deref().is_some_and(|expected| {
+            cookie(&state::binding_cookie(&claims.jti))
+                .is_some_and(|secret| TokenHash::of(&secret).as_str() == expected)
+        });
+        if !bound {
+            return Err(ConnectError::OtherBrowser);
+        }
         let provider = self.provider(&claims.prv)?.clone();
         let signup = match &claims.sut {
             Some(hash) => Some(
@@ -500,25 +548,38 @@ impl ConnectService {
             .and_then(|b| self.vault.open(&format!("state/{}", claims.jti), &b).ok())
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| internal("provider state does not unseal"))?;
-        if let Some(s) = &signup {
+        let outcome = self
+            .finish(&claims, &provider, signup.as_ref(), q, pending, now)
+            .await;
+        if let (Err(e), Some(s)) = (&outcome, &signup) {
+            // Tells the polling client; the sign-up token is dead afterwards.
+            if let Err(store) = self
+                .tokens
+                .store
+                .complete_signup(&s.hash, None, Some(e.code()), now)
+                .await
+            {
+                tracing::error!(error = %store, "could not record the failed sign-up");
+            }
+        }
+        outcome
+    }
+
+    /// The callback after its state was spent.
+    async fn finish(
+        &self,
+        claims: &StateClaims,
+        provider: &Provider,
+        signup: Option<&Signup>,
+        q: &CallbackQuery,
+        pending: Pending,
+        now: i64,
+    ) -> Result<Landing, ConnectError> {
+        if let Some(s) = signup {
             if s.completed_at.is_some() || s.expires_at <= now {
                 return Err(ConnectError::SignupExpired);
             }
         }
-        let fail_signup = |error: &str| {
-            let store = self.tokens.store.clone();
-            let hash = signup.as_ref().map(|s| s.hash.clone());
-            let error = error.to_string();
-            async move {
-                if let Some(hash) = hash {
-                    // Tells the polling client; the token is dead afterwards.
-                    store
-                        .complete_signup(&hash, None, Some(&error), now)
-                        .await?;
-                }
-                Ok::<(), StoreError>(())
-            }
-        };
         let display = provider.spec.display_name.clone();
         if let Some(error) = &q.error {
             let error: String = error
@@ -526,14 +587,12 @@ impl ConnectService {
                 .filter(|c| c.is_ascii_graphic())
                 .take(64)
                 .collect();
-            fail_signup(&error).await?;
             return Err(ConnectError::Denied {
                 provider: display,
                 error,
             });
         }
         let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
-            fail_signup("invalid_request").await?;
             return Err(ConnectError::InvalidRequest(
                 "The provider sent neither a code nor an error.".into(),
             ));
@@ -543,11 +602,13 @@ impl ConnectService {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(provider = %claims.prv, error = %e, "provider code exchange failed");
-                fail_signup("provider_error").await?;
-                return Err(ConnectError::Exchange(display));
+                return Err(match e {
+                    provider::ProviderError::Discovery(_) => ConnectError::Unavailable(display),
+                    _ => ConnectError::Exchange(display),
+                });
             }
         };
-        let user = match (&claims.sub, &signup) {
+        let user = match (&claims.sub, signup) {
             (Some(user_id), _) => {
                 let user = self.live_user(&claims.realm, user_id).await?;
                 if let Some(owner) = self
@@ -566,7 +627,7 @@ impl ConnectService {
             (None, None) => return Err(ConnectError::InvalidState),
         };
         self.save(&user, &claims.prv, &granted, now).await?;
-        if let Some(s) = &signup {
+        if let Some(s) = signup {
             if !self
                 .tokens
                 .store
@@ -586,8 +647,8 @@ impl ConnectService {
             }),
         );
         tracing::info!(provider = %claims.prv, user = %user.id, flow = ?claims.flow, "provider connected");
-        Ok(match claims.ret {
-            Some(ret) => Landing::Redirect(ret),
+        Ok(match &claims.ret {
+            Some(ret) => Landing::Redirect(ret.clone()),
             None => Landing::Connected {
                 url: self.config.success_url.clone().unwrap_or_else(|| {
                     format!(
@@ -595,7 +656,7 @@ impl ConnectService {
                         self.tokens.config.public_url, claims.prv
                     )
                 }),
-                provider: claims.prv,
+                provider: claims.prv.clone(),
             },
         })
     }
@@ -697,6 +758,16 @@ impl ConnectService {
             if let [user] = matches.as_slice() {
                 if !user.enabled {
                     return Err(ConnectError::UserGone);
+                }
+                // Never silently swap the provider account a user connected.
+                if store
+                    .provider_connection(&user.id, provider)
+                    .await?
+                    .is_some_and(|c| c.subject != id.subject)
+                {
+                    return Err(ConnectError::IdentityTaken(
+                        self.provider(provider)?.spec.display_name.clone(),
+                    ));
                 }
                 return Ok(user.clone());
             }
@@ -802,18 +873,16 @@ impl ConnectService {
             .client(&realm.id, &signup.client_id)
             .await?
             .filter(|c| c.enabled)
-            .ok_or(ConnectError::UserGone)?;
+            .ok_or_else(|| {
+                ConnectError::InvalidRequest("The sign-up's client is disabled.".into())
+            })?;
         let user = self.live_user(&realm.id, &user_id).await?;
         let scope = ScopeSet::parse_requested(Some("openid profile email"))
             .map_err(|e| internal(e.description))?;
         let session = new_session(&realm, &user, &client, scope.to_param(), meta, now);
         let refresh = new_refresh_token(&session, now);
-        if !store
-            .spend_signup(&hash, now, &session, &refresh.record)
-            .await?
-        {
-            return Ok(Err(SignupPoll::Used));
-        }
+        // Everything that can fail is done before the sign-up is spent.
+        let me = self.me(&user).await?;
         let tokens = self
             .tokens
             .token_response(Issue {
@@ -827,8 +896,14 @@ impl ConnectService {
             })
             .await
             .map_err(|e| internal(e.description))?;
+        if !store
+            .spend_signup(&hash, now, &session, &refresh.record)
+            .await?
+        {
+            return Ok(Err(SignupPoll::Used));
+        }
         Ok(Ok(SignedUp {
-            user: self.me(&user).await?,
+            user: me,
             provider: signup.provider,
             tokens,
         }))
@@ -886,7 +961,15 @@ impl ConnectService {
             .delete_provider_connection(user_id, provider)
             .await?
             .ok_or(ConnectError::NotConnected)?;
-        let tokens = self.open(&c)?;
+        // The row is gone either way; a token that does not unseal cannot
+        // be revoked, which is logged, not failed.
+        let tokens = match self.open(&c) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(provider, user = %user_id, error = %e, "disconnected a token that does not unseal");
+                return Ok(());
+            }
+        };
         if let Some(p) = self.providers.get(provider) {
             match p.revoke(&tokens).await {
                 Ok(true) => tracing::info!(provider, user = %user_id, "provider token revoked"),
@@ -924,7 +1007,11 @@ impl ConnectService {
                         c.secret = self.seal(user_id, provider, &fresh)?;
                         c.expires_at = expires_at;
                         c.updated_at = now;
-                        store.put_provider_connection(&c).await?;
+                        // An update, never an insert: a disconnect that ran
+                        // meanwhile stays a disconnect.
+                        if !store.update_provider_tokens(&c).await? {
+                            return Err(ConnectError::NotConnected);
+                        }
                         tokens = fresh;
                     }
                     Err(e) => {

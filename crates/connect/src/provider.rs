@@ -22,9 +22,11 @@ use openidconnect::{
     ProviderMetadata,
 };
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tessera_core::time::now_ms;
-use tokio::sync::OnceCell;
+use tokio::sync::RwLock;
 use url::Url;
 
 /// Discovery's `revocation_endpoint`, which the core metadata type omits.
@@ -113,15 +115,19 @@ struct Endpoints {
 pub struct Provider {
     pub spec: ProviderSpec,
     http: reqwest::Client,
-    discovered: OnceCell<Metadata>,
+    /// The discovery document (with the JWKS) and when it was fetched.
+    discovered: RwLock<Option<(Arc<Metadata>, Instant)>>,
 }
+
+/// How long discovered metadata and keys are trusted before refetching.
+const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 
 impl Provider {
     pub fn new(spec: ProviderSpec, http: reqwest::Client) -> Self {
         Self {
             spec,
             http,
-            discovered: OnceCell::new(),
+            discovered: RwLock::new(None),
         }
     }
 
@@ -129,27 +135,35 @@ impl Provider {
         self.spec.kind == ProviderKind::Oidc
     }
 
-    /// Discovery, once; a failure is retried on the next request.
-    async fn metadata(&self) -> Result<&Metadata, ProviderError> {
-        self.discovered
-            .get_or_try_init(|| async {
-                let issuer = self
-                    .spec
-                    .issuer
-                    .as_ref()
-                    .ok_or_else(|| ProviderError::Discovery("no issuer".into()))?;
-                let issuer = IssuerUrl::new(issuer.as_str().trim_end_matches('/').to_string())
-                    .map_err(|e| ProviderError::Discovery(e.to_string()))?;
-                Metadata::discover_async(issuer, &self.http)
-                    .await
-                    .map_err(|e| ProviderError::Discovery(error_chain(&e)))
-            })
-            .await
+    /// Discovery, cached for an hour; a failure is retried on the next
+    /// request, and `force` refetches (the provider rotated its keys).
+    async fn metadata(&self, force: bool) -> Result<Arc<Metadata>, ProviderError> {
+        if !force {
+            if let Some((m, at)) = &*self.discovered.read().await {
+                if at.elapsed() < DISCOVERY_TTL {
+                    return Ok(m.clone());
+                }
+            }
+        }
+        let issuer = self
+            .spec
+            .issuer
+            .clone()
+            .ok_or_else(|| ProviderError::Discovery("no issuer".into()))?;
+        // Exactly as configured: the document's `issuer` must match it.
+        let issuer = IssuerUrl::new(issuer).map_err(|e| ProviderError::Discovery(e.to_string()))?;
+        let m = Arc::new(
+            Metadata::discover_async(issuer, &self.http)
+                .await
+                .map_err(|e| ProviderError::Discovery(error_chain(&e)))?,
+        );
+        *self.discovered.write().await = Some((m.clone(), Instant::now()));
+        Ok(m)
     }
 
     async fn endpoints(&self) -> Result<Endpoints, ProviderError> {
         if self.is_oidc() {
-            let m = self.metadata().await?;
+            let m = self.metadata(false).await?;
             let token = m
                 .token_endpoint()
                 .ok_or_else(|| ProviderError::Discovery("no token_endpoint".into()))?;
@@ -173,9 +187,19 @@ impl Provider {
         })
     }
 
-    /// The authorization endpoint, for listings (Che's `endpointUrl`).
-    pub async fn authorize_endpoint(&self) -> Option<Url> {
-        self.endpoints().await.ok().map(|e| e.authorize)
+    /// The authorization endpoint as far as known without a network call
+    /// (listings, the account page's `form-action`): configured, else
+    /// discovered earlier, else the OIDC issuer (usually the same origin).
+    pub fn known_authorize_endpoint(&self) -> Option<Url> {
+        if let Some(url) = &self.spec.authorize_url {
+            return Some(url.clone());
+        }
+        if let Ok(guard) = self.discovered.try_read() {
+            if let Some((m, _)) = &*guard {
+                return Some(m.authorization_endpoint().url().clone());
+            }
+        }
+        self.spec.issuer.as_deref().and_then(|i| Url::parse(i).ok())
     }
 
     fn oauth2_client(
@@ -244,8 +268,8 @@ impl Provider {
             (None, None)
         };
         if self.is_oidc() {
-            let m = self.metadata().await?;
-            let client = self.oidc_client(m, redirect)?;
+            let m = self.metadata(false).await?;
+            let client = self.oidc_client(&m, redirect)?;
             let nonce = Nonce::new_random();
             let (state, n) = (state.to_string(), nonce.clone());
             let mut req = client.authorize_url(
@@ -327,23 +351,33 @@ impl Provider {
         code: AuthorizationCode,
         pending: Pending,
     ) -> Result<Granted, ProviderError> {
-        let m = self.metadata().await?;
-        let client = self.oidc_client(m, redirect)?;
-        let mut req = client
-            .exchange_code(code)
-            .map_err(|e| ProviderError::Exchange(e.to_string()))?;
-        if let Some(v) = pending.verifier {
-            req = req.set_pkce_verifier(PkceCodeVerifier::new(v));
-        }
-        let resp = req
-            .request_async(&self.http)
-            .await
-            .map_err(|e| ProviderError::Exchange(error_chain(&e)))?;
+        let mut m = self.metadata(false).await?;
+        let resp = {
+            let client = self.oidc_client(&m, redirect)?;
+            let mut req = client
+                .exchange_code(code)
+                .map_err(|e| ProviderError::Exchange(e.to_string()))?;
+            if let Some(v) = pending.verifier {
+                req = req.set_pkce_verifier(PkceCodeVerifier::new(v));
+            }
+            req.request_async(&self.http)
+                .await
+                .map_err(|e| ProviderError::Exchange(error_chain(&e)))?
+        };
         let id_token = resp
             .extra_fields()
             .id_token()
             .ok_or_else(|| ProviderError::IdToken("no id_token in the token response".into()))?;
         let nonce = Nonce::new(pending.nonce.unwrap_or_default());
+        // A token the cached keys cannot verify may be signed with a key
+        // the provider rotated in since: check once more with fresh keys.
+        if id_token
+            .claims(&self.oidc_client(&m, redirect)?.id_token_verifier(), &nonce)
+            .is_err()
+        {
+            m = self.metadata(true).await?;
+        }
+        let client = self.oidc_client(&m, redirect)?;
         let verifier = client.id_token_verifier();
         let claims = id_token
             .claims(&verifier, &nonce)

@@ -47,6 +47,16 @@ pub struct StateClaims {
     /// Where Che's browser goes afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ret: Option<String>,
+    /// The hash of the secret in the starting browser's binding cookie: the
+    /// callback must come back to that browser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bnd: Option<String>,
+}
+
+/// The binding cookie of the round trip `jti`: one per flow, so parallel
+/// flows in one browser do not overwrite each other.
+pub fn binding_cookie(jti: &str) -> String {
+    format!("tessera_provider_{}", &jti[..jti.len().min(16)])
 }
 
 /// The `env` claim of a state, without checking anything else.
@@ -80,6 +90,7 @@ mod tests {
             sub: Some("u".into()),
             sut: None,
             ret: None,
+            bnd: None,
         };
         let token = key.sign_jwt(&claims);
         assert_eq!(peek_env(&token).as_deref(), Some("b"));

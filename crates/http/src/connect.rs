@@ -6,7 +6,7 @@
 
 use crate::error::OAuthReject;
 use crate::extract::{bearer, read_body, Meta};
-use crate::pages::{error_page, MessagePage, Page};
+use crate::pages::{cookie, error_page, MessagePage, Page};
 use crate::workspaces::DefaultRealm;
 use crate::AppState;
 use axum::body::Body;
@@ -17,7 +17,7 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_connect::{CallbackQuery, ConnectError, Landing, SignupPoll, Start};
+use tessera_connect::{CallbackQuery, ConnectError, Landing, SignupPoll, Start, Started};
 use tessera_core::OAuthError;
 use tessera_verify::{Accept, Policy, Subject, VerifyLayer};
 
@@ -70,6 +70,21 @@ pub fn account_router() -> Router<AppState> {
 }
 
 const TITLE: &str = "Tessera";
+
+/// 302 to the provider, setting the cookie that binds the callback to
+/// this browser (`/`-wide: callbacks come back on two paths).
+pub(crate) fn to_provider(app: &AppState, started: Started) -> Page {
+    let secure = if app.tokens.config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        started.cookie_name, started.cookie_value, started.max_age_secs
+    );
+    Page::redirect(started.url.to_string()).with_cookies([cookie])
+}
 
 fn page_for(e: &ConnectError) -> Page {
     if let ConnectError::Internal(detail) = e {
@@ -160,7 +175,7 @@ async fn provider_auth(
         (None, None) => return page_for(&ConnectError::Unauthenticated),
     };
     match connect.start(&provider, start).await {
-        Ok(url) => Page::redirect(url.to_string()),
+        Ok(started) => to_provider(&app, started),
         Err(e) => page_for(&e),
     }
 }
@@ -171,9 +186,11 @@ async fn provider_token(
     Path(provider): Path<String>,
     OriginalUri(uri): OriginalUri,
     Query(q): Query<CallbackQuery>,
+    headers: HeaderMap,
 ) -> Page {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    land(app.connect.callback(Some(&provider), &q, path).await)
+    let jar = |name: &str| cookie(&headers, name).map(str::to_string);
+    land(app.connect.callback(Some(&provider), &q, path, &jar).await)
 }
 
 /// `GET /api/oauth/callback`: Che's callback, same machinery.
@@ -181,9 +198,11 @@ async fn che_callback(
     State(app): State<AppState>,
     OriginalUri(uri): OriginalUri,
     Query(q): Query<CallbackQuery>,
+    headers: HeaderMap,
 ) -> Page {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    land(app.connect.callback(None, &q, path).await)
+    let jar = |name: &str| cookie(&headers, name).map(str::to_string);
+    land(app.connect.callback(None, &q, path, &jar).await)
 }
 
 fn land(outcome: Result<Landing, ConnectError>) -> Page {
@@ -378,7 +397,7 @@ async fn che_authenticate(
         redirect_after_login,
     };
     match app.connect.start(&provider, start).await {
-        Ok(url) => Page::redirect(url.to_string()),
+        Ok(started) => to_provider(&app, started),
         Err(e) => page_for(&e),
     }
 }
@@ -408,6 +427,9 @@ async fn che_disconnect(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Marks a relayed request, so a relay never relays it again (no loops).
+const RELAYED: &str = "x-tessera-relayed";
+
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
 /// plus those the client library sets itself.
 fn hop_by_hop(name: &HeaderName) -> bool {
@@ -427,12 +449,41 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// Headers a relay drops: a browser's cookies are this deployment's, not the
+/// target's (webhooks sign with their own headers), and forwarding claims
+/// are not ours to pass on.
+fn not_relayed(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    hop_by_hop(name) || n == "cookie" || n == "forwarded" || n.starts_with("x-forwarded-")
+}
+
+/// The path after `/relay/{env}/`, as sent (still percent-encoded), if it
+/// is safe to append to the environment's URL: no `.`/`..` segment in any
+/// spelling and no second relay hop.
+fn relay_path(raw: &str) -> Option<&str> {
+    let rest = raw.strip_prefix("/relay/")?.split_once('/')?.1;
+    let decoded: Vec<String> = rest
+        .split('/')
+        .map(|seg| {
+            url::form_urlencoded::parse(format!("s={}", seg.replace('+', "%2B")).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let dots = decoded.iter().any(|s| s == "." || s == "..");
+    let nested = decoded
+        .first()
+        .is_some_and(|s| s.eq_ignore_ascii_case("relay"));
+    (!dots && !nested).then_some(rest)
+}
+
 /// `ANY /relay/{environment}/{*rest}`: forwards a provider-initiated call
 /// (a webhook, Slack's interactive components) to the same path on a
 /// configured environment, with its method, headers and body.
 async fn relay(
     State(app): State<AppState>,
-    Path((environment, rest)): Path<(String, String)>,
+    Path((environment, _)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let Some(base) = app.connect.environment(&environment) else {
@@ -443,6 +494,17 @@ async fn relay(
         ));
     };
     let (parts, body) = req.into_parts();
+    let refuse = |why: &str| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("This request cannot be relayed: {why}."),
+        )
+    };
+    if parts.headers.contains_key(RELAYED) {
+        return Err(refuse("it was relayed already"));
+    }
+    let rest = relay_path(parts.uri.path()).ok_or_else(|| refuse("its path is not allowed"))?;
     let mut target = format!("{}/{rest}", base.trim_end_matches('/'));
     if let Some(q) = parts.uri.query() {
         target.push('?');
@@ -470,14 +532,16 @@ async fn relay(
         .connect
         .http
         .request(method, &target)
-        .body(body.to_vec());
+        .header(RELAYED, app.connect.config.runtime_environment.as_str())
+        .body(body);
     for (name, value) in &parts.headers {
-        if !hop_by_hop(name) {
+        if !not_relayed(name) {
             out = out.header(name.as_str(), value.as_bytes());
         }
     }
     let upstream = out.send().await.map_err(|e| {
-        tracing::warn!(environment = %environment, error = %e, "relay failed");
+        // Without the URL: its query may carry a webhook's secret.
+        tracing::warn!(environment = %environment, error = %e.without_url(), "relay failed");
         ApiError(
             StatusCode::BAD_GATEWAY,
             "relay_failed",
@@ -490,11 +554,16 @@ async fn relay(
     for (name, value) in upstream.headers() {
         let name = HeaderName::from_bytes(name.as_str().as_bytes());
         if let (Ok(name), Ok(value)) = (name, HeaderValue::from_bytes(value.as_bytes())) {
-            if !hop_by_hop(&name) {
+            // The target's cookies would land on this deployment's origin.
+            if !hop_by_hop(&name) && name != header::SET_COOKIE {
                 res = res.header(name, value);
             }
         }
     }
+    // Whatever the target answers, it is not this origin's page.
+    res = res
+        .header(header::CONTENT_SECURITY_POLICY, "sandbox")
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     let bytes = upstream.bytes().await.map_err(|_| {
         ApiError(
             StatusCode::BAD_GATEWAY,

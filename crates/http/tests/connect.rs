@@ -146,12 +146,18 @@ async fn echo(method: Method, uri: axum::http::Uri, headers: HeaderMap, body: St
         "query": uri.query(),
         "signature": headers.get("x-slack-signature").and_then(|v| v.to_str().ok()),
         "contentType": headers.get("content-type").and_then(|v| v.to_str().ok()),
+        "cookie": headers.get("cookie").and_then(|v| v.to_str().ok()),
+        "relayed": headers.get("x-tessera-relayed").and_then(|v| v.to_str().ok()),
         "body": body,
     }))
     .into_response();
     *res.status_mut() = StatusCode::ACCEPTED;
     res.headers_mut()
         .insert("x-echo", axum::http::HeaderValue::from_static("yes"));
+    res.headers_mut().insert(
+        "set-cookie",
+        axum::http::HeaderValue::from_static("TESSERA_SSO=from-b; Path=/"),
+    );
     res
 }
 
@@ -169,6 +175,8 @@ struct World {
     mock: Shared,
     upstream: String,
     http: reqwest::Client,
+    /// The browser's cookies (name -> value), from the redirects to the provider.
+    jar: Mutex<BTreeMap<String, String>>,
 }
 
 fn provider_toml(base: &str) -> String {
@@ -225,6 +233,7 @@ async fn world(backend: Backend) -> Option<World> {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client"),
+        jar: Mutex::default(),
     })
 }
 
@@ -267,9 +276,41 @@ impl World {
     async fn begin(&self, path: &str, bearer: Option<&str>) -> String {
         let r = self.app.get(path, bearer).await;
         assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
+        self.keep_cookies(&r);
         let url = location(&r);
         assert!(url.starts_with(&self.upstream), "{url}");
         url
+    }
+
+    fn keep_cookies(&self, r: &Resp) {
+        let mut jar = self.jar.lock().expect("jar");
+        for v in r.headers.get_all("set-cookie") {
+            let v = v.to_str().expect("cookie");
+            assert!(v.contains("HttpOnly") && v.contains("SameSite=Lax"), "{v}");
+            let (name, value) = v
+                .split(';')
+                .next()
+                .and_then(|kv| kv.split_once('='))
+                .expect("pair");
+            jar.insert(name.to_string(), value.to_string());
+        }
+    }
+
+    /// A GET by this browser (with its cookies): the provider's redirect back.
+    async fn back(&self, path: &str) -> Resp {
+        let cookies: Vec<String> = self
+            .jar
+            .lock()
+            .expect("jar")
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let req = axum::http::Request::builder()
+            .uri(path)
+            .header("cookie", cookies.join("; "))
+            .body(axum::body::Body::empty())
+            .expect("request");
+        self.app.send(req).await
     }
 
     /// The provider's answer: the callback path (and query) on Tessera.
@@ -334,7 +375,7 @@ async fn connect_stores_sealed_tokens_publishes_and_disconnects(backend: Backend
     assert!(claims.exp - tessera_core::time::now_secs() <= 600);
 
     let callback = w.at_provider(&authorize).await;
-    let r = w.app.get(&callback, None).await;
+    let r = w.back(&callback).await;
     assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
     assert_eq!(
         location(&r),
@@ -383,7 +424,7 @@ async fn connect_stores_sealed_tokens_publishes_and_disconnects(backend: Backend
     assert_eq!(che.str("scope"), "read:user repo");
 
     // The callback cannot be replayed.
-    let replay = w.app.get(&callback, None).await;
+    let replay = w.back(&callback).await;
     refused(
         &replay,
         StatusCode::BAD_REQUEST,
@@ -519,7 +560,7 @@ async fn bad_callbacks_store_nothing(backend: Backend) {
             "issued for acme",
         ),
     ] {
-        let r = w.app.get(&path, None).await;
+        let r = w.back(&path).await;
         refused(&r, status, text);
     }
     assert_eq!(
@@ -529,8 +570,32 @@ async fn bad_callbacks_store_nothing(backend: Backend) {
     );
     assert!(w.connection("alice").await.is_none());
 
+    // Another browser (no binding cookie, or a wrong one) is refused.
+    refused(
+        &w.app.get(&cb, None).await,
+        StatusCode::BAD_REQUEST,
+        "started in another browser",
+    );
+    let cookie_name = w
+        .jar
+        .lock()
+        .expect("jar")
+        .keys()
+        .next()
+        .expect("cookie")
+        .clone();
+    let forged = axum::http::Request::builder()
+        .uri(&cb)
+        .header("cookie", format!("{cookie_name}=not-the-secret"))
+        .body(axum::body::Body::empty())
+        .expect("request");
+    refused(
+        &w.app.send(forged).await,
+        StatusCode::BAD_REQUEST,
+        "started in another browser",
+    );
     // The untouched state still works once: none of the above spent it.
-    let ok = w.app.get(&cb, None).await;
+    let ok = w.back(&cb).await;
     assert_eq!(ok.status, StatusCode::FOUND, "{:?}", ok.body);
     assert!(w.connection("alice").await.is_some());
     let gone = w
@@ -548,29 +613,21 @@ async fn bad_callbacks_store_nothing(backend: Backend) {
     let cb = w.fresh(&token).await;
     let state = query_param(&format!("{PUBLIC_URL}{cb}"), "state").expect("state");
     let r = w
-        .app
-        .get(
-            &format!(
-                "/no-auth/provider-token/acme?error=access_denied&state={}",
-                enc(&state)
-            ),
-            None,
-        )
+        .back(&format!(
+            "/no-auth/provider-token/acme?error=access_denied&state={}",
+            enc(&state)
+        ))
         .await;
     refused(&r, StatusCode::FORBIDDEN, "access_denied");
-    let r = w.app.get(&cb, None).await;
+    let r = w.back(&cb).await;
     refused(&r, StatusCode::BAD_REQUEST, "already used");
     let cb = w.fresh(&token).await;
     let state = query_param(&format!("{PUBLIC_URL}{cb}"), "state").expect("state");
     let r = w
-        .app
-        .get(
-            &format!(
-                "/no-auth/provider-token/acme?code=bogus&state={}",
-                enc(&state)
-            ),
-            None,
-        )
+        .back(&format!(
+            "/no-auth/provider-token/acme?code=bogus&state={}",
+            enc(&state)
+        ))
         .await;
     refused(&r, StatusCode::BAD_REQUEST, "did not accept");
     assert!(w.connection("alice").await.is_none());
@@ -597,7 +654,7 @@ async fn bad_callbacks_store_nothing(backend: Backend) {
     // Another user cannot take an identity that is already connected.
     let authorize = w.begin("/web/provider-auth/acme", Some(&token)).await;
     let cb = w.at_provider(&authorize).await;
-    assert_eq!(w.app.get(&cb, None).await.status, StatusCode::FOUND);
+    assert_eq!(w.back(&cb).await.status, StatusCode::FOUND);
     let bob = w
         .app
         .form(
@@ -614,7 +671,7 @@ async fn bad_callbacks_store_nothing(backend: Backend) {
     let authorize = w.begin("/web/provider-auth/acme", Some(&bob)).await;
     let cb = w.at_provider(&authorize).await;
     refused(
-        &w.app.get(&cb, None).await,
+        &w.back(&cb).await,
         StatusCode::CONFLICT,
         "already connected to another user",
     );
@@ -635,13 +692,14 @@ async fn callbacks_for_other_environments_are_forwarded(backend: Backend) {
         sub: Some("u".into()),
         sut: None,
         ret: None,
+        bnd: None,
     };
     // b's state is signed by b's key; a cannot (and need not) check it.
     let state = tessera_keys::MasterKey::generate()
         .mac_key("provider-state")
         .sign_jwt(&claims);
     let path = format!("/no-auth/provider-token/acme?code=c0de&state={state}");
-    let r = w.app.get(&path, None).await;
+    let r = w.back(&path).await;
     assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
     let b = w.app.state.connect.environment("b").expect("b").to_string();
     assert_eq!(location(&r), format!("{b}{path}"));
@@ -655,12 +713,10 @@ async fn callbacks_for_other_environments_are_forwarded(backend: Backend) {
             ..claims
         });
     refused(
-        &w.app
-            .get(
-                &format!("/no-auth/provider-token/acme?code=c0de&state={mine}"),
-                None,
-            )
-            .await,
+        &w.back(&format!(
+            "/no-auth/provider-token/acme?code=c0de&state={mine}"
+        ))
+        .await,
         StatusCode::BAD_REQUEST,
         "not valid",
     );
@@ -697,7 +753,7 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
     );
 
     let cb = w.at_provider(&authorize).await;
-    let r = w.app.get(&cb, None).await;
+    let r = w.back(&cb).await;
     assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
     let done = poll(signup.clone()).await;
     assert_eq!(done.status, StatusCode::OK, "{:?}", done.body);
@@ -740,7 +796,7 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
         )
         .await;
     let cb = w.at_provider(&authorize).await;
-    assert_eq!(w.app.get(&cb, None).await.status, StatusCode::FOUND);
+    assert_eq!(w.back(&cb).await.status, StatusCode::FOUND);
     let second = poll(again).await;
     assert_eq!(second.body["user"]["id"], done.body["user"]["id"]);
 
@@ -770,10 +826,7 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
         )
         .await;
     assert_eq!(
-        w.app
-            .get(&w.at_provider(&authorize).await, None)
-            .await
-            .status,
+        w.back(&w.at_provider(&authorize).await).await.status,
         StatusCode::FOUND
     );
     assert_eq!(poll(t).await.body["user"]["id"], json!(alice_id));
@@ -793,10 +846,7 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
         )
         .await;
     assert_eq!(
-        w.app
-            .get(&w.at_provider(&authorize).await, None)
-            .await
-            .status,
+        w.back(&w.at_provider(&authorize).await).await.status,
         StatusCode::FOUND
     );
     let mallory = poll(t).await;
@@ -816,7 +866,7 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
         )
         .await;
     refused(
-        &w.app.get(&w.at_provider(&authorize).await, None).await,
+        &w.back(&w.at_provider(&authorize).await).await,
         StatusCode::FORBIDDEN,
         "access_denied",
     );
@@ -941,11 +991,11 @@ async fn che_oauth_api(backend: Backend) {
     // Che's state is refused on the CodeStream callback.
     let wrong = cb.replacen("/api/oauth/callback", "/no-auth/provider-token/acme", 1);
     refused(
-        &w.app.get(&wrong, None).await,
+        &w.back(&wrong).await,
         StatusCode::BAD_REQUEST,
         "issued for acme",
     );
-    let r = w.app.get(&cb, None).await;
+    let r = w.back(&cb).await;
     assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
     assert_eq!(location(&r), "http://ide.test/back");
 
@@ -964,10 +1014,7 @@ async fn che_oauth_api(backend: Backend) {
         )
         .await;
     assert_eq!(
-        w.app
-            .get(&w.at_provider(&authorize).await, None)
-            .await
-            .status,
+        w.back(&w.at_provider(&authorize).await).await.status,
         StatusCode::FOUND
     );
     let short = w
@@ -1026,6 +1073,7 @@ async fn relay_forwards_only_to_configured_environments(backend: Backend) {
                 .uri("/relay/b/integrations/slack/interactive?team=T1")
                 .header("content-type", "application/x-www-form-urlencoded")
                 .header("x-slack-signature", "v0=abc")
+                .header("cookie", "TESSERA_SSO=browser-secret")
                 .body(axum::body::Body::from(body))
                 .expect("request"),
         )
@@ -1038,6 +1086,17 @@ async fn relay_forwards_only_to_configured_environments(backend: Backend) {
     assert_eq!(r.body["signature"], "v0=abc");
     assert_eq!(r.body["contentType"], "application/x-www-form-urlencoded");
     assert_eq!(r.body["body"], body);
+    assert_eq!(
+        r.body["cookie"],
+        Value::Null,
+        "a browser's cookies stay here"
+    );
+    assert_eq!(r.body["relayed"], "a");
+    assert!(
+        r.headers.get("set-cookie").is_none(),
+        "b's cookies never land here"
+    );
+    assert_eq!(r.headers["content-security-policy"], "sandbox");
     let put = w
         .app
         .raw(
@@ -1053,6 +1112,36 @@ async fn relay_forwards_only_to_configured_environments(backend: Backend) {
         (Some("PUT"), Some("hi"))
     );
 
+    for path in [
+        "/relay/b/relay/b/hooks",
+        "/relay/b/RELAY/b/hooks",
+        "/relay/b/%2e%2e/admin",
+        "/relay/b/x/../y",
+        "/relay/b/x/%2E/y",
+    ] {
+        let r = w.app.raw(Method::POST, path, None, None, vec![]).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{path}"
+        );
+    }
+    let looped = w
+        .app
+        .send(
+            axum::http::Request::builder()
+                .method(Method::POST)
+                .uri("/relay/b/hooks")
+                .header("x-tessera-relayed", "b")
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(
+        looped.status,
+        StatusCode::BAD_REQUEST,
+        "a relayed request is not relayed again"
+    );
     let unknown = w
         .app
         .raw(Method::POST, "/relay/zzz/hooks", None, None, vec![])

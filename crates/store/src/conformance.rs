@@ -1719,6 +1719,24 @@ pub async fn provider_connections_and_identities(store: Arc<dyn Store>) {
             .expect("read"),
         Some(replaced.clone())
     );
+    let refreshed = ProviderConnection {
+        secret: "refreshed".into(),
+        expires_at: Some(now + 7_200_000),
+        updated_at: now + 6,
+        ..replaced.clone()
+    };
+    assert!(store
+        .update_provider_tokens(&refreshed)
+        .await
+        .expect("update"));
+    assert_eq!(
+        store
+            .provider_connection(&u.id, "acme")
+            .await
+            .expect("read"),
+        Some(refreshed.clone())
+    );
+    let replaced = refreshed;
     // Another user cannot take the same identity.
     assert!(matches!(
         store
@@ -1760,6 +1778,20 @@ pub async fn provider_connections_and_identities(store: Arc<dyn Store>) {
             .delete_provider_connection(&u.id, "acme")
             .await
             .expect("delete"),
+        None
+    );
+    assert!(
+        !store
+            .update_provider_tokens(&conn(&u, "acme", "sub-a", "late"))
+            .await
+            .expect("update"),
+        "a refresh never resurrects a disconnected connection"
+    );
+    assert_eq!(
+        store
+            .provider_connection(&u.id, "acme")
+            .await
+            .expect("read"),
         None
     );
     // Once disconnected, the identity is free for another user.

@@ -354,6 +354,9 @@ pub trait ConnectStore: Send + Sync {
     /// Creates or replaces the user's connection to `provider`. Fails with
     /// `Conflict` when that provider identity belongs to another user.
     async fn put_provider_connection(&self, connection: &ProviderConnection) -> Result<()>;
+    /// Replaces the sealed tokens and expiry of an existing connection (a
+    /// refresh); false, and nothing written, if it was disconnected.
+    async fn update_provider_tokens(&self, connection: &ProviderConnection) -> Result<bool>;
     async fn provider_connection(
         &self,
         user_id: &str,

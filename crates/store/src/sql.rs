@@ -899,6 +899,12 @@ macro_rules! sql_store_impl {
                         .execute(self.writer()).await.map_err(err)?;
                     Ok(())
                 }
+                async fn update_provider_tokens(&self, c: &ProviderConnection) -> Result<bool> {
+                    let done = ::sqlx::query("UPDATE provider_connections SET secret = $3, expires_at = $4, updated_at = $5 WHERE user_id = $1 AND provider = $2")
+                        .bind(&c.user_id).bind(&c.provider).bind(&c.secret).bind(c.expires_at).bind(c.updated_at)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(done.rows_affected() == 1)
+                }
                 async fn provider_connection(&self, user_id: &str, provider: &str) -> Result<Option<ProviderConnection>> {
                     ::sqlx::query("SELECT * FROM provider_connections WHERE user_id = $1 AND provider = $2")
                         .bind(user_id).bind(provider)

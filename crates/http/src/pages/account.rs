@@ -326,7 +326,7 @@ pub async fn account_post(
                 user_id: who.user.id.clone(),
             };
             match app.connect.start(p.get("provider").unwrap_or(""), start).await {
-                Ok(url) => Page::redirect(url.to_string()).see_other(),
+                Ok(started) => crate::connect::to_provider(&app, started).see_other(),
                 Err(e) => error_page(
                     StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
                     &title,

@@ -87,7 +87,7 @@ def _start_server(tmp_dir: Path, extra_env: dict | None = None, public_url: str 
     env["TESSERA_BOOTSTRAP_ADMIN_PASSWORD"] = admin_password
     env.update(extra_env or {})
     env.setdefault("NO_COLOR", "1")  # plain server log in failure reports
-    if os.environ.get("TESSERA_INTEROP_DATABASE_URL"):
+    if os.environ.get("TESSERA_INTEROP_DATABASE_URL") and "TESSERA_DATABASE_URL" not in (extra_env or {}):
         env["TESSERA_DATABASE_URL"] = os.environ["TESSERA_INTEROP_DATABASE_URL"]
 
     cmd = [

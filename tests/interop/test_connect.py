@@ -219,16 +219,23 @@ def tessera_config(*, env: str, upstream: Upstream, secret_file: Path,
 def start_tessera(request, tmp_dir: Path, port: int, config: str, upstream: Upstream) -> Server:
     (tmp_dir / "tessera.toml").write_text(config)
     env = {"TESSERA_CONFIG": str(tmp_dir / "tessera.toml"), "ACME_SECRET": upstream.client_secret}
-    shared_password = None
-    if os.environ.get("TESSERA_INTEROP_DATABASE_URL"):
-        # On PostgreSQL every server of the suite uses the one database, so they are nodes of one
-        # deployment: the session server's master key (and admin password) is theirs too.
-        main = request.getfixturevalue("server")
-        env["TESSERA_MASTER_KEY"] = (main.log_path.parent / "data" / "master.key").read_text().strip()
-        shared_password = main.admin_password
+    base = os.environ.get("TESSERA_INTEROP_DATABASE_URL")
+    own = None
+    if base:
+        # Each deployment of these tests gets its own fresh PostgreSQL database: environments
+        # are separate deployments, and the suite's other servers must not see these nodes.
+        if not shutil.which("psql"):
+            pytest.fail("psql is needed to create the connect tests' PostgreSQL databases", pytrace=False)
+        name = "tessera_connect_" + secrets.token_hex(6)
+        subprocess.run(["psql", base, "-qAtc", f"CREATE DATABASE {name}"], check=True,
+                       capture_output=True, timeout=TIMEOUT)
+        own = urlunsplit(urlsplit(base)._replace(path="/" + name))
+        env["TESSERA_DATABASE_URL"] = own
+        request.addfinalizer(lambda: subprocess.run(
+            ["psql", base, "-qAtc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+            capture_output=True, timeout=TIMEOUT))
     srv = _start_server(tmp_dir, env, port=port)
-    if shared_password:
-        srv.admin_password = shared_password
+    srv.database_url = own
     return srv
 
 
@@ -369,10 +376,8 @@ def assert_not_stored(srv: Server, *plaintexts: str) -> None:
     """No upstream token is stored in the clear (SQLite files, or provider_connections on
     PostgreSQL)."""
     assert plaintexts and all(plaintexts)
-    url = os.environ.get("TESSERA_INTEROP_DATABASE_URL")
+    url = getattr(srv, "database_url", None)
     if url:
-        if not shutil.which("psql"):
-            return
         out = subprocess.run(["psql", url, "-Atc", "select * from provider_connections"],
                              capture_output=True, text=True, timeout=TIMEOUT)
         assert out.returncode == 0, out.stderr

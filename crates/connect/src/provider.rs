@@ -335,14 +335,7 @@ impl Provider {
             .await
             .map_err(|e| ProviderError::Exchange(error_chain(&e)))?;
         let identity = self.userinfo(resp.access_token()).await?;
-        Ok(granted(
-            resp.access_token(),
-            resp.refresh_token(),
-            resp.expires_in(),
-            resp.scopes(),
-            &self.spec.scopes,
-            identity,
-        ))
+        Ok(granted(&resp, &self.spec.scopes, identity))
     }
 
     async fn exchange_oidc(
@@ -427,14 +420,7 @@ impl Provider {
                 }
             }
         }
-        Ok(granted(
-            resp.access_token(),
-            resp.refresh_token(),
-            resp.expires_in(),
-            resp.scopes(),
-            &self.spec.scopes,
-            identity,
-        ))
+        Ok(granted(&resp, &self.spec.scopes, identity))
     }
 
     /// `oauth2` providers: the configured userinfo members.
@@ -570,22 +556,15 @@ fn expiry(expires_in: Option<Duration>) -> Option<i64> {
     expires_in.map(|d| now_ms() + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2))
 }
 
-fn granted(
-    access: &AccessToken,
-    refresh: Option<&RefreshToken>,
-    expires_in: Option<Duration>,
-    scopes: Option<&Vec<Scope>>,
-    requested: &[String],
-    identity: Identity,
-) -> Granted {
+fn granted(resp: &impl TokenResponse, requested: &[String], identity: Identity) -> Granted {
     Granted {
         tokens: ProviderTokens {
-            access_token: access.secret().clone(),
-            refresh_token: refresh.map(|r| r.secret().clone()),
+            access_token: resp.access_token().secret().clone(),
+            refresh_token: resp.refresh_token().map(|r| r.secret().clone()),
         },
-        expires_at: expiry(expires_in),
+        expires_at: expiry(resp.expires_in()),
         // No `scope` in the response means the requested ones (RFC 6749 §5.1).
-        scopes: scopes.map_or_else(
+        scopes: resp.scopes().map_or_else(
             || requested.to_vec(),
             |s| s.iter().map(|s| s.to_string()).collect(),
         ),

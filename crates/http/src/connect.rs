@@ -18,7 +18,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_connect::{CallbackQuery, ConnectError, Landing, SignupPoll, Start, Started};
-use tessera_core::OAuthError;
 use tessera_verify::{Accept, Policy, Subject, VerifyLayer};
 
 pub fn router(state: &AppState) -> Router<AppState> {
@@ -184,25 +183,33 @@ async fn provider_auth(
 async fn provider_token(
     State(app): State<AppState>,
     Path(provider): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    Query(q): Query<CallbackQuery>,
+    uri: OriginalUri,
+    q: Query<CallbackQuery>,
     headers: HeaderMap,
 ) -> Page {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let jar = |name: &str| cookie(&headers, name).map(str::to_string);
-    land(app.connect.callback(Some(&provider), &q, path, &jar).await)
+    callback(&app, Some(&provider), uri, q, &headers).await
 }
 
 /// `GET /api/oauth/callback`: Che's callback, same machinery.
 async fn che_callback(
     State(app): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    Query(q): Query<CallbackQuery>,
+    uri: OriginalUri,
+    q: Query<CallbackQuery>,
     headers: HeaderMap,
 ) -> Page {
+    callback(&app, None, uri, q, &headers).await
+}
+
+async fn callback(
+    app: &AppState,
+    provider: Option<&str>,
+    OriginalUri(uri): OriginalUri,
+    Query(q): Query<CallbackQuery>,
+    headers: &HeaderMap,
+) -> Page {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let jar = |name: &str| cookie(&headers, name).map(str::to_string);
-    land(app.connect.callback(None, &q, path, &jar).await)
+    let jar = |name: &str| cookie(headers, name).map(str::to_string);
+    land(app.connect.callback(provider, &q, path, &jar).await)
 }
 
 fn land(outcome: Result<Landing, ConnectError>) -> Page {
@@ -289,29 +296,15 @@ async fn check_signup(
     Err(ApiError(status, code, text))
 }
 
-/// The caller of the account API: a live user token of this realm.
-async fn account_user(
-    app: &AppState,
-    realm: &str,
-    headers: &HeaderMap,
-) -> Result<String, OAuthReject> {
-    let realm = app.tokens.realm(realm).await?;
-    let token = bearer(headers).ok_or_else(|| OAuthError::invalid_token("Missing bearer token"))?;
-    match app.tokens.verify_live_access_token(&realm, token).await? {
-        (claims, Some(_)) => Ok(claims.sub),
-        _ => Err(OAuthError::invalid_token("The token does not belong to a user session").into()),
-    }
-}
-
 /// `GET /realms/{realm}/account/providers`.
 async fn account_providers(
     State(app): State<AppState>,
     Path(realm): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let user = match account_user(&app, &realm, &headers).await {
-        Ok(u) => u,
-        Err(e) => return e.into_response(),
+    let user = match crate::pages::account::api_caller(&app.tokens, &realm, &headers).await {
+        Ok((_, user, _)) => user,
+        Err(e) => return OAuthReject::from(e).into_response(),
     };
     match app.connect.connections(&user).await {
         Ok(list) => Json(list).into_response(),
@@ -325,9 +318,9 @@ async fn account_disconnect(
     Path((realm, provider)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let user = match account_user(&app, &realm, &headers).await {
-        Ok(u) => u,
-        Err(e) => return e.into_response(),
+    let user = match crate::pages::account::api_caller(&app.tokens, &realm, &headers).await {
+        Ok((_, user, _)) => user,
+        Err(e) => return OAuthReject::from(e).into_response(),
     };
     match app.connect.disconnect(&user, &provider).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

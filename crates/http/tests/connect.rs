@@ -325,6 +325,21 @@ impl World {
             .to_string()
     }
 
+    /// A complete sign-up round trip at `acme` for client `cli`; returns
+    /// the sign-up token to poll with.
+    async fn sign_up(&self) -> String {
+        let t = uuid::Uuid::new_v4().to_string();
+        let authorize = self
+            .begin(
+                &format!("/web/provider-auth/acme?signupToken={t}&client_id=cli"),
+                None,
+            )
+            .await;
+        let cb = self.at_provider(&authorize).await;
+        assert_eq!(self.back(&cb).await.status, StatusCode::FOUND);
+        t
+    }
+
     /// A connect round trip up to (not including) the callback.
     async fn fresh(&self, token: &str) -> String {
         let url = self.begin("/web/provider-auth/acme", Some(token)).await;
@@ -818,17 +833,7 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
         m.login = "alice-upstream".into();
         m.email = Some("alice@example.test".into());
     }
-    let t = uuid::Uuid::new_v4().to_string();
-    let authorize = w
-        .begin(
-            &format!("/web/provider-auth/acme?signupToken={t}&client_id=cli"),
-            None,
-        )
-        .await;
-    assert_eq!(
-        w.back(&w.at_provider(&authorize).await).await.status,
-        StatusCode::FOUND
-    );
+    let t = w.sign_up().await;
     assert_eq!(poll(t).await.body["user"]["id"], json!(alice_id));
 
     // An unverified email never matches: a new user.
@@ -838,17 +843,7 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
         m.email = Some("bob@example.test".into());
         m.email_verified = false;
     }
-    let t = uuid::Uuid::new_v4().to_string();
-    let authorize = w
-        .begin(
-            &format!("/web/provider-auth/acme?signupToken={t}&client_id=cli"),
-            None,
-        )
-        .await;
-    assert_eq!(
-        w.back(&w.at_provider(&authorize).await).await.status,
-        StatusCode::FOUND
-    );
+    let t = w.sign_up().await;
     let mallory = poll(t).await;
     assert_eq!(mallory.body["user"]["username"], "mallory");
     assert_ne!(

@@ -345,7 +345,7 @@ pub async fn account_post(
 }
 
 /// The caller of the JSON API: a live user access token of this realm.
-async fn api_caller(
+pub(crate) async fn api_caller(
     tokens: &TokenService,
     realm: &str,
     headers: &HeaderMap,

@@ -6,7 +6,7 @@
 //! referrer. Every form carries a CSRF token bound to the browser's CSRF
 //! cookie. Error pages show our own messages only, never raw input.
 
-mod account;
+pub(crate) mod account;
 mod device;
 mod login;
 mod logout;

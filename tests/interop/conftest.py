@@ -38,6 +38,12 @@ DEMO_REDIRECT_URIS = ["http://localhost:8089/callback"]
 DEMO_USER = "alice"
 DEMO_USER_EMAIL = "alice@example.com"
 
+# Realm-less endpoints (Che's settings and workspaces, the Verida-style /auth/*, the Socket.IO
+# channel, provider connect and sign-up, Che's /api/oauth*) act in the server's default realm,
+# never in master; the server creates it on first start with this public client.
+DEFAULT_REALM = "tessera"
+DEFAULT_CLIENT = "tessera-cli"
+
 
 @dataclasses.dataclass
 class Server:
@@ -280,6 +286,46 @@ def demo(server, admin) -> Demo:
         admin=realm_admin,
     )
     admin.delete_realm(DEMO_REALM)
+
+
+@pytest.fixture(scope="session")
+def realm_admin(server) -> KeycloakAdmin:
+    """KeycloakAdmin (master/admin) operating on the default realm."""
+    return make_admin(server, DEFAULT_REALM)
+
+
+@dataclasses.dataclass
+class User:
+    id: str
+    username: str
+    password: str
+
+
+def create_user(realm_admin: KeycloakAdmin, prefix: str = "user", **rep) -> User:
+    """A new enabled user with a password, created through the Admin API in the admin's realm."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    password = "Pw-" + uuid.uuid4().hex
+    uid = realm_admin.create_user({"username": name, "enabled": True, **rep, "credentials": [
+        {"type": "password", "value": password, "temporary": False}]})
+    return User(uid, name, password)
+
+
+def password_login(server: Server, username: str, password: str, *, realm: str = DEFAULT_REALM,
+                   client_id: str = DEFAULT_CLIENT, **params) -> dict:
+    """The password grant (the default realm's public client unless told otherwise)."""
+    r = requests.post(f"{server.issuer(realm)}/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "password", "client_id": client_id, "username": username,
+        "password": password, **params})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.fixture
+def user(realm_admin) -> User:
+    """A fresh user of the default realm, deleted afterwards."""
+    u = create_user(realm_admin)
+    yield u
+    realm_admin.delete_user(u.id)
 
 
 @pytest.fixture

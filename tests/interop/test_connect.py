@@ -3,21 +3,34 @@ here wrote, npm oidc-provider 9.13.3 (js/upstream.mjs), signed in through its ow
 scripted browser (requests.Session + the forms of the pages).
 
 Tessera is configured (TESSERA_CONFIG) with the upstream twice: `acme` as OpenID Connect
-(discovery, ID token) and `plain` as generic OAuth 2 (fixed endpoints, userinfo fields).
+(discovery, ID token) and `plain` as generic OAuth 2 (fixed endpoints, userinfo fields,
+`trust_email = true`). Connections and sign-ups live in the default realm (`tessera`).
 
-- connect (`/web/provider-auth/{p}` -> provider -> `/no-auth/provider-token/{p}`): the user's
-  sockets hear `providerConnected` with the upstream access token, `/api/oauth/token` returns the
-  same token, the database holds no plaintext token, the account API lists and deletes the
-  connection, and deleting revokes the token at the provider;
-- the account page in headless Chromium (playwright-core, js/browser_flows.mjs `connect`):
-  Connect a provider from the "Connected accounts" card, through the provider's own login and
-  consent pages, back to the account page, Disconnect; no Content-Security-Policy violation;
-- sign-up by an anonymous browser polled through `/no-auth/check-signup`;
-- the Che OAuth API (`/api/oauth/...`);
+No URL says *who* connects: the browser's own sign-in does, on Tessera's confirmation page
+(`/realms/tessera/account/connect/{p}`, the login page first), and nothing leaves for the
+provider before the person presses Continue there.
+
+- connect: an IDE asks for a one-time link with its bearer token (`POST /web/provider-auth/{p}`),
+  the user's browser opens it, signs in, confirms, goes through the provider and back to
+  `/no-auth/provider-token/{p}`; or a plain `GET /web/provider-auth/{p}` leads to the same page.
+  The user's sockets hear `providerConnected` with the upstream access token, `/api/oauth/token`
+  returns the same token, the database holds no plaintext token, the account API lists and
+  deletes the connection, and deleting revokes the token at the provider;
+- headless Chromium (playwright-core, js/browser_flows.mjs): the account page's "Connected
+  accounts" card (Connect, the provider's pages, Disconnect; no Content-Security-Policy
+  violation), an IDE's link opened in the browser (login page, the confirmation page's
+  Continue button), and a sign-up confirmed with the page's Sign in button;
+- sign-up by an anonymous browser polled through `/no-auth/check-signup`: after the provider the
+  browser gets a confirmation page whose code the poll shows too; only Sign in there releases
+  tokens, Cancel denies them; an existing account is found by email only with `trust_email`;
+  no self-service flow reaches an administrator's account;
+- the Che OAuth API (`/api/oauth/...`): authenticate goes through the same confirmation page;
+  a token that expired and cannot be refreshed answers 409 `reconnect_required`;
 - two deployments (environments): a connect started on B whose callback reaches A is sent on to
   B; `/relay/{env}/...` forwards requests;
 - errors (bad, replayed, foreign or denied states; failed code exchange; foreign redirect
-  targets) are 4xx pages that redirect nowhere and store nothing.
+  targets; links in the URL, links for another account or replayed; sign-up clients that may
+  not sign up) are 4xx pages that redirect nowhere and store nothing.
 
 These tests start their own Tessera servers (and skip against an external server).
 """
@@ -45,7 +58,9 @@ import pytest
 import requests
 import socketio
 
-from conftest import Server, _free_port, _start_server, _stop_server, make_admin
+import conftest
+from conftest import DEFAULT_REALM as REALM
+from conftest import Server, _free_port, _start_server, _stop_server, create_user, make_admin
 from helpers import claims
 
 HERE = Path(__file__).resolve().parent
@@ -53,6 +68,8 @@ JS = HERE / "js"
 UPSTREAM_CLIENT = "tessera"
 CHE_ORIGIN = "http://localhost:3001"  # a dashboard origin allowed for redirect_after_login
 SCOPES = ["openid", "email", "profile"]
+SIGNUP_APP = "Acme IDE"  # the name of the client sign-ups deliver tokens to
+SHORT_LIVED = "short"  # upstream logins starting with this get 3-second access tokens
 TIMEOUT = 30
 SHOTS = Path(os.environ.get("TESSERA_INTEROP_OUT", HERE / "out")) / "screenshots"
 
@@ -100,6 +117,13 @@ class Upstream:
         assert r.status_code == 200, r.text
         return [t["value"] for t in r.json() if t["accountId"] == account and t["kind"] == kind]
 
+    def revoke(self, token: str) -> None:
+        """RFC 7009 revocation at the provider, as its client (Tessera) would do it."""
+        r = requests.post(self.discovery["revocation_endpoint"], timeout=TIMEOUT,
+                          auth=(UPSTREAM_CLIENT, self.client_secret),
+                          data={"token": token, "token_type_hint": "refresh_token"})
+        assert r.status_code == 200, r.text
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -110,23 +134,50 @@ class Upstream:
 
 
 class _Page(HTMLParser):
-    """The forms (action, method, inputs) and links of an HTML page."""
+    """The forms (action, method, inputs, buttons by id), links, and the text of every element
+    with an id, of an HTML page."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 
     def __init__(self, html: str):
         super().__init__()
         self.forms: list[dict] = []
         self.links: list[str] = []
+        self._text: dict[str, str] = {}
+        self._open: list[tuple[str, str | None]] = []
         self.feed(html)
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag == "form":
             self.forms.append({"action": a.get("action") or "", "method": (a.get("method") or "get").upper(),
-                               "inputs": {}})
+                               "inputs": {}, "buttons": {}})
         elif tag == "input" and self.forms and a.get("name"):
             self.forms[-1]["inputs"][a["name"]] = a.get("value") or ""
+        elif tag == "button" and self.forms and a.get("id"):
+            self.forms[-1]["buttons"][a["id"]] = (a.get("name"), a.get("value") or "")
         elif tag == "a" and a.get("href"):
             self.links.append(a["href"])
+        if tag not in self.VOID:
+            self._open.append((tag, a.get("id")))
+            if a.get("id"):
+                self._text.setdefault(a["id"], "")
+
+    def handle_endtag(self, tag):
+        for i in range(len(self._open) - 1, -1, -1):
+            if self._open[i][0] == tag:
+                del self._open[i:]
+                break
+
+    def handle_data(self, data):
+        for _, element in self._open:
+            if element:
+                self._text[element] += data
+
+    def text(self, element_id: str) -> str:
+        """The text of the element with this id, whitespace collapsed."""
+        assert element_id in self._text, f"no #{element_id} on the page"
+        return " ".join(self._text[element_id].split())
 
 
 def provider_login(session: requests.Session, authorize_url: str, login: str, callback_prefix: str,
@@ -212,6 +263,8 @@ def tessera_config(*, env: str, upstream: Upstream, secret_file: Path,
         'subject_field = "sub"',
         'email_field = "email"',
         'email_verified_field = "email_verified"',
+        # Keycloak's "Trust Email": a sign-up may find an account by the email plain verified.
+        "trust_email = true",
     ]
     return "\n".join(lines) + "\n"
 
@@ -248,9 +301,18 @@ def callback_url(srv_or_origin, provider: str) -> str:
 class World:
     tessera: Server
     upstream: Upstream
-    admin: object  # KeycloakAdmin on the master realm of `tessera`
-    signup_client: str  # a public client of realm master
+    admin: object  # KeycloakAdmin on the default realm of `tessera`
+    signup_client: str  # a public client of the default realm with provider sign-up enabled
     env: str  # its runtime_environment
+
+
+def signup_client(admin) -> tuple[str, str]:
+    """A public client of the default realm that may receive sign-ups' tokens: (clientId, id)."""
+    client_id = "connect-app-" + uuid.uuid4().hex[:6]
+    return client_id, admin.create_client(payload={
+        "clientId": client_id, "name": SIGNUP_APP, "enabled": True, "publicClient": True,
+        "standardFlowEnabled": True, "directAccessGrantsEnabled": True,
+        "redirectUris": [f"{CHE_ORIGIN}/*"], "attributes": {"tessera.signup.enabled": "true"}})
 
 
 @pytest.fixture(scope="module")
@@ -267,13 +329,9 @@ def world(request, tmp_path_factory):
         srv = start_tessera(request, tmp, port,
                             tessera_config(env="main", upstream=upstream, secret_file=secret_file),
                             upstream)
-        admin = make_admin(srv)
-        signup_client = "connect-app-" + uuid.uuid4().hex[:6]
-        client_uuid = admin.create_client(payload={
-            "clientId": signup_client, "enabled": True, "publicClient": True,
-            "standardFlowEnabled": True, "directAccessGrantsEnabled": True,
-            "redirectUris": [f"{CHE_ORIGIN}/*"]})
-        yield World(srv, upstream, admin, signup_client, "main")
+        admin = make_admin(srv, REALM)
+        client_id, client_uuid = signup_client(admin)
+        yield World(srv, upstream, admin, client_id, "main")
         admin.delete_client(client_uuid)
     finally:
         if srv is not None:
@@ -286,22 +344,15 @@ class User:
     id: str
     username: str
     password: str
-    token: str  # access token (admin-cli, realm master)
+    token: str  # access token of the default realm (its tessera-cli client), as an IDE holds it
+    # The user's browser: Tessera's sign-in cookie, and the cookie binding each provider round
+    # trip to the browser that started it (start and callback go through one cookie jar).
+    browser: requests.Session = dataclasses.field(default_factory=requests.Session)
 
 
-def password_login(srv: Server, username: str, password: str) -> dict:
-    r = requests.post(f"{srv.issuer('master')}/protocol/openid-connect/token", timeout=TIMEOUT, data={
-        "grant_type": "password", "client_id": "admin-cli", "username": username, "password": password})
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def new_user(srv: Server, admin) -> User:
-    name = "conn-" + uuid.uuid4().hex[:8]
-    password = "Pw-" + uuid.uuid4().hex
-    uid = admin.create_user({"username": name, "enabled": True, "credentials": [
-        {"type": "password", "value": password, "temporary": False}]})
-    return User(uid, name, password, password_login(srv, name, password)["access_token"])
+def new_user(srv: Server, admin, **rep) -> User:
+    u = create_user(admin, "conn", **rep)
+    return User(u.id, u.username, u.password, conftest.password_login(srv, u.username, u.password)["access_token"])
 
 
 @pytest.fixture
@@ -326,30 +377,88 @@ def with_query(url: str, **params) -> str:
     return urlunsplit((u.scheme, u.netloc, u.path, urlencode(q), ""))
 
 
-# The browser: Tessera binds each provider round trip to the browser that started it (a cookie),
-# so the start and the callback go through one cookie-keeping session.
-BROWSER = requests.Session()
+# ---------------------------------------------------------------- Tessera's pages, scripted
 
 
-def start_connect(srv: Server, provider: str, *, token: str | None = None, via: str = "header",
-                  **params) -> str:
-    """GET /web/provider-auth/{provider}; returns the provider authorize URL it redirects to."""
-    headers = {}
-    if token and via == "header":
-        headers = bearer(token)
-    elif token:
-        params["access_token"] = token
-    r = BROWSER.get(f"{srv.base_url}/web/provider-auth/{provider}", params=params, headers=headers,
-                    allow_redirects=False, timeout=TIMEOUT)
-    assert r.status_code == 302, f"{r.status_code} {r.headers} {r.text[:500]}"
+def is_login_page(r: requests.Response) -> bool:
+    return r.status_code == 200 and 'id="kc-login"' in r.text
+
+
+def press(browser: requests.Session, page: requests.Response, button: str) -> requests.Response:
+    """Click the button with id `button` on `page`: its form's fields and the button's name=value
+    go to the form's action; the answer is not followed."""
+    for form in _Page(page.text).forms:
+        if button in form["buttons"]:
+            name, value = form["buttons"][button]
+            data = {**form["inputs"], **({name: value} if name else {})}
+            return browser.request(form["method"], urljoin(page.url, form["action"]), data=data,
+                                   allow_redirects=False, timeout=TIMEOUT)
+    raise AssertionError(f"no button #{button} on {page.url}:\n{page.text[:1500]}")
+
+
+def open_signed_in(user: User, url: str) -> requests.Response:
+    """GET `url` in the user's browser; if Tessera shows its login page first, sign in there as
+    the user (the form posts back to the page, which answers 303 to itself) and open it again."""
+    r = user.browser.get(url, allow_redirects=False, timeout=TIMEOUT)
+    if not is_login_page(r):
+        return r
+    form = _Page(r.text).forms[0]
+    data = {**form["inputs"], "username": user.username, "password": user.password}
+    done = user.browser.post(urljoin(r.url, form["action"]), data=data, allow_redirects=False,
+                             timeout=TIMEOUT)
+    assert done.status_code == 303, f"{done.status_code} {done.text[:500]}"
+    assert urljoin(done.url, done.headers["Location"]) == url, done.headers["Location"]
+    r = user.browser.get(url, allow_redirects=False, timeout=TIMEOUT)
+    assert not is_login_page(r), "still the login page after signing in"
+    return r
+
+
+def connect_link(srv: Server, user: User, provider: str) -> str:
+    """What an IDE does with its bearer token: asks for a one-time link to open in a browser."""
+    r = requests.post(f"{srv.base_url}/web/provider-auth/{provider}", headers=bearer(user.token),
+                      timeout=TIMEOUT)
+    assert r.status_code == 200, f"{r.status_code} {r.text[:500]}"
+    body = r.json()
+    assert body["expires_in"] == 300, body
+    assert body["url"].startswith(f"{srv.issuer(REALM)}/account/connect/{provider}?link="), body
+    return body["url"]
+
+
+def confirm_connect(user: User, url: str, provider: str) -> str:
+    """Open a connect confirmation page in the user's browser (signing in first if asked), check
+    it names the provider and the user, press Continue; returns the provider's authorize URL
+    Tessera sends the browser to (with the round trip's binding cookie set)."""
+    page = open_signed_in(user, url)
+    assert page.status_code == 200, f"{page.status_code} {page.text[:800]}"
+    shown = _Page(page.text)
+    assert shown.text("connect-provider") == provider, page.text[:1500]
+    assert shown.text("connect-username") == user.username, page.text[:1500]
+    r = press(user.browser, page, "connect-confirm")
+    assert r.status_code == 303, f"{r.status_code} {r.text[:800]}"
+    assert any(c.name.startswith("tessera_provider_") for c in user.browser.cookies), "binding cookie"
     return r.headers["Location"]
 
 
-def finish_connect(srv: Server, callback: str, provider: str,
+def start_connect(srv: Server, provider: str, user: User, *, via: str = "link") -> str:
+    """Start connecting `provider` for `user`; returns the provider authorize URL. `link`: as an
+    IDE does (a link made for its bearer token, opened in the user's browser); `page`: a plain
+    GET /web/provider-auth/{provider}, which leads to the same confirmation page."""
+    if via == "link":
+        url = connect_link(srv, user, provider)
+    else:
+        r = user.browser.get(f"{srv.base_url}/web/provider-auth/{provider}", allow_redirects=False,
+                             timeout=TIMEOUT)
+        assert r.status_code == 302, f"{r.status_code} {r.text[:500]}"
+        url = urljoin(r.url, r.headers["Location"])
+        assert url == f"{srv.issuer(REALM)}/account/connect/{provider}", url
+    return confirm_connect(user, url, provider)
+
+
+def finish_connect(srv: Server, user: User, callback: str, provider: str,
                    success_url: str | None = None) -> requests.Response | None:
-    """Deliver the provider's redirect to Tessera; expect 302 to the success page (Tessera's own
-    by default, then fetch it, or the configured connect_success_url)."""
-    r = BROWSER.get(callback, allow_redirects=False, timeout=TIMEOUT)
+    """Deliver the provider's redirect to Tessera in the user's browser; expect 302 to the success
+    page (Tessera's own by default, then fetch it, or the configured connect_success_url)."""
+    r = user.browser.get(callback, allow_redirects=False, timeout=TIMEOUT)
     assert r.status_code == 302, f"{r.status_code} {r.text[:1000]}"
     success = urljoin(callback, r.headers["Location"])
     if success_url:
@@ -362,7 +471,7 @@ def finish_connect(srv: Server, callback: str, provider: str,
 
 
 def account_providers(srv: Server, token: str) -> list[dict]:
-    r = requests.get(f"{srv.issuer('master')}/account/providers", headers=bearer(token), timeout=TIMEOUT)
+    r = requests.get(f"{srv.issuer(REALM)}/account/providers", headers=bearer(token), timeout=TIMEOUT)
     assert r.status_code == 200, f"{r.status_code} {r.text[:500]}"
     return r.json()
 
@@ -504,12 +613,12 @@ def test_connect_oidc_provider(world, user, listen):
     login = "acme" + uuid.uuid4().hex[:8]
     sock = listen(srv, user.token)
 
-    authorize = start_connect(srv, "acme", token=user.token)
+    authorize = start_connect(srv, "acme", user)  # the IDE's link; the browser signs in, confirms
     p = check_authorize_url(authorize, up, callback_url(srv, "acme"), oidc=True)
     callback = provider_login(requests.Session(), authorize, login, p["redirect_uri"])
     cb = query(callback)
     assert cb["state"] == p["state"] and cb["code"], callback
-    page = finish_connect(srv, callback, "acme")
+    page = finish_connect(srv, user, callback, "acme")
 
     event = sock.event("providerConnected")
     assert event["provider"] == "acme", event
@@ -540,13 +649,13 @@ def test_connect_oidc_provider(world, user, listen):
     if conn["expiresAt"] is not None:
         assert_ms_epoch_near(conn["expiresAt"], time.time() + 3600)
 
-    r = requests.delete(f"{srv.issuer('master')}/account/providers/acme", headers=bearer(user.token),
+    r = requests.delete(f"{srv.issuer(REALM)}/account/providers/acme", headers=bearer(user.token),
                         timeout=TIMEOUT)
     assert r.status_code == 204, r.text
     assert "acme" not in [c["provider"] for c in account_providers(srv, user.token)]
     assert up.userinfo(access).status_code == 401, "disconnecting revokes the token at the provider"
     assert 400 <= che_token(srv, user.token, "acme").status_code < 500
-    r = requests.delete(f"{srv.issuer('master')}/account/providers/acme", headers=bearer(user.token),
+    r = requests.delete(f"{srv.issuer(REALM)}/account/providers/acme", headers=bearer(user.token),
                         timeout=TIMEOUT)
     assert r.status_code == 404, r.text
 
@@ -557,11 +666,12 @@ def test_connect_generic_oauth2_provider(world, user, listen):
     sock = listen(srv, user.token)  # npm socket.io-client ...
     rec = PyRecorder(srv, user.token)  # ... and python-socketio: every socket of the user hears it
     try:
-        authorize = start_connect(srv, "plain", token=user.token, via="query")
+        # A plain link (no token, no user in it): the confirmation page, after the login page.
+        authorize = start_connect(srv, "plain", user, via="page")
         p = check_authorize_url(authorize, up, callback_url(srv, "plain"), oidc=False)
         callback = provider_login(requests.Session(), authorize, login, p["redirect_uri"])
         assert query(callback)["state"] == p["state"]
-        page = finish_connect(srv, callback, "plain")
+        page = finish_connect(srv, user, callback, "plain")
         event = sock.event("providerConnected")
         assert rec.wait_for("providerConnected") == event
     finally:
@@ -575,14 +685,14 @@ def test_connect_generic_oauth2_provider(world, user, listen):
 
     [conn] = [c for c in account_providers(srv, user.token) if c["provider"] == "plain"]
     assert conn["subject"] == login, conn  # subject_field = "sub" of the userinfo answer
-    r = requests.delete(f"{srv.issuer('master')}/account/providers/plain", headers=bearer(user.token),
+    r = requests.delete(f"{srv.issuer(REALM)}/account/providers/plain", headers=bearer(user.token),
                         timeout=TIMEOUT)
     assert r.status_code == 204, r.text
     assert up.userinfo(access).status_code == 401, "revoked at revocation_url"
     assert account_providers(srv, user.token) == []
 
 
-# ---------------------------------------------------------------- the account page (Chromium)
+# ---------------------------------------------------------------- in a real browser (Chromium)
 
 
 def browser_flow(flow: str, cfg: dict) -> dict:
@@ -598,7 +708,7 @@ def browser_flow(flow: str, cfg: dict) -> dict:
 def test_account_page_connects_and_disconnects(world, user):
     srv, up = world.tessera, world.upstream
     login = "page" + uuid.uuid4().hex[:8]
-    account = f"{srv.issuer('master')}/account"
+    account = f"{srv.issuer(REALM)}/account"
     success = f"{srv.base_url}/web/provider-connected/acme"
     shots = SHOTS / "account-connect"
     out = browser_flow("connect", {
@@ -635,6 +745,28 @@ def test_account_page_connects_and_disconnects(world, user):
         assert (shots / f"{name}.png").stat().st_size > 1000, name
 
 
+def test_ide_link_confirmed_in_chromium(world, user):
+    """An IDE's link opened in Chromium: Tessera's login page, then the confirmation page naming
+    the provider and the user, Continue, the provider's pages, Tessera's success page."""
+    srv, up = world.tessera, world.upstream
+    login = "link" + uuid.uuid4().hex[:8]
+    success = f"{srv.base_url}/web/provider-connected/acme"
+    shots = SHOTS / "connect-link"
+    url = connect_link(srv, user, "acme")
+    out = browser_flow("link", {
+        "username": user.username, "password": user.password, "screenshots": str(shots),
+        "url": url, "upstreamIssuer": up.issuer, "upstreamLogin": login, "successUrl": success})
+    assert out["csp"] == [], f"Content-Security-Policy violations: {out['csp']}"
+    assert out["confirmUrl"] == url, out["navigations"]
+    assert (out["shownProvider"], out["shownUser"]) == ("acme", user.username), out
+    assert out["successUrl"] == success and "is connected" in out["successText"], out
+    [conn] = account_providers(srv, user.token)
+    assert conn["provider"] == "acme" and conn["subject"] == login, conn
+    for name in ("link-login", "connect-confirm", "provider-login", "provider-consent",
+                 "provider-connected"):
+        assert (shots / f"{name}.png").stat().st_size > 1000, name
+
+
 # ---------------------------------------------------------------- sign-up
 
 
@@ -642,44 +774,84 @@ def check_signup(srv: Server, token: str) -> requests.Response:
     return requests.get(f"{srv.base_url}/no-auth/check-signup", params={"token": token}, timeout=TIMEOUT)
 
 
-def signup(world: World, login: str) -> dict:
-    """A whole sign-up as `login`, polled; returns the one 200 answer of check-signup."""
+def pending_code(srv: Server, ticket: str) -> str:
+    """check-signup while the sign-up waits: 202 signup_pending with the code to show."""
+    r = check_signup(srv, ticket)
+    assert r.status_code == 202 and r.json()["error"] == "signup_pending", r.text
+    code = r.json()["user_code"]
+    assert re.fullmatch(r"[B-DF-HJ-NP-TV-XZ]{4}-[B-DF-HJ-NP-TV-XZ]{4}", code), code
+    return code
+
+
+def signup_link(srv: Server, ticket: str, client_id: str, provider: str = "acme") -> str:
+    return f"{srv.base_url}/web/provider-auth/{provider}?" + urlencode(
+        {"signupToken": ticket, "client_id": client_id})
+
+
+def start_signup(world: World, browser: requests.Session, login: str,
+                 provider: str = "acme") -> tuple[str, requests.Response]:
+    """An app's sign-up as far as Tessera's confirmation page: the app makes a ticket and opens
+    the sign-up link in a browser, the person signs in at the provider as `login`, the browser
+    comes back. The app's poll says pending throughout, with the code the page shows. Returns
+    the ticket and the confirmation page."""
     srv = world.tessera
     ticket = str(uuid.uuid4())
     r = check_signup(srv, ticket)
     assert r.status_code == 404 and r.json()["error"] == "signup_not_found", r.text
-    authorize = start_connect(srv, "acme", signupToken=ticket, client_id=world.signup_client)
-    p = check_authorize_url(authorize, world.upstream, callback_url(srv, "acme"), oidc=True)
-    r = check_signup(srv, ticket)
-    assert r.status_code == 202 and r.json()["error"] == "signup_pending", r.text
+    r = browser.get(signup_link(srv, ticket, world.signup_client, provider), allow_redirects=False,
+                    timeout=TIMEOUT)
+    assert r.status_code == 302, f"{r.status_code} {r.text[:500]}"
+    authorize = r.headers["Location"]
+    p = check_authorize_url(authorize, world.upstream, callback_url(srv, provider), oidc=provider == "acme")
+    code = pending_code(srv, ticket)
     callback = provider_login(requests.Session(), authorize, login, p["redirect_uri"])
-    r = check_signup(srv, ticket)
-    assert r.status_code == 202 and r.json()["error"] == "signup_pending", r.text
-    finish_connect(srv, callback, "acme")
+    assert pending_code(srv, ticket) == code
+    page = browser.get(callback, allow_redirects=False, timeout=TIMEOUT)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"], page.text[:800]
+    shown = _Page(page.text)
+    assert shown.text("signup-app") == SIGNUP_APP
+    assert shown.text("signup-code") == code, "the page and the app show the same code"
+    assert pending_code(srv, ticket) == code, "nothing is released before the person confirms"
+    return ticket, page
+
+
+def signup(world: World, login: str, provider: str = "acme") -> tuple[dict, str]:
+    """A whole sign-up as `login`, confirmed in the browser and polled; returns the one 200
+    answer of check-signup and what the confirmation page said about the account."""
+    srv = world.tessera
+    browser = requests.Session()
+    ticket, page = start_signup(world, browser, login, provider)
+    account = _Page(page.text).text("signup-account")
+    r = press(browser, page, "signup-confirm")
+    assert r.status_code == 303, f"{r.status_code} {r.text[:800]}"
+    assert urljoin(r.url, r.headers["Location"]) == f"{srv.base_url}/web/provider-connected/{provider}"
     r = check_signup(srv, ticket)
     assert r.status_code == 200, r.text
     done = r.json()
     for _ in range(2):
         r = check_signup(srv, ticket)
         assert r.status_code == 410 and r.json()["error"] == "signup_used", r.text
-    return done
+    return done, account
 
 
 def test_signup_with_polling(world):
     srv, admin = world.tessera, world.admin
     login = "new" + uuid.uuid4().hex[:8]
-    done = signup(world, login)
+    done, account = signup(world, login)
     assert done["provider"] == "acme", done
     u = done["user"]
     assert u["id"] and u["username"] and u["email"] == f"{login}@example.test", done
+    assert account.startswith(f"This creates a new account, {u['username']} ({login}@example.test)"), account
     assert done["token_type"].lower() == "bearer" and done["expires_in"] > 0, done
     at = claims(done["access_token"])
-    assert at["iss"] == srv.issuer("master") and at["azp"] == world.signup_client, at
-    r = requests.get(f"{srv.issuer('master')}/protocol/openid-connect/userinfo",
+    assert at["iss"] == srv.issuer(REALM) and at["azp"] == world.signup_client, at
+    r = requests.get(f"{srv.issuer(REALM)}/protocol/openid-connect/userinfo",
                      headers=bearer(done["access_token"]), timeout=TIMEOUT)
     assert r.status_code == 200 and r.json()["sub"] == u["id"], r.text
-    assert admin.get_user(u["id"])["email"] == f"{login}@example.test"
-    r = requests.post(f"{srv.issuer('master')}/protocol/openid-connect/token", timeout=TIMEOUT, data={
+    created = admin.get_user(u["id"])
+    assert created["email"] == f"{login}@example.test"
+    assert created["emailVerified"] is False, "acme's word on the email is not trusted (no trust_email)"
+    r = requests.post(f"{srv.issuer(REALM)}/protocol/openid-connect/token", timeout=TIMEOUT, data={
         "grant_type": "refresh_token", "client_id": world.signup_client,
         "refresh_token": done["refresh_token"]})
     assert r.status_code == 200, r.text
@@ -687,38 +859,154 @@ def test_signup_with_polling(world):
     # The connection is the new user's.
     password = "Pw-" + uuid.uuid4().hex
     admin.set_user_password(u["id"], password, temporary=False)
-    mine = password_login(srv, u["username"], password)["access_token"]
+    mine = conftest.password_login(srv, u["username"], password)["access_token"]
     [conn] = account_providers(srv, mine)
     assert conn["provider"] == "acme" and conn["subject"] == login, conn
 
-    # Signing up again with the same upstream account is signing in as the same user.
-    again = signup(world, login)
+    # Signing up again with the same upstream account is signing in as the same user, and the
+    # page says so.
+    again, account = signup(world, login)
     assert again["user"]["id"] == u["id"], again
+    assert account.startswith(f"{SIGNUP_APP} will be signed in to your account {u['username']}"), account
     assert len(account_providers(srv, mine)) == 1
     admin.delete_user(u["id"])
 
 
-def test_signup_matches_a_verified_email(world):
+def test_signup_cancelled_in_the_browser(world):
+    """Cancel on the confirmation page: the app's poll answers access_denied, no account is made."""
+    srv = world.tessera
+    login = "cancel" + uuid.uuid4().hex[:8]
+    browser = requests.Session()
+    ticket, page = start_signup(world, browser, login)
+    r = press(browser, page, "signup-cancel")
+    assert r.status_code in (200, 303), r.text[:500]
+    if r.status_code == 303:
+        r = browser.get(urljoin(r.url, r.headers["Location"]), timeout=TIMEOUT)
+    assert "Sign-in cancelled" in r.text, r.text[:800]
+    r = check_signup(srv, ticket)
+    assert r.status_code == 403 and r.json()["error"] == "access_denied", r.text
+    assert world.admin.get_users({"email": f"{login}@example.test"}) == []
+    # The page's form is spent: Sign in afterwards releases nothing.
+    r = press(browser, page, "signup-confirm")
+    assert_error_page(srv, r)
+    assert check_signup(srv, ticket).status_code == 403
+
+
+def test_signup_confirmation_belongs_to_the_browser(world):
+    """The confirmation page's form posted from another browser (an attacker who got hold of the
+    page's fields, without the round trip's cookie) is refused and spends nothing; the browser
+    that made the round trip can still confirm."""
+    srv = world.tessera
+    login = "bound" + uuid.uuid4().hex[:8]
+    browser = requests.Session()
+    ticket, page = start_signup(world, browser, login)
+    r = press(requests.Session(), page, "signup-confirm")
+    assert_error_page(srv, r)
+    assert "another browser" in r.text, r.text[:800]
+    code = pending_code(srv, ticket)
+    r = press(browser, page, "signup-confirm")
+    assert r.status_code == 303, r.text[:800]
+    r = check_signup(srv, ticket)
+    assert r.status_code == 200 and r.json()["user"]["email"] == f"{login}@example.test", r.text
+    world.admin.delete_user(r.json()["user"]["id"])
+    assert code
+
+
+def test_signup_finds_an_account_by_email_only_with_trust_email(world):
+    """An account whose verified email the provider also says is verified: acme (no
+    trust_email) creates a new account beside it; plain (trust_email) signs in to it, and its
+    new accounts get the email as verified."""
+    admin = world.admin
     login = "mail" + uuid.uuid4().hex[:8]
-    uid = world.admin.create_user({"username": "pre-" + login, "email": f"{login}@example.test",
-                                   "emailVerified": True, "enabled": True})
+    email = f"{login}@example.test"
+    existing = create_user(admin, "pre", email=email, emailVerified=True)
+    made = []
     try:
-        done = signup(world, login)
-        assert done["user"]["id"] == uid, done
+        done, account = signup(world, login, "acme")
+        made.append(done["user"]["id"])
+        assert done["user"]["id"] != existing.id, "acme's email_verified alone links nothing"
+        assert account.startswith("This creates a new account"), account
+
+        done, account = signup(world, login, "plain")
+        assert done["user"]["id"] == existing.id, done
+        assert account.startswith(f"{SIGNUP_APP} will be signed in to your account {existing.username}"), account
+
+        fresh = "trust" + uuid.uuid4().hex[:8]
+        done, _ = signup(world, fresh, "plain")
+        made.append(done["user"]["id"])
+        assert done["user"]["id"] != existing.id
+        assert admin.get_user(done["user"]["id"])["emailVerified"] is True, "plain's word is trusted"
     finally:
-        world.admin.delete_user(uid)
+        for uid in [existing.id, *made]:
+            admin.delete_user(uid)
+
+
+def test_signup_never_reaches_an_administrator(world):
+    """Self-service never signs in to an account holding the realm role admin, even one a
+    trusted provider's verified email points at: the callback is refused, the poll denied."""
+    srv = world.tessera
+    login = "boss" + uuid.uuid4().hex[:8]
+    boss = create_user(world.admin, "boss", email=f"{login}@example.test", emailVerified=True,
+                       realmRoles=["admin"])
+    try:
+        browser = requests.Session()
+        ticket = str(uuid.uuid4())
+        r = browser.get(signup_link(srv, ticket, world.signup_client, "plain"), allow_redirects=False,
+                        timeout=TIMEOUT)
+        assert r.status_code == 302, r.text[:500]
+        callback = provider_login(requests.Session(), r.headers["Location"], login,
+                                  callback_url(srv, "plain"))
+        r = browser.get(callback, allow_redirects=False, timeout=TIMEOUT)
+        assert_error_page(srv, r)
+        assert r.status_code == 403 and "signup-confirm" not in r.text, r.text[:800]
+        r = check_signup(srv, ticket)
+        assert r.status_code == 403 and r.json()["error"] == "access_denied", r.text
+        assert account_providers(srv, conftest.password_login(
+            srv, boss.username, boss.password)["access_token"]) == []
+    finally:
+        world.admin.delete_user(boss.id)
 
 
 def test_signup_denied_at_the_provider(world):
     srv = world.tessera
+    browser = requests.Session()
     ticket = str(uuid.uuid4())
-    authorize = start_connect(srv, "acme", signupToken=ticket, client_id=world.signup_client)
-    callback = provider_login(requests.Session(), authorize, "nobody", callback_url(srv, "acme"), deny=True)
+    r = browser.get(signup_link(srv, ticket, world.signup_client), allow_redirects=False, timeout=TIMEOUT)
+    assert r.status_code == 302, r.text[:500]
+    callback = provider_login(requests.Session(), r.headers["Location"], "nobody",
+                              callback_url(srv, "acme"), deny=True)
     assert query(callback)["error"] == "access_denied", callback
-    r = BROWSER.get(callback, allow_redirects=False, timeout=TIMEOUT)
+    r = browser.get(callback, allow_redirects=False, timeout=TIMEOUT)
     assert_error_page(srv, r)
     r = check_signup(srv, ticket)
     assert r.status_code == 403 and r.json()["error"] == "access_denied", r.text
+
+
+def test_signup_confirmed_in_chromium(world):
+    """A sign-up in Chromium: the provider's pages, then Tessera's confirmation page, whose code
+    the app's poll shows too; Sign in releases the tokens to the polling app."""
+    srv, up = world.tessera, world.upstream
+    login = "chrome" + uuid.uuid4().hex[:8]
+    ticket = str(uuid.uuid4())
+    success = f"{srv.base_url}/web/provider-connected/acme"
+    shots = SHOTS / "signup"
+    out = browser_flow("signup", {
+        "screenshots": str(shots), "url": signup_link(srv, ticket, world.signup_client),
+        "upstreamIssuer": up.issuer, "upstreamLogin": login,
+        "callbackPrefix": callback_url(srv, "acme"),
+        "checkUrl": f"{srv.base_url}/no-auth/check-signup?token={ticket}", "successUrl": success})
+    assert out["csp"] == [], f"Content-Security-Policy violations: {out['csp']}"
+    pending = out["pending"]
+    assert pending["status"] == 202 and pending["body"]["error"] == "signup_pending", pending
+    assert out["shown"]["code"] == pending["body"]["user_code"], out
+    assert out["shown"]["app"] == SIGNUP_APP, out
+    assert out["shown"]["account"].startswith("This creates a new account"), out
+    assert out["successUrl"] == success and "is connected" in out["successText"], out
+    r = check_signup(srv, ticket)
+    assert r.status_code == 200 and r.json()["user"]["email"] == f"{login}@example.test", r.text
+    world.admin.delete_user(r.json()["user"]["id"])
+    for name in ("provider-login", "provider-consent", "signup-confirm", "signup-done"):
+        assert (shots / f"{name}.png").stat().st_size > 1000, name
 
 
 # ---------------------------------------------------------------- Che
@@ -732,17 +1020,21 @@ def test_che_oauth_api(world, user):
     assert {"acme", "plain"} <= set(listed), listed
     assert listed["acme"]["endpointUrl"] and isinstance(listed["acme"]["links"], list), listed
 
+    # The dashboard opens authenticate with the user's token: it only names who the link is for;
+    # the browser confirms on Tessera's page, signed in as that user.
     after = f"{CHE_ORIGIN}/dashboard/?ws=1"
-    r = BROWSER.get(f"{srv.base_url}/api/oauth/authenticate", allow_redirects=False, timeout=TIMEOUT,
-                    params={"oauth_provider": "acme", "redirect_after_login": after, "token": user.token})
+    r = requests.get(f"{srv.base_url}/api/oauth/authenticate", allow_redirects=False, timeout=TIMEOUT,
+                     params={"oauth_provider": "acme", "redirect_after_login": after, "token": user.token})
     assert r.status_code == 302, r.text
-    authorize = r.headers["Location"]
+    link = urljoin(r.url, r.headers["Location"])
+    assert link.startswith(f"{srv.issuer(REALM)}/account/connect/acme?link="), link
+    authorize = confirm_connect(user, link, "acme")
     p = check_authorize_url(authorize, up, f"{srv.base_url}/api/oauth/callback", oidc=True)
     login = "che" + uuid.uuid4().hex[:8]
     callback = provider_login(requests.Session(), authorize, login, p["redirect_uri"])
-    r = BROWSER.get(callback, allow_redirects=False, timeout=TIMEOUT)
+    r = user.browser.get(callback, allow_redirects=False, timeout=TIMEOUT)
     assert r.status_code == 302, r.text
-    assert urljoin(callback, r.headers["Location"]).startswith(f"{CHE_ORIGIN}/dashboard/"), r.headers
+    assert urljoin(callback, r.headers["Location"]) == after, r.headers
 
     r = che_token(srv, user.token, "acme")
     assert r.status_code == 200, r.text
@@ -752,16 +1044,42 @@ def test_che_oauth_api(world, user):
     assert conn["provider"] == "acme" and conn["subject"] == login, conn
 
     # Tessera's own origin is an allowed target too.
-    r = BROWSER.get(f"{srv.base_url}/api/oauth/authenticate", allow_redirects=False, timeout=TIMEOUT,
-                    params={"oauth_provider": "plain", "token": user.token,
-                            "redirect_after_login": f"{srv.base_url}/web/provider-connected/plain"})
-    assert r.status_code == 302 and r.headers["Location"].startswith(up.issuer), r.text
+    r = requests.get(f"{srv.base_url}/api/oauth/authenticate", allow_redirects=False, timeout=TIMEOUT,
+                     params={"oauth_provider": "plain", "token": user.token,
+                             "redirect_after_login": f"{srv.base_url}/web/provider-connected/plain"})
+    assert r.status_code == 302, r.text
+    assert r.headers["Location"].startswith(f"{srv.issuer(REALM)}/account/connect/plain?link="), r.headers
 
     r = requests.delete(f"{srv.base_url}/api/oauth/token", params={"oauth_provider": "acme"},
                         headers=bearer(user.token), timeout=TIMEOUT)
     assert r.status_code == 204, r.text
     assert 400 <= che_token(srv, user.token, "acme").status_code < 500
     assert account_providers(srv, user.token) == []
+
+
+def test_che_token_expired_and_not_refreshable(world, user):
+    """/api/oauth/token refreshes a token about to expire; once the provider has revoked the
+    refresh token and the access token has expired, it answers 409 reconnect_required instead of
+    handing out a dead token."""
+    srv, up = world.tessera, world.upstream
+    login = SHORT_LIVED + uuid.uuid4().hex[:8]  # 3-second access tokens at the provider
+    authorize = start_connect(srv, "acme", user)
+    finish_connect(srv, user, provider_login(requests.Session(), authorize, login,
+                                             callback_url(srv, "acme")), "acme")
+    [first] = up.issued(login, "AccessToken")
+    r = che_token(srv, user.token, "acme")
+    assert r.status_code == 200, r.text
+    fresh = r.json()["token"]
+    assert fresh != first and up.userinfo(fresh).status_code == 200, "refreshed before it expires"
+
+    for refresh in up.issued(login, "RefreshToken"):
+        up.revoke(refresh)
+    time.sleep(3.5)
+    r = che_token(srv, user.token, "acme")
+    assert r.status_code == 409 and r.json()["error"] == "reconnect_required", r.text
+    assert fresh not in r.text
+    [conn] = account_providers(srv, user.token)  # still listed: connecting again replaces it
+    assert conn["subject"] == login, conn
 
 
 # ---------------------------------------------------------------- errors

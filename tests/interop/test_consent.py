@@ -7,6 +7,8 @@
 
 The endpoints are Verida's: ``/auth/generateAuthJwt``, ``/auth/authenticate``, ``/auth/connect``,
 ``/auth/regenerateRefreshToken``, ``/auth/invalidateDeviceId``, ``/auth/isTokenValid``.
+
+A signature is self-service: it never signs in to an account holding the realm role ``admin``.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from jwt import PyJWKClient
 
+from conftest import DEFAULT_REALM
 from helpers import claims
 
 JS = Path(__file__).resolve().parent / "js"
-REALM = "master"  # the server's default realm: /auth/* acts in it
+REALM = DEFAULT_REALM  # /auth/* acts in the server's default realm
 CTX = "Verida: Interop App"
 B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
@@ -173,6 +176,30 @@ def test_invalidate_device_with_eth_account(server):
         r = call(server, "isTokenValid", {"refreshToken": tokens["refreshToken"], "contextName": CTX})
         assert (r.status_code, r.json()) == (401, {"status": "fail"})
     ok(call(server, "isTokenValid", {"refreshToken": laptop["refreshToken"], "contextName": CTX}))
+
+
+def test_a_signature_never_reaches_an_administrator(server, realm_admin):
+    """Once the DID's account holds the realm role `admin`, neither a new signature nor its
+    refresh token signs anything in."""
+    acct = Account.create()
+    did = f"did:ethr:{acct.address}"
+    sign = lambda m: eth_sign(acct, m)  # noqa: E731
+    first = authenticate(server, did, sign)
+    uid = realm_admin.get_user_id(did.lower())  # the DID's account, made by its first sign-in
+    assert uid and verify_access(server, first["accessToken"])["did"] == did.lower()
+    realm_admin.update_user(uid, {"realmRoles": ["admin"]})
+    try:
+        jwt_, request_id = challenge(server, did)
+        r = call(server, "authenticate", {
+            "authJwt": jwt_, "did": did, "contextName": CTX, "deviceId": "device-1",
+            "signature": sign(auth_message(CTX, did.lower(), request_id))})
+        assert r.status_code == 403 and r.json()["status"] == "fail", r.text
+        r = call(server, "connect", {"refreshToken": first["refreshToken"], "did": did, "contextName": CTX})
+        assert r.status_code == 403 and r.json()["status"] == "fail", r.text
+        r = call(server, "isTokenValid", {"refreshToken": first["refreshToken"], "contextName": CTX})
+        assert (r.status_code, r.json()) == (401, {"status": "fail"})
+    finally:
+        realm_admin.delete_user(uid)
 
 
 def test_replayed_and_foreign_challenges_fail(server):

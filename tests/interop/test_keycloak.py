@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 import requests
 from keycloak import KeycloakOpenID
@@ -11,7 +14,7 @@ from keycloak.exceptions import (
     KeycloakPostError,
 )
 
-from conftest import DEMO_REALM, make_admin
+from conftest import DEFAULT_CLIENT, DEFAULT_REALM, DEMO_REALM, REPO, _free_port, create_user, make_admin
 from helpers import claims, error_json
 
 
@@ -36,6 +39,67 @@ def test_master_realm_bootstrapped(admin):
     assert rep["clientId"] == "admin-cli"
     assert rep["publicClient"] is True
     assert admin.get_user_id("admin") is not None
+
+
+def test_default_realm_bootstrapped(server, realm_admin):
+    """The first start also made the default realm with its public client for developer tools
+    (password and device grants, loopback redirects on any port; provider sign-up off), and Che's
+    settings name both: the dashboard signs in there with python-keycloak."""
+    rep = realm_admin.get_client(realm_admin.get_client_id(DEFAULT_CLIENT))
+    assert rep["publicClient"] is True and rep["enabled"] is True, rep
+    assert rep["directAccessGrantsEnabled"] is True and rep["standardFlowEnabled"] is True, rep
+    assert rep["redirectUris"] == ["http://127.0.0.1/callback"], rep
+    attributes = rep.get("attributes") or {}
+    assert attributes.get("oauth2.device.authorization.grant.enabled") == "true", rep
+    assert attributes.get("tessera.signup.enabled") != "true", "provider sign-up is off by default"
+
+    settings = requests.get(f"{server.base_url}/api/keycloak/settings", timeout=10).json()
+    assert settings["che.keycloak.realm"] == DEFAULT_REALM, settings
+    assert settings["che.keycloak.client_id"] == DEFAULT_CLIENT, settings
+    oid = KeycloakOpenID(server_url=settings["che.keycloak.auth_server_url"] + "/",
+                         realm_name=settings["che.keycloak.realm"],
+                         client_id=settings["che.keycloak.client_id"], timeout=10)
+    u = create_user(realm_admin, "che")
+    try:
+        at = claims(oid.token(u.username, u.password)["access_token"])
+        assert at["azp"] == DEFAULT_CLIENT and at["sub"] == u.id, at
+    finally:
+        realm_admin.delete_user(u.id)
+    r = requests.post(oid.well_known()["device_authorization_endpoint"],
+                      data={"client_id": DEFAULT_CLIENT}, timeout=10)
+    assert r.status_code == 200 and r.json()["user_code"], r.text
+
+    # A loopback redirect on any port (RFC 8252) reaches the login page; another path does not.
+    auth = f"{server.issuer(DEFAULT_REALM)}/protocol/openid-connect/auth"
+    params = {"client_id": DEFAULT_CLIENT, "response_type": "code", "scope": "openid",
+              "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+              "code_challenge_method": "S256"}
+    port = _free_port()
+    r = requests.get(auth, params={**params, "redirect_uri": f"http://127.0.0.1:{port}/callback"},
+                     allow_redirects=False, timeout=10)
+    assert r.status_code == 200 and 'id="kc-login"' in r.text, r.text[:300]
+    r = requests.get(auth, params={**params, "redirect_uri": f"http://127.0.0.1:{port}/elsewhere"},
+                     allow_redirects=False, timeout=10)
+    assert r.status_code == 400 and "Location" not in r.headers, r.text[:300]
+
+
+def test_the_admin_realm_cannot_be_the_default_realm(server, tmp_path):
+    """Self-service flows act in the default realm, so `master` is refused there at start."""
+    if server.proc is None:
+        pytest.skip("starts a server of its own")
+    binary = os.environ.get("TESSERA_BIN", str(REPO / "target" / "debug" / "tessera"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env["TESSERA_DEFAULT_REALM"] = "master"
+    proc = subprocess.Popen([binary, "serve", "--data-dir", str(tmp_path), "--listen",
+                             f"127.0.0.1:{_free_port()}"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("tessera started with default_realm = master")
+    assert proc.returncode != 0 and "default_realm" in out, out
 
 
 def test_demo_realm_created_and_listed(admin, demo):

@@ -11,14 +11,22 @@ import jwt
 import pytest
 import requests
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from keycloak import KeycloakOpenID
+
+from conftest import create_user, password_login
 
 
 @pytest.fixture(scope="module")
-def running_workspaces(server, unique_module):
-    """Two running workspaces of the master realm's admin, and the admin's access token."""
-    oid = KeycloakOpenID(server_url=server.base_url + "/", realm_name="master", client_id="admin-cli")
-    token = oid.token("admin", server.admin_password)["access_token"]
+def owner(realm_admin):
+    """The workspaces' owner: a user of the default realm (where /api/workspace acts)."""
+    u = create_user(realm_admin, "mt")
+    yield u
+    realm_admin.delete_user(u.id)
+
+
+@pytest.fixture(scope="module")
+def running_workspaces(server, owner, unique_module):
+    """Two running workspaces of `owner`, and the owner's access token."""
+    token = password_login(server, owner.username, owner.password)["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
     ids = []
     for name in (f"mt-a-{unique_module}", f"mt-b-{unique_module}"):
@@ -48,7 +56,7 @@ def agent_env(server, token: str, ws_id: str) -> dict:
     return r.json()
 
 
-def test_pyjwt_verifies_a_machine_token_from_the_environment(server, running_workspaces):
+def test_pyjwt_verifies_a_machine_token_from_the_environment(server, owner, running_workspaces):
     token, (ws_a, _) = running_workspaces
     env = agent_env(server, token, ws_a)
     assert env["CHE_MACHINE_AUTH_SIGNATURE__ALGORITHM"] == "RSA"
@@ -63,7 +71,7 @@ def test_pyjwt_verifies_a_machine_token_from_the_environment(server, running_wor
     claims = jwt.decode(machine_token, key=public_key, algorithms=["RS512"],
                         options={"require": ["wsid", "uid", "uname", "jti"], "verify_exp": False})
     assert claims["wsid"] == env["CHE_WORKSPACE_ID"]
-    assert claims["uname"] == "admin"
+    assert claims["uname"] == owner.username and claims["uid"] == owner.id
     assert set(claims) == {"wsid", "uid", "uname", "jti"}, "exactly Che's claims, no expiry"
 
     # The same token comes back from the runtime object and the token endpoint.
@@ -104,3 +112,12 @@ def test_machine_token_dies_when_the_workspace_stops(server, running_workspaces)
     r = requests.get(url, headers={"Authorization": f"Bearer {machine_token}"}, timeout=10)
     assert r.status_code == 401
     assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
+
+
+def test_the_admin_realms_tokens_open_no_workspace(server):
+    """Workspaces live in the default realm: the master realm's tokens (the admin's) are refused."""
+    token = password_login(server, "admin", server.admin_password, realm="master",
+                           client_id="admin-cli")["access_token"]
+    r = requests.get(f"{server.base_url}/api/workspace", headers={"Authorization": f"Bearer {token}"},
+                     timeout=10)
+    assert r.status_code == 401, r.text

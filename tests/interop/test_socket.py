@@ -2,10 +2,11 @@
 python-socketio and npm socket.io-client 4.x (js/socket_client.mjs).
 
 Codewind's UISocket rules: authenticate by the `authentication` event (socketio-auth) or the v4
-handshake `auth`; only live access tokens of the server's default realm (here `master`) pass;
+handshake `auth`; only live access tokens of the server's default realm (`tessera`) pass, not
+master's (the admin's) nor another realm's;
 sockets that do not authenticate in time are cut; nothing reaches an unauthenticated socket; a
-reconnect must authenticate again; revoking a session cuts its sockets at once. With PostgreSQL,
-two nodes share events.
+reconnect must authenticate again; revoking a session, or disabling its client, cuts its sockets
+at once. With PostgreSQL, two nodes share events.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 import pytest
 import requests
 import socketio
+
+from conftest import DEFAULT_CLIENT, DEFAULT_REALM, create_user, password_login
 
 JS = Path(__file__).resolve().parent / "js"
 AUTH_TIMEOUT_S = 5  # the server's default socket_auth_timeout_secs
@@ -57,33 +60,14 @@ class Recorder:
             self.sio.disconnect()
 
 
-def password_login(server, username: str, password: str) -> dict:
-    r = requests.post(f"{server.base_url}/realms/master/protocol/openid-connect/token", data={
-        "grant_type": "password", "client_id": "admin-cli",
-        "username": username, "password": password}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-@pytest.fixture
-def user(server, admin):
-    """A fresh user in the default realm: (id, username, password)."""
-    name = "sock-" + uuid.uuid4().hex[:8]
-    password = "Pw-" + uuid.uuid4().hex
-    uid = admin.create_user({"username": name, "enabled": True, "credentials": [
-        {"type": "password", "value": password, "temporary": False}]})
-    yield uid, name, password
-    admin.delete_user(uid)
-
-
-def logout(server, tokens: dict):
-    r = requests.post(f"{server.base_url}/realms/master/protocol/openid-connect/logout", data={
-        "client_id": "admin-cli", "refresh_token": tokens["refresh_token"]}, timeout=30)
+def logout(server, tokens: dict, client_id: str = DEFAULT_CLIENT):
+    r = requests.post(f"{server.issuer(DEFAULT_REALM)}/protocol/openid-connect/logout", data={
+        "client_id": client_id, "refresh_token": tokens["refresh_token"]}, timeout=30)
     assert r.status_code in (200, 204), r.text
 
 
 def test_authentication_event_then_ping(server, user):
-    _, name, password = user
+    name, password = user.username, user.password
     tokens = password_login(server, name, password)
     for transports in (("polling", "websocket"), ("websocket",)):
         c = Recorder().connect(server.base_url, transports=transports)
@@ -95,7 +79,7 @@ def test_authentication_event_then_ping(server, user):
 
 
 def test_handshake_auth(server, user):
-    _, name, password = user
+    name, password = user.username, user.password
     tokens = password_login(server, name, password)
     c = Recorder().connect(server.base_url, token=tokens["access_token"])
     assert c.sio.call("ping", {}, timeout=5)["subject"]["username"] == name
@@ -109,7 +93,7 @@ def test_handshake_auth(server, user):
 
 
 def test_sockets_per_user_are_capped(server, user):
-    _, name, password = user
+    name, password = user.username, user.password
     token = password_login(server, name, password)["access_token"]
     held = [Recorder().connect(server.base_url, token=token) for _ in range(32)]  # socket_max_per_user
     extra = Recorder().connect(server.base_url, token=token)
@@ -127,7 +111,7 @@ def test_sockets_per_user_are_capped(server, user):
 @pytest.mark.parametrize("how", ["event", "handshake"])
 @pytest.mark.parametrize("transports", [["polling", "websocket"], ["websocket"]])
 def test_socket_io_client(server, user, how, transports):
-    _, name, password = user
+    name, password = user.username, user.password
     tokens = password_login(server, name, password)
     out = run_js(server, tokens["access_token"], how, transports)
     assert out["connected"] and out["connectError"] is None, out
@@ -162,15 +146,18 @@ def rejected_at_handshake(server, token):
         c.connect(server.base_url, token=token)
 
 
-def test_rejected_tokens(server, admin, demo, user):
-    uid, name, password = user
+def test_rejected_tokens(server, realm_admin, demo, user):
+    uid, name, password = user.id, user.username, user.password
     tokens = password_login(server, name, password)
     other_realm = demo.openid(server).token(demo.username, demo.password)["access_token"]
+    admins = password_login(server, "admin", server.admin_password, realm="master",
+                            client_id="admin-cli")["access_token"]
     cases = {
         "no token": (None, "no token"),
         "garbage": ("garbage", "invalid token"),
         "refresh token": (tokens["refresh_token"], "invalid token"),
         "another realm's token": (other_realm, "invalid token"),
+        "the master realm's (the admin's) token": (admins, "invalid token"),
     }
     for label, (token, message) in cases.items():
         assert rejected_by_event(server, token) == message, label
@@ -179,42 +166,85 @@ def test_rejected_tokens(server, admin, demo, user):
 
     # A disabled user's token: disabling ends the user's sessions.
     live = Recorder().connect(server.base_url, token=tokens["access_token"])
-    admin.update_user(uid, {"enabled": False})
+    realm_admin.update_user(uid, {"enabled": False})
     assert live.wait_for("unauthorized")["message"] == "session revoked"
     assert live.disconnected.wait(5)
     assert rejected_by_event(server, tokens["access_token"]) == "session revoked"
     rejected_at_handshake(server, tokens["access_token"])
 
 
-def test_expired_token_is_rejected_but_a_live_socket_stays(server, admin):
-    realm_admin = admin
-    realm_admin.update_realm("master", {"accessTokenLifespan": 10})  # the minimum
+def test_disabling_a_client_ends_its_sessions(server, realm_admin, user):
+    """Disabling a client (Admin API) ends every session it has: their sockets are cut and their
+    tokens are refused everywhere; the user's sessions of other clients stay; re-enabling the
+    client revives nothing."""
+    client_id = "ide-" + uuid.uuid4().hex[:8]
+    client_uuid = realm_admin.create_client({
+        "clientId": client_id, "enabled": True, "publicClient": True,
+        "directAccessGrantsEnabled": True, "standardFlowEnabled": False})
     try:
-        name = "exp-" + uuid.uuid4().hex[:8]
-        password = "Pw-" + uuid.uuid4().hex
-        uid = admin.create_user({"username": name, "enabled": True, "credentials": [
-            {"type": "password", "value": password, "temporary": False}]})
-        tokens = password_login(server, name, password)
+        theirs = password_login(server, user.username, user.password, client_id=client_id)
+        other = password_login(server, user.username, user.password)  # tessera-cli
+        cut = Recorder().connect(server.base_url, token=theirs["access_token"])
+        stays = Recorder().connect(server.base_url, token=other["access_token"])
+        assert cut.sio.call("ping", {}, timeout=5)["subject"]["username"] == user.username
+
+        realm_admin.update_client(client_uuid, {"enabled": False})
+        assert cut.wait_for("unauthorized")["message"] == "session revoked"
+        assert cut.disconnected.wait(5)
+        assert stays.wait_for("session_revoked")["sessionId"] == theirs["session_state"]
+        assert stays.sio.connected
+
+        def refused_everywhere(refresh_error: str):
+            access = theirs["access_token"]
+            r = requests.get(f"{server.issuer(DEFAULT_REALM)}/protocol/openid-connect/userinfo",
+                             headers={"Authorization": f"Bearer {access}"}, timeout=30)
+            assert r.status_code == 401, r.text
+            r = requests.get(f"{server.base_url}/api/workspace",
+                             headers={"Authorization": f"Bearer {access}"}, timeout=30)
+            assert r.status_code == 401, r.text
+            assert rejected_by_event(server, access) == "session revoked"
+            rejected_at_handshake(server, access)
+            r = requests.post(f"{server.issuer(DEFAULT_REALM)}/protocol/openid-connect/token", data={
+                "grant_type": "refresh_token", "client_id": client_id,
+                "refresh_token": theirs["refresh_token"]}, timeout=30)
+            assert r.json()["error"] == refresh_error, r.text
+
+        refused_everywhere("invalid_client")  # while disabled, the client itself is refused
+        realm_admin.update_client(client_uuid, {"enabled": True})
+        refused_everywhere("invalid_grant")  # the client is back, its sessions are not
+        # The other client's session was never touched.
+        assert stays.sio.call("ping", {}, timeout=5)["subject"]["username"] == user.username
+        stays.close()
+    finally:
+        realm_admin.delete_client(client_uuid)
+
+
+def test_expired_token_is_rejected_but_a_live_socket_stays(server, realm_admin):
+    lifespan = realm_admin.get_realm(DEFAULT_REALM)["accessTokenLifespan"]
+    realm_admin.update_realm(DEFAULT_REALM, {"accessTokenLifespan": 10})  # the minimum
+    try:
+        u = create_user(realm_admin, "exp")
+        tokens = password_login(server, u.username, u.password)
         live = Recorder().connect(server.base_url, token=tokens["access_token"])
         time.sleep(10 + 5 + 1.5)  # lifespan + the verifier's 5 s clock-skew leeway
         # The live socket was not cut by expiry (Codewind's rule) ...
         assert live.sio.connected
-        assert live.sio.call("ping", {}, timeout=5)["subject"]["username"] == name
+        assert live.sio.call("ping", {}, timeout=5)["subject"]["username"] == u.username
         live.close()
         # ... but after the connection drops, the expired token no longer opens one.
         assert rejected_by_event(server, tokens["access_token"]) == "token expired"
         rejected_at_handshake(server, tokens["access_token"])
-        fresh = password_login(server, name, password)["access_token"]
+        fresh = password_login(server, u.username, u.password)["access_token"]
         again = Recorder().connect(server.base_url, token=fresh)
         assert again.sio.connected
         again.close()
-        admin.delete_user(uid)
+        realm_admin.delete_user(u.id)
     finally:
-        realm_admin.update_realm("master", {"accessTokenLifespan": 300})
+        realm_admin.update_realm(DEFAULT_REALM, {"accessTokenLifespan": lifespan})
 
 
 def test_unauthenticated_socket_times_out_and_hears_nothing(server, user):
-    _, name, password = user
+    name, password = user.username, user.password
     idle = Recorder().connect(server.base_url)
     tokens = password_login(server, name, password)
     # Its own events are ignored until it authenticates.
@@ -231,7 +261,7 @@ def test_unauthenticated_socket_times_out_and_hears_nothing(server, user):
 
 
 def test_session_revocation_cuts_sockets_and_reconnect_needs_auth(server, user):
-    _, name, password = user
+    name, password = user.username, user.password
     first = password_login(server, name, password)
     second = password_login(server, name, password)
     a = Recorder().connect(server.base_url, token=first["access_token"])
@@ -261,7 +291,7 @@ def test_metrics_count_sockets(server):
 
 def test_two_nodes_share_events(server, second_node, user):
     """PostgreSQL only: sockets on node B hear what happens on node A."""
-    _, name, password = user
+    name, password = user.username, user.password
     first = password_login(server, name, password)
     second = password_login(second_node, name, password)
     on_b_first = Recorder().connect(second_node.base_url, token=first["access_token"])
@@ -276,7 +306,7 @@ def test_two_nodes_share_events(server, second_node, user):
 
 
 def test_oversized_messages_close_the_socket(server, user):
-    _, name, password = user
+    name, password = user.username, user.password
     tokens = password_login(server, name, password)
     c = Recorder().connect(server.base_url, token=tokens["access_token"])
     assert c.sio.call("ping", {}, timeout=5)["subject"]["username"] == name

@@ -36,7 +36,16 @@ pub struct Config {
     pub password_max_concurrent: usize,
     pub login_max_failures: u32,
     pub login_window_secs: u64,
-    pub login_lockout_secs: u64,
+    /// Failed logins per source address (any username) per window: spraying.
+    pub login_address_max_failures: u32,
+    pub login_address_window_secs: u64,
+    /// Device authorization requests per source address, and per realm, per window.
+    pub device_requests_per_address: u32,
+    pub device_requests_per_realm: u32,
+    /// Wrong user codes on the verification page per source address, and per realm.
+    pub user_code_failures_per_address: u32,
+    pub user_code_failures_per_realm: u32,
+    pub device_rate_window_secs: u64,
     /// How often expired sessions, refresh tokens and consent challenges
     /// are garbage-collected.
     pub gc_interval_secs: u64,
@@ -108,7 +117,13 @@ impl Default for Config {
             password_max_concurrent: password.max_concurrent,
             login_max_failures: throttle.max_failures,
             login_window_secs: throttle.window_secs,
-            login_lockout_secs: throttle.lockout_secs,
+            login_address_max_failures: throttle.address_max_failures,
+            login_address_window_secs: throttle.address_window_secs,
+            device_requests_per_address: throttle.device_requests_per_address,
+            device_requests_per_realm: throttle.device_requests_per_realm,
+            user_code_failures_per_address: throttle.user_code_failures_per_address,
+            user_code_failures_per_realm: throttle.user_code_failures_per_realm,
+            device_rate_window_secs: throttle.device_window_secs,
             gc_interval_secs: 600,
             gc_batch_size: GcConfig::default().batch,
             consent_access_token_secs: consent.access_token_ttl_secs,
@@ -198,6 +213,12 @@ impl Config {
                 bail!("public_url must be an http or https URL");
             }
         }
+        if self.default_realm == tessera_oauth::provision::MASTER_REALM {
+            bail!(
+                "default_realm must not be the admin realm ({}): self-service flows act in the default realm",
+                tessera_oauth::provision::MASTER_REALM
+            );
+        }
         if self.refresh_reuse_grace_ms < 0 {
             bail!("refresh_reuse_grace_ms must not be negative");
         }
@@ -247,7 +268,13 @@ impl Config {
         c.throttle = ThrottleConfig {
             max_failures: self.login_max_failures,
             window_secs: self.login_window_secs,
-            lockout_secs: self.login_lockout_secs,
+            address_max_failures: self.login_address_max_failures,
+            address_window_secs: self.login_address_window_secs,
+            device_requests_per_address: self.device_requests_per_address,
+            device_requests_per_realm: self.device_requests_per_realm,
+            user_code_failures_per_address: self.user_code_failures_per_address,
+            user_code_failures_per_realm: self.user_code_failures_per_realm,
+            device_window_secs: self.device_rate_window_secs,
         };
         c.consent = ConsentConfig {
             challenge_ttl_secs: self.consent_challenge_secs,
@@ -388,7 +415,7 @@ client_id = "gh"
         assert_eq!(connect.runtime_environment, "a");
         assert_eq!(connect.environments["b"], "https://b.example");
         assert_eq!(connect.providers.len(), 2);
-        assert_eq!(connect.default_realm, "master");
+        assert_eq!(connect.default_realm, "tessera");
         let spec = connect.providers["acme"]
             .resolve("acme", &|k| (k == "ACME_SECRET").then(|| "s".to_string()))
             .expect("resolve");

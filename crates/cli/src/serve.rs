@@ -267,16 +267,36 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; finishing in-flight requests");
 }
 
+/// Libraries whose debug and trace events carry message payloads: Socket.IO
+/// `authentication` events hold access tokens (or a refresh token sent by
+/// mistake), and the PostgreSQL adapter's NOTIFY parameters hold the events
+/// it fans out (a provider token on the me-channel). Whatever `RUST_LOG`
+/// says, these stop at `info`: no token may reach a log at any level.
+const PAYLOAD_LOGGERS: [&str; 4] = [
+    "socketioxide",
+    "engineioxide",
+    "socketioxide_postgres",
+    "tokio_postgres",
+];
+
 fn init_logging(cfg: &Config) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cfg.log_format == "json" {
-        builder.json().init();
+    let caps = PAYLOAD_LOGGERS.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |t, name| t.with_target(*name, LevelFilter::INFO),
+    );
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if cfg.log_format == "json" {
+        fmt.json().boxed()
     } else {
-        builder.init();
-    }
+        fmt.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter.and(caps)))
+        .init();
 }

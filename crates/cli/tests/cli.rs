@@ -440,6 +440,34 @@ async fn example_agent_runs_from_workspace_env() {
         .json()
         .await
         .expect("json");
+    let admin = token["access_token"].as_str().expect("access token");
+    // Workspaces live in the default realm (`tessera`), never the admin realm.
+    let created = http
+        .post(format!("{}/admin/realms/tessera/users", server.url))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"username": "dev", "enabled": true,
+            "credentials": [{"type": "password", "value": "dev-password", "temporary": false}]}))
+        .send()
+        .await
+        .expect("create user");
+    assert!(created.status().is_success(), "{}", created.status());
+    let token: Value = http
+        .post(format!(
+            "{}/realms/tessera/protocol/openid-connect/token",
+            server.url
+        ))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "tessera-cli"),
+            ("username", "dev"),
+            ("password", "dev-password"),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
     let user_token = token["access_token"]
         .as_str()
         .expect("access token")

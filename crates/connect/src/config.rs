@@ -44,6 +44,11 @@ pub struct ProviderConfig {
     /// PKCE S256 (default on; turn off for providers that reject it).
     #[serde(default)]
     pub pkce: Option<bool>,
+    /// Keycloak's "Trust Email": a sign-up may find an existing account by
+    /// an email this provider says is verified. Off by default: an upstream
+    /// `email_verified` claim alone links nothing.
+    #[serde(default)]
+    pub trust_email: bool,
     /// Userinfo member holding the user's id at the provider.
     #[serde(default)]
     pub subject_field: Option<String>,
@@ -105,6 +110,7 @@ pub struct ProviderSpec {
     pub client_secret: Option<ClientSecret>,
     pub scopes: Vec<String>,
     pub pkce: bool,
+    pub trust_email: bool,
     pub fields: Fields,
 }
 
@@ -227,6 +233,7 @@ impl ProviderConfig {
             userinfo_url: url("userinfo_url", &self.userinfo_url)?,
             revocation_url: url("revocation_url", &self.revocation_url)?,
             client_id: self.client_id.clone(),
+            trust_email: self.trust_email,
             client_secret: self.client_secret(name, read_env)?,
             scopes: Vec::new(),
             pkce: self.pkce.unwrap_or(true),

@@ -28,7 +28,7 @@ use tessera_core::time::{now_ms, now_secs};
 use tessera_core::{ProviderConnection, ProviderState, Realm, Signup, TokenHash, User};
 use tessera_keys::{MacKey, MasterKey};
 use tessera_oauth::issue::{new_refresh_token, new_session, Issue, Subject};
-use tessera_oauth::{TokenResponse, TokenService};
+use tessera_oauth::{self_service, TokenResponse, TokenService};
 use tessera_store::{ClientMeta, StoreError};
 use url::Url;
 
@@ -36,6 +36,13 @@ use url::Url;
 pub const SIGNUP_TTL_MS: i64 = 600_000;
 /// The me-channel event carrying a new provider token.
 pub const CONNECTED_EVENT: &str = "providerConnected";
+/// The client attribute that lets a client receive tokens from provider
+/// sign-ups (`"true"`); off unless an administrator sets it.
+pub const SIGNUP_ATTRIBUTE: &str = "tessera.signup.enabled";
+/// How long a connect link (made for an IDE's bearer token) can be opened.
+pub const LINK_TTL_SECS: i64 = 300;
+/// The short code a sign-up's browser page and its polling client both show.
+const CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
 
 /// Why a connect request failed. `status` is the HTTP status and `code` the
 /// machine-readable error; the `Display` text is safe to show to the user.
@@ -79,6 +86,17 @@ pub enum ConnectError {
     NotConnected,
     #[error("The user is unknown or disabled.")]
     UserGone,
+    /// A self-service flow met the admin realm or an administrator's account.
+    #[error("{0}")]
+    Refused(&'static str),
+    #[error("This link has expired, was already used, or was not issued here. Start again from your application.")]
+    InvalidLink,
+    #[error("This link was made for another account. Sign out, sign in as the account that asked for it, and open the link again (or start again from your application).")]
+    OtherAccount,
+    #[error("The account this sign-up would use changed meanwhile. Start again.")]
+    SignupChanged,
+    #[error("The {0} token has expired and could not be refreshed: connect {0} again.")]
+    ReconnectRequired(String),
     #[error("Internal error.")]
     Internal(String),
 }
@@ -88,8 +106,11 @@ impl ConnectError {
         match self {
             Self::UnknownProvider(_) | Self::NotConnected => 404,
             Self::Unauthenticated => 401,
-            Self::Denied { .. } | Self::UserGone => 403,
-            Self::IdentityTaken(_) | Self::SignupTokenUsed => 409,
+            Self::Denied { .. } | Self::UserGone | Self::Refused(_) | Self::OtherAccount => 403,
+            Self::IdentityTaken(_)
+            | Self::SignupTokenUsed
+            | Self::SignupChanged
+            | Self::ReconnectRequired(_) => 409,
             Self::Unavailable(_) => 502,
             Self::Internal(_) => 500,
             _ => 400,
@@ -116,6 +137,11 @@ impl ConnectError {
             Self::SignupExpired => "expired_token",
             Self::NotConnected => "not_connected",
             Self::UserGone => "user_disabled",
+            Self::Refused(_) => "access_denied",
+            Self::InvalidLink => "invalid_link",
+            Self::OtherAccount => "wrong_account",
+            Self::SignupChanged => "signup_changed",
+            Self::ReconnectRequired(_) => "reconnect_required",
             Self::Internal(_) => "server_error",
         }
     }
@@ -158,6 +184,11 @@ pub struct Started {
 /// Where the callback sends the browser.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Landing {
+    /// A sign-up came back from the provider: the person in the browser
+    /// confirms on Tessera's page before anything is linked or released.
+    ConfirmSignup(SignupConfirmation),
+    /// The person refused the sign-up on the confirmation page.
+    SignupCancelled,
     /// The state belongs to another environment: the same path and query there.
     Forward(String),
     /// Connected (or signed up): the success page.
@@ -165,6 +196,54 @@ pub enum Landing {
     /// Che: back to `redirect_after_login`.
     Redirect(String),
 }
+
+/// What the sign-up confirmation page shows and posts back.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SignupConfirmation {
+    /// The round trip's id (posted back with `csrf`).
+    pub flow: String,
+    pub csrf: String,
+    /// The application that asked (the client's name, else its id).
+    pub app: String,
+    pub provider: String,
+    /// The account it will sign in as, or the username of the new one.
+    pub username: String,
+    pub email: Option<String>,
+    pub new_account: bool,
+    /// The code the polling application shows too (`BCDF-GHJK`).
+    pub user_code: String,
+}
+
+/// A sign-up between the provider's callback and the person's confirmation
+/// (sealed in a provider-state row named `signup-<flow>`, taken once).
+#[derive(serde::Deserialize, Serialize)]
+struct HeldSignup {
+    /// The sign-up token's hash.
+    signup: String,
+    /// The hash of the browser's binding secret.
+    bnd: String,
+    /// The account shown on the page (`None`: a new one).
+    user: Option<String>,
+    granted: Granted,
+}
+
+/// A one-time link that lets a browser signed in as `user_id` connect
+/// `provider` (made for an IDE's bearer token, or by Che's API).
+#[derive(Clone, Debug, serde::Deserialize, Serialize)]
+pub struct ConnectLink {
+    typ: String,
+    pub jti: String,
+    pub exp: i64,
+    /// Internal realm id.
+    pub realm: String,
+    pub sub: String,
+    pub prv: String,
+    /// Che: where the browser goes afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<String>,
+}
+
+const LINK_TYP: &str = "connect-link";
 
 /// The callback's query (`code`, `state`, or the provider's `error`).
 #[derive(Debug, Default, serde::Deserialize)]
@@ -178,7 +257,10 @@ pub struct CallbackQuery {
 /// `check-signup` outcomes other than success.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SignupPoll {
-    Pending,
+    /// Not confirmed yet; the code the browser page shows.
+    Pending {
+        user_code: String,
+    },
     NotFound,
     Used,
     Expired,
@@ -234,6 +316,7 @@ pub struct ConnectService {
     /// Also used by the relay.
     pub http: reqwest::Client,
     state_key: MacKey,
+    link_key: MacKey,
     vault: MasterKey,
 }
 
@@ -260,6 +343,7 @@ impl ConnectService {
         let master = tokens.keys.master();
         Ok(Self {
             state_key: master.mac_key("provider-state"),
+            link_key: master.mac_key("connect-link"),
             vault: master.derive_key("provider-tokens"),
             tokens,
             config: Arc::new(config),
@@ -442,15 +526,23 @@ impl ConnectService {
             ));
         }
         let realm = self.default_realm().await?;
+        if let Some(why) = self_service::refusal(&realm, None) {
+            return Err(ConnectError::Refused(why));
+        }
         let client = self
             .tokens
             .store
             .client_by_client_id(&realm.id, client_id)
             .await?
-            .filter(|c| c.enabled && c.public_client)
+            .filter(|c| {
+                c.enabled
+                    && c.public_client
+                    && c.client_id != tessera_oauth::provision::ADMIN_CLI
+                    && c.attributes.get(SIGNUP_ATTRIBUTE).map(String::as_str) == Some("true")
+            })
             .ok_or_else(|| {
                 ConnectError::InvalidRequest(format!(
-                    "client_id must name a public client of realm {}.",
+                    "client_id must name a public client of realm {} with provider sign-up enabled.",
                     realm.name
                 ))
             })?;
@@ -516,13 +608,14 @@ impl ConnectService {
         // The browser that started the round trip must be the one finishing
         // it: otherwise a victim who opens an attacker's provider link would
         // connect their account to the attacker, or sign the attacker in.
-        let bound = claims.bnd.as_deref().is_some_and(|expected| {
-            cookie(&state::binding_cookie(&claims.jti))
-                .is_some_and(|secret| TokenHash::of(&secret).as_str() == expected)
-        });
-        if !bound {
-            return Err(ConnectError::OtherBrowser);
-        }
+        let binding = cookie(&state::binding_cookie(&claims.jti))
+            .filter(|secret| {
+                claims
+                    .bnd
+                    .as_deref()
+                    .is_some_and(|expected| TokenHash::of(secret).as_str() == expected)
+            })
+            .ok_or(ConnectError::OtherBrowser)?;
         let provider = self.provider(&claims.prv)?.clone();
         let signup = match &claims.sut {
             Some(hash) => Some(
@@ -549,7 +642,15 @@ impl ConnectService {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| internal("provider state does not unseal"))?;
         let outcome = self
-            .finish(&claims, &provider, signup.as_ref(), q, pending, now)
+            .finish(
+                &claims,
+                &provider,
+                signup.as_ref(),
+                q,
+                pending,
+                &binding,
+                now,
+            )
             .await;
         if let (Err(e), Some(s)) = (&outcome, &signup) {
             // Tells the polling client; the sign-up token is dead afterwards.
@@ -566,6 +667,7 @@ impl ConnectService {
     }
 
     /// The callback after its state was spent.
+    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         claims: &StateClaims,
@@ -573,6 +675,7 @@ impl ConnectService {
         signup: Option<&Signup>,
         q: &CallbackQuery,
         pending: Pending,
+        binding: &str,
         now: i64,
     ) -> Result<Landing, ConnectError> {
         if let Some(s) = signup {
@@ -623,42 +726,244 @@ impl ConnectService {
                 }
                 user
             }
-            (None, Some(s)) => self.signup_user(s, &claims.prv, &granted.identity).await?,
+            (None, Some(s)) => {
+                return self
+                    .hold_signup(claims, provider, s, granted, binding, now)
+                    .await
+            }
             (None, None) => return Err(ConnectError::InvalidState),
         };
         self.save(&user, &claims.prv, &granted, now).await?;
-        if let Some(s) = signup {
-            if !self
-                .tokens
-                .store
-                .complete_signup(&s.hash, Some(&user.id), None, now)
-                .await?
-            {
-                return Err(ConnectError::SignupExpired);
-            }
-        }
+        Ok(self.connected(&user, &claims.prv, &granted, claims.ret.clone()))
+    }
+
+    /// Tells the user's sockets and says where the browser goes.
+    fn connected(
+        &self,
+        user: &User,
+        provider: &str,
+        granted: &Granted,
+        ret: Option<String>,
+    ) -> Landing {
         self.tokens.publish_to_user(
             &user.id,
             CONNECTED_EVENT,
             serde_json::json!({
-                "provider": claims.prv,
+                "provider": provider,
                 "accessToken": granted.tokens.access_token,
                 "expiresAt": granted.expires_at,
             }),
         );
-        tracing::info!(provider = %claims.prv, user = %user.id, flow = ?claims.flow, "provider connected");
-        Ok(match &claims.ret {
-            Some(ret) => Landing::Redirect(ret.clone()),
+        tracing::info!(provider, user = %user.id, "provider connected");
+        match ret {
+            Some(ret) => Landing::Redirect(ret),
             None => Landing::Connected {
                 url: self.config.success_url.clone().unwrap_or_else(|| {
                     format!(
-                        "{}/web/provider-connected/{}",
-                        self.tokens.config.public_url, claims.prv
+                        "{}/web/provider-connected/{provider}",
+                        self.tokens.config.public_url
                     )
                 }),
-                provider: claims.prv.clone(),
+                provider: provider.to_string(),
             },
-        })
+        }
+    }
+
+    /// The short code of a sign-up: derived from its token, so the polling
+    /// client (which has the token) and the browser page show the same one.
+    pub fn signup_code(&self, hash: &TokenHash) -> String {
+        let tag = self
+            .state_key
+            .tag(format!("signup-code\n{}", hash.as_str()).as_bytes());
+        let bytes = URL_SAFE_NO_PAD.decode(tag).unwrap_or_default();
+        let code: String = bytes
+            .iter()
+            .take(8)
+            .map(|b| CODE_ALPHABET[usize::from(*b) % CODE_ALPHABET.len()] as char)
+            .collect();
+        format!(
+            "{}-{}",
+            &code[..4.min(code.len())],
+            &code[4.min(code.len())..]
+        )
+    }
+
+    fn confirm_tag_data(flow: &str, binding: &str) -> Vec<u8> {
+        format!("signup-confirm\n{flow}\n{binding}").into_bytes()
+    }
+
+    /// The callback of a sign-up: nothing is linked, created or released
+    /// yet. The outcome is held (sealed, under the round trip's id) until
+    /// the person in this browser confirms on Tessera's page.
+    async fn hold_signup(
+        &self,
+        claims: &StateClaims,
+        provider: &Provider,
+        signup: &Signup,
+        granted: Granted,
+        binding: &str,
+        now: i64,
+    ) -> Result<Landing, ConnectError> {
+        let target = self
+            .signup_target(signup, provider, &granted.identity)
+            .await?;
+        let client = self
+            .tokens
+            .store
+            .client(&signup.realm_id, &signup.client_id)
+            .await?
+            .filter(|c| c.enabled)
+            .ok_or_else(|| {
+                ConnectError::InvalidRequest("The sign-up's application is disabled.".into())
+            })?;
+        let (username, email, new_account) = match &target {
+            Some(u) => (u.username.clone(), u.email.clone(), false),
+            None => (
+                username_base(&claims.prv, &granted.identity),
+                granted.identity.email.clone(),
+                true,
+            ),
+        };
+        let held = HeldSignup {
+            signup: signup.hash.as_str().to_string(),
+            bnd: TokenHash::of(binding).as_str().to_string(),
+            user: target.map(|u| u.id),
+            granted,
+        };
+        let plain = serde_json::to_vec(&held).map_err(internal)?;
+        let id = format!("signup-{}", claims.jti);
+        self.tokens
+            .store
+            .insert_provider_state(&ProviderState {
+                secret: URL_SAFE_NO_PAD.encode(self.vault.seal(&id, &plain)),
+                id,
+                provider: claims.prv.clone(),
+                created_at: now,
+                expires_at: signup.expires_at,
+            })
+            .await?;
+        Ok(Landing::ConfirmSignup(SignupConfirmation {
+            csrf: self
+                .state_key
+                .tag(&Self::confirm_tag_data(&claims.jti, binding)),
+            flow: claims.jti.clone(),
+            app: client
+                .name
+                .clone()
+                .filter(|n| !n.trim().is_empty() && !n.starts_with("${"))
+                .unwrap_or(client.client_id),
+            provider: provider.spec.display_name.clone(),
+            username,
+            email,
+            new_account,
+            user_code: self.signup_code(&signup.hash),
+        }))
+    }
+
+    /// The confirmation page's answer (`flow` and `csrf` from its form,
+    /// `cookie` reads the request's cookies). Approved: the account is
+    /// linked or created and the polling client gets its tokens; refused:
+    /// the poll hears `access_denied`. Either way the held sign-up is spent.
+    pub async fn confirm_signup(
+        &self,
+        flow: &str,
+        csrf: &str,
+        approve: bool,
+        cookie: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<Landing, ConnectError> {
+        if flow.is_empty() || flow.len() > 64 {
+            return Err(ConnectError::StateSpent);
+        }
+        let binding = cookie(&state::binding_cookie(flow)).ok_or(ConnectError::OtherBrowser)?;
+        if !self
+            .state_key
+            .verify_tag(&Self::confirm_tag_data(flow, &binding), csrf)
+        {
+            return Err(ConnectError::OtherBrowser);
+        }
+        let now = now_ms();
+        let id = format!("signup-{flow}");
+        let store = &self.tokens.store;
+        let stored = store
+            .take_provider_state(&id, now)
+            .await?
+            .ok_or(ConnectError::StateSpent)?;
+        let held: HeldSignup = URL_SAFE_NO_PAD
+            .decode(&stored.secret)
+            .ok()
+            .and_then(|b| self.vault.open(&id, &b).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| internal("held sign-up does not unseal"))?;
+        if TokenHash::of(&binding).as_str() != held.bnd {
+            return Err(ConnectError::OtherBrowser);
+        }
+        let hash = TokenHash::from_stored(held.signup.clone());
+        let signup = store.signup(&hash).await?.ok_or(ConnectError::StateSpent)?;
+        if signup.completed_at.is_some() || signup.expires_at <= now {
+            return Err(ConnectError::SignupExpired);
+        }
+        let outcome = if approve {
+            self.complete_held_signup(&signup, held, now).await
+        } else {
+            Err(ConnectError::Denied {
+                provider: stored.provider.clone(),
+                error: "access_denied".into(),
+            })
+        };
+        match outcome {
+            Ok(landing) => Ok(landing),
+            Err(e) => {
+                if let Err(store) = store
+                    .complete_signup(&hash, None, Some(e.code()), now)
+                    .await
+                {
+                    tracing::error!(error = %store, "could not record the failed sign-up");
+                }
+                if approve {
+                    Err(e)
+                } else {
+                    Ok(Landing::SignupCancelled)
+                }
+            }
+        }
+    }
+
+    async fn complete_held_signup(
+        &self,
+        signup: &Signup,
+        held: HeldSignup,
+        now: i64,
+    ) -> Result<Landing, ConnectError> {
+        let provider = self.provider(&signup.provider)?.clone();
+        let target = self
+            .signup_target(signup, &provider, &held.granted.identity)
+            .await?;
+        if target.as_ref().map(|u| u.id.as_str()) != held.user.as_deref() {
+            return Err(ConnectError::SignupChanged);
+        }
+        let user = match target {
+            Some(u) => u,
+            None => {
+                self.create_user(
+                    &signup.realm_id,
+                    &signup.provider,
+                    &held.granted.identity,
+                    provider.spec.trust_email,
+                )
+                .await?
+            }
+        };
+        self.save(&user, &signup.provider, &held.granted, now)
+            .await?;
+        if !self
+            .tokens
+            .store
+            .complete_signup(&signup.hash, Some(&user.id), None, now)
+            .await?
+        {
+            return Err(ConnectError::SignupExpired);
+        }
+        Ok(self.connected(&user, &signup.provider, &held.granted, None))
     }
 
     fn seal(
@@ -720,59 +1025,77 @@ impl ConnectService {
         }
     }
 
-    /// The sign-up's user: the one this provider identity is connected to,
-    /// else the one whose verified email the provider verified too, else a
-    /// new one.
-    async fn signup_user(
+    /// The account a sign-up will use: the one this provider identity is
+    /// connected to, else (only for a provider with `trust_email`) the one
+    /// whose verified email the provider verified too, else `None` (a new
+    /// one). Never the admin realm's, nor an administrator's.
+    async fn signup_target(
         &self,
         signup: &Signup,
-        provider: &str,
+        provider: &Provider,
         id: &Identity,
-    ) -> Result<User, ConnectError> {
+    ) -> Result<Option<User>, ConnectError> {
         let store = &self.tokens.store;
-        let realm = &signup.realm_id;
+        // Sign-ups only ever happen in the default realm.
+        let realm = self.default_realm().await?;
+        if realm.id != signup.realm_id {
+            return Err(ConnectError::StateSpent);
+        }
+        let allowed = |user: Option<&User>| match self_service::refusal(&realm, user) {
+            Some(why) => Err(ConnectError::Refused(why)),
+            None => Ok(()),
+        };
+        allowed(None)?;
+        let name = provider.spec.name.as_str();
         if let Some(user_id) = store
-            .provider_identity_user(realm, provider, &id.subject)
+            .provider_identity_user(&realm.id, name, &id.subject)
             .await?
         {
-            return self.live_user(realm, &user_id).await;
+            let user = self.live_user(&realm.id, &user_id).await?;
+            allowed(Some(&user))?;
+            return Ok(Some(user));
         }
-        if let (Some(email), true) = (&id.email, id.email_verified) {
-            let query = tessera_store::UserQuery {
-                email: Some(email.clone()),
-                exact: true,
-                max: 2,
-                ..Default::default()
-            };
-            let matches: Vec<User> = store
-                .list_users(realm, &query)
-                .await?
-                .into_iter()
-                .filter(|u| {
-                    u.email_verified
-                        && u.email
-                            .as_deref()
-                            .is_some_and(|e| e.eq_ignore_ascii_case(email))
-                })
-                .collect();
-            if let [user] = matches.as_slice() {
-                if !user.enabled {
-                    return Err(ConnectError::UserGone);
-                }
-                // Never silently swap the provider account a user connected.
-                if store
-                    .provider_connection(&user.id, provider)
-                    .await?
-                    .is_some_and(|c| c.subject != id.subject)
-                {
-                    return Err(ConnectError::IdentityTaken(
-                        self.provider(provider)?.spec.display_name.clone(),
-                    ));
-                }
-                return Ok(user.clone());
-            }
+        if !provider.spec.trust_email {
+            return Ok(None);
         }
-        self.create_user(realm, provider, id).await
+        let (Some(email), true) = (&id.email, id.email_verified) else {
+            return Ok(None);
+        };
+        let query = tessera_store::UserQuery {
+            email: Some(email.clone()),
+            exact: true,
+            max: 2,
+            ..Default::default()
+        };
+        let matches: Vec<User> = store
+            .list_users(&realm.id, &query)
+            .await?
+            .into_iter()
+            .filter(|u| {
+                u.email_verified
+                    && u.email
+                        .as_deref()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(email))
+            })
+            .collect();
+        let [user] = matches.as_slice() else {
+            return Ok(None);
+        };
+        if !user.enabled {
+            return Err(ConnectError::UserGone);
+        }
+        allowed(Some(user))?;
+        // Never silently swap the provider account a user connected.
+        if store
+            .provider_connection(&user.id, name)
+            .await?
+            .is_some_and(|c| c.subject != id.subject)
+        {
+            return Err(ConnectError::IdentityTaken(
+                provider.spec.display_name.clone(),
+            ));
+        }
+        Ok(Some(user.clone()))
     }
 
     async fn create_user(
@@ -780,27 +1103,9 @@ impl ConnectService {
         realm_id: &str,
         provider: &str,
         id: &Identity,
+        trust_email: bool,
     ) -> Result<User, ConnectError> {
-        let base = id
-            .username
-            .clone()
-            .or_else(|| {
-                id.email
-                    .as_ref()
-                    .and_then(|e| e.split('@').next().map(str::to_string))
-            })
-            .unwrap_or_else(|| format!("{provider}-{}", id.subject));
-        let base: String = base
-            .to_lowercase()
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-            .take(48)
-            .collect();
-        let base = if base.is_empty() {
-            format!("{provider}-user")
-        } else {
-            base
-        };
+        let base = username_base(provider, id);
         let (first_name, last_name) = match id.name.as_deref().map(str::trim) {
             Some(name) if !name.is_empty() => match name.rsplit_once(' ') {
                 Some((first, last)) => (Some(first.to_string()), Some(last.to_string())),
@@ -819,7 +1124,8 @@ impl ConnectService {
                 realm_id: realm_id.to_string(),
                 username,
                 email: id.email.clone(),
-                email_verified: id.email.is_some() && id.email_verified,
+                // Keycloak's "Trust Email": only then is the provider's word taken.
+                email_verified: trust_email && id.email.is_some() && id.email_verified,
                 first_name: first_name.clone(),
                 last_name: last_name.clone(),
                 enabled: true,
@@ -863,7 +1169,9 @@ impl ConnectService {
             return Ok(Err(SignupPoll::Expired));
         }
         let Some(user_id) = signup.user_id else {
-            return Ok(Err(SignupPoll::Pending));
+            return Ok(Err(SignupPoll::Pending {
+                user_code: self.signup_code(&hash),
+            }));
         };
         let realm = self.default_realm().await?;
         if realm.id != signup.realm_id {
@@ -1015,16 +1323,156 @@ impl ConnectService {
                         tokens = fresh;
                     }
                     Err(e) => {
-                        tracing::warn!(provider, user = %user_id, error = %e, "provider refresh failed")
+                        tracing::warn!(provider, user = %user_id, error = %e, "provider refresh failed");
+                        // Still good for a few seconds: use it; else the
+                        // client must send its user through connect again.
+                        if exp <= now {
+                            return Err(ConnectError::ReconnectRequired(
+                                p.spec.display_name.clone(),
+                            ));
+                        }
                     }
                 }
             }
         }
+        if c.expires_at.is_some_and(|exp| exp <= now) {
+            return Err(ConnectError::ReconnectRequired(p.spec.display_name.clone()));
+        }
         Ok((tokens.access_token, c.scopes))
+    }
+
+    /// A one-time link for `user_id` to connect `provider` in a browser:
+    /// the page it opens checks that the browser is signed in as that user
+    /// and asks them to confirm. `ret` is Che's `redirect_after_login`.
+    /// Returns the URL and its lifetime in seconds.
+    pub async fn connect_link(
+        &self,
+        realm: &Realm,
+        user_id: &str,
+        provider: &str,
+        ret: Option<String>,
+    ) -> Result<(String, i64), ConnectError> {
+        self.provider(provider)?;
+        if ret.as_deref().is_some_and(|r| !self.allowed_redirect(r)) {
+            return Err(ConnectError::ForbiddenRedirect);
+        }
+        self.live_user(&realm.id, user_id).await?;
+        let link = self.link_key.sign_jwt(&ConnectLink {
+            typ: LINK_TYP.into(),
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            exp: now_secs() + LINK_TTL_SECS,
+            realm: realm.id.clone(),
+            sub: user_id.to_string(),
+            prv: provider.to_string(),
+            ret,
+        });
+        let enc = |s: &str| -> String {
+            url::form_urlencoded::byte_serialize(s.as_bytes())
+                .collect::<String>()
+                .replace('+', "%20")
+        };
+        Ok((
+            format!(
+                "{}/realms/{}/account/connect/{}?link={link}",
+                self.tokens.config.public_url,
+                enc(&realm.name),
+                enc(provider)
+            ),
+            LINK_TTL_SECS,
+        ))
+    }
+
+    /// Checks a connect link for `provider` in `realm` (signature, kind,
+    /// expiry); it is spent by `start_from_link`.
+    pub fn open_link(
+        &self,
+        raw: &str,
+        realm: &Realm,
+        provider: &str,
+    ) -> Result<ConnectLink, ConnectError> {
+        let link: ConnectLink = (raw.len() <= 4096)
+            .then(|| self.link_key.verify_jwt(raw).ok())
+            .flatten()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or(ConnectError::InvalidLink)?;
+        if link.typ != LINK_TYP
+            || link.exp <= now_secs()
+            || link.realm != realm.id
+            || link.prv != provider
+        {
+            return Err(ConnectError::InvalidLink);
+        }
+        Ok(link)
+    }
+
+    /// Spends the link (once, on any node) and starts the round trip for
+    /// its user, who must be `signed_in_user`.
+    pub async fn start_from_link(
+        &self,
+        realm: &Realm,
+        link: ConnectLink,
+        signed_in_user: &str,
+    ) -> Result<Started, ConnectError> {
+        if link.sub != signed_in_user {
+            return Err(ConnectError::OtherAccount);
+        }
+        let spent = ProviderState {
+            id: format!("link-{}", link.jti),
+            provider: link.prv.clone(),
+            secret: String::new(),
+            created_at: now_ms(),
+            expires_at: link.exp * 1000,
+        };
+        match self.tokens.store.insert_provider_state(&spent).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Err(ConnectError::InvalidLink),
+            Err(e) => return Err(e.into()),
+        }
+        let start = match link.ret {
+            Some(redirect_after_login) => Start::Che {
+                realm: realm.clone(),
+                user_id: link.sub,
+                redirect_after_login,
+            },
+            None => Start::Connect {
+                realm: realm.clone(),
+                user_id: link.sub,
+            },
+        };
+        self.start(&link.prv, start).await
+    }
+
+    /// The default realm (where connections and sign-ups live).
+    pub async fn realm(&self) -> Result<Realm, ConnectError> {
+        self.default_realm().await
     }
 
     /// The base URL of a configured environment, for the relay.
     pub fn environment(&self, name: &str) -> Option<&str> {
         self.config.environments.get(name).map(String::as_str)
+    }
+}
+
+/// The username a sign-up's new account gets (a suffix is added when taken).
+fn username_base(provider: &str, id: &Identity) -> String {
+    let base = id
+        .username
+        .clone()
+        .or_else(|| {
+            id.email
+                .as_ref()
+                .and_then(|e| e.split('@').next().map(str::to_string))
+        })
+        .unwrap_or_else(|| format!("{provider}-{}", id.subject));
+    let base: String = base
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(48)
+        .collect();
+    if base.is_empty() {
+        format!("{provider}-user")
+    } else {
+        base
     }
 }

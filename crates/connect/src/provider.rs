@@ -71,7 +71,7 @@ pub enum ProviderError {
 }
 
 /// Who the user is at the provider.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     pub subject: String,
     pub email: Option<String>,
@@ -89,6 +89,7 @@ pub struct ProviderTokens {
 }
 
 /// What a code exchange produced.
+#[derive(Serialize, Deserialize)]
 pub struct Granted {
     pub tokens: ProviderTokens,
     pub expires_at: Option<i64>,

@@ -131,6 +131,16 @@ impl OAuthError {
     pub fn server_error(debug: impl fmt::Display) -> Self {
         Self::new(OAuthErrorCode::ServerError, "internal server error").with_debug(debug)
     }
+    /// Too many requests of another kind than logins (device codes, user-code guesses).
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self {
+            code: OAuthErrorCode::TooManyRequests,
+            description: format!("too many requests; retry in {retry_after_secs} seconds"),
+            debug: None,
+            retry_after_secs: Some(retry_after_secs),
+        }
+    }
+
     pub fn too_many_requests(retry_after_secs: u64) -> Self {
         Self {
             code: OAuthErrorCode::TooManyRequests,

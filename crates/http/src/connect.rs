@@ -47,7 +47,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/oauth/token", axum::routing::delete(che_disconnect))
         .route_layer(layer(false));
     Router::new()
-        .route("/web/provider-auth/{provider}", get(provider_auth))
+        .route(
+            "/web/provider-auth/{provider}",
+            get(provider_auth).post(provider_link),
+        )
+        .route("/web/provider-signup", axum::routing::post(signup_confirm))
         .route("/web/provider-connected/{provider}", get(connected_page))
         .route("/no-auth/provider-token/{provider}", get(provider_token))
         .route("/no-auth/check-signup", get(check_signup))
@@ -132,51 +136,79 @@ pub struct ProviderAuthQuery {
     access_token: Option<String>,
 }
 
-/// `GET /web/provider-auth/{provider}`: a signed-in user (bearer header or
-/// `access_token` query) connects; `signupToken` + `client_id` signs up.
+/// The confirmation page where the browser's own sign-in connects `provider`.
+fn confirm_page_path(app: &AppState, provider: &str) -> String {
+    let enc = |s: &str| -> String {
+        url::form_urlencoded::byte_serialize(s.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    };
+    format!(
+        "{}/realms/{}/account/connect/{}",
+        app.tokens.config.public_url,
+        enc(&app.settings.default_realm),
+        enc(provider)
+    )
+}
+
+/// `GET /web/provider-auth/{provider}`: with `signupToken` + `client_id`,
+/// a sign-up; otherwise the browser is sent to the confirmation page, where
+/// its own sign-in (never anything in this URL) decides who connects.
 async fn provider_auth(
     State(app): State<AppState>,
     Path(provider): Path<String>,
     Query(q): Query<ProviderAuthQuery>,
-    headers: HeaderMap,
 ) -> Page {
-    let connect = &app.connect;
-    let start = match (
-        q.signup_token,
-        bearer(&headers).map(str::to_string).or(q.access_token),
-    ) {
-        (Some(token), None) => match q.client_id {
-            Some(client_id) => Start::Signup { token, client_id },
-            None => {
-                return page_for(&ConnectError::InvalidRequest(
-                    "A sign-up needs the client_id that will receive the tokens.".into(),
-                ))
-            }
-        },
-        (None, Some(token)) => {
-            let realm = match app.tokens.realm(&app.settings.default_realm).await {
-                Ok(r) => r,
-                Err(e) => return crate::pages::oauth_error_page(TITLE, &e),
-            };
-            match app.tokens.verify_live_access_token(&realm, &token).await {
-                Ok((claims, Some(_))) => Start::Connect {
-                    realm,
-                    user_id: claims.sub,
-                },
-                _ => return page_for(&ConnectError::Unauthenticated),
-            }
+    if q.access_token.is_some() {
+        return page_for(&ConnectError::InvalidRequest(
+            "A link cannot say who is connecting. Open the link your application made (it asks with a POST), or connect from your account page.".into(),
+        ));
+    }
+    let Some(token) = q.signup_token else {
+        if let Err(e) = app.connect.provider(&provider) {
+            return page_for(&e);
         }
-        (Some(_), Some(_)) => {
-            return page_for(&ConnectError::InvalidRequest(
-                "Send either a sign-up token or an access token, not both.".into(),
-            ))
-        }
-        (None, None) => return page_for(&ConnectError::Unauthenticated),
+        return Page::redirect(confirm_page_path(&app, &provider));
     };
-    match connect.start(&provider, start).await {
+    let Some(client_id) = q.client_id else {
+        return page_for(&ConnectError::InvalidRequest(
+            "A sign-up needs the client_id that will receive the tokens.".into(),
+        ));
+    };
+    match app
+        .connect
+        .start(&provider, Start::Signup { token, client_id })
+        .await
+    {
         Ok(started) => to_provider(&app, started),
         Err(e) => page_for(&e),
     }
+}
+
+/// `POST /web/provider-auth/{provider}` with a bearer token of the default
+/// realm: a one-time, short-lived link to open in a browser signed in as
+/// the token's user (`{"url", "expires_in"}`).
+async fn provider_link(
+    State(app): State<AppState>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(token) = bearer(&headers) else {
+        return Err(ConnectError::Unauthenticated.into());
+    };
+    let realm = app.connect.realm().await?;
+    let user = match app.tokens.verify_live_access_token(&realm, token).await {
+        Ok((claims, Some(_))) => claims.sub,
+        _ => return Err(ConnectError::Unauthenticated.into()),
+    };
+    let (url, expires_in) = app
+        .connect
+        .connect_link(&realm, &user, &provider, None)
+        .await?;
+    let mut res = Json(json!({"url": url, "expires_in": expires_in})).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
 }
 
 /// `GET /no-auth/provider-token/{provider}`: the provider's callback.
@@ -209,14 +241,97 @@ async fn callback(
 ) -> Page {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let jar = |name: &str| cookie(headers, name).map(str::to_string);
-    land(app.connect.callback(provider, &q, path, &jar).await)
+    land(app, app.connect.callback(provider, &q, path, &jar).await)
 }
 
-fn land(outcome: Result<Landing, ConnectError>) -> Page {
+fn land(app: &AppState, outcome: Result<Landing, ConnectError>) -> Page {
     match outcome {
         Ok(Landing::Forward(url) | Landing::Redirect(url)) => Page::redirect(url),
         Ok(Landing::Connected { url, .. }) => Page::redirect(url),
+        Ok(Landing::ConfirmSignup(c)) => {
+            let success = app
+                .connect
+                .config
+                .success_url
+                .as_deref()
+                .and_then(tessera_connect::config::origin_of);
+            Page::render(
+                StatusCode::OK,
+                &SignupConfirmPage {
+                    realm_title: TITLE,
+                    app: &c.app,
+                    provider: &c.provider,
+                    username: &c.username,
+                    email: c.email.as_deref(),
+                    new_account: c.new_account,
+                    user_code: &c.user_code,
+                    flow: &c.flow,
+                    csrf: &c.csrf,
+                    action: "/web/provider-signup",
+                },
+            )
+            // Signing in posts here and is redirected to the success page.
+            .allow_form_action(success)
+        }
+        Ok(Landing::SignupCancelled) => Page::render(
+            StatusCode::OK,
+            &MessagePage {
+                realm_title: TITLE,
+                heading: "Sign-in cancelled",
+                message: "Nothing was signed in. You can close this window.",
+                is_error: false,
+                link: None,
+            },
+        ),
         Err(e) => page_for(&e),
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "signup_confirm.html")]
+struct SignupConfirmPage<'a> {
+    realm_title: &'a str,
+    app: &'a str,
+    provider: &'a str,
+    username: &'a str,
+    email: Option<&'a str>,
+    new_account: bool,
+    user_code: &'a str,
+    flow: &'a str,
+    csrf: &'a str,
+    action: &'a str,
+}
+
+/// `POST /web/provider-signup`: the sign-up confirmation page's answer
+/// (`flow`, `csrf`, `action=confirm|cancel`), from the browser that made
+/// the round trip (its binding cookie).
+async fn signup_confirm(State(app): State<AppState>, form: crate::pages::PageForm) -> Page {
+    let p = &form.params;
+    let approve = match p.get("action") {
+        Some("confirm") => true,
+        Some("cancel") => false,
+        _ => return page_for(&ConnectError::InvalidRequest("Unknown action.".into())),
+    };
+    let jar = |name: &str| cookie(&form.headers, name).map(str::to_string);
+    let outcome = app
+        .connect
+        .confirm_signup(
+            p.get("flow").unwrap_or(""),
+            p.get("csrf").unwrap_or(""),
+            approve,
+            &jar,
+        )
+        .await;
+    // After a POST the browser GETs the success page; errors keep their status.
+    let redirect = matches!(
+        outcome,
+        Ok(Landing::Connected { .. } | Landing::Redirect(_) | Landing::Forward(_))
+    );
+    let page = land(&app, outcome);
+    if redirect {
+        page.see_other()
+    } else {
+        page
     }
 }
 
@@ -267,11 +382,22 @@ async fn check_signup(
         Err(poll) => poll,
     };
     let (status, code, text) = match poll {
-        SignupPoll::Pending => (
-            StatusCode::ACCEPTED,
-            "signup_pending",
-            "The provider sign-in has not completed yet; poll again.".to_string(),
-        ),
+        SignupPoll::Pending { user_code } => {
+            // The code the browser's confirmation page shows: the app shows
+            // it too, so its user can tell their own sign-in from a phished one.
+            let mut res = (
+                StatusCode::ACCEPTED,
+                Json(json!({
+                    "error": "signup_pending",
+                    "error_description": "Waiting for the sign-in to be confirmed in the browser; poll again.",
+                    "user_code": user_code,
+                })),
+            )
+                .into_response();
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Ok(res);
+        }
         SignupPoll::NotFound => (
             StatusCode::NOT_FOUND,
             "signup_not_found",
@@ -365,7 +491,10 @@ fn che_provider(q: &CheQuery) -> Result<String, ConnectError> {
         .ok_or_else(|| ConnectError::InvalidRequest("oauth_provider is required".into()))
 }
 
-/// `GET /api/oauth/authenticate?oauth_provider=&redirect_after_login=`.
+/// `GET /api/oauth/authenticate?oauth_provider=&redirect_after_login=`:
+/// Che's shape, Tessera's rule. The token (header, or `?token=` where a
+/// browser opens the URL) only names who the link is for: the browser goes
+/// on to the confirmation page, which needs it signed in as that user.
 async fn che_authenticate(
     State(app): State<AppState>,
     subject: Subject,
@@ -380,17 +509,16 @@ async fn che_authenticate(
             "redirect_after_login is required".into(),
         ));
     };
-    let realm = match app.tokens.realm(&app.settings.default_realm).await {
+    let realm = match app.connect.realm().await {
         Ok(r) => r,
-        Err(e) => return crate::pages::oauth_error_page(TITLE, &e),
+        Err(e) => return page_for(&e),
     };
-    let start = Start::Che {
-        realm,
-        user_id: subject.id,
-        redirect_after_login,
-    };
-    match app.connect.start(&provider, start).await {
-        Ok(started) => to_provider(&app, started),
+    match app
+        .connect
+        .connect_link(&realm, &subject.id, &provider, Some(redirect_after_login))
+        .await
+    {
+        Ok((url, _)) => Page::redirect(url),
         Err(e) => page_for(&e),
     }
 }

@@ -40,8 +40,8 @@ pub struct HttpSettings {
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
-            default_realm: "master".into(),
-            che_client_id: "admin-cli".into(),
+            default_realm: tessera_oauth::provision::DEFAULT_REALM.into(),
+            che_client_id: tessera_oauth::provision::DEFAULT_CLIENT.into(),
             max_body_bytes: 64 * 1024,
         }
     }

@@ -208,9 +208,15 @@ async fn world(backend: Backend) -> Option<World> {
     let b = serve(Router::new().route("/{*rest}", any(echo))).await;
     let mut providers = BTreeMap::new();
     for name in ["acme", "other"] {
+        // acme trusts the emails it verifies (Keycloak's "Trust Email"); other does not.
+        let trust = if name == "acme" {
+            "trust_email = true\n"
+        } else {
+            ""
+        };
         providers.insert(
             name.to_string(),
-            toml::from_str(&provider_toml(&upstream)).expect("provider"),
+            toml::from_str(&format!("{}{trust}", provider_toml(&upstream))).expect("provider"),
         );
     }
     let connect = ConnectConfig {
@@ -225,6 +231,18 @@ async fn world(backend: Backend) -> Option<World> {
         (name == "ACME_SECRET").then(|| SECRET.to_string())
     })
     .await?;
+    // `cli` may receive sign-up tokens: an administrator's choice.
+    let admin = app.admin_token().await;
+    let cli = app.client_uuid("test", "cli").await;
+    let r = app
+        .json(
+            Method::PUT,
+            &format!("/admin/realms/test/clients/{cli}"),
+            &admin,
+            Some(json!({"attributes": {"tessera.signup.enabled": "true"}})),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
     Some(World {
         app,
         mock,
@@ -235,6 +253,15 @@ async fn world(backend: Backend) -> Option<World> {
             .expect("client"),
         jar: Mutex::default(),
     })
+}
+
+/// The value of a hidden form field on a page.
+fn hidden(html: &str, name: &str) -> String {
+    html.split(&format!("name=\"{name}\" value=\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no {name} field: {html}"))
+        .to_string()
 }
 
 fn location(r: &Resp) -> String {
@@ -271,15 +298,147 @@ impl World {
         r.str("access_token")
     }
 
-    /// Starts at `path` (with `bearer`), expects a redirect to the provider
-    /// and returns its authorize URL.
+    /// Starts at `path`, expects a redirect to the provider and returns its
+    /// authorize URL. With `bearer` (an IDE's token, or Che's), the way a
+    /// real user goes: the link it gets, opened in this browser signed in as
+    /// the token's user, confirmed on Tessera's page.
     async fn begin(&self, path: &str, bearer: Option<&str>) -> String {
-        let r = self.app.get(path, bearer).await;
-        assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
-        self.keep_cookies(&r);
+        let link = match bearer {
+            None => {
+                let r = self.browser(Method::GET, path, &[]).await;
+                assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
+                let url = location(&r);
+                assert!(url.starts_with(&self.upstream), "{url}");
+                return url;
+            }
+            Some(token) => {
+                let user = claims(token)["preferred_username"]
+                    .as_str()
+                    .expect("username")
+                    .to_string();
+                self.sign_in_browser(&user).await;
+                self.link(path, token).await
+            }
+        };
+        self.confirm_connect(&link).await
+    }
+
+    /// The confirmation link an IDE (POST with its bearer token) or Che
+    /// (its authenticate URL) gets for `path`.
+    async fn link(&self, path: &str, token: &str) -> String {
+        if path.starts_with("/web/provider-auth/") {
+            let req = axum::http::Request::builder()
+                .method(Method::POST)
+                .uri(path)
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .expect("request");
+            let r = self.app.send(req).await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            assert_eq!(r.body["expires_in"], 300);
+            r.str("url")
+        } else {
+            let r = self.app.get(path, Some(token)).await;
+            assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
+            location(&r)
+        }
+    }
+
+    /// Signs this browser in to the test realm as `username` (the SSO
+    /// cookie a login would set; logging in is tested in browser.rs).
+    async fn sign_in_browser(&self, username: &str) {
+        let tokens = &self.app.state.tokens;
+        let realm = tokens.realm("test").await.expect("realm");
+        let user = tokens
+            .store
+            .user_by_username(&realm.id, username)
+            .await
+            .expect("db")
+            .expect("user");
+        let (_, secret) = tokens
+            .start_sso_session(&realm, &user, &Default::default(), None)
+            .await
+            .expect("sso");
+        self.jar
+            .lock()
+            .expect("jar")
+            .insert("TESSERA_SSO".into(), secret);
+    }
+
+    /// Opens the connect confirmation page at `url` and presses Continue;
+    /// returns the provider's authorize URL.
+    async fn confirm_connect(&self, url: &str) -> String {
+        let path = url.strip_prefix(PUBLIC_URL).unwrap_or(url).to_string();
+        let page = self.browser(Method::GET, &path, &[]).await;
+        assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+        let html = page.body.as_str().expect("html").to_string();
+        assert!(html.contains("connect-confirm"), "{html}");
+        let r = self
+            .browser(
+                Method::POST,
+                &path,
+                &[("csrf", &hidden(&html, "csrf")), ("action", "connect")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
         let url = location(&r);
         assert!(url.starts_with(&self.upstream), "{url}");
         url
+    }
+
+    /// A request by this browser: its cookies go along, new ones are kept.
+    async fn browser(&self, method: Method, path: &str, form: &[(&str, &str)]) -> Resp {
+        let cookies: Vec<String> = self
+            .jar
+            .lock()
+            .expect("jar")
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let mut req = axum::http::Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header("cookie", cookies.join("; "));
+        let body = if method == Method::POST {
+            req = req.header("content-type", "application/x-www-form-urlencoded");
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form)
+                .finish()
+        } else {
+            String::new()
+        };
+        let r = self
+            .app
+            .send(req.body(axum::body::Body::from(body)).expect("request"))
+            .await;
+        self.keep_cookies(&r);
+        r
+    }
+
+    /// The callback lands on the sign-up confirmation page: its code, and
+    /// the form's fields.
+    fn signup_page(r: &Resp) -> (String, String, String) {
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let html = r.body.as_str().expect("html");
+        assert!(html.contains("signup-confirm"), "{html}");
+        let code = html
+            .split("id=\"signup-code\">")
+            .nth(1)
+            .and_then(|rest| rest.split('<').next())
+            .expect("code")
+            .to_string();
+        (code, hidden(html, "flow"), hidden(html, "csrf"))
+    }
+
+    /// Answers the sign-up confirmation page (`confirm` or `cancel`).
+    async fn answer_signup(&self, page: &Resp, action: &str) -> Resp {
+        let (_, flow, csrf) = Self::signup_page(page);
+        self.browser(
+            Method::POST,
+            "/web/provider-signup",
+            &[("flow", &flow), ("csrf", &csrf), ("action", action)],
+        )
+        .await
     }
 
     fn keep_cookies(&self, r: &Resp) {
@@ -298,19 +457,7 @@ impl World {
 
     /// A GET by this browser (with its cookies): the provider's redirect back.
     async fn back(&self, path: &str) -> Resp {
-        let cookies: Vec<String> = self
-            .jar
-            .lock()
-            .expect("jar")
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let req = axum::http::Request::builder()
-            .uri(path)
-            .header("cookie", cookies.join("; "))
-            .body(axum::body::Body::empty())
-            .expect("request");
-        self.app.send(req).await
+        self.browser(Method::GET, path, &[]).await
     }
 
     /// The provider's answer: the callback path (and query) on Tessera.
@@ -336,7 +483,9 @@ impl World {
             )
             .await;
         let cb = self.at_provider(&authorize).await;
-        assert_eq!(self.back(&cb).await.status, StatusCode::FOUND);
+        let page = self.back(&cb).await;
+        let r = self.answer_signup(&page, "confirm").await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
         t
     }
 
@@ -481,12 +630,8 @@ async fn connect_stores_sealed_tokens_publishes_and_disconnects(backend: Backend
         .await;
     assert_eq!(che.status, StatusCode::NOT_FOUND);
 
-    // `access_token` in the query works where a header cannot be sent.
-    w.begin(
-        &format!("/web/provider-auth/acme?access_token={token}"),
-        None,
-    )
-    .await;
+    // Connecting again goes through the same confirmation.
+    w.begin("/web/provider-auth/acme", Some(&token)).await;
 }
 
 async fn bad_callbacks_store_nothing(backend: Backend) {
@@ -647,18 +792,38 @@ async fn bad_callbacks_store_nothing(backend: Backend) {
     refused(&r, StatusCode::BAD_REQUEST, "did not accept");
     assert!(w.connection("alice").await.is_none());
 
-    // Starting needs a user (or a sign-up) and a known provider.
-    refused(
-        &w.app.get("/web/provider-auth/acme", None).await,
-        StatusCode::UNAUTHORIZED,
-        "Sign in",
+    // A URL never says who connects: a plain link goes to the confirmation
+    // page (whoever is signed in there), a token in it is refused, and the
+    // IDE's link needs its bearer token.
+    let r = w.app.get("/web/provider-auth/acme", None).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(
+        location(&r),
+        format!("{PUBLIC_URL}/realms/test/account/connect/acme")
     );
     refused(
         &w.app
-            .get("/web/provider-auth/acme?access_token=forged", None)
+            .get(
+                &format!("/web/provider-auth/acme?access_token={token}"),
+                None,
+            )
             .await,
-        StatusCode::UNAUTHORIZED,
-        "Sign in",
+        StatusCode::BAD_REQUEST,
+        "cannot say who",
+    );
+    let r = w
+        .app
+        .send(
+            axum::http::Request::builder()
+                .method(Method::POST)
+                .uri("/web/provider-auth/acme")
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::UNAUTHORIZED, "invalid_token")
     );
     refused(
         &w.app.get("/web/provider-auth/nope", Some(&token)).await,
@@ -768,8 +933,39 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
     );
 
     let cb = w.at_provider(&authorize).await;
-    let r = w.back(&cb).await;
-    assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
+    let page = w.back(&cb).await;
+    // The browser confirms on Tessera's page, which shows the code the
+    // polling app shows; until then the poll only says "pending".
+    let (code, _, _) = World::signup_page(&page);
+    let pending = poll(signup.clone()).await;
+    assert_eq!(pending.status, StatusCode::ACCEPTED);
+    assert_eq!(pending.body["user_code"], json!(code));
+    let html = page.body.as_str().expect("html");
+    assert!(
+        html.contains("creates a new account") && html.contains("newbie"),
+        "{html}"
+    );
+    // Nothing exists yet: no account, no connection.
+    let tokens = &w.app.state.tokens;
+    let test_realm = tokens.realm("test").await.expect("realm");
+    assert!(tokens
+        .store
+        .user_by_username(&test_realm.id, "newbie")
+        .await
+        .expect("db")
+        .is_none());
+    let r = w.answer_signup(&page, "confirm").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
+    assert_eq!(
+        location(&r),
+        format!("{PUBLIC_URL}/web/provider-connected/acme")
+    );
+    // The form is spent with it.
+    refused(
+        &w.answer_signup(&page, "confirm").await,
+        StatusCode::BAD_REQUEST,
+        "already used",
+    );
     let done = poll(signup.clone()).await;
     assert_eq!(done.status, StatusCode::OK, "{:?}", done.body);
     assert_eq!(done.body["provider"], "acme");
@@ -811,7 +1007,16 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
         )
         .await;
     let cb = w.at_provider(&authorize).await;
-    assert_eq!(w.back(&cb).await.status, StatusCode::FOUND);
+    let page = w.back(&cb).await;
+    assert!(page
+        .body
+        .as_str()
+        .expect("html")
+        .contains("your account <strong>newbie</strong>"));
+    assert_eq!(
+        w.answer_signup(&page, "confirm").await.status,
+        StatusCode::SEE_OTHER
+    );
     let second = poll(again).await;
     assert_eq!(second.body["user"]["id"], done.body["user"]["id"]);
 
@@ -835,6 +1040,29 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
     }
     let t = w.sign_up().await;
     assert_eq!(poll(t).await.body["user"]["id"], json!(alice_id));
+
+    // A provider without trust_email never links by email, verified or not.
+    let other_t = uuid::Uuid::new_v4().to_string();
+    let authorize = w
+        .begin(
+            &format!("/web/provider-auth/other?signupToken={other_t}&client_id=cli"),
+            None,
+        )
+        .await;
+    let cb = w.at_provider(&authorize).await;
+    let cb = cb.replacen(
+        "/no-auth/provider-token/acme",
+        "/no-auth/provider-token/other",
+        1,
+    );
+    let page = w.back(&cb).await;
+    assert!(page
+        .body
+        .as_str()
+        .expect("html")
+        .contains("creates a new account"));
+    w.answer_signup(&page, "confirm").await;
+    assert_ne!(poll(other_t).await.body["user"]["id"], json!(alice_id));
 
     // An unverified email never matches: a new user.
     {
@@ -974,7 +1202,7 @@ async fn che_oauth_api(backend: Backend) {
     let authorize = w
         .begin(
             &format!("/api/oauth/authenticate?oauth_provider=acme&redirect_after_login=http://ide.test/back&token={token}"),
-            None,
+            Some(&token),
         )
         .await;
     assert_eq!(
@@ -1005,7 +1233,7 @@ async fn che_oauth_api(backend: Backend) {
     let authorize = w
         .begin(
             &format!("/api/oauth/authenticate?oauth_provider=acme&redirect_after_login=http://ide.test/back&token={token}"),
-            None,
+            Some(&token),
         )
         .await;
     assert_eq!(

@@ -50,13 +50,27 @@ impl Default for PasswordConfig {
     }
 }
 
-/// Failed-login throttling per (realm, username).
+/// Guessing limits (see `throttle.rs`), counted in the database so every
+/// node shares them.
 #[derive(Clone, Debug)]
 pub struct ThrottleConfig {
-    /// Failures allowed within `window_secs` before the username is locked.
+    /// Login attempts per (realm, username) within `window_secs`; a success
+    /// starts the username afresh.
     pub max_failures: u32,
     pub window_secs: u64,
-    pub lockout_secs: u64,
+    /// Failed logins per source address (any username) within
+    /// `address_window_secs`: what stops password spraying.
+    pub address_max_failures: u32,
+    pub address_window_secs: u64,
+    /// Device authorization requests per source address, and per realm,
+    /// within `device_window_secs`.
+    pub device_requests_per_address: u32,
+    pub device_requests_per_realm: u32,
+    /// Wrong user codes on the verification page per source address, and per
+    /// realm, within `device_window_secs`.
+    pub user_code_failures_per_address: u32,
+    pub user_code_failures_per_realm: u32,
+    pub device_window_secs: u64,
 }
 
 impl Default for ThrottleConfig {
@@ -64,7 +78,13 @@ impl Default for ThrottleConfig {
         Self {
             max_failures: 5,
             window_secs: 60,
-            lockout_secs: 60,
+            address_max_failures: 100,
+            address_window_secs: 600,
+            device_requests_per_address: 30,
+            device_requests_per_realm: 600,
+            user_code_failures_per_address: 10,
+            user_code_failures_per_realm: 100,
+            device_window_secs: 60,
         }
     }
 }

@@ -154,6 +154,9 @@ impl TokenService {
         did: &str,
         context_name: &str,
     ) -> Result<AuthJwt, ConsentError> {
+        if let Some(why) = crate::self_service::refusal(realm, None) {
+            return Err(ConsentError::Forbidden(why.into()));
+        }
         let did = Did::parse(did)?;
         // Refuse DIDs we could never verify before handing out a challenge.
         self.resolver.resolve(&did)?;
@@ -219,6 +222,9 @@ impl TokenService {
         verify_signature(&key, &message, req.signature).map_err(signature_error)?;
         // Refusals that depend on the account come before the challenge is spent.
         let existing = self.find_did_user(realm, &did).await?;
+        if let Some(why) = crate::self_service::refusal(realm, existing.as_ref()) {
+            return Err(ConsentError::Forbidden(why.into()));
+        }
         // The signature is good: spend the challenge (exactly once).
         let fresh = self
             .store
@@ -416,6 +422,9 @@ impl TokenService {
             .ok_or_else(|| unauthorized(INVALID_REFRESH))?;
         if !user.enabled {
             return Err(ConsentError::Forbidden("Account is disabled".into()));
+        }
+        if let Some(why) = crate::self_service::refusal(realm, Some(&user)) {
+            return Err(ConsentError::Forbidden(why.into()));
         }
         let token_did = user
             .attributes

@@ -17,6 +17,7 @@ pub mod login;
 pub mod params;
 pub mod password;
 pub mod provision;
+pub mod self_service;
 pub mod sessions;
 pub mod throttle;
 pub mod verify;
@@ -30,7 +31,7 @@ pub use params::Params;
 use std::sync::Arc;
 use tessera_consent::{DidResolver, OfflineResolver};
 use tessera_core::time::now_ms;
-use tessera_core::{OAuthError, Realm};
+use tessera_core::{Client, OAuthError, Realm};
 use tessera_store::Store;
 
 /// The shared state of the token service. Cheap to clone (all `Arc`s).
@@ -55,7 +56,10 @@ impl TokenService {
         let keys = Arc::new(KeyCache::new(store.clone(), master));
         Self {
             passwords: Arc::new(password::PasswordHasher::new(&config.password)),
-            throttle: Arc::new(throttle::LoginThrottle::new(config.throttle.clone())),
+            throttle: Arc::new(throttle::LoginThrottle::new(
+                config.throttle.clone(),
+                store.clone(),
+            )),
             config: Arc::new(config),
             events: Arc::new(events::ServerEvents::default()),
             resolver: Arc::new(OfflineResolver),
@@ -106,6 +110,24 @@ impl TokenService {
             .map_err(OAuthError::server_error)?;
         let n = ended.len();
         self.announce_ended(user_id, ended);
+        Ok(n)
+    }
+
+    /// Revokes every session of a client (it was disabled or deleted) and
+    /// tells subscribers; returns how many ended.
+    pub async fn end_client_sessions(&self, client: &Client) -> Result<usize, OAuthError> {
+        let ended = self
+            .store
+            .revoke_client_sessions(&client.realm_id, &client.id, now_ms())
+            .await
+            .map_err(OAuthError::server_error)?;
+        let n = ended.len();
+        for (user_id, session_id) in ended {
+            self.announce_ended(&user_id, vec![session_id]);
+        }
+        if n > 0 {
+            tracing::info!(client = %client.client_id, sessions = n, "client's sessions ended");
+        }
         Ok(n)
     }
 

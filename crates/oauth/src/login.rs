@@ -11,22 +11,20 @@ pub const BAD_CREDENTIALS: &str = "Invalid user credentials";
 impl TokenService {
     /// The enabled user with this username and password. Any failure is
     /// `InvalidUserCredentials` with the same message (or `TooManyRequests`
-    /// once the username is locked).
+    /// once the username, or `address`, has used up its attempts).
     pub async fn check_password(
         &self,
         realm: &Realm,
         username: &str,
         password: &Secret<String>,
+        address: Option<&str>,
     ) -> Result<User, OAuthError> {
         let username = username.to_lowercase();
-        let attempt = self
-            .throttle
-            .begin(&realm.id, &username)
-            .map_err(OAuthError::too_many_requests)?;
+        let attempt = self.throttle.begin(&realm.id, &username, address).await?;
         let user = match self.store.user_by_username(&realm.id, &username).await {
             Ok(u) => u,
             Err(e) => {
-                attempt.not_counted();
+                attempt.not_counted().await;
                 return Err(OAuthError::server_error(e));
             }
         };
@@ -34,17 +32,17 @@ impl TokenService {
         let verified = match self.passwords.verify(hash, password).await {
             Ok(v) => v,
             Err(e) => {
-                attempt.not_counted();
+                attempt.not_counted().await;
                 return Err(e);
             }
         };
         match user {
             Some(u) if verified && u.enabled => {
-                attempt.succeeded();
+                attempt.succeeded().await;
                 Ok(u)
             }
             _ => {
-                attempt.failed();
+                drop(attempt); // counted when it began
                 Err(OAuthError::new(
                     OAuthErrorCode::InvalidUserCredentials,
                     BAD_CREDENTIALS,

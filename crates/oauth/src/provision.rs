@@ -12,6 +12,12 @@ use tessera_store::StoreError;
 pub const MASTER_REALM: &str = "master";
 pub const ADMIN_ROLE: &str = "admin";
 pub const ADMIN_CLI: &str = "admin-cli";
+/// The realm applications and self-service flows use unless configured
+/// otherwise: never the admin realm.
+pub const DEFAULT_REALM: &str = "tessera";
+/// The public client created with the default realm (IDEs, CLIs, Che's
+/// dashboard): device, password and browser (loopback) sign-in.
+pub const DEFAULT_CLIENT: &str = "tessera-cli";
 
 /// What the first start did, for the operator.
 #[derive(Debug, Default)]
@@ -112,16 +118,47 @@ impl TokenService {
                 .map_err(err)?
                 .is_none()
         {
-            match self
-                .create_realm(&Realm::new(default_realm, now_ms()))
-                .await
-            {
-                Ok(()) => out.created_default_realm = Some(default_realm.to_string()),
+            let realm = Realm::new(default_realm, now_ms());
+            match self.create_realm(&realm).await {
+                Ok(()) => {
+                    match self.store.create_client(&default_client(&realm)).await {
+                        Ok(()) | Err(StoreError::Conflict(_)) => {}
+                        Err(e) => return Err(err(e)),
+                    }
+                    out.created_default_realm = Some(default_realm.to_string())
+                }
                 Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(err(e)),
             }
         }
         Ok(out)
+    }
+}
+
+/// The default realm's public client for developer tools: device code,
+/// password, and browser sign-in with a loopback redirect (any port, RFC
+/// 8252). Provider sign-up stays off until an administrator enables it.
+fn default_client(realm: &Realm) -> Client {
+    Client {
+        id: uuid::Uuid::new_v4().to_string(),
+        realm_id: realm.id.clone(),
+        client_id: DEFAULT_CLIENT.into(),
+        name: Some("Developer tools".into()),
+        enabled: true,
+        public_client: true,
+        secret_hash: None,
+        secret_generation: 0,
+        secret_generated: false,
+        redirect_uris: vec!["http://127.0.0.1/callback".into()],
+        web_origins: vec![],
+        standard_flow_enabled: true,
+        direct_access_grants_enabled: true,
+        service_accounts_enabled: false,
+        attributes: BTreeMap::from([(
+            "oauth2.device.authorization.grant.enabled".to_string(),
+            "true".to_string(),
+        )]),
+        created_at: now_ms(),
     }
 }
 

@@ -1,220 +1,256 @@
-//! Failed-login throttling per (realm, username). Attempts count from the
-//! moment they start, not when their (slow) password check ends, so firing
-//! many guesses in parallel buys no more than firing them one by one.
-//! Counting by username, not by whether the user exists, reveals nothing; one
-//! user's failures never lock out another. State is per node (documented).
+//! Rate limits on guessing, kept in the database (`ThrottleStore`) so that
+//! every node counts against the same windows: N nodes do not multiply the
+//! guess rate.
+//!
+//! - Logins: per (realm, username), every attempt counts from the moment it
+//!   starts (so parallel guesses buy nothing) and a success clears the
+//!   username; per source address, failures count (an attempt counts when it
+//!   starts and a success gives it back), which stops password spraying (one
+//!   password over many usernames). Counting by username, not by whether the
+//!   user exists, reveals nothing.
+//! - Device flow: requests to the device authorization endpoint, and wrong
+//!   user codes on the verification page, per source address and per realm.
 
 use crate::config::ThrottleConfig;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use tessera_core::time::now_ms;
+use tessera_core::OAuthError;
+use tessera_store::ThrottleStore;
 
-#[derive(Default)]
-struct Entry {
-    failures: u32,
-    in_flight: u32,
-    window_start: Option<Instant>,
-    locked_until: Option<Instant>,
-}
-
-type Key = (String, String);
-
-pub struct LoginThrottle {
-    cfg: ThrottleConfig,
-    state: Mutex<HashMap<Key, Entry>>,
-}
-
-/// Entries tracked at most; beyond that, idle entries are dropped first.
-const MAX_TRACKED: usize = 100_000;
 /// Usernames longer than this are throttled under their prefix.
 const MAX_KEY_LEN: usize = 256;
 
-/// One login attempt in progress. Dropping it without `succeeded` or
-/// `failed` (e.g. the request was cancelled) counts as a failure.
+pub struct LoginThrottle {
+    cfg: ThrottleConfig,
+    store: Arc<dyn ThrottleStore>,
+}
+
+/// A counted hit: the key and the window it landed in.
+struct Hit {
+    key: String,
+    window_start: i64,
+}
+
+/// One login attempt in progress. It counts as a failure unless `succeeded`
+/// or `not_counted` says otherwise (so a cancelled request still counts).
 pub struct Attempt {
-    throttle: Arc<LoginThrottle>,
-    key: Key,
-    done: bool,
+    store: Arc<dyn ThrottleStore>,
+    user: Hit,
+    address: Option<Hit>,
 }
 
 impl Attempt {
-    pub fn succeeded(mut self) {
-        self.done = true;
-        self.throttle.finish(&self.key, true);
-    }
-
-    pub fn failed(mut self) {
-        self.done = true;
-        self.throttle.finish(&self.key, false);
+    /// The password was right: the username starts afresh and the address
+    /// gets its hit back.
+    pub async fn succeeded(self) {
+        if let Err(e) = self.store.clear_hits(&self.user.key).await {
+            tracing::warn!(error = %e, "could not clear a login throttle");
+        }
+        self.give_back_address().await;
     }
 
     /// The check never ran (server busy, database error): counts neither way.
-    pub fn not_counted(mut self) {
-        self.done = true;
-        self.throttle.release(&self.key);
+    pub async fn not_counted(self) {
+        if let Err(e) = self
+            .store
+            .unhit(&self.user.key, self.user.window_start)
+            .await
+        {
+            tracing::warn!(error = %e, "could not release a login throttle");
+        }
+        self.give_back_address().await;
+    }
+
+    async fn give_back_address(&self) {
+        if let Some(a) = &self.address {
+            if let Err(e) = self.store.unhit(&a.key, a.window_start).await {
+                tracing::warn!(error = %e, "could not release an address throttle");
+            }
+        }
     }
 }
 
-impl Drop for Attempt {
-    fn drop(&mut self) {
-        if !self.done {
-            self.throttle.finish(&self.key, false);
-        }
+fn truncated(s: &str) -> &str {
+    let mut cut = s.len().min(MAX_KEY_LEN);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
     }
+    &s[..cut]
+}
+
+/// Seconds until a window that started at `start` ends (at least 1).
+fn wait_secs(start: i64, window_secs: u64, now: i64) -> u64 {
+    let end = start + (window_secs as i64) * 1000;
+    (((end - now).max(0) + 999) / 1000).max(1) as u64
 }
 
 impl LoginThrottle {
-    pub fn new(cfg: ThrottleConfig) -> Self {
-        Self {
-            cfg,
-            state: Mutex::new(HashMap::new()),
-        }
+    pub fn new(cfg: ThrottleConfig, store: Arc<dyn ThrottleStore>) -> Self {
+        Self { cfg, store }
     }
 
-    fn key(realm_id: &str, username: &str) -> Key {
-        let mut name = username.to_string();
-        if name.len() > MAX_KEY_LEN {
-            let mut cut = MAX_KEY_LEN;
-            while !name.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            name.truncate(cut);
+    /// One hit on `key`; `Err(too many)` once the window holds more than `max`.
+    async fn count(
+        &self,
+        key: String,
+        max: u32,
+        window_secs: u64,
+        refuse: fn(u64) -> OAuthError,
+    ) -> Result<Hit, OAuthError> {
+        let now = now_ms();
+        let (hits, window_start) = self
+            .store
+            .hit(&key, now, (window_secs as i64) * 1000)
+            .await
+            .map_err(OAuthError::server_error)?;
+        if hits > i64::from(max) {
+            return Err(refuse(wait_secs(window_start, window_secs, now)));
         }
-        (realm_id.to_string(), name)
+        Ok(Hit { key, window_start })
     }
 
-    /// Starts an attempt, or `Err(seconds to wait)` while the username is
-    /// locked or already has as many attempts (failed or running) as allowed.
-    pub fn begin(self: &Arc<Self>, realm_id: &str, username: &str) -> Result<Attempt, u64> {
-        let now = Instant::now();
-        let window = Duration::from_secs(self.cfg.window_secs);
-        let key = Self::key(realm_id, username);
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.len() >= MAX_TRACKED && !state.contains_key(&key) {
-            Self::evict(&mut state, now, window);
-        }
-        let e = state.entry(key.clone()).or_default();
-        if let Some(until) = e.locked_until {
-            if until > now {
-                return Err((until - now).as_secs().max(1));
+    /// Starts a login attempt for `username` from `address`, or refuses it
+    /// (`too_many_requests` with the seconds to wait) while the username or
+    /// the address has used up its attempts.
+    pub async fn begin(
+        &self,
+        realm_id: &str,
+        username: &str,
+        address: Option<&str>,
+    ) -> Result<Attempt, OAuthError> {
+        let cfg = &self.cfg;
+        let user = self
+            .count(
+                format!("login-user/{realm_id}/{}", truncated(username)),
+                cfg.max_failures,
+                cfg.window_secs,
+                OAuthError::too_many_requests,
+            )
+            .await?;
+        let address = match address {
+            Some(ip) => {
+                let counted = self
+                    .count(
+                        format!("login-addr/{}", truncated(ip)),
+                        cfg.address_max_failures,
+                        cfg.address_window_secs,
+                        OAuthError::too_many_requests,
+                    )
+                    .await;
+                match counted {
+                    Ok(hit) => Some(hit),
+                    Err(e) => {
+                        // Refused before any check: not the username's failure.
+                        let _ = self.store.unhit(&user.key, user.window_start).await;
+                        return Err(e);
+                    }
+                }
             }
-            e.locked_until = None;
-        }
-        if e.window_start
-            .is_some_and(|s| now.duration_since(s) >= window)
-        {
-            e.failures = 0;
-            e.window_start = None;
-        }
-        if e.failures + e.in_flight >= self.cfg.max_failures {
-            let wait = e
-                .window_start
-                .map(|s| window.saturating_sub(now.duration_since(s)).as_secs())
-                .unwrap_or(1);
-            return Err(wait.max(1));
-        }
-        e.in_flight += 1;
+            None => None,
+        };
         Ok(Attempt {
-            throttle: self.clone(),
-            key,
-            done: false,
+            store: self.store.clone(),
+            user,
+            address,
         })
     }
 
-    fn finish(&self, key: &Key, success: bool) {
-        let now = Instant::now();
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(e) = state.get_mut(key) else { return };
-        e.in_flight = e.in_flight.saturating_sub(1);
-        if success {
-            e.failures = 0;
-            e.window_start = None;
-        } else {
-            e.window_start.get_or_insert(now);
-            e.failures += 1;
-            if e.failures >= self.cfg.max_failures {
-                e.locked_until = Some(now + Duration::from_secs(self.cfg.lockout_secs));
-                e.failures = 0;
-                e.window_start = None;
+    /// Counts a device authorization request; refused when its address or
+    /// its realm has made too many within the window.
+    pub async fn device_request(
+        &self,
+        realm_id: &str,
+        address: Option<&str>,
+    ) -> Result<(), OAuthError> {
+        let cfg = &self.cfg;
+        if let Some(ip) = address {
+            self.count(
+                format!("device-addr/{}", truncated(ip)),
+                cfg.device_requests_per_address,
+                cfg.device_window_secs,
+                OAuthError::rate_limited,
+            )
+            .await?;
+        }
+        self.count(
+            format!("device-realm/{realm_id}"),
+            cfg.device_requests_per_realm,
+            cfg.device_window_secs,
+            OAuthError::rate_limited,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Whether another user code may be tried from `address` in `realm_id`
+    /// (counted before the lookup; a code that matches gives it back).
+    pub async fn user_code_guess(
+        &self,
+        realm_id: &str,
+        address: Option<&str>,
+    ) -> Result<UserCodeGuess, OAuthError> {
+        let cfg = &self.cfg;
+        let address = match address {
+            Some(ip) => Some(
+                self.count(
+                    format!("usercode-addr/{}", truncated(ip)),
+                    cfg.user_code_failures_per_address,
+                    cfg.device_window_secs,
+                    OAuthError::rate_limited,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let realm = self
+            .count(
+                format!("usercode-realm/{realm_id}"),
+                cfg.user_code_failures_per_realm,
+                cfg.device_window_secs,
+                OAuthError::rate_limited,
+            )
+            .await;
+        let realm = match realm {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(a) = &address {
+                    let _ = self.store.unhit(&a.key, a.window_start).await;
+                }
+                return Err(e);
             }
-        }
-        if e.in_flight == 0 && e.failures == 0 && e.locked_until.is_none() {
-            state.remove(key);
-        }
+        };
+        Ok(UserCodeGuess {
+            store: self.store.clone(),
+            hits: address.into_iter().chain([realm]).collect(),
+        })
     }
+}
 
-    fn release(&self, key: &Key) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = state.get_mut(key) {
-            e.in_flight = e.in_flight.saturating_sub(1);
-        }
-    }
+/// A counted user-code guess; `matched` gives the hits back.
+pub struct UserCodeGuess {
+    store: Arc<dyn ThrottleStore>,
+    hits: Vec<Hit>,
+}
 
-    /// Makes room: drops idle entries, then (under a username-spraying
-    /// flood) unlocked ones.
-    fn evict(state: &mut HashMap<Key, Entry>, now: Instant, window: Duration) {
-        state.retain(|_, e| {
-            e.in_flight > 0
-                || e.locked_until.is_some_and(|u| u > now)
-                || e.window_start
-                    .is_some_and(|s| now.duration_since(s) < window)
-        });
-        if state.len() >= MAX_TRACKED {
-            state.retain(|_, e| e.in_flight > 0 || e.locked_until.is_some_and(|u| u > now));
+impl UserCodeGuess {
+    pub async fn matched(self) {
+        for h in &self.hits {
+            if let Err(e) = self.store.unhit(&h.key, h.window_start).await {
+                tracing::warn!(error = %e, "could not release a user-code throttle");
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn throttle() -> Arc<LoginThrottle> {
-        Arc::new(LoginThrottle::new(ThrottleConfig {
-            max_failures: 3,
-            window_secs: 60,
-            lockout_secs: 30,
-        }))
-    }
+    use super::wait_secs;
 
     #[test]
-    fn locks_after_max_failures_only_that_user() {
-        let t = throttle();
-        for _ in 0..3 {
-            t.begin("r", "alice").expect("allowed").failed();
-        }
-        let wait = t.begin("r", "alice").err().expect("locked");
-        assert!((1..=30).contains(&wait));
-        assert!(t.begin("r", "bob").is_ok(), "other users unaffected");
-        assert!(t.begin("other-realm", "alice").is_ok());
-    }
-
-    #[test]
-    fn parallel_attempts_count_before_they_finish() {
-        let t = throttle();
-        let running: Vec<_> = (0..3)
-            .map(|_| t.begin("r", "alice").expect("allowed"))
-            .collect();
-        assert!(
-            t.begin("r", "alice").is_err(),
-            "a fourth concurrent guess is refused"
-        );
-        drop(running); // abandoned attempts count as failures
-        assert!(
-            t.begin("r", "alice").is_err(),
-            "and they locked the username"
-        );
-    }
-
-    #[test]
-    fn success_clears_failures() {
-        let t = throttle();
-        t.begin("r", "alice").expect("allowed").failed();
-        t.begin("r", "alice").expect("allowed").failed();
-        t.begin("r", "alice").expect("allowed").succeeded();
-        for _ in 0..2 {
-            t.begin("r", "alice").expect("allowed").failed();
-        }
-        assert!(t.begin("r", "alice").is_ok());
+    fn waits_until_the_window_ends() {
+        assert_eq!(wait_secs(0, 60, 0), 60);
+        assert_eq!(wait_secs(0, 60, 59_001), 1);
+        assert_eq!(wait_secs(0, 60, 61_000), 1);
+        assert_eq!(wait_secs(1_000, 60, 30_500), 31);
     }
 }

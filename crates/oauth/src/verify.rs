@@ -53,16 +53,11 @@ impl TokenService {
     ) -> Result<(AccessClaims, Option<Session>), OAuthError> {
         let claims = self.verify_access_token(realm, token).await?;
         let session = match &claims.sid {
-            Some(sid) => {
-                let s = self
-                    .store
-                    .session(sid)
-                    .await
-                    .map_err(OAuthError::server_error)?
-                    .filter(|s| s.is_active(now_ms()) && s.realm_id == realm.id)
-                    .ok_or_else(|| OAuthError::invalid_token("Session not active"))?;
-                Some(s)
-            }
+            Some(sid) => Some(
+                self.live_session(realm, sid)
+                    .await?
+                    .ok_or_else(|| OAuthError::invalid_token("Session not active"))?,
+            ),
             None => {
                 // No session to end (client_credentials): the client itself
                 // must still exist and be enabled.
@@ -76,5 +71,31 @@ impl TokenService {
             }
         };
         Ok((claims, session))
+    }
+
+    /// The session if it is active, in `realm`, and its client is still
+    /// enabled (a disabled client's tokens die everywhere at once, even
+    /// before its sessions are revoked).
+    pub async fn live_session(
+        &self,
+        realm: &Realm,
+        session_id: &str,
+    ) -> Result<Option<Session>, OAuthError> {
+        let Some(s) = self
+            .store
+            .session(session_id)
+            .await
+            .map_err(OAuthError::server_error)?
+            .filter(|s| s.is_active(now_ms()) && s.realm_id == realm.id)
+        else {
+            return Ok(None);
+        };
+        let client_live = self
+            .store
+            .client(&realm.id, &s.client_id)
+            .await
+            .map_err(OAuthError::server_error)?
+            .is_some_and(|c| c.enabled);
+        Ok(client_live.then_some(s))
     }
 }

@@ -31,7 +31,8 @@ macro_rules! conformance_tests {
             touch_and_extending_rotation, sso_sessions_end_their_app_sessions,
             auth_codes_redeem_once, device_codes_poll_decide_redeem, purge_removes_codes_and_sso,
             sso_renewal_and_late_revocation, provider_states_are_taken_once,
-            signups_complete_then_spend_once, provider_connections_and_identities);
+            signups_complete_then_spend_once, provider_connections_and_identities,
+            throttle_windows_are_shared, client_sessions_revoke_together);
     };
     (@each $make:path; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1807,5 +1808,118 @@ pub async fn provider_connections_and_identities(store: Arc<dyn Store>) {
         .user_provider_connections(&bob.id)
         .await
         .expect("list")
+        .is_empty());
+}
+
+pub async fn throttle_windows_are_shared(store: Arc<dyn Store>) {
+    let now = now_ms();
+    let (n, start) = store.hit("user/r/alice", now, 60_000).await.expect("hit");
+    assert_eq!((n, start), (1, now));
+    let (n, start2) = store
+        .hit("user/r/alice", now + 10, 60_000)
+        .await
+        .expect("hit");
+    assert_eq!((n, start2), (2, now), "the window keeps its start");
+    assert_eq!(
+        store
+            .hit("user/r/bob", now + 10, 60_000)
+            .await
+            .expect("hit")
+            .0,
+        1,
+        "keys count apart"
+    );
+    store.unhit("user/r/alice", now).await.expect("unhit");
+    assert_eq!(
+        store
+            .hit("user/r/alice", now + 20, 60_000)
+            .await
+            .expect("hit")
+            .0,
+        2
+    );
+    store
+        .unhit("user/r/alice", now - 1)
+        .await
+        .expect("unhit of an old window");
+    assert_eq!(
+        store
+            .hit("user/r/alice", now + 30, 60_000)
+            .await
+            .expect("hit")
+            .0,
+        3
+    );
+    // The window ends: the next hit starts a new one.
+    let (n, start) = store
+        .hit("user/r/alice", now + 60_000, 60_000)
+        .await
+        .expect("hit");
+    assert_eq!((n, start), (1, now + 60_000));
+    store.clear_hits("user/r/alice").await.expect("clear");
+    assert_eq!(
+        store
+            .hit("user/r/alice", now + 60_001, 60_000)
+            .await
+            .expect("hit"),
+        (1, now + 60_001)
+    );
+    // Concurrent hits are all counted (nodes share one window).
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .hit("addr/10.0.0.1", now, 60_000)
+                .await
+                .expect("hit")
+                .0
+        }));
+    }
+    let mut seen = Vec::new();
+    for t in tasks {
+        seen.push(t.await.expect("join"));
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=16).collect::<Vec<i64>>());
+    let purged = store
+        .purge_expired(now + 86_400_000 + 60_002, 100)
+        .await
+        .expect("purge");
+    assert_eq!(purged.throttle, 3);
+}
+
+pub async fn client_sessions_revoke_together(store: Arc<dyn Store>) {
+    let (r, c, u) = fixture(store.as_ref(), "r").await;
+    let other = client(&r, "other");
+    store.create_client(&other).await.expect("create client");
+    let bob = user(&r, "bob");
+    store.create_user(&bob).await.expect("create user");
+    let now = now_ms();
+    let a = session(&r, &u, &c, now);
+    let b = session(&r, &bob, &c, now);
+    let keep = session(&r, &u, &other, now);
+    for (i, s) in [&a, &b, &keep].into_iter().enumerate() {
+        store
+            .create_session(s, &refresh(s, &format!("c{i}"), now))
+            .await
+            .expect("create");
+    }
+    let mut ended = store
+        .revoke_client_sessions(&r.id, &c.id, now + 1)
+        .await
+        .expect("revoke");
+    ended.sort();
+    let mut want = vec![(u.id.clone(), a.id.clone()), (bob.id.clone(), b.id.clone())];
+    want.sort();
+    assert_eq!(ended, want);
+    for (s, live) in [(&a, false), (&b, false), (&keep, true)] {
+        let got = store.session(&s.id).await.expect("get").expect("some");
+        assert_eq!(got.is_active(now + 2), live);
+    }
+    assert!(store
+        .revoke_client_sessions(&r.id, &c.id, now + 3)
+        .await
+        .expect("again")
         .is_empty());
 }

@@ -108,6 +108,15 @@ pub trait SessionStore: Send + Sync {
         user_id: &str,
         now_ms: i64,
     ) -> Result<Vec<String>>;
+    /// Revokes every active session of a client (by its internal id) and
+    /// denies device codes approved for it that were not redeemed yet;
+    /// returns the `(user id, session id)` of each session revoked.
+    async fn revoke_client_sessions(
+        &self,
+        realm_id: &str,
+        client_id: &str,
+        now_ms: i64,
+    ) -> Result<Vec<(String, String)>>;
     /// Records a use of an active session (last-used time, IP, user agent)
     /// and returns it; `None` if it is missing, expired or revoked.
     async fn touch_session(
@@ -379,6 +388,22 @@ pub trait ConnectStore: Send + Sync {
     ) -> Result<Option<ProviderConnection>>;
 }
 
+/// Rate limits that every node sees: fixed windows of hits per key (a
+/// username, a source address, a realm), counted in the database so that
+/// N nodes do not multiply the allowed rate.
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// Counts one hit on `key`. A window starts at the first hit after the
+    /// previous one ended and lasts `window_ms`. Returns the hits in the
+    /// current window (this one included) and when the window started.
+    async fn hit(&self, key: &str, now_ms: i64, window_ms: i64) -> Result<(i64, i64)>;
+    /// Takes back one hit of the window that started at `window_start` (a
+    /// successful login, a check that never ran); nothing if it has ended.
+    async fn unhit(&self, key: &str, window_start: i64) -> Result<()>;
+    /// Forgets every hit on `key`.
+    async fn clear_hits(&self, key: &str) -> Result<()>;
+}
+
 /// Rows removed by one garbage-collection batch, per table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Purged {
@@ -390,6 +415,8 @@ pub struct Purged {
     pub sso_sessions: u64,
     /// Expired provider states and sign-ups.
     pub connect: u64,
+    /// Rate-limit windows that ended a day ago.
+    pub throttle: u64,
 }
 
 impl Purged {
@@ -402,6 +429,7 @@ impl Purged {
             self.codes,
             self.sso_sessions,
             self.connect,
+            self.throttle,
         ]
         .into_iter()
         .max()
@@ -414,6 +442,7 @@ impl Purged {
         self.codes += other.codes;
         self.sso_sessions += other.sso_sessions;
         self.connect += other.connect;
+        self.throttle += other.throttle;
     }
     pub fn total(&self) -> u64 {
         self.refresh_tokens
@@ -422,6 +451,7 @@ impl Purged {
             + self.codes
             + self.sso_sessions
             + self.connect
+            + self.throttle
     }
 }
 
@@ -438,6 +468,7 @@ pub trait Store:
     + ConsentStore
     + BrowserStore
     + ConnectStore
+    + ThrottleStore
 {
     /// Cheap round trip for `/health/ready`.
     async fn ping(&self) -> Result<()>;

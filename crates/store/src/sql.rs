@@ -467,6 +467,18 @@ macro_rules! sql_store_impl {
                     tx.commit().await.map_err(err)?;
                     Ok(ids)
                 }
+                async fn revoke_client_sessions(&self, realm_id: &str, client_id: &str, now: i64) -> Result<Vec<(String, String)>> {
+                    let mut tx = self.writer().begin().await.map_err(err)?;
+                    let ended = ::sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE realm_id = $1 AND client_id = $2 AND revoked_at IS NULL AND expires_at > $3 RETURNING user_id, id")
+                        .bind(realm_id).bind(client_id).bind(now)
+                        .fetch_all(&mut *tx).await.map_err(err)?
+                        .iter().map(|r| Ok((col(r, "user_id")?, col(r, "id")?))).collect::<Result<Vec<(String, String)>>>()?;
+                    ::sqlx::query("UPDATE device_codes SET status = 'denied' WHERE realm_id = $1 AND client_id = $2 AND status = 'approved' AND spent_at IS NULL")
+                        .bind(realm_id).bind(client_id)
+                        .execute(&mut *tx).await.map_err(err)?;
+                    tx.commit().await.map_err(err)?;
+                    Ok(ended)
+                }
                 async fn touch_session(&self, id: &str, now: i64, meta: &ClientMeta) -> Result<Option<Session>> {
                     ::sqlx::query("UPDATE sessions SET last_used_at = $2, ip = coalesce($3, ip), user_agent = coalesce($4, user_agent) WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 RETURNING *")
                         .bind(id).bind(now).bind(&meta.ip).bind(&meta.user_agent)
@@ -932,6 +944,30 @@ macro_rules! sql_store_impl {
             }
 
             #[$crate::__async_trait]
+            impl $crate::ThrottleStore for $ty {
+                async fn hit(&self, key: &str, now: i64, window: i64) -> Result<(i64, i64)> {
+                    // Every expression of the update reads the old row, so
+                    // an ended window restarts at `now` with one hit.
+                    let row = ::sqlx::query("INSERT INTO throttle (key, window_start, hits) VALUES ($1, $2, 1) ON CONFLICT (key) DO UPDATE SET hits = CASE WHEN throttle.window_start <= $2 - $3 THEN 1 ELSE throttle.hits + 1 END, window_start = CASE WHEN throttle.window_start <= $2 - $3 THEN $2 ELSE throttle.window_start END RETURNING hits, window_start")
+                        .bind(key).bind(now).bind(window)
+                        .fetch_one(self.writer()).await.map_err(err)?;
+                    Ok((col(&row, "hits")?, col(&row, "window_start")?))
+                }
+                async fn unhit(&self, key: &str, window_start: i64) -> Result<()> {
+                    ::sqlx::query("UPDATE throttle SET hits = hits - 1 WHERE key = $1 AND window_start = $2 AND hits > 0")
+                        .bind(key).bind(window_start)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+                async fn clear_hits(&self, key: &str) -> Result<()> {
+                    ::sqlx::query("DELETE FROM throttle WHERE key = $1")
+                        .bind(key)
+                        .execute(self.writer()).await.map_err(err)?;
+                    Ok(())
+                }
+            }
+
+            #[$crate::__async_trait]
             impl $crate::Store for $ty {
                 async fn ping(&self) -> Result<()> {
                     ::sqlx::query("SELECT 1").execute(self.reader()).await.map_err(err)?;
@@ -973,7 +1009,10 @@ macro_rules! sql_store_impl {
                     connect += ::sqlx::query("DELETE FROM signups WHERE hash IN (SELECT hash FROM signups WHERE expires_at <= $1 - 600000 LIMIT $2)")
                         .bind(before).bind(limit)
                         .execute(self.writer()).await.map_err(err)?.rows_affected();
-                    Ok(Purged { refresh_tokens, sessions, challenges, codes, sso_sessions, connect })
+                    let throttle = ::sqlx::query("DELETE FROM throttle WHERE key IN (SELECT key FROM throttle WHERE window_start <= $1 - 86400000 LIMIT $2)")
+                        .bind(before).bind(limit)
+                        .execute(self.writer()).await.map_err(err)?.rows_affected();
+                    Ok(Purged { refresh_tokens, sessions, challenges, codes, sso_sessions, connect, throttle })
                 }
             }
         };

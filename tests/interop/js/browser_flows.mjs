@@ -12,6 +12,11 @@
 //   connect  the account page's "Connected accounts": Connect a provider (its
 //            login and consent pages), see it connected, Disconnect it; any
 //            Content-Security-Policy violation Chromium reports is returned
+//   link     an IDE's connect link: Tessera's login page, its confirmation
+//            page (Continue), the provider's pages, the success page
+//   signup   an app's sign-up link in an anonymous browser: the provider's
+//            pages, Tessera's confirmation page (its code, compared with the
+//            app's poll of check-signup), Sign in, the success page
 //   visit    open a URL (the CLI's `login --browser` link), sign in, and
 //            wait for the CLI's loopback page
 import * as client from 'openid-client';
@@ -210,10 +215,17 @@ async function providerRow(page, name) {
   return (await row.innerText()).replace(/\s+/g, ' ').trim();
 }
 
-async function connectFlow() {
-  const { browser, page } = await launch();
-  // Every CSP violation Chromium reports, on any page: its console message, and the
-  // securitypolicyviolation event of the document (reported back through the console).
+/** The text of an element, whitespace collapsed. */
+async function text(page, selector) {
+  return (await page.innerText(selector)).replace(/\s+/g, ' ').trim();
+}
+
+/**
+ * Records every CSP violation Chromium reports on any page (its console message, and the
+ * document's securitypolicyviolation event, reported back through the console) and every
+ * navigation; `step` runs an action and, if it fails, says where the browser was.
+ */
+async function watch(page) {
   const csp = [];
   const trail = [];
   page.on('console', (msg) => {
@@ -234,6 +246,29 @@ async function connectFlow() {
       fail(`${what}: ${e.message}\nat ${page.url()}\nCSP: ${JSON.stringify(csp)}\nnavigations: ${trail.join('\n  ')}`);
     }
   };
+  return { csp, trail, step };
+}
+
+/** The upstream provider's own pages: its login form (any login), then its consent form;
+ *  done once the browser has left them for a URL that `back` accepts. */
+async function providerPages(page, step, back) {
+  await step("the provider's login page", () => page.waitForSelector('input[name="login"]', { timeout: 15000 }));
+  await shot(page, 'provider-login');
+  await page.fill('input[name="login"]', cfg.upstreamLogin);
+  await page.fill('input[name="password"]', 'any-password');
+  await page.click('button[type="submit"]');
+  await step("the provider's consent page", () => page.waitForSelector('input[name="prompt"][value="consent"]', { state: 'attached', timeout: 15000 }));
+  await shot(page, 'provider-consent');
+  await step('consent -> Tessera', () => Promise.all([
+    page.waitForURL(back, { timeout: 15000 }),
+    page.click('button[type="submit"]'),
+  ]));
+  await page.waitForLoadState();
+}
+
+async function connectFlow() {
+  const { browser, page } = await launch();
+  const { csp, trail, step } = await watch(page);
   const listed = () => page.$$eval('#providers tr', (trs) => trs.map((tr) => tr.dataset.provider));
   const provider = cfg.provider;
   const button = (value) => `#providers tr[data-provider="${provider}"] button[value="${value}"]`;
@@ -250,20 +285,9 @@ async function connectFlow() {
       page.waitForURL((u) => u.href.startsWith(cfg.upstreamIssuer + '/'), { timeout: 15000 }),
       page.click(button('connect-provider')),
     ]));
-    await step("the provider's login page", () => page.waitForSelector('input[name="login"]', { timeout: 15000 }));
-    await shot(page, 'provider-login');
-    await page.fill('input[name="login"]', cfg.upstreamLogin);
-    await page.fill('input[name="password"]', 'any-password');
-    await page.click('button[type="submit"]');
-    await step("the provider's consent page", () => page.waitForSelector('input[name="prompt"][value="consent"]', { state: 'attached', timeout: 15000 }));
-    await shot(page, 'provider-consent');
-    await step('consent -> Tessera', () => Promise.all([
-      page.waitForURL((u) => u.href.startsWith(cfg.successUrl), { timeout: 15000 }),
-      page.click('button[type="submit"]'),
-    ]));
-    await page.waitForLoadState();
+    await providerPages(page, step, (u) => u.href.startsWith(cfg.successUrl));
     const successUrl = page.url();
-    const successText = (await page.innerText('body')).replace(/\s+/g, ' ').trim();
+    const successText = await text(page, 'body');
     await shot(page, 'provider-connected');
 
     await page.goto(cfg.accountUrl);
@@ -293,6 +317,65 @@ async function connectFlow() {
   }
 }
 
+async function linkFlow() {
+  const { browser, page } = await launch();
+  const { csp, trail, step } = await watch(page);
+  try {
+    await page.goto(cfg.url);
+    await step('the login page', () => page.waitForSelector('#username'));
+    await shot(page, 'link-login');
+    await signIn(page);
+    await step('the confirmation page', () => page.waitForSelector('#connect-confirm'));
+    await shot(page, 'connect-confirm');
+    const confirmUrl = page.url();
+    const shownProvider = await text(page, '#connect-provider');
+    const shownUser = await text(page, '#connect-username');
+    await step('Continue -> the provider', () => Promise.all([
+      page.waitForURL((u) => u.href.startsWith(cfg.upstreamIssuer + '/'), { timeout: 15000 }),
+      page.click('#connect-confirm'),
+    ]));
+    await providerPages(page, step, (u) => u.href.startsWith(cfg.successUrl));
+    const successUrl = page.url();
+    const successText = await text(page, 'body');
+    await shot(page, 'provider-connected');
+    return { confirmUrl, shownProvider, shownUser, successUrl, successText, csp, navigations: trail };
+  } finally {
+    await browser.close();
+  }
+}
+
+async function signupFlow() {
+  const { browser, page } = await launch();
+  const { csp, trail, step } = await watch(page);
+  try {
+    await step('the sign-up link -> the provider', () => Promise.all([
+      page.waitForURL((u) => u.href.startsWith(cfg.upstreamIssuer + '/'), { timeout: 15000 }),
+      page.goto(cfg.url),
+    ]));
+    await providerPages(page, step, (u) => u.href.startsWith(cfg.callbackPrefix));
+    await step('the confirmation page', () => page.waitForSelector('#signup-confirm'));
+    await shot(page, 'signup-confirm');
+    const shown = {
+      app: await text(page, '#signup-app'),
+      code: await text(page, '#signup-code'),
+      account: await text(page, '#signup-account'),
+    };
+    // What the app polling check-signup sees meanwhile (it shows the code to its user).
+    const poll = await fetch(cfg.checkUrl);
+    const pending = { status: poll.status, body: await poll.json() };
+    await step('Sign in -> the success page', () => Promise.all([
+      page.waitForURL((u) => u.href.startsWith(cfg.successUrl), { timeout: 15000 }),
+      page.click('#signup-confirm'),
+    ]));
+    await page.waitForLoadState();
+    const successText = await text(page, 'body');
+    await shot(page, 'signup-done');
+    return { shown, pending, successUrl: page.url(), successText, csp, navigations: trail };
+  } finally {
+    await browser.close();
+  }
+}
+
 async function visitFlow() {
   const { browser, page } = await launch();
   try {
@@ -308,7 +391,7 @@ async function visitFlow() {
 }
 
 const flows = { code: codeFlow, device: deviceFlow, account: accountFlow, connect: connectFlow,
-  visit: visitFlow };
+  link: linkFlow, signup: signupFlow, visit: visitFlow };
 try {
   if (!flows[flow]) fail(`unknown flow ${flow}`);
   const out = await flows[flow]();

@@ -215,6 +215,7 @@ pub async fn update(
     AdminJson(rep): AdminJson<ClientRep>,
 ) -> Result<StatusCode, AdminError> {
     let mut c = load(&tokens, &name, &id).await?;
+    let was_enabled = c.enabled;
     let mut rep = rep;
     // A representation read with GET carries the generated secret; sending it
     // back unchanged must not turn it into an administrator-supplied one.
@@ -235,6 +236,11 @@ pub async fn update(
         }
         other => other.into(),
     })?;
+    if was_enabled && !c.enabled {
+        // Disabled first, so no new session can start; then every session
+        // it has ends (re-enabling it later revives none).
+        tokens.end_client_sessions(&c).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -244,6 +250,8 @@ pub async fn delete(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, AdminError> {
     let c = load(&tokens, &name, &id).await?;
+    // Its sessions go with it; their sockets are told first.
+    tokens.end_client_sessions(&c).await?;
     tokens.store.delete_client(&c.realm_id, &c.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

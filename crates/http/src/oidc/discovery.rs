@@ -47,7 +47,7 @@ pub async fn openid_configuration(
         "jwks_uri": format!("{oidc}/certs"),
         "grant_types_supported": TokenRequest::GRANT_TYPES,
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query", "form_post"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login"],
         "authorization_response_iss_parameter_supported": true,

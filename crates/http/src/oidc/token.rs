@@ -82,11 +82,17 @@ pub async fn revoke(
 pub async fn device_authorization(
     State(tokens): State<TokenService>,
     Path(realm): Path<String>,
+    Meta(meta): Meta,
     form: Form,
 ) -> Result<Response, OAuthReject> {
     let realm = tokens.realm(&realm).await?;
     let body = tokens
-        .device_authorization(&realm, form.authorization.as_deref(), &form.params)
+        .device_authorization(
+            &realm,
+            form.authorization.as_deref(),
+            &form.params,
+            meta.ip.as_deref(),
+        )
         .await?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }

@@ -63,6 +63,8 @@ struct Ctx<'a> {
     realm: &'a Realm,
     headers: &'a HeaderMap,
     action: &'a str,
+    /// The browser's address: user-code guesses are limited per address.
+    address: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -134,7 +136,11 @@ impl Ctx<'_> {
     }
 
     async fn lookup(&self, who: &SignedIn, user_code: &str) -> Page {
-        match self.tokens.pending_device(self.realm, user_code).await {
+        match self
+            .tokens
+            .pending_device(self.realm, user_code, self.address)
+            .await
+        {
             Ok(Ok(p)) => self.confirm(who, &p),
             Ok(Err(why)) => self.enter(who, Some(lookup_message(why))),
             Err(e) => oauth_error_page(&realm_title(self.realm), &e),
@@ -147,6 +153,7 @@ pub async fn device_get(
     Path(realm): Path<String>,
     OriginalUri(uri): OriginalUri,
     Query(q): Query<DeviceQuery>,
+    Meta(meta): Meta,
     headers: HeaderMap,
 ) -> Page {
     let tokens = &app.tokens;
@@ -159,6 +166,7 @@ pub async fn device_get(
         realm: &realm,
         headers: &headers,
         action: uri.path(),
+        address: meta.ip.as_deref(),
     };
     let who = match browser(tokens, &realm, &headers).await {
         Ok(Some(w)) => w,
@@ -189,6 +197,7 @@ pub async fn device_post(
         realm: &realm,
         headers: &form.headers,
         action: uri.path(),
+        address: meta.ip.as_deref(),
     };
     if form.params.get("login_state").is_some() {
         let is_device = |i: &Intent| matches!(i, Intent::Device { .. });
@@ -223,7 +232,10 @@ pub async fn device_post(
         Some("deny") => false,
         _ => return ctx.lookup(&who, user_code).await,
     };
-    match tokens.decide_device(&realm, user_code, approve, &who).await {
+    match tokens
+        .decide_device(&realm, user_code, approve, &who, meta.ip.as_deref())
+        .await
+    {
         Ok(Ok(pending)) => {
             let app = pending
                 .client

@@ -172,7 +172,10 @@ pub(super) async fn submit_login(
     if username.is_empty() || password.expose().is_empty() {
         return again(BAD_LOGIN, StatusCode::UNAUTHORIZED);
     }
-    let user = match tokens.check_password(realm, username, &password).await {
+    let user = match tokens
+        .check_password(realm, username, &password, meta.ip.as_deref())
+        .await
+    {
         Ok(u) => u,
         Err(e) if e.code == OAuthErrorCode::InvalidUserCredentials => {
             return again(BAD_LOGIN, StatusCode::UNAUTHORIZED)

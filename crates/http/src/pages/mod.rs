@@ -7,6 +7,7 @@
 //! cookie. Error pages show our own messages only, never raw input.
 
 pub(crate) mod account;
+mod connect;
 mod device;
 mod login;
 mod logout;
@@ -86,6 +87,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/realms/{realm}/account",
             get(account::account_get).post(account::account_post),
+        )
+        .route(
+            "/realms/{realm}/account/connect/{provider}",
+            get(connect::connect_get).post(connect::connect_post),
         )
         .route(
             "/realms/{realm}/account/sessions",

@@ -6,7 +6,6 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
-use tessera_core::time::now_ms;
 use tessera_core::{Realm, WorkspaceStatus};
 use tessera_keys::{JwsHeader, VerifyingKey};
 use tessera_oauth::TokenService;
@@ -116,13 +115,13 @@ impl Provision for LiveUser {
             let sid = session
                 .as_deref()
                 .ok_or(VerifyError::WrongKind("a user's access token is required"))?;
-            let live = store
-                .session(sid)
+            let live = self
+                .0
+                .tokens
+                .live_session(&realm, sid)
                 .await
-                .map_err(internal)?
-                .is_some_and(|s| {
-                    s.realm_id == realm.id && s.user_id == user.id && s.is_active(now_ms())
-                });
+                .map_err(|e| VerifyError::Internal(e.description))?
+                .is_some_and(|s| s.user_id == user.id);
             if !live {
                 return Err(VerifyError::Revoked);
             }

@@ -406,6 +406,22 @@ impl TestApp {
             .id
     }
 
+    /// The internal id of a client (what Admin API paths take).
+    pub async fn client_uuid(&self, realm: &str, client_id: &str) -> String {
+        let store = &self.state.tokens.store;
+        let realm = store
+            .realm_by_name(realm)
+            .await
+            .expect("db")
+            .expect("realm");
+        store
+            .client_by_client_id(&realm.id, client_id)
+            .await
+            .expect("db")
+            .expect("client")
+            .id
+    }
+
     pub async fn active_sessions(&self, username: &str) -> usize {
         let realm = self
             .state

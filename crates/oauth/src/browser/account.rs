@@ -133,7 +133,8 @@ impl TokenService {
         new: &Secret<String>,
         sign_out_others: Option<&str>,
     ) -> Result<(), OAuthError> {
-        self.check_password(realm, &user.username, current).await?;
+        self.check_password(realm, &user.username, current, None)
+            .await?;
         let new_len = new.expose().chars().count();
         if new_len < MIN_PASSWORD_LEN {
             return Err(OAuthError::invalid_request(format!(

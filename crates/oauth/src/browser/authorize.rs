@@ -244,6 +244,12 @@ impl TokenService {
                     "PKCE is required for public clients: send code_challenge with code_challenge_method=S256",
                 )))
             }
+            // Keycloak's client attribute: this client requires PKCE too.
+            (None, None) if pkce_required(&client) => {
+                return Err(fail(OAuthError::invalid_request(
+                    "PKCE is required for this client: send code_challenge with code_challenge_method=S256",
+                )))
+            }
             (None, None) => None,
             (Some(c), Some("S256")) => {
                 if c.len() != 43 || URL_SAFE_NO_PAD.decode(c).map(|b| b.len()) != Ok(32) {
@@ -431,6 +437,16 @@ impl TokenService {
             params,
         }
     }
+}
+
+/// Keycloak's `pkce.code.challenge.method` client attribute: `S256` makes
+/// PKCE mandatory for the client (only S256 is ever accepted here; `plain`
+/// in the attribute is treated as S256 rather than as a weaker method).
+fn pkce_required(client: &Client) -> bool {
+    client
+        .attributes
+        .get("pkce.code.challenge.method")
+        .is_some_and(|m| !m.trim().is_empty())
 }
 
 #[cfg(test)]

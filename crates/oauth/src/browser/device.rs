@@ -93,7 +93,11 @@ impl TokenService {
         realm: &Realm,
         authorization: Option<&str>,
         params: &Params,
+        address: Option<&str>,
     ) -> Result<DeviceAuthorization, OAuthError> {
+        // Every live code is a target for user-code guesses: bound how fast
+        // one address, or everyone together, can create them.
+        self.throttle.device_request(&realm.id, address).await?;
         let creds = ClientCredentials::extract(authorization, params)?;
         let client = self.authenticate_client(realm, &creds).await?;
         if !device_grant_enabled(&client) {
@@ -151,6 +155,22 @@ impl TokenService {
         &self,
         realm: &Realm,
         user_code: &str,
+        address: Option<&str>,
+    ) -> Result<Result<PendingDevice, DeviceLookup>, OAuthError> {
+        // Counted before the lookup, given back when the code is a real one:
+        // guessing is bounded per address and per realm.
+        let guess = self.throttle.user_code_guess(&realm.id, address).await?;
+        let found = self.find_pending_device(realm, user_code).await?;
+        if !matches!(found, Err(DeviceLookup::Unknown)) {
+            guess.matched().await;
+        }
+        Ok(found)
+    }
+
+    async fn find_pending_device(
+        &self,
+        realm: &Realm,
+        user_code: &str,
     ) -> Result<Result<PendingDevice, DeviceLookup>, OAuthError> {
         let Some(code) = normalize_user_code(user_code) else {
             return Ok(Err(DeviceLookup::Unknown));
@@ -192,8 +212,9 @@ impl TokenService {
         user_code: &str,
         approve: bool,
         signed_in: &SignedIn,
+        address: Option<&str>,
     ) -> Result<Result<PendingDevice, DeviceLookup>, OAuthError> {
-        let pending = match self.pending_device(realm, user_code).await? {
+        let pending = match self.pending_device(realm, user_code, address).await? {
             Ok(p) => p,
             Err(why) => return Ok(Err(why)),
         };

@@ -27,7 +27,7 @@ impl TokenService {
     ) -> Result<TokenResponse, OAuthError> {
         let scope = ScopeSet::parse_requested(req.scope.as_deref())?;
         let user = self
-            .check_password(realm, &req.username, &req.password)
+            .check_password(realm, &req.username, &req.password, meta.ip.as_deref())
             .await?;
         if user.password_temporary {
             return Err(OAuthError::invalid_grant("Account is not fully set up"));

@@ -58,9 +58,9 @@ import pytest
 import requests
 import socketio
 
-import conftest
 from conftest import DEFAULT_REALM as REALM
-from conftest import Server, _free_port, _start_server, _stop_server, create_user, make_admin
+from conftest import (Server, _free_port, _start_server, _stop_server, create_user, make_admin,
+                      password_login)
 from helpers import claims
 
 HERE = Path(__file__).resolve().parent
@@ -352,7 +352,7 @@ class User:
 
 def new_user(srv: Server, admin, **rep) -> User:
     u = create_user(admin, "conn", **rep)
-    return User(u.id, u.username, u.password, conftest.password_login(srv, u.username, u.password)["access_token"])
+    return User(u.id, u.username, u.password, password_login(srv, u.username, u.password)["access_token"])
 
 
 @pytest.fixture
@@ -859,7 +859,7 @@ def test_signup_with_polling(world):
     # The connection is the new user's.
     password = "Pw-" + uuid.uuid4().hex
     admin.set_user_password(u["id"], password, temporary=False)
-    mine = conftest.password_login(srv, u["username"], password)["access_token"]
+    mine = password_login(srv, u["username"], password)["access_token"]
     [conn] = account_providers(srv, mine)
     assert conn["provider"] == "acme" and conn["subject"] == login, conn
 
@@ -900,16 +900,16 @@ def test_signup_confirmation_belongs_to_the_browser(world):
     login = "bound" + uuid.uuid4().hex[:8]
     browser = requests.Session()
     ticket, page = start_signup(world, browser, login)
+    code = pending_code(srv, ticket)
     r = press(requests.Session(), page, "signup-confirm")
     assert_error_page(srv, r)
     assert "another browser" in r.text, r.text[:800]
-    code = pending_code(srv, ticket)
+    assert pending_code(srv, ticket) == code
     r = press(browser, page, "signup-confirm")
     assert r.status_code == 303, r.text[:800]
     r = check_signup(srv, ticket)
     assert r.status_code == 200 and r.json()["user"]["email"] == f"{login}@example.test", r.text
     world.admin.delete_user(r.json()["user"]["id"])
-    assert code
 
 
 def test_signup_finds_an_account_by_email_only_with_trust_email(world):
@@ -961,7 +961,7 @@ def test_signup_never_reaches_an_administrator(world):
         assert r.status_code == 403 and "signup-confirm" not in r.text, r.text[:800]
         r = check_signup(srv, ticket)
         assert r.status_code == 403 and r.json()["error"] == "access_denied", r.text
-        assert account_providers(srv, conftest.password_login(
+        assert account_providers(srv, password_login(
             srv, boss.username, boss.password)["access_token"]) == []
     finally:
         world.admin.delete_user(boss.id)
@@ -1114,21 +1114,22 @@ def assert_error_page(srv: Server, r: requests.Response, *, html: bool = True) -
         assert "text/html" in r.headers.get("content-type", ""), r.headers
 
 
-def _get(url: str, **kw) -> requests.Response:
-    return BROWSER.get(url, allow_redirects=False, timeout=TIMEOUT, **kw)
+def _get(user: User, url: str, **kw) -> requests.Response:
+    """GET in the user's browser, not following the answer."""
+    return user.browser.get(url, allow_redirects=False, timeout=TIMEOUT, **kw)
 
 
 def _login_callback(world: World, user: User, provider: str = "acme", **kw) -> str:
-    authorize = start_connect(world.tessera, provider, token=user.token)
+    authorize = start_connect(world.tessera, provider, user)
     return provider_login(requests.Session(), authorize, "err" + uuid.uuid4().hex[:6],
                           callback_url(world.tessera, provider), **kw)
 
 
 def _replayed(world, user):
     callback = _login_callback(world, user)
-    first = _get(callback)
+    first = _get(user, callback)
     assert first.status_code == 302, first.text
-    return _get(callback)
+    return _get(user, callback)
 
 
 def _other_browser(world, user):
@@ -1137,60 +1138,142 @@ def _other_browser(world, user):
     callback = _login_callback(world, user)
     r = requests.get(callback, allow_redirects=False, timeout=TIMEOUT)
     assert "another browser" in r.text, r.text[:300]
-    assert _get(callback).status_code == 302
+    assert _get(user, callback).status_code == 302
     return r
 
 
 def _forged(world, user):
     callback = _login_callback(world, user)  # a real code, its state re-signed with garbage
-    return _get(with_query(callback, state=forge_state(query(callback)["state"])))
+    return _get(user, with_query(callback, state=forge_state(query(callback)["state"])))
 
 
 def _unknown_env(world, user):
-    state = query(start_connect(world.tessera, "acme", token=user.token))["state"]
+    state = query(start_connect(world.tessera, "acme", user))["state"]
     forged = forge_state(state, replace=(world.env, "zzz"))
-    return _get(callback_url(world.tessera, "acme"), params={"code": "x", "state": forged})
+    return _get(user, callback_url(world.tessera, "acme"), params={"code": "x", "state": forged})
 
 
 def _valid_state(world, user, provider="acme"):
-    return query(start_connect(world.tessera, provider, token=user.token))["state"]
+    return query(start_connect(world.tessera, provider, user))["state"]
+
+
+def _link_for_another_account(world, user):
+    """A link made for someone else (an attacker's), opened by the signed-in user (the victim):
+    a readable refusal, and no Continue button."""
+    attacker = new_user(world.tessera, world.admin)
+    try:
+        link = connect_link(world.tessera, attacker, "acme")
+        r = open_signed_in(user, link)
+        assert "This link was made for another account" in r.text, r.text[:800]
+        assert "connect-confirm" not in r.text
+        return r
+    finally:
+        world.admin.delete_user(attacker.id)
+
+
+def _link_replayed(world, user):
+    """A link is single use: its confirmation page once more, Continue refused."""
+    link = connect_link(world.tessera, user, "acme")
+    confirm_connect(user, link, "acme")
+    page = open_signed_in(user, link)
+    if page.status_code != 200:
+        return page
+    return press(user.browser, page, "connect-confirm")
+
+
+def _link_of_another_provider(world, user):
+    link = connect_link(world.tessera, user, "acme")
+    return open_signed_in(user, link.replace("/account/connect/acme?", "/account/connect/plain?"))
+
+
+def _link_tampered(world, user):
+    link = connect_link(world.tessera, user, "acme")
+    return open_signed_in(user, with_query(link, link=query(link)["link"][:-4] + "AAAA"))
+
+
+def _confirm_without_csrf(world, user):
+    page = open_signed_in(user, f"{world.tessera.issuer(REALM)}/account/connect/acme")
+    assert page.status_code == 200, page.text[:500]
+    return user.browser.post(page.url, data={"action": "connect"}, allow_redirects=False, timeout=TIMEOUT)
+
+
+def _signup_with(client_id):
+    return lambda w, u: _get(u, signup_link(w.tessera, str(uuid.uuid4()), client_id))
+
+
+def _signup_with_admin_cli(world, user):
+    """admin-cli never receives sign-ups, even a public client of that name with sign-up enabled."""
+    admin_cli = world.admin.create_client(payload={
+        "clientId": "admin-cli", "enabled": True, "publicClient": True,
+        "attributes": {"tessera.signup.enabled": "true"}})
+    try:
+        return _signup_with("admin-cli")(world, user)
+    finally:
+        world.admin.delete_client(admin_cli)
+
+
+def _link_with_master_token(world, user):
+    admins = password_login(world.tessera, "admin", world.tessera.admin_password,
+                                     realm="master", client_id="admin-cli")["access_token"]
+    return requests.post(f"{world.tessera.base_url}/web/provider-auth/acme", headers=bearer(admins),
+                         timeout=TIMEOUT)
 
 
 ERRORS = {
     # name: (request, content: "html" | "json" | None, stores something)
-    "missing state": (lambda w, u: _get(callback_url(w.tessera, "acme"), params={"code": "abc"}), "html", False),
-    "garbage state": (lambda w, u: _get(callback_url(w.tessera, "acme"),
+    "missing state": (lambda w, u: _get(u, callback_url(w.tessera, "acme"), params={"code": "abc"}), "html", False),
+    "garbage state": (lambda w, u: _get(u, callback_url(w.tessera, "acme"),
                                         params={"code": "abc", "state": "garbage"}), "html", False),
     "forged state": (_forged, "html", False),
     "replayed state": (_replayed, "html", True),
     "callback in another browser": (_other_browser, "html", True),
     "state of another provider": (lambda w, u: _get(
-        _login_callback(w, u).replace("/provider-token/acme?", "/provider-token/plain?")), "html", False),
-    "unknown provider": (lambda w, u: _get(callback_url(w.tessera, "nope"),
+        u, _login_callback(w, u).replace("/provider-token/acme?", "/provider-token/plain?")), "html", False),
+    "unknown provider": (lambda w, u: _get(u, callback_url(w.tessera, "nope"),
                                            params={"code": "abc", "state": _valid_state(w, u)}), "html", False),
-    "access_denied at the provider": (lambda w, u: _get(_login_callback(w, u, deny=True)), "html", False),
-    "access_denied crafted": (lambda w, u: _get(callback_url(w.tessera, "acme"), params={
+    "access_denied at the provider": (lambda w, u: _get(u, _login_callback(w, u, deny=True)), "html", False),
+    "access_denied crafted": (lambda w, u: _get(u, callback_url(w.tessera, "acme"), params={
         "error": "access_denied", "state": _valid_state(w, u)}), "html", False),
-    "code exchange fails": (lambda w, u: _get(callback_url(w.tessera, "acme"), params={
+    "code exchange fails": (lambda w, u: _get(u, callback_url(w.tessera, "acme"), params={
         "code": "bogus-" + uuid.uuid4().hex, "state": _valid_state(w, u)}), "html", False),
     "unknown environment in state": (_unknown_env, "html", False),
-    "provider-auth unknown provider": (lambda w, u: _get(f"{w.tessera.base_url}/web/provider-auth/nope",
-                                                         headers=bearer(u.token)), "html", False),
-    "provider-auth anonymous": (lambda w, u: _get(f"{w.tessera.base_url}/web/provider-auth/acme"), "html", False),
-    "provider-auth bad token": (lambda w, u: _get(f"{w.tessera.base_url}/web/provider-auth/acme",
-                                                  headers=bearer("garbage")), "html", False),
+    "provider-auth unknown provider": (lambda w, u: _get(u, f"{w.tessera.base_url}/web/provider-auth/nope"),
+                                       "html", False),
+    "provider-auth access_token in the URL": (lambda w, u: _get(
+        u, f"{w.tessera.base_url}/web/provider-auth/acme", params={"access_token": u.token}), "html", False),
+    "provider link without a token": (lambda w, u: requests.post(
+        f"{w.tessera.base_url}/web/provider-auth/acme", timeout=TIMEOUT), "json", False),
+    "provider link with a master realm token": (_link_with_master_token, "json", False),
+    "connect link for another account": (_link_for_another_account, "html", False),
+    "connect link replayed": (_link_replayed, "html", False),
+    "connect link of another provider": (_link_of_another_provider, "html", False),
+    "connect link tampered": (_link_tampered, "html", False),
+    "connect page without csrf": (_confirm_without_csrf, "html", False),
+    "connect page in the master realm": (lambda w, u: _get(
+        u, f"{w.tessera.issuer('master')}/account/connect/acme"), "html", False),
     "provider-auth signup token not a uuid": (lambda w, u: _get(
-        f"{w.tessera.base_url}/web/provider-auth/acme",
+        u, f"{w.tessera.base_url}/web/provider-auth/acme",
         params={"signupToken": "not-a-uuid", "client_id": w.signup_client}), "html", False),
-    "provider-auth signup unknown client": (lambda w, u: _get(
-        f"{w.tessera.base_url}/web/provider-auth/acme",
-        params={"signupToken": str(uuid.uuid4()), "client_id": "no-such-client"}), "html", False),
+    "provider-auth signup unknown client": (_signup_with("no-such-client"), "html", False),
+    "provider-auth signup with admin-cli": (_signup_with_admin_cli, "html", False),
+    "provider-auth signup client without sign-up enabled": (_signup_with("tessera-cli"), "html", False),
     "redirect_after_login foreign origin": (lambda w, u: _get(
-        f"{w.tessera.base_url}/api/oauth/authenticate",
+        u, f"{w.tessera.base_url}/api/oauth/authenticate",
         params={"oauth_provider": "acme", "redirect_after_login": "https://evil.example/steal",
                 "token": u.token}), None, False),
-    "check-signup unknown token": (lambda w, u: _get(f"{w.tessera.base_url}/no-auth/check-signup",
+    "check-signup unknown token": (lambda w, u: _get(u, f"{w.tessera.base_url}/no-auth/check-signup",
                                                      params={"token": str(uuid.uuid4())}), "json", False),
+}
+
+# The exact answer where it says something specific.
+ERROR_STATUS = {
+    "provider-auth access_token in the URL": 400,
+    "provider link without a token": (401, "invalid_token"),
+    "provider link with a master realm token": (401, "invalid_token"),
+    "connect link for another account": 403,
+    "connect page in the master realm": 404,
+    "redirect_after_login foreign origin": 400,
+    "check-signup unknown token": (404, "signup_not_found"),
 }
 
 
@@ -1199,10 +1282,11 @@ def test_errors_are_pages_not_redirects(world, user, case):
     make, content, stores = ERRORS[case]
     r = make(world, user)
     assert_error_page(world.tessera, r, html=content == "html")
-    if case == "redirect_after_login foreign origin":
-        assert r.status_code == 400, r.text
-    if content == "json":
-        assert r.status_code == 404 and r.json()["error"] == "signup_not_found", r.text
+    expected = ERROR_STATUS.get(case)
+    if isinstance(expected, tuple):
+        assert (r.status_code, r.json()["error"]) == expected, r.text
+    elif expected:
+        assert r.status_code == expected, r.text[:500]
     if not stores:
         assert account_providers(world.tessera, user.token) == [], "nothing is stored on an error"
 
@@ -1218,7 +1302,7 @@ class Envs:
     a: Server
     b: Server
     upstream: Upstream
-    admin_b: object
+    admin_b: object  # KeycloakAdmin on b's default realm
 
 
 @pytest.fixture(scope="module")
@@ -1241,7 +1325,7 @@ def envs(request, tmp_path_factory):
         started.append(start_tessera(request, tmp / "b", port_b, tessera_config(
             env="b", upstream=upstream, secret_file=secret_file, environments={"a": url_a},
             auth_origin=url_a, success_url=B_SUCCESS_URL), upstream))
-        yield Envs(started[0], started[1], upstream, make_admin(started[1]))
+        yield Envs(started[0], started[1], upstream, make_admin(started[1], REALM))
     finally:
         for srv in started:
             _stop_server(srv)
@@ -1251,35 +1335,35 @@ def envs(request, tmp_path_factory):
 def test_connect_across_environments(envs):
     a, b, up = envs.a, envs.b, envs.upstream
     user = new_user(b, envs.admin_b)
-    authorize = start_connect(b, "acme", token=user.token)
+    authorize = start_connect(b, "acme", user)
     p = check_authorize_url(authorize, up, callback_url(a, "acme"), oidc=True)
     login = "env" + uuid.uuid4().hex[:8]
     callback = provider_login(requests.Session(), authorize, login, p["redirect_uri"])
 
-    r = _get(callback)  # at a, which sends it on to b, unchanged
+    r = _get(user, callback)  # at a, which sends it on to b, unchanged
     assert r.status_code == 302, r.text
     onward = urljoin(callback, r.headers["Location"])
     assert _origin(onward) == b.base_url, onward
     assert urlsplit(onward).path == urlsplit(callback).path, onward
     assert parse_qs(urlsplit(onward).query) == parse_qs(urlsplit(callback).query), onward
-    finish_connect(b, onward, "acme", success_url=B_SUCCESS_URL)
+    finish_connect(b, user, onward, "acme", success_url=B_SUCCESS_URL)
     access = che_token(b, user.token, "acme").json()["token"]
     assert up.userinfo(access).json()["sub"] == login
     [conn] = account_providers(b, user.token)
     assert conn["subject"] == login
 
     # The same callback again: whatever a does, it ends in an error page (b spent the state).
-    r = _get(callback)
+    r = _get(user, callback)
     if r.status_code == 302 and r.headers["Location"].startswith(b.base_url + "/"):
-        r = _get(r.headers["Location"])
+        r = _get(user, r.headers["Location"])
     assert_error_page(b if r.url.startswith(b.base_url) else a, r)
 
     # A forged state naming b: a may pass it on (only to b), b refuses it.
     forged = forge_state(p["state"])
-    r = _get(with_query(callback, state=forged))
+    r = _get(user, with_query(callback, state=forged))
     if r.status_code == 302:
         assert r.headers["Location"].startswith(b.base_url + "/no-auth/provider-token/acme?"), r.headers
-        r = _get(r.headers["Location"])
+        r = _get(user, r.headers["Location"])
     assert_error_page(b if r.url.startswith(b.base_url) else a, r)
     assert account_providers(b, user.token) == [conn]
     envs.admin_b.delete_user(user.id)
@@ -1299,27 +1383,28 @@ def test_relay_to_another_environment(envs):
         "clientId": cid, "enabled": True, "publicClient": False, "secret": secret,
         "serviceAccountsEnabled": True, "standardFlowEnabled": False})
     try:
-        r = requests.post(f"{a.base_url}/relay/b/realms/master/protocol/openid-connect/token",
+        r = requests.post(f"{a.base_url}/relay/b/realms/{REALM}/protocol/openid-connect/token",
                           data={"grant_type": "client_credentials"}, auth=(cid, secret), timeout=TIMEOUT)
         assert r.status_code == 200, r.text
         token = claims(r.json()["access_token"])
-        assert token["iss"] == b.issuer("master") and token["azp"] == cid, token
-        r = requests.get(f"{a.base_url}/relay/b/realms/master/.well-known/openid-configuration",
+        assert token["iss"] == b.issuer(REALM) and token["azp"] == cid, token
+        r = requests.get(f"{a.base_url}/relay/b/realms/{REALM}/.well-known/openid-configuration",
                          timeout=TIMEOUT)
-        assert r.status_code == 200 and r.json()["issuer"] == b.issuer("master"), r.text
+        assert r.status_code == 200 and r.json()["issuer"] == b.issuer(REALM), r.text
     finally:
         envs.admin_b.delete_client(cuuid)
 
     # A sign-up ticket b knows (on SQLite a, with its own database, does not): the query gets
     # through (and the answers are b's JSON, status and all).
-    app = "relay-app-" + uuid.uuid4().hex[:6]
-    app_uuid = envs.admin_b.create_client(payload={"clientId": app, "enabled": True, "publicClient": True})
+    app, app_uuid = signup_client(envs.admin_b)
     try:
         ticket = str(uuid.uuid4())
-        start_connect(b, "acme", signupToken=ticket, client_id=app)
+        r = requests.get(signup_link(b, ticket, app), allow_redirects=False, timeout=TIMEOUT)
+        assert r.status_code == 302, r.text[:500]
         r = requests.get(f"{a.base_url}/relay/b/no-auth/check-signup", params={"token": ticket},
                          timeout=TIMEOUT)
         assert r.status_code == 202 and r.json()["error"] == "signup_pending", r.text
+        assert r.json()["user_code"] == pending_code(b, ticket), r.text
         r = requests.get(f"{a.base_url}/relay/b/no-auth/check-signup", params={"token": str(uuid.uuid4())},
                          timeout=TIMEOUT)
         assert r.status_code == 404 and r.json()["error"] == "signup_not_found", r.text

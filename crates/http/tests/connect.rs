@@ -1395,6 +1395,230 @@ async fn relay_forwards_only_to_configured_environments(backend: Backend) {
     assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
+/// An attacker picks a sign-up token and sends its link to a victim (an
+/// administrator, say). The victim's browser makes the round trip; the
+/// attacker's poll never gets anything without the victim confirming, the
+/// attacker cannot confirm for them, and an admin account is never reached.
+async fn signup_link_takeover_is_refused(backend: Backend) {
+    let Some(w) = world(backend).await else {
+        return;
+    };
+    let poll = |t: String| {
+        let app = &w.app;
+        async move {
+            app.get(&format!("/no-auth/check-signup?token={t}"), None)
+                .await
+        }
+    };
+    // The victim (alice) has a verified email the provider verifies too.
+    let admin = w.app.admin_token().await;
+    let alice_id = w.app.user_id("test", "alice").await;
+    let r = w
+        .app
+        .json(
+            Method::PUT,
+            &format!("/admin/realms/test/users/{alice_id}"),
+            &admin,
+            Some(json!({"emailVerified": true})),
+        )
+        .await;
+    assert!(r.status.is_success());
+    {
+        let mut m = w.mock.lock().expect("mock");
+        m.login = "alice-upstream".into();
+        m.email = Some("alice@example.test".into());
+        m.email_verified = true;
+    }
+    let attacker_token = uuid::Uuid::new_v4().to_string();
+    let link = format!("/web/provider-auth/acme?signupToken={attacker_token}&client_id=cli");
+    // The victim's browser follows the link through the provider.
+    let authorize = w.begin(&link, None).await;
+    let page = w.back(&w.at_provider(&authorize).await).await;
+    let (code, flow, csrf) = World::signup_page(&page);
+    // The attacker polls: pending, never the victim's tokens.
+    for _ in 0..3 {
+        let r = poll(attacker_token.clone()).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (StatusCode::ACCEPTED, "signup_pending")
+        );
+        assert!(r.body.get("access_token").is_none());
+    }
+    // Even knowing the form's fields, the attacker's browser (no binding
+    // cookie) cannot confirm it.
+    let forged = w
+        .app
+        .send(
+            axum::http::Request::builder()
+                .method(Method::POST)
+                .uri("/web/provider-signup")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(axum::body::Body::from(format!(
+                    "flow={flow}&csrf={csrf}&action=confirm"
+                )))
+                .expect("request"),
+        )
+        .await;
+    refused(&forged, StatusCode::BAD_REQUEST, "another browser");
+    // The victim sees a code their app does not show, and cancels.
+    assert_eq!(code.len(), 9);
+    let r = w.answer_signup(&page, "cancel").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = poll(attacker_token).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::FORBIDDEN, "access_denied")
+    );
+    assert!(w.connection("alice").await.is_none(), "nothing was linked");
+
+    // An administrator's account is never reached by a sign-up.
+    let r = w
+        .app
+        .json(
+            Method::PUT,
+            &format!("/admin/realms/test/users/{alice_id}"),
+            &admin,
+            Some(json!({"realmRoles": ["admin"]})),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let mut stored = w
+        .app
+        .state
+        .tokens
+        .store
+        .user(
+            &w.app.state.tokens.realm("test").await.expect("realm").id,
+            &alice_id,
+        )
+        .await
+        .expect("db")
+        .expect("alice");
+    if !stored.roles.iter().any(|r| r == "admin") {
+        stored.roles.push("admin".into());
+        w.app
+            .state
+            .tokens
+            .store
+            .update_user(&stored)
+            .await
+            .expect("update");
+    }
+    let t = uuid::Uuid::new_v4().to_string();
+    let authorize = w
+        .begin(
+            &format!("/web/provider-auth/acme?signupToken={t}&client_id=cli"),
+            None,
+        )
+        .await;
+    let r = w.back(&w.at_provider(&authorize).await).await;
+    refused(&r, StatusCode::FORBIDDEN, "administrator");
+    let r = poll(t).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::FORBIDDEN, "access_denied")
+    );
+
+    // Only clients an administrator enabled may receive sign-up tokens.
+    set_signup(&w, "cli", None).await;
+    refused(
+        &w.app
+            .get(
+                &format!(
+                    "/web/provider-auth/acme?signupToken={}&client_id=cli",
+                    uuid::Uuid::new_v4()
+                ),
+                None,
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "sign-up enabled",
+    );
+}
+
+async fn set_signup(w: &World, client: &str, value: Option<&str>) {
+    let admin = w.app.admin_token().await;
+    let id = w.app.client_uuid("test", client).await;
+    let attributes = match value {
+        Some(v) => json!({"tessera.signup.enabled": v}),
+        None => json!({}),
+    };
+    let r = w
+        .app
+        .json(
+            Method::PUT,
+            &format!("/admin/realms/test/clients/{id}"),
+            &admin,
+            Some(json!({"attributes": attributes})),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+}
+
+/// An attacker's connect link (made with the attacker's token) opened by a
+/// victim connects nothing: the browser's own sign-in must be the link's
+/// user; the old `?access_token=` link is refused outright.
+async fn connect_link_takeover_is_refused(backend: Backend) {
+    let Some(w) = world(backend).await else {
+        return;
+    };
+    let bob = w
+        .app
+        .form(
+            &TestApp::token_path("test"),
+            &[
+                ("grant_type", "password"),
+                ("client_id", "cli"),
+                ("username", "bob"),
+                ("password", "bob-password"),
+            ],
+        )
+        .await
+        .str("access_token");
+    for path in [
+        "/web/provider-auth/acme".to_string(),
+        "/api/oauth/authenticate?oauth_provider=acme&redirect_after_login=http://ide.test/back"
+            .to_string(),
+    ] {
+        // The attacker makes a link; the victim (alice) opens it signed in.
+        let link = w.link(&path, &bob).await;
+        w.sign_in_browser("alice").await;
+        let page_path = link.strip_prefix(PUBLIC_URL).expect("ours").to_string();
+        let r = w.browser(Method::GET, &page_path, &[]).await;
+        refused(&r, StatusCode::FORBIDDEN, "another account");
+        // Not signed in: the login page first (and then the same refusal).
+        w.jar.lock().expect("jar").remove("TESSERA_SSO");
+        let r = w.browser(Method::GET, &page_path, &[]).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.body.as_str().expect("html").contains("login_state"));
+    }
+    // The legacy link with the attacker's token in it does nothing.
+    refused(
+        &w.app
+            .get(&format!("/web/provider-auth/acme?access_token={bob}"), None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "cannot say who",
+    );
+    assert!(w.connection("alice").await.is_none());
+    assert!(w.connection("bob").await.is_none());
+    // A link works once, for its own user.
+    let link = w.link("/web/provider-auth/acme", &bob).await;
+    w.sign_in_browser("bob").await;
+    w.confirm_connect(&link).await;
+    let page_path = link.strip_prefix(PUBLIC_URL).expect("ours").to_string();
+    let page = w.browser(Method::GET, &page_path, &[]).await;
+    let html = page.body.as_str().expect("html").to_string();
+    let r = w
+        .browser(
+            Method::POST,
+            &page_path,
+            &[("csrf", &hidden(&html, "csrf")), ("action", "connect")],
+        )
+        .await;
+    refused(&r, StatusCode::BAD_REQUEST, "already used");
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {$(
@@ -1415,4 +1639,6 @@ on_both!(
     signup_polls_then_returns_user_and_tokens_once,
     che_oauth_api,
     relay_forwards_only_to_configured_environments,
+    signup_link_takeover_is_refused,
+    connect_link_takeover_is_refused,
 );

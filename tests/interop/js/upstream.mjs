@@ -9,7 +9,8 @@
 // Prints one JSON line {"issuer", "port"} once listening; exits 0 on SIGTERM/SIGINT.
 //
 // Accounts: any login is an account; sub = login, email = login@example.test (verified),
-// name, preferred_username = login. Refresh tokens are always issued; access tokens are opaque;
+// name, preferred_username = login. Refresh tokens are always issued; access tokens are opaque
+// and live an hour, or 3 seconds for logins starting with "short" (to test expiry);
 // revocation (/token/revocation) and userinfo (/me) are on.
 //
 // Test hook (not part of any protocol): GET /test/tokens lists the opaque tokens issued so far,
@@ -79,7 +80,8 @@ const provider = new Provider(issuer, {
     userinfo: { enabled: true },
   },
   cookies: { keys: [crypto.randomBytes(32).toString("base64url")] },
-  ttl: { AccessToken: 3600, AuthorizationCode: 120, IdToken: 3600, RefreshToken: 86400,
+  ttl: { AccessToken: (ctx, token) => (token.accountId?.startsWith("short") ? 3 : 3600),
+         AuthorizationCode: 120, IdToken: 3600, RefreshToken: 86400,
          Interaction: 600, Session: 3600, Grant: 86400 },
 });
 

@@ -406,6 +406,34 @@ impl TestApp {
             .id
     }
 
+    /// Another node of the same deployment: its own process state (caches,
+    /// anything kept in memory), the same database and master key. Keep
+    /// `self` alive while it is used (it owns the database).
+    pub fn second_node(&self) -> TestApp {
+        let tokens = TokenService::new(
+            self.state.tokens.store.clone(),
+            self.state.tokens.keys.master().clone(),
+            (*self.state.tokens.config).clone(),
+        );
+        let connect = ConnectService::new(
+            tokens.clone(),
+            (*self.state.connect.config).clone(),
+            &|_| None,
+        )
+        .expect("connect config");
+        let state = AppState {
+            connect: Arc::new(connect),
+            tokens,
+            metrics: Arc::new(Metrics::new()),
+            settings: self.state.settings.clone(),
+        };
+        TestApp {
+            router: tessera_http::app(state.clone()),
+            state,
+            _guard: Box::new(()),
+        }
+    }
+
     /// The internal id of a client (what Admin API paths take).
     pub async fn client_uuid(&self, realm: &str, client_id: &str) -> String {
         let store = &self.state.tokens.store;

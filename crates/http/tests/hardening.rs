@@ -1,0 +1,263 @@
+//! Attacks an audit found, each reproduced through the router: a disabled
+//! client's tokens, Keycloak's PKCE client attribute, device-code and
+//! user-code guessing, and password spraying across two nodes. Limits are
+//! set low here so the tests stay short; each fails without its rule.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{Backend, TestApp, APP_SECRET};
+use serde_json::json;
+
+/// Low limits: 4 failed logins per address, 3 device requests and 3 wrong
+/// user codes per address, per minute.
+async fn app(backend: Backend) -> Option<TestApp> {
+    common::app_in_realm_with(backend, "test", |c| {
+        c.throttle.address_max_failures = 4;
+        c.throttle.device_requests_per_address = 3;
+        c.throttle.user_code_failures_per_address = 3;
+    })
+    .await
+}
+
+async fn set_client(app: &TestApp, client_id: &str, rep: serde_json::Value) {
+    let admin = app.admin_token().await;
+    let id = app.client_uuid("test", client_id).await;
+    let r = app
+        .json(
+            Method::PUT,
+            &format!("/admin/realms/test/clients/{id}"),
+            &admin,
+            Some(rep),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+}
+
+async fn disabling_a_client_ends_its_tokens_everywhere(app: TestApp) {
+    let login = app.alice(None).await;
+    assert_eq!(login.status, StatusCode::OK, "{:?}", login.body);
+    let access = login.str("access_token");
+    let refresh = login.str("refresh_token");
+    let userinfo = "/realms/test/protocol/openid-connect/userinfo";
+    let introspect = "/realms/test/protocol/openid-connect/token/introspect";
+    let mut events = app.state.tokens.events.subscribe();
+    assert_eq!(
+        app.get(userinfo, Some(&access)).await.status,
+        StatusCode::OK
+    );
+
+    set_client(&app, "app", json!({"enabled": false})).await;
+    // The session ended (its sockets were told) ...
+    match events.recv().await.expect("event") {
+        tessera_oauth::events::ServerEvent::SessionRevoked { .. } => {}
+        other => panic!("expected SessionRevoked, got {other:?}"),
+    }
+    // ... so its tokens are dead at userinfo, the account API and introspection.
+    assert_eq!(
+        app.get(userinfo, Some(&access)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/realms/test/account/sessions", Some(&access))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Another confidential client of the realm asks (the disabled one cannot).
+    let admin = app.admin_token().await;
+    let r = app
+        .json(
+            Method::POST,
+            "/admin/realms/test/clients",
+            &admin,
+            Some(
+                json!({"clientId": "rs", "secret": "rs-secret-0123456789", "publicClient": false}),
+            ),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    for token in [&access, &refresh] {
+        let r = app
+            .form_auth(
+                introspect,
+                &[("token", token)],
+                Some(&common::basic("rs", "rs-secret-0123456789")),
+            )
+            .await;
+        assert_eq!(r.body["active"], false, "{:?}", r.body);
+    }
+    // Re-enabling it revives nothing; new sign-ins work again.
+    set_client(&app, "app", json!({"enabled": true})).await;
+    assert_eq!(
+        app.get(userinfo, Some(&access)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.refresh(&refresh).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(app.alice(None).await.status, StatusCode::OK);
+}
+
+async fn pkce_client_attribute_is_enforced(app: TestApp) {
+    let auth = "/realms/test/protocol/openid-connect/auth?client_id=app&response_type=code&scope=openid&state=s1&redirect_uri=http%3A%2F%2F127.0.0.1%3A9999%2Fcb";
+    // Without the attribute a confidential client may skip PKCE.
+    assert_eq!(app.get(auth, None).await.status, StatusCode::OK);
+    set_client(
+        &app,
+        "app",
+        json!({"attributes": {"pkce.code.challenge.method": "S256"}}),
+    )
+    .await;
+    let r = app.get(auth, None).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{:?}", r.body);
+    let to = r.headers["location"].to_str().expect("location");
+    assert!(
+        to.starts_with("http://127.0.0.1:9999/cb?") && to.contains("error=invalid_request"),
+        "{to}"
+    );
+    let discovery = app
+        .get("/realms/test/.well-known/openid-configuration", None)
+        .await;
+    assert_eq!(
+        discovery.body["response_modes_supported"],
+        json!(["query", "fragment", "form_post"])
+    );
+}
+
+async fn device_codes_and_user_codes_are_rate_limited(app: TestApp) {
+    set_client(
+        &app,
+        "cli",
+        json!({"attributes": {"oauth2.device.authorization.grant.enabled": "true"}}),
+    )
+    .await;
+    let device = "/realms/test/protocol/openid-connect/auth/device";
+    let mut last = None;
+    for _ in 0..3 {
+        let r = app.form(device, &[("client_id", "cli")]).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        last = Some(r.str("user_code"));
+    }
+    let r = app.form(device, &[("client_id", "cli")]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+
+    // A signed-in browser guessing user codes: three wrong ones, then a
+    // readable 429 page, even for a real code.
+    let tokens = &app.state.tokens;
+    let realm = tokens.realm("test").await.expect("realm");
+    let alice = tokens
+        .store
+        .user_by_username(&realm.id, "alice")
+        .await
+        .expect("db")
+        .expect("alice");
+    let (_, sso) = tokens
+        .start_sso_session(&realm, &alice, &Default::default(), None)
+        .await
+        .expect("sso");
+    let guess = |code: String| {
+        let req = axum::http::Request::builder()
+            .uri(format!("/realms/test/device?user_code={code}"))
+            .header("cookie", format!("TESSERA_SSO={sso}"))
+            .body(axum::body::Body::empty())
+            .expect("request");
+        app.send(req)
+    };
+    let real = last.expect("a user code");
+    let r = guess(real.clone()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.as_str().expect("html").contains("device-approve"));
+    for wrong in ["BBBB-BBBB", "CCCC-CCCC", "DDDD-DDDD"] {
+        let r = guess(wrong.into()).await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "unknown code: {:?}",
+            r.body
+        );
+    }
+    let r = guess(real).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.body.as_str().expect("html").contains("too many requests"));
+}
+
+async fn password_spraying_is_limited_across_nodes(app: TestApp) {
+    let admin = app.admin_token().await;
+    for n in 0..5 {
+        let r = app
+            .json(
+                Method::POST,
+                "/admin/realms/test/users",
+                &admin,
+                Some(json!({"username": format!("user{n}"), "enabled": true,
+                    "credentials": [{"type": "password", "value": "right-password-0", "temporary": false}]})),
+            )
+            .await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+    }
+    let node_b = app.second_node();
+    async fn attempt(node: &TestApp, user: &str, password: &str) -> common::Resp {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("grant_type", "password"),
+                ("client_id", "app"),
+                ("client_secret", APP_SECRET),
+                ("username", user),
+                ("password", password),
+            ])
+            .finish();
+        let req = axum::http::Request::builder()
+            .method(Method::POST)
+            .uri(TestApp::token_path("test"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(body))
+            .expect("request");
+        node.send(req).await
+    }
+    // One password over many usernames, half on each node: the address's
+    // failures add up across nodes (each node alone has seen only two).
+    for (node, user) in [
+        (&app, "user0"),
+        (&node_b, "user1"),
+        (&app, "user2"),
+        (&node_b, "user3"),
+    ] {
+        let r = attempt(node, user, "Summer2026!").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+    }
+    for node in [&app, &node_b] {
+        let r = attempt(node, "user4", "right-password-0").await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+        assert!(r.headers.contains_key("retry-after"));
+    }
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = super::app(super::Backend::Sqlite).await.expect("sqlite app");
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(app) = super::app(super::Backend::Postgres).await else { return };
+                    super::$name(app).await;
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    disabling_a_client_ends_its_tokens_everywhere,
+    pkce_client_attribute_is_enforced,
+    device_codes_and_user_codes_are_rate_limited,
+    password_spraying_is_limited_across_nodes,
+);

@@ -872,28 +872,38 @@ def test_signup_with_polling(world):
     admin.delete_user(u["id"])
 
 
+# Server bug: POST /web/provider-signup answers every outcome with 303 (`.see_other()` on the
+# whole page), so the "Sign-in cancelled" page and the error pages come as 303 without a
+# Location instead of 200 / 4xx. The tests check everything else first and the status last.
+SIGNUP_POST_STATUS_BUG = pytest.mark.xfail(
+    strict=True, reason="server bug: POST /web/provider-signup answers 303 without Location "
+                        "for the cancel page (want 200) and for errors (want 4xx)")
+
+
+@SIGNUP_POST_STATUS_BUG
 def test_signup_cancelled_in_the_browser(world):
-    """Cancel on the confirmation page: the app's poll answers access_denied, no account is made."""
+    """Cancel on the confirmation page: the app's poll answers access_denied, no account is made,
+    and the page's form is spent."""
     srv = world.tessera
     login = "cancel" + uuid.uuid4().hex[:8]
     browser = requests.Session()
     ticket, page = start_signup(world, browser, login)
-    r = press(browser, page, "signup-cancel")
-    assert r.status_code in (200, 303), r.text[:500]
-    if r.status_code == 303:
-        r = browser.get(urljoin(r.url, r.headers["Location"]), timeout=TIMEOUT)
-    assert "Sign-in cancelled" in r.text, r.text[:800]
+    cancelled = press(browser, page, "signup-cancel")
+    assert _Page(cancelled.text).text("message-title") == "Sign-in cancelled", cancelled.text[:800]
     r = check_signup(srv, ticket)
     assert r.status_code == 403 and r.json()["error"] == "access_denied", r.text
     assert world.admin.get_users({"email": f"{login}@example.test"}) == []
-    # The page's form is spent: Sign in afterwards releases nothing.
-    r = press(browser, page, "signup-confirm")
-    assert_error_page(srv, r)
+    again = press(browser, page, "signup-confirm")  # Sign in afterwards releases nothing
+    assert "already used" in _Page(again.text).text("message"), again.text[:800]
     assert check_signup(srv, ticket).status_code == 403
 
+    assert cancelled.status_code == 200, f"{cancelled.status_code} {cancelled.headers}"
+    assert_error_page(srv, again)
 
+
+@SIGNUP_POST_STATUS_BUG
 def test_signup_confirmation_belongs_to_the_browser(world):
-    """The confirmation page's form posted from another browser (an attacker who got hold of the
+    """The confirmation page's form posted from another browser (someone who got hold of the
     page's fields, without the round trip's cookie) is refused and spends nothing; the browser
     that made the round trip can still confirm."""
     srv = world.tessera
@@ -901,15 +911,16 @@ def test_signup_confirmation_belongs_to_the_browser(world):
     browser = requests.Session()
     ticket, page = start_signup(world, browser, login)
     code = pending_code(srv, ticket)
-    r = press(requests.Session(), page, "signup-confirm")
-    assert_error_page(srv, r)
-    assert "another browser" in r.text, r.text[:800]
+    elsewhere = press(requests.Session(), page, "signup-confirm")
+    assert "another browser" in _Page(elsewhere.text).text("message"), elsewhere.text[:800]
     assert pending_code(srv, ticket) == code
     r = press(browser, page, "signup-confirm")
-    assert r.status_code == 303, r.text[:800]
+    assert r.status_code == 303 and r.headers["Location"].endswith("/web/provider-connected/acme"), r.text[:800]
     r = check_signup(srv, ticket)
     assert r.status_code == 200 and r.json()["user"]["email"] == f"{login}@example.test", r.text
     world.admin.delete_user(r.json()["user"]["id"])
+
+    assert_error_page(srv, elsewhere)
 
 
 def test_signup_finds_an_account_by_email_only_with_trust_email(world):

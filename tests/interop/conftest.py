@@ -17,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -155,6 +157,24 @@ def _stop_server(server: Server) -> None:
         pytest.fail(f"tessera did not exit within {STOP_TIMEOUT_S:.0f}s of SIGTERM", pytrace=False)
     # A clean shutdown on SIGTERM exits 0 (or, for servers that re-raise the signal, -SIGTERM).
     assert code in (0, -signal.SIGTERM), f"tessera exited with {code} after SIGTERM\n{server.log_tail()}"
+
+
+def own_database(request) -> str | None:
+    """With PostgreSQL (TESSERA_INTEROP_DATABASE_URL): a fresh database, dropped when `request`'s
+    scope ends, for a server that is a deployment of its own (on the suite's database it would be
+    a node of the suite's server and share its socket adapter). None on SQLite."""
+    base = os.environ.get("TESSERA_INTEROP_DATABASE_URL")
+    if not base:
+        return None
+    if not shutil.which("psql"):
+        pytest.fail("psql is needed to create PostgreSQL databases for extra servers", pytrace=False)
+    name = "tessera_x_" + secrets.token_hex(6)
+    subprocess.run(["psql", base, "-qAtc", f"CREATE DATABASE {name}"], check=True,
+                   capture_output=True, timeout=30)
+    request.addfinalizer(lambda: subprocess.run(
+        ["psql", base, "-qAtc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+        capture_output=True, timeout=30))
+    return urlunsplit(urlsplit(base)._replace(path="/" + name))
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import time
 
 import jwt
 import pytest
+import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from keycloak import KeycloakOpenID
@@ -16,6 +17,7 @@ from keycloak.exceptions import (
     KeycloakPostError,
 )
 
+from conftest import _start_server, _stop_server, create_user, own_database, password_login
 from helpers import TOKEN_RESPONSE_FIELDS, aud_list, claims, error_json, header
 
 
@@ -154,6 +156,76 @@ def test_unknown_user(oid):
         oid.token("nobody-here", "whatever")
     assert e.value.response_code == 401
     assert error_json(e.value)["error"] == "invalid_grant"
+
+
+def _password_grant(srv, demo, username: str, password: str) -> requests.Response:
+    return requests.post(f"{srv.issuer(demo.realm)}/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "password", "client_id": demo.client_id, "client_secret": demo.client_secret,
+        "username": username, "password": password})
+
+
+def _locked_out(r: requests.Response) -> bool:
+    return r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+
+
+def test_login_attempts_are_limited_per_username(server, demo):
+    """login_max_failures (5) attempts per username and window, then 429 even for the right
+    password; a success starts the username afresh; other users are not affected."""
+    u = create_user(demo.admin, "thr")
+    try:
+        for _ in range(4):
+            assert _password_grant(server, demo, u.username, "wrong").status_code == 401
+        assert _password_grant(server, demo, u.username, u.password).status_code == 200
+        for _ in range(5):
+            assert _password_grant(server, demo, u.username, "wrong").status_code == 401
+        r = _password_grant(server, demo, u.username, u.password)
+        assert _locked_out(r), f"{r.status_code} {r.headers} {r.text}"
+        assert _password_grant(server, demo, demo.username, demo.password).status_code == 200
+    finally:
+        demo.admin.delete_user(u.id)
+
+
+def test_login_limits_are_shared_by_nodes(server, second_node, demo):
+    """PostgreSQL only: the count is kept in the database, so failures on one node count on the
+    other (N nodes do not multiply the guess rate)."""
+    u = create_user(demo.admin, "thr")
+    try:
+        for node in (server, second_node, server, second_node, server):
+            assert _password_grant(node, demo, u.username, "wrong").status_code == 401
+        for node in (second_node, server):
+            r = _password_grant(node, demo, u.username, u.password)
+            assert _locked_out(r), f"{node.base_url}: {r.status_code} {r.text}"
+    finally:
+        demo.admin.delete_user(u.id)
+
+
+def test_failed_logins_are_limited_per_address(request, server, tmp_path):
+    """Password spraying (one guess for each of many usernames) is stopped by the failures per
+    source address (login_address_max_failures, here 3 through TESSERA_*); a success does not
+    count against the address."""
+    if server.proc is None:
+        pytest.skip("starts a server of its own")
+    env = {"TESSERA_LOGIN_ADDRESS_MAX_FAILURES": "3"}
+    database = own_database(request)
+    if database:
+        env["TESSERA_DATABASE_URL"] = database
+    srv = _start_server(tmp_path, env)
+    try:
+        token_url = f"{srv.issuer('master')}/protocol/openid-connect/token"
+
+        def login(username: str, password: str) -> requests.Response:
+            return requests.post(token_url, timeout=30, data={
+                "grant_type": "password", "client_id": "admin-cli",
+                "username": username, "password": password})
+
+        for _ in range(3):  # successes give their hit back
+            password_login(srv, "admin", srv.admin_password, realm="master", client_id="admin-cli")
+        for name in ("alice", "bob", "carol"):
+            assert login(name, "Summer2024!").status_code == 401
+        r = login("admin", srv.admin_password)
+        assert _locked_out(r), f"{r.status_code} {r.text}"
+    finally:
+        _stop_server(srv)
 
 
 def test_wrong_client_secret(server, demo):

@@ -88,6 +88,8 @@ pub struct Config {
     pub connect_success_url: Option<String>,
     /// Che's OAuth API: origins `redirect_after_login` may point to.
     pub oauth_redirect_origins: Vec<String>,
+    /// Load balancers (IP addresses) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Relay: largest forwarded request body, in bytes.
     pub relay_max_bytes: usize,
 }
@@ -144,6 +146,7 @@ impl Default for Config {
             providers: BTreeMap::new(),
             connect_success_url: None,
             oauth_redirect_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             relay_max_bytes: 1024 * 1024,
         }
     }
@@ -218,6 +221,40 @@ impl Config {
                 "default_realm must not be the admin realm ({}): self-service flows act in the default realm",
                 tessera_oauth::provision::MASTER_REALM
             );
+        }
+        for (name, value) in [
+            ("login_max_failures", self.login_max_failures),
+            (
+                "login_address_max_failures",
+                self.login_address_max_failures,
+            ),
+            (
+                "device_requests_per_address",
+                self.device_requests_per_address,
+            ),
+            ("device_requests_per_realm", self.device_requests_per_realm),
+            (
+                "user_code_failures_per_address",
+                self.user_code_failures_per_address,
+            ),
+            (
+                "user_code_failures_per_realm",
+                self.user_code_failures_per_realm,
+            ),
+        ] {
+            if value < 1 {
+                bail!("{name} must be at least 1");
+            }
+        }
+        for (name, secs) in [
+            ("login_window_secs", self.login_window_secs),
+            ("login_address_window_secs", self.login_address_window_secs),
+            ("device_rate_window_secs", self.device_rate_window_secs),
+        ] {
+            // Windows are collected a day after they start.
+            if !(1..=86_400).contains(&secs) {
+                bail!("{name} must be between 1 and 86400 seconds");
+            }
         }
         if self.refresh_reuse_grace_ms < 0 {
             bail!("refresh_reuse_grace_ms must not be negative");
@@ -326,6 +363,7 @@ impl Config {
             default_realm: self.default_realm.clone(),
             che_client_id: self.che_client_id.clone(),
             max_body_bytes: self.max_body_bytes,
+            trusted_proxies: self.trusted_proxies.clone(),
         }
     }
 }
@@ -438,6 +476,17 @@ client_id = "gh"
             .expect("unknown env is ignored");
         assert_eq!(ignored.listen, "127.0.0.1:8080");
         assert!(Config::load_from(None, env(&[("TESSERA_LOGIN_MAX_FAILURES", "many")])).is_err());
+        // Self-service flows act in the default realm: it is never the admin realm.
+        let admin_realm = Config::load_from(None, env(&[("TESSERA_DEFAULT_REALM", "master")]));
+        assert!(admin_realm
+            .err()
+            .is_some_and(|e| e.to_string().contains("admin realm")));
+        assert_eq!(
+            Config::load_from(None, env(&[]))
+                .expect("defaults")
+                .default_realm,
+            "tessera"
+        );
         assert!(Config::load_from(None, env(&[("TESSERA_PUBLIC_URL", "ftp://x")])).is_err());
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("bad.toml");

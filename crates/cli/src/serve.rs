@@ -269,14 +269,17 @@ async fn shutdown_signal() {
 
 /// Libraries whose debug and trace events carry message payloads: Socket.IO
 /// `authentication` events hold access tokens (or a refresh token sent by
-/// mistake), and the PostgreSQL adapter's NOTIFY parameters hold the events
-/// it fans out (a provider token on the me-channel). Whatever `RUST_LOG`
-/// says, these stop at `info`: no token may reach a log at any level.
-const PAYLOAD_LOGGERS: [&str; 4] = [
+/// mistake), websocket frames carry the same, and the PostgreSQL adapter's
+/// NOTIFY parameters hold the events it fans out (a provider token on the
+/// me-channel). Whatever `RUST_LOG` says, these stop at `info`: no token may
+/// reach a log at any level.
+const PAYLOAD_LOGGERS: [&str; 6] = [
     "socketioxide",
     "engineioxide",
     "socketioxide_postgres",
     "tokio_postgres",
+    "tungstenite",
+    "tokio_tungstenite",
 ];
 
 fn init_logging(cfg: &Config) {

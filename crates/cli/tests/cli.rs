@@ -527,7 +527,7 @@ async fn example_agent_runs_from_workspace_env() {
         &[
             "workspace",
             "env",
-            "admin/ws-b",
+            "dev/ws-b",
             "--url",
             &server.url,
             "--output",

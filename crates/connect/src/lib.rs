@@ -489,7 +489,7 @@ impl ConnectService {
             .await?;
         Ok(Started {
             url,
-            cookie_name: state::binding_cookie(&jti),
+            cookie_name: self.binding_cookie(&jti),
             cookie_value: binding,
             max_age_secs: state::STATE_TTL_SECS,
         })
@@ -534,12 +534,7 @@ impl ConnectService {
             .store
             .client_by_client_id(&realm.id, client_id)
             .await?
-            .filter(|c| {
-                c.enabled
-                    && c.public_client
-                    && c.client_id != tessera_oauth::provision::ADMIN_CLI
-                    && c.attributes.get(SIGNUP_ATTRIBUTE).map(String::as_str) == Some("true")
-            })
+            .filter(|c| c.enabled && signup_enabled(c))
             .ok_or_else(|| {
                 ConnectError::InvalidRequest(format!(
                     "client_id must name a public client of realm {} with provider sign-up enabled.",
@@ -562,6 +557,36 @@ impl ConnectService {
             completed_at: None,
             spent_at: None,
         })
+    }
+
+    /// The name of round trip `jti`'s binding cookie: `__Host-` over https,
+    /// so a sibling domain cannot plant one.
+    fn binding_cookie(&self, jti: &str) -> String {
+        let name = state::binding_cookie(jti);
+        if self.tokens.config.public_url.starts_with("https://") {
+            format!("__Host-{name}")
+        } else {
+            name
+        }
+    }
+
+    /// Spends a round trip whose callback came back to the wrong browser,
+    /// and tells a sign-up's poller.
+    async fn abandon(&self, claims: &StateClaims) {
+        let store = &self.tokens.store;
+        let now = now_ms();
+        if let Err(e) = store.take_provider_state(&claims.jti, now).await {
+            tracing::error!(error = %e, "could not spend a misdirected provider state");
+        }
+        if let Some(hash) = &claims.sut {
+            let hash = TokenHash::from_stored(hash.clone());
+            if let Err(e) = store
+                .complete_signup(&hash, None, Some(ConnectError::OtherBrowser.code()), now)
+                .await
+            {
+                tracing::error!(error = %e, "could not record the failed sign-up");
+            }
+        }
     }
 
     /// The provider's callback (`path_provider` is `None` on Che's
@@ -608,14 +633,19 @@ impl ConnectService {
         // The browser that started the round trip must be the one finishing
         // it: otherwise a victim who opens an attacker's provider link would
         // connect their account to the attacker, or sign the attacker in.
-        let binding = cookie(&state::binding_cookie(&claims.jti))
-            .filter(|secret| {
-                claims
-                    .bnd
-                    .as_deref()
-                    .is_some_and(|expected| TokenHash::of(secret).as_str() == expected)
-            })
-            .ok_or(ConnectError::OtherBrowser)?;
+        let binding = cookie(&self.binding_cookie(&claims.jti)).filter(|secret| {
+            claims
+                .bnd
+                .as_deref()
+                .is_some_and(|expected| TokenHash::of(secret).as_str() == expected)
+        });
+        let Some(binding) = binding else {
+            // The provider's code reached another browser: it must never be
+            // redeemable, not even by the browser that started the round
+            // trip (its owner could have asked the victim for this URL).
+            self.abandon(&claims).await;
+            return Err(ConnectError::OtherBrowser);
+        };
         let provider = self.provider(&claims.prv)?.clone();
         let signup = match &claims.sut {
             Some(hash) => Some(
@@ -874,7 +904,7 @@ impl ConnectService {
         if flow.is_empty() || flow.len() > 64 {
             return Err(ConnectError::StateSpent);
         }
-        let binding = cookie(&state::binding_cookie(flow)).ok_or(ConnectError::OtherBrowser)?;
+        let binding = cookie(&self.binding_cookie(flow)).ok_or(ConnectError::OtherBrowser)?;
         if !self
             .state_key
             .verify_tag(&Self::confirm_tag_data(flow, &binding), csrf)
@@ -1177,14 +1207,21 @@ impl ConnectService {
         if realm.id != signup.realm_id {
             return Ok(Err(SignupPoll::NotFound));
         }
+        // Everything the start checked is checked again: an administrator
+        // may have turned sign-up off, or made the account an admin, since.
         let client = store
             .client(&realm.id, &signup.client_id)
             .await?
-            .filter(|c| c.enabled)
+            .filter(|c| c.enabled && signup_enabled(c))
             .ok_or_else(|| {
-                ConnectError::InvalidRequest("The sign-up's client is disabled.".into())
+                ConnectError::InvalidRequest(
+                    "The sign-up's client is disabled or no longer accepts sign-ups.".into(),
+                )
             })?;
         let user = self.live_user(&realm.id, &user_id).await?;
+        if let Some(why) = self_service::refusal(&realm, Some(&user)) {
+            return Err(ConnectError::Refused(why));
+        }
         let scope = ScopeSet::parse_requested(Some("openid profile email"))
             .map_err(|e| internal(e.description))?;
         let session = new_session(&realm, &user, &client, scope.to_param(), meta, now);
@@ -1475,4 +1512,12 @@ fn username_base(provider: &str, id: &Identity) -> String {
     } else {
         base
     }
+}
+
+/// Whether a client may receive sign-up tokens: public, enabled for it by an
+/// administrator, and never `admin-cli`.
+fn signup_enabled(c: &tessera_core::Client) -> bool {
+    c.public_client
+        && c.client_id != tessera_oauth::provision::ADMIN_CLI
+        && c.attributes.get(SIGNUP_ATTRIBUTE).map(String::as_str) == Some("true")
 }

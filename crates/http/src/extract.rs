@@ -93,6 +93,36 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Behind a trusted proxy, replaces the peer address with the client's: the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy
+/// (entries to its left are the client's to write, so never believed).
+pub async fn client_address(
+    axum::extract::State(settings): axum::extract::State<std::sync::Arc<crate::HttpSettings>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let trusted = |ip: &std::net::IpAddr| settings.trusted_proxies.contains(ip);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    if let Some(peer) = peer.filter(|p| trusted(&p.ip())) {
+        let forwarded: Vec<std::net::IpAddr> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        if let Some(client) = forwarded.into_iter().rev().find(|ip| !trusted(ip)) {
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::new(client, peer.port())));
+        }
+    }
+    next.run(req).await
+}
+
 /// Where the request came from, recorded on sessions.
 pub struct Meta(pub ClientMeta);
 

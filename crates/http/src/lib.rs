@@ -35,6 +35,10 @@ pub struct HttpSettings {
     pub che_client_id: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Load balancers whose `X-Forwarded-For` is believed: behind them, the
+    /// client's address (sessions, per-address limits) is the last address
+    /// they appended that is not one of them.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for HttpSettings {
@@ -43,6 +47,7 @@ impl Default for HttpSettings {
             default_realm: tessera_oauth::provision::DEFAULT_REALM.into(),
             che_client_id: tessera_oauth::provision::DEFAULT_CLIENT.into(),
             max_body_bytes: 64 * 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -94,6 +99,10 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::track,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.settings.clone(),
+            extract::client_address,
         ))
         .layer(
             // Spans carry the path only: query strings (which may hold

@@ -730,19 +730,23 @@ async fn bad_callbacks_store_nothing(backend: Backend) {
     );
     assert!(w.connection("alice").await.is_none());
 
-    // Another browser (no binding cookie, or a wrong one) is refused.
+    // Another browser (no binding cookie, or a wrong one) is refused, and
+    // the round trip is dead afterwards: a code that reached another
+    // browser is never redeemed, not even by the browser that started it.
     refused(
         &w.app.get(&cb, None).await,
         StatusCode::BAD_REQUEST,
         "started in another browser",
     );
+    refused(&w.back(&cb).await, StatusCode::BAD_REQUEST, "already used");
+    let cb = w.fresh(&token).await;
     let cookie_name = w
         .jar
         .lock()
         .expect("jar")
         .keys()
-        .next()
-        .expect("cookie")
+        .find(|k| k.starts_with("tessera_provider_"))
+        .expect("binding cookie")
         .clone();
     let forged = axum::http::Request::builder()
         .uri(&cb)
@@ -754,8 +758,10 @@ async fn bad_callbacks_store_nothing(backend: Backend) {
         StatusCode::BAD_REQUEST,
         "started in another browser",
     );
-    // The untouched state still works once: none of the above spent it.
-    let ok = w.back(&cb).await;
+    refused(&w.back(&cb).await, StatusCode::BAD_REQUEST, "already used");
+    assert!(w.connection("alice").await.is_none());
+    // A round trip that stays in its browser works.
+    let ok = w.back(&w.fresh(&token).await).await;
     assert_eq!(ok.status, StatusCode::FOUND, "{:?}", ok.body);
     assert!(w.connection("alice").await.is_some());
     let gone = w
@@ -1249,6 +1255,33 @@ async fn che_oauth_api(backend: Backend) {
     assert_eq!(w.mock.lock().expect("mock").refreshes, 1, "refreshed once");
     assert!(w.mock.lock().expect("mock").live.contains(&short));
 
+    // Expired, and the refresh fails (revoked upstream): no expired token is
+    // handed out; the client is told to connect again.
+    w.mock.lock().expect("mock").expires_in = 1;
+    let authorize = w
+        .begin(
+            "/api/oauth/authenticate?oauth_provider=acme&redirect_after_login=http://ide.test/back",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        w.back(&w.at_provider(&authorize).await).await.status,
+        StatusCode::FOUND
+    );
+    w.mock.lock().expect("mock").live.clear();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let dead = w
+        .app
+        .get("/api/oauth/token?oauth_provider=acme", Some(&token))
+        .await;
+    assert_eq!(
+        (dead.status, dead.error()),
+        (StatusCode::CONFLICT, "reconnect_required")
+    );
+    assert!(dead.body["error_description"]
+        .as_str()
+        .is_some_and(|d| d.contains("connect acme again")));
+
     let missing = w.app.get("/api/oauth/token", Some(&token)).await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
     let del_query = w
@@ -1512,7 +1545,68 @@ async fn signup_link_takeover_is_refused(backend: Backend) {
         )
         .await;
     let r = w.back(&w.at_provider(&authorize).await).await;
-    refused(&r, StatusCode::FORBIDDEN, "administrator");
+    refused(&r, StatusCode::FORBIDDEN, "cannot be signed in to this way");
+    let r = poll(t).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (StatusCode::FORBIDDEN, "access_denied")
+    );
+
+    // Nor when the admin's provider identity is already connected.
+    w.app
+        .state
+        .tokens
+        .store
+        .put_provider_connection(&tessera_core::ProviderConnection {
+            realm_id: stored.realm_id.clone(),
+            user_id: alice_id.clone(),
+            provider: "acme".into(),
+            subject: "id-linked-admin".into(),
+            secret: "sealed".into(),
+            scopes: vec![],
+            expires_at: None,
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .expect("connect");
+    {
+        let mut m = w.mock.lock().expect("mock");
+        m.login = "linked-admin".into();
+        m.email = None;
+    }
+    let t = uuid::Uuid::new_v4().to_string();
+    let authorize = w
+        .begin(
+            &format!("/web/provider-auth/acme?signupToken={t}&client_id=cli"),
+            None,
+        )
+        .await;
+    let r = w.back(&w.at_provider(&authorize).await).await;
+    refused(&r, StatusCode::FORBIDDEN, "cannot be signed in to this way");
+    assert_eq!(poll(t).await.error(), "access_denied");
+
+    // The attacker starts in their own browser and gets the victim to pass
+    // the provider: the victim's browser lands on "another browser", and
+    // the URL it got is dead, so the attacker cannot replay it at home.
+    {
+        let mut m = w.mock.lock().expect("mock");
+        m.login = "victim".into();
+    }
+    let t = uuid::Uuid::new_v4().to_string();
+    let authorize = w
+        .begin(
+            &format!("/web/provider-auth/acme?signupToken={t}&client_id=cli"),
+            None,
+        )
+        .await;
+    let cb = w.at_provider(&authorize).await;
+    refused(
+        &w.app.get(&cb, None).await,
+        StatusCode::BAD_REQUEST,
+        "another browser",
+    );
+    refused(&w.back(&cb).await, StatusCode::BAD_REQUEST, "already used");
     let r = poll(t).await;
     assert_eq!(
         (r.status, r.error()),
@@ -1586,11 +1680,26 @@ async fn connect_link_takeover_is_refused(backend: Backend) {
         let page_path = link.strip_prefix(PUBLIC_URL).expect("ours").to_string();
         let r = w.browser(Method::GET, &page_path, &[]).await;
         refused(&r, StatusCode::FORBIDDEN, "another account");
-        // Not signed in: the login page first (and then the same refusal).
+        // Not signed in: the login page first, and once the victim has
+        // signed in (as themselves), the same refusal.
         w.jar.lock().expect("jar").remove("TESSERA_SSO");
         let r = w.browser(Method::GET, &page_path, &[]).await;
         assert_eq!(r.status, StatusCode::OK);
         assert!(r.body.as_str().expect("html").contains("login_state"));
+        w.sign_in_browser("alice").await;
+        let r = w.browser(Method::GET, &page_path, &[]).await;
+        refused(&r, StatusCode::FORBIDDEN, "another account");
+        // Nor can the victim's browser post the confirmation for that link.
+        let page = w.browser(Method::GET, "/realms/test/account", &[]).await;
+        let csrf = hidden(page.body.as_str().expect("html"), "csrf");
+        let r = w
+            .browser(
+                Method::POST,
+                &page_path,
+                &[("csrf", &csrf), ("action", "connect")],
+            )
+            .await;
+        refused(&r, StatusCode::FORBIDDEN, "another account");
     }
     // The legacy link with the attacker's token in it does nothing.
     refused(

@@ -894,7 +894,56 @@ macro_rules! consent_tests {
     };
 }
 
+/// A signature is self-service: it never signs in to the admin realm, nor
+/// to an account that holds the admin role.
+async fn consent_never_reaches_admins(app: TestApp) {
+    let w = EthWallet::new();
+    let r = post(
+        &app,
+        "/realms/master/consent/generateAuthJwt",
+        json!({"did": w.did, "contextName": CTX}),
+    )
+    .await;
+    fail(&r, StatusCode::FORBIDDEN, "admin realm");
+    let (refresh, _) = login(&app, &w, CTX, "laptop").await;
+    // An administrator grants this DID's account the admin role: from then
+    // on, neither its tokens nor a new signature sign it in.
+    let store = &app.state.tokens.store;
+    let realm = store
+        .realm_by_name("test")
+        .await
+        .expect("db")
+        .expect("realm");
+    let mut user = store
+        .user_by_username(
+            &realm.id,
+            &tessera_oauth::consent::did_username(
+                &tessera_consent::Did::parse(&w.did).expect("did"),
+            ),
+        )
+        .await
+        .expect("db")
+        .expect("DID user");
+    user.roles.push("admin".into());
+    store.update_user(&user).await.expect("update");
+    fail(
+        &connect(&app, &refresh, &w.did, CTX).await,
+        StatusCode::FORBIDDEN,
+        "cannot be signed in to this way",
+    );
+    let (jwt, id) = challenge(&app, &w.did, CTX).await;
+    let r = post(
+        &app,
+        "/auth/authenticate",
+        json!({"authJwt": jwt, "did": w.did, "contextName": CTX, "deviceId": "laptop",
+               "signature": w.sign(&auth_message(CTX, &w.normalized(), &id))}),
+    )
+    .await;
+    fail(&r, StatusCode::FORBIDDEN, "cannot be signed in to this way");
+}
+
 consent_tests! {
+    consent_never_reaches_admins => |_| {},
     ethereum_flow_end_to_end => |_| {},
     did_key_wallets_sign_with_ed25519 => |_| {},
     negative_table => |_| {},

@@ -16,6 +16,8 @@ async fn app(backend: Backend) -> Option<TestApp> {
         c.throttle.address_max_failures = 4;
         c.throttle.device_requests_per_address = 3;
         c.throttle.user_code_failures_per_address = 3;
+        c.throttle.device_requests_per_realm = 5;
+        c.throttle.user_code_failures_per_realm = 6;
     })
     .await
 }
@@ -176,9 +178,103 @@ async fn device_codes_and_user_codes_are_rate_limited(app: TestApp) {
             r.body
         );
     }
-    let r = guess(real).await;
+    let r = guess(real.clone()).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.body.as_str().expect("html").contains("too many requests"));
+
+    // The realm's own limits hold against many addresses: 5 requests (3 of
+    // them above), 6 wrong codes (3 above).
+    let from = |n: u8| std::net::SocketAddr::from(([198, 51, 100, n], 40000));
+    let device_from = |n: u8| {
+        let req = axum::http::Request::builder()
+            .method(Method::POST)
+            .uri(device)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from("client_id=cli"))
+            .expect("request");
+        app.send_from(from(n), req)
+    };
+    // Junk requests (an unknown client) do not use up the realm's allowance.
+    for n in 1..=4 {
+        let req = axum::http::Request::builder()
+            .method(Method::POST)
+            .uri(device)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from("client_id=nobody"))
+            .expect("request");
+        assert_eq!(
+            app.send_from(from(n), req).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(device_from(1).await.status, StatusCode::OK);
+    assert_eq!(device_from(2).await.status, StatusCode::OK);
+    assert_eq!(device_from(3).await.status, StatusCode::TOO_MANY_REQUESTS);
+    let guess_from = |n: u8, code: &'static str| {
+        let req = axum::http::Request::builder()
+            .uri(format!("/realms/test/device?user_code={code}"))
+            .header("cookie", format!("TESSERA_SSO={sso}"))
+            .body(axum::body::Body::empty())
+            .expect("request");
+        app.send_from(from(n), req)
+    };
+    for n in 1..=3 {
+        assert_eq!(
+            guess_from(n, "FFFF-FFFF").await.status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    assert_eq!(
+        guess_from(9, "GGGG-GGGG").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+/// Behind a trusted load balancer the client's address is the last one it
+/// appended; from anyone else `X-Forwarded-For` is ignored.
+async fn client_addresses_come_from_trusted_proxies_only(app: TestApp) {
+    let mut state = app.state.clone();
+    state.settings = std::sync::Arc::new(tessera_http::HttpSettings {
+        trusted_proxies: vec!["192.0.2.7".parse().expect("ip")],
+        ..(*state.settings).clone()
+    });
+    let behind = TestApp::with_router(tessera_http::app(state), &app);
+    async fn login(node: &TestApp, from: [u8; 4], xff: &str) -> common::Resp {
+        let req = axum::http::Request::builder()
+            .method(Method::POST)
+            .uri(TestApp::token_path("test"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-forwarded-for", xff)
+            .body(axum::body::Body::from(format!(
+                "grant_type=password&client_id=app&client_secret={APP_SECRET}&username=alice&password={}",
+                common::ALICE_PASSWORD
+            )))
+            .expect("request");
+        node.send_from(std::net::SocketAddr::from((from, 40000)), req)
+            .await
+    }
+    let ip_of = |r: common::Resp| {
+        let sid = common::claims(&r.str("access_token"))["sid"]
+            .as_str()
+            .expect("sid")
+            .to_string();
+        let store = app.state.tokens.store.clone();
+        async move { store.session(&sid).await.expect("db").expect("session").ip }
+    };
+    let r = login(&behind, [192, 0, 2, 7], "10.9.9.9, 203.0.113.9").await;
+    assert_eq!(ip_of(r).await.as_deref(), Some("203.0.113.9"));
+    let r = login(&behind, [198, 51, 100, 4], "203.0.113.9").await;
+    assert_eq!(
+        ip_of(r).await.as_deref(),
+        Some("198.51.100.4"),
+        "an untrusted peer"
+    );
+    let r = login(&app, [192, 0, 2, 7], "203.0.113.9").await;
+    assert_eq!(
+        ip_of(r).await.as_deref(),
+        Some("192.0.2.7"),
+        "no proxy configured"
+    );
 }
 
 async fn password_spraying_is_limited_across_nodes(app: TestApp) {
@@ -260,4 +356,5 @@ both!(
     pkce_client_attribute_is_enforced,
     device_codes_and_user_codes_are_rate_limited,
     password_spraying_is_limited_across_nodes,
+    client_addresses_come_from_trusted_proxies_only,
 );

@@ -14,7 +14,10 @@ pub fn refusal(realm: &Realm, user: Option<&User>) -> Option<&'static str> {
         return Some("Self-service sign-in is not available in the admin realm.");
     }
     if user.is_some_and(holds_admin_role) {
-        return Some("This account is an administrator's: it cannot be signed in to this way.");
+        // Says no more than that (not why), to whoever is in the browser.
+        return Some(
+            "This account cannot be signed in to this way. Sign in with its password instead.",
+        );
     }
     None
 }

@@ -213,12 +213,7 @@ impl TokenService {
         if record.rotated_at.is_some() || record.expires_at <= now {
             return Ok(None);
         }
-        Ok(self
-            .store
-            .session(&record.session_id)
-            .await
-            .map_err(OAuthError::server_error)?
-            .filter(|s| s.realm_id == realm.id && s.is_active(now)))
+        self.live_session(realm, &record.session_id).await
     }
 }
 

@@ -78,6 +78,22 @@ fn truncated(s: &str) -> &str {
     &s[..cut]
 }
 
+/// The key of a source address: IPv4 as is, IPv6 by its /64 (one host
+/// usually holds a whole /64, so single addresses would cost it nothing).
+fn address_key(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Ok(v4) => v4.to_string(),
+        Err(_) => truncated(address).to_string(),
+    }
+}
+
 /// Seconds until a window that started at `start` ends (at least 1).
 fn wait_secs(start: i64, window_secs: u64, now: i64) -> u64 {
     let end = start + (window_secs as i64) * 1000;
@@ -131,7 +147,7 @@ impl LoginThrottle {
             Some(ip) => {
                 let counted = self
                     .count(
-                        format!("login-addr/{}", truncated(ip)),
+                        format!("login-addr/{}", address_key(ip)),
                         cfg.address_max_failures,
                         cfg.address_window_secs,
                         OAuthError::too_many_requests,
@@ -155,23 +171,27 @@ impl LoginThrottle {
         })
     }
 
-    /// Counts a device authorization request; refused when its address or
-    /// its realm has made too many within the window.
-    pub async fn device_request(
-        &self,
-        realm_id: &str,
-        address: Option<&str>,
-    ) -> Result<(), OAuthError> {
+    /// Counts a device authorization request from `address`; refused when
+    /// the address has made too many within the window.
+    pub async fn device_request_from(&self, address: Option<&str>) -> Result<(), OAuthError> {
         let cfg = &self.cfg;
         if let Some(ip) = address {
             self.count(
-                format!("device-addr/{}", truncated(ip)),
+                format!("device-addr/{}", address_key(ip)),
                 cfg.device_requests_per_address,
                 cfg.device_window_secs,
                 OAuthError::rate_limited,
             )
             .await?;
         }
+        Ok(())
+    }
+
+    /// Counts an authenticated client's device authorization request
+    /// against its realm (after client authentication, so junk requests
+    /// cannot use up the realm's allowance).
+    pub async fn device_request_in(&self, realm_id: &str) -> Result<(), OAuthError> {
+        let cfg = &self.cfg;
         self.count(
             format!("device-realm/{realm_id}"),
             cfg.device_requests_per_realm,
@@ -193,7 +213,7 @@ impl LoginThrottle {
         let address = match address {
             Some(ip) => Some(
                 self.count(
-                    format!("usercode-addr/{}", truncated(ip)),
+                    format!("usercode-addr/{}", address_key(ip)),
                     cfg.user_code_failures_per_address,
                     cfg.device_window_secs,
                     OAuthError::rate_limited,
@@ -245,6 +265,22 @@ impl UserCodeGuess {
 #[cfg(test)]
 mod tests {
     use super::wait_secs;
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64() {
+        use super::address_key;
+        assert_eq!(address_key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(address_key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(address_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            address_key("2001:db8:1:2:ffff:1:2:3"),
+            address_key("2001:db8:1:2::9")
+        );
+        assert_ne!(
+            address_key("2001:db8:1:3::1"),
+            address_key("2001:db8:1:2::1")
+        );
+    }
 
     #[test]
     fn waits_until_the_window_ends() {

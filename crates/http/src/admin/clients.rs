@@ -215,7 +215,6 @@ pub async fn update(
     AdminJson(rep): AdminJson<ClientRep>,
 ) -> Result<StatusCode, AdminError> {
     let mut c = load(&tokens, &name, &id).await?;
-    let was_enabled = c.enabled;
     let mut rep = rep;
     // A representation read with GET carries the generated secret; sending it
     // back unchanged must not turn it into an administrator-supplied one.
@@ -236,9 +235,11 @@ pub async fn update(
         }
         other => other.into(),
     })?;
-    if was_enabled && !c.enabled {
+    if !c.enabled {
         // Disabled first, so no new session can start; then every session
-        // it has ends (re-enabling it later revives none).
+        // it has ends, on every update that leaves it disabled (sessions of
+        // a grant that raced the switch, or of an earlier failed attempt),
+        // so re-enabling it later revives none.
         tokens.end_client_sessions(&c).await?;
     }
     Ok(StatusCode::NO_CONTENT)

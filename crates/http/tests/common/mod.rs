@@ -176,10 +176,15 @@ pub async fn app(backend: Backend) -> Option<TestApp> {
 }
 
 impl TestApp {
-    pub async fn send(&self, mut req: Request<Body>) -> Resp {
+    pub async fn send(&self, req: Request<Body>) -> Resp {
+        self.send_from(SocketAddr::from(([192, 0, 2, 7], 40000)), req)
+            .await
+    }
+
+    /// A request from the peer `from` (another client, or a load balancer).
+    pub async fn send_from(&self, from: SocketAddr, mut req: Request<Body>) -> Resp {
         use tower::ServiceExt;
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 40000))));
+        req.extensions_mut().insert(ConnectInfo(from));
         let res = self
             .router
             .clone()
@@ -430,6 +435,15 @@ impl TestApp {
         TestApp {
             router: tessera_http::app(state.clone()),
             state,
+            _guard: Box::new(()),
+        }
+    }
+
+    /// The same deployment behind another router (other HTTP settings).
+    pub fn with_router(router: Router, like: &TestApp) -> TestApp {
+        TestApp {
+            router,
+            state: like.state.clone(),
             _guard: Box::new(()),
         }
     }

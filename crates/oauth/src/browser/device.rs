@@ -97,9 +97,10 @@ impl TokenService {
     ) -> Result<DeviceAuthorization, OAuthError> {
         // Every live code is a target for user-code guesses: bound how fast
         // one address, or everyone together, can create them.
-        self.throttle.device_request(&realm.id, address).await?;
+        self.throttle.device_request_from(address).await?;
         let creds = ClientCredentials::extract(authorization, params)?;
         let client = self.authenticate_client(realm, &creds).await?;
+        self.throttle.device_request_in(&realm.id).await?;
         if !device_grant_enabled(&client) {
             return Err(OAuthError::unauthorized_client(
                 "client is not allowed to use the device authorization grant",

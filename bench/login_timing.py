@@ -132,6 +132,7 @@ def start_server(data_dir, port, admin_pw, log, extra_env=None):
     env.update(
         TESSERA_BOOTSTRAP_ADMIN_PASSWORD=admin_pw,
         TESSERA_LOGIN_MAX_FAILURES=MAX_FAILURES,
+        TESSERA_LOGIN_ADDRESS_MAX_FAILURES=MAX_FAILURES,
         RUST_LOG="warn",
     )
     env.update(extra_env or {})
@@ -392,7 +393,7 @@ def main():
     print(f"- Tessera {build_commit()} (release build, SQLite store in a temp dir, RUST_LOG=warn), "
           "password hashing at its production default (argon2id 19 MiB, t=2, p=1; "
           "no TESSERA_PASSWORD_* set)")
-    print(f"- TESSERA_LOGIN_MAX_FAILURES={MAX_FAILURES} so the failed-login throttle never "
+    print(f"- TESSERA_LOGIN_MAX_FAILURES=TESSERA_LOGIN_ADDRESS_MAX_FAILURES={MAX_FAILURES} so the failed-login throttle never "
           "locks alice during the measurement (production default: 5 per 60 s)")
     print(f"- load: {N} rounds after {WARMUP} warm-up rounds, each round one request of A, B and C "
           f"in random order (seed {SEED}), sequential, one new HTTP/1.1 connection per request, "

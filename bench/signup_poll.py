@@ -4,7 +4,7 @@ provider round trip has not completed (the answer every waiting IDE gets every s
 
 Starts the server binary (TESSERA_BIN, default target/release/tessera) like login_timing.py with
 a config file declaring one `oauth2` provider (it is never contacted: starting a sign-up only
-builds the authorize URL), creates the public client `ide` in the master realm, starts one
+builds the authorize URL), creates the public client `ide` (sign-up enabled) in the default realm, starts one
 sign-up per simulated client, then measures N sequential polls (latency) and CLIENTS threads
 polling their own sign-ups as fast as they can for SECONDS (throughput). Standard library only.
 """
@@ -63,8 +63,9 @@ def main():
                     "username": "admin", "password": admin_pw})
                 token = json.loads(body)["access_token"]
                 status, body = lt.request(
-                    base + "/admin/realms/master/clients",
-                    data=json.dumps({"clientId": "ide", "publicClient": True}).encode(),
+                    base + "/admin/realms/tessera/clients",
+                    data=json.dumps({"clientId": "ide", "publicClient": True,
+                                     "attributes": {"tessera.signup.enabled": "true"}}).encode(),
                     method="POST", headers={"Authorization": "Bearer " + token,
                                             "Content-Type": "application/json"})
                 assert status == 201, (status, body)

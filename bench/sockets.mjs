@@ -78,20 +78,21 @@ async function tokensFrom(base) {
   const tokens = [];
   for (let i = 0; i < USERS; i++) {
     const username = `load-${i}`;
-    const r = await fetch(`${base}/admin/realms/master/users`, {
+    // Sockets authenticate users of the default realm (`tessera`), never the admin realm.
+    const r = await fetch(`${base}/admin/realms/tessera/users`, {
       method: "POST",
       headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
       body: JSON.stringify({ username, enabled: true, credentials: [{ type: "password", value: "pw-" + i, temporary: false }] }),
     });
     if (r.status !== 201) throw new Error(`create user: ${r.status} ${await r.text()}`);
-    tokens.push((await form(`${base}/realms/master/protocol/openid-connect/token`, {
-      grant_type: "password", client_id: "admin-cli", username, password: "pw-" + i,
+    tokens.push((await form(`${base}/realms/tessera/protocol/openid-connect/token`, {
+      grant_type: "password", client_id: "tessera-cli", username, password: "pw-" + i,
     })).access_token);
   }
-  const realm = await (await fetch(`${base}/realms/master`)).json();
+  const realm = await (await fetch(`${base}/realms/tessera`)).json();
   const pem = `-----BEGIN PUBLIC KEY-----\n${realm.public_key}\n-----END PUBLIC KEY-----\n`;
   createPublicKey(pem); // fail early if it is not a key
-  return { tokens, pem, issuer: `${base}/realms/master` };
+  return { tokens, pem, issuer: `${base}/realms/tessera` };
 }
 
 // Opens N sockets, CONCURRENCY at a time; resolves when all are authenticated.

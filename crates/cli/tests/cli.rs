@@ -596,7 +596,7 @@ async fn example_agent_runs_from_workspace_env() {
     assert_eq!(accepted.status(), 200);
     let body: Value = accepted.json().await.expect("json");
     assert_eq!(body["workspace"], ids[0].as_str());
-    assert_eq!(body["username"], "admin");
+    assert_eq!(body["username"], "dev");
     assert_eq!(
         whoami(user_token.clone()).await.status(),
         401,

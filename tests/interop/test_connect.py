@@ -1134,11 +1134,13 @@ def _replayed(world, user):
 
 def _other_browser(world, user):
     """The provider's redirect opened in a browser that did not start the round trip (a victim
-    lured to an attacker's link): refused, and the real browser can still finish."""
+    lured to an attacker's link): refused, and the URL is dead afterwards, so the browser that
+    started it (the attacker's) cannot redeem the code the victim's provider login produced."""
     callback = _login_callback(world, user)
     r = requests.get(callback, allow_redirects=False, timeout=TIMEOUT)
     assert "another browser" in r.text, r.text[:300]
-    assert _get(user, callback).status_code == 302
+    replay = _get(user, callback)
+    assert replay.status_code == 400 and "already used" in replay.text, replay.text[:300]
     return r
 
 
@@ -1226,7 +1228,7 @@ ERRORS = {
                                         params={"code": "abc", "state": "garbage"}), "html", False),
     "forged state": (_forged, "html", False),
     "replayed state": (_replayed, "html", True),
-    "callback in another browser": (_other_browser, "html", True),
+    "callback in another browser": (_other_browser, "html", False),
     "state of another provider": (lambda w, u: _get(
         u, _login_callback(w, u).replace("/provider-token/acme?", "/provider-token/plain?")), "html", False),
     "unknown provider": (lambda w, u: _get(u, callback_url(w.tessera, "nope"),

@@ -292,6 +292,23 @@ fn refused(r: &Resp, status: StatusCode, text: &str) {
 }
 
 impl World {
+    async fn bob(&self) -> String {
+        let r = self
+            .app
+            .form(
+                &TestApp::token_path("test"),
+                &[
+                    ("grant_type", "password"),
+                    ("client_id", "cli"),
+                    ("username", "bob"),
+                    ("password", "bob-password"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.str("access_token")
+    }
+
     async fn alice(&self) -> String {
         let r = self.app.alice(None).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -841,19 +858,7 @@ async fn bad_callbacks_store_nothing(backend: Backend) {
     let authorize = w.begin("/web/provider-auth/acme", Some(&token)).await;
     let cb = w.at_provider(&authorize).await;
     assert_eq!(w.back(&cb).await.status, StatusCode::FOUND);
-    let bob = w
-        .app
-        .form(
-            &TestApp::token_path("test"),
-            &[
-                ("grant_type", "password"),
-                ("client_id", "cli"),
-                ("username", "bob"),
-                ("password", "bob-password"),
-            ],
-        )
-        .await
-        .str("access_token");
+    let bob = w.bob().await;
     let authorize = w.begin("/web/provider-auth/acme", Some(&bob)).await;
     let cb = w.at_provider(&authorize).await;
     refused(
@@ -1656,19 +1661,7 @@ async fn connect_link_takeover_is_refused(backend: Backend) {
     let Some(w) = world(backend).await else {
         return;
     };
-    let bob = w
-        .app
-        .form(
-            &TestApp::token_path("test"),
-            &[
-                ("grant_type", "password"),
-                ("client_id", "cli"),
-                ("username", "bob"),
-                ("password", "bob-password"),
-            ],
-        )
-        .await
-        .str("access_token");
+    let bob = w.bob().await;
     for path in [
         "/web/provider-auth/acme".to_string(),
         "/api/oauth/authenticate?oauth_provider=acme&redirect_after_login=http://ide.test/back"

@@ -187,7 +187,13 @@ async fn show(
         .fold(page, |page, o| page.allow_form_action(Some(o)))
 }
 
-fn login(tokens: &TokenService, realm: &Realm, headers: &HeaderMap, action: &str) -> Page {
+/// The login page, coming back to `action` (a page of the signed-in account).
+pub(super) fn login(
+    tokens: &TokenService,
+    realm: &Realm,
+    headers: &HeaderMap,
+    action: &str,
+) -> Page {
     login_page(
         tokens,
         realm,

@@ -7,7 +7,8 @@
 //! link was made for; anyone else gets a readable refusal. Nothing leaves
 //! for the provider until the person presses Continue (a CSRF-checked POST).
 
-use super::login::{browser, login_page, submit_login, Login, LoginForm};
+use super::account::login;
+use super::login::{browser, submit_login, Login};
 use super::{
     csrf, csrf_ok, error_page, page_realm, realm_title, MessagePage, Page, PageForm, EXPIRED_FORM,
 };
@@ -77,22 +78,6 @@ fn checked_link(
     Ok(Some(link))
 }
 
-fn login(app: &AppState, realm: &Realm, headers: &HeaderMap, action: &str) -> Page {
-    login_page(
-        &app.tokens,
-        realm,
-        headers,
-        LoginForm {
-            action,
-            intent: Intent::Account,
-            app_name: None,
-            username: "",
-            error: None,
-            status: StatusCode::OK,
-        },
-    )
-}
-
 pub async fn connect_get(
     State(app): State<AppState>,
     Path((realm, provider)): Path<(String, String)>,
@@ -111,7 +96,7 @@ pub async fn connect_get(
     let action = here(&uri);
     let who = match browser(&app.tokens, &realm, &headers).await {
         Ok(Some(w)) => w,
-        Ok(None) => return login(&app, &realm, &headers, &action),
+        Ok(None) => return login(&app.tokens, &realm, &headers, &action),
         Err(p) => return p,
     };
     if let Err(e) = checked_link(&app, &realm, &provider, q.link.as_deref(), &who) {
@@ -169,7 +154,7 @@ pub async fn connect_post(
     }
     let who = match browser(tokens, &realm, &form.headers).await {
         Ok(Some(w)) => w,
-        Ok(None) => return login(&app, &realm, &form.headers, &action),
+        Ok(None) => return login(&app.tokens, &realm, &form.headers, &action),
         Err(p) => return p,
     };
     if !csrf_ok(tokens, &realm, &form.headers, &form.params, Some(&who)) {

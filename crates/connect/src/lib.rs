@@ -562,12 +562,7 @@ impl ConnectService {
     /// The name of round trip `jti`'s binding cookie: `__Host-` over https,
     /// so a sibling domain cannot plant one.
     fn binding_cookie(&self, jti: &str) -> String {
-        let name = state::binding_cookie(jti);
-        if self.tokens.config.public_url.starts_with("https://") {
-            format!("__Host-{name}")
-        } else {
-            name
-        }
+        state::binding_cookie_name(&self.tokens.config.public_url, jti)
     }
 
     /// Spends a round trip whose callback came back to the wrong browser,

@@ -59,6 +59,18 @@ pub fn binding_cookie(jti: &str) -> String {
     format!("tessera_provider_{}", &jti[..jti.len().min(16)])
 }
 
+/// The binding cookie's name on a deployment at `public_url`: `__Host-`
+/// over https (host-only, Secure, Path=/), so a sibling domain cannot plant
+/// one for the victim's browser.
+pub fn binding_cookie_name(public_url: &str, jti: &str) -> String {
+    let name = binding_cookie(jti);
+    if public_url.starts_with("https://") {
+        format!("__Host-{name}")
+    } else {
+        name
+    }
+}
+
 /// The `env` claim of a state, without checking anything else.
 pub fn peek_env(state: &str) -> Option<String> {
     let mut parts = state.split('.');
@@ -76,6 +88,18 @@ pub fn peek_env(state: &str) -> Option<String> {
 mod tests {
     use super::*;
     use tessera_keys::MasterKey;
+
+    #[test]
+    fn binding_cookies_are_host_only_over_https() {
+        assert_eq!(
+            binding_cookie_name("https://id.example", "0123456789abcdef0123"),
+            "__Host-tessera_provider_0123456789abcdef"
+        );
+        assert_eq!(
+            binding_cookie_name("http://127.0.0.1:8080", "0123456789abcdef0123"),
+            "tessera_provider_0123456789abcdef"
+        );
+    }
 
     #[test]
     fn env_is_readable_without_the_key() {

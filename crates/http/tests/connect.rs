@@ -971,6 +971,12 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
         location(&r),
         format!("{PUBLIC_URL}/web/provider-connected/acme")
     );
+    // Sign-up switched off (or the account made an admin) between the
+    // confirmation and the poll: nothing is released.
+    set_signup(&w, "cli", None).await;
+    let off = poll(signup.clone()).await;
+    assert_eq!((off.status, off.error()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    set_signup(&w, "cli", Some("true")).await;
     // The form is spent with it.
     refused(
         &w.answer_signup(&page, "confirm").await,

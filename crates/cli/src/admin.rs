@@ -227,7 +227,7 @@ impl Transport {
             return Ok(Self::Remote { http, base, token });
         }
         let cfg = serve::resolve(&args.cfg)?;
-        let store = serve::open_store(&cfg, false).await?;
+        let store = serve::open_store(&cfg, false).await?.store;
         let master = serve::master_key(&cfg)?;
         let public_url = cfg
             .public_url
@@ -531,7 +531,7 @@ async fn gc(args: &AdminArgs) -> anyhow::Result<()> {
         bail!("admin gc works on the database, not through a server: run it with the server's --data-dir or --database-url");
     }
     let cfg = serve::resolve(&args.cfg)?;
-    let store = serve::open_store(&cfg, false).await?;
+    let store = serve::open_store(&cfg, false).await?.store;
     let done =
         tessera_oauth::gc::collect_garbage(store.as_ref(), tessera_core::time::now_ms(), cfg.gc())
             .await?;

@@ -30,19 +30,42 @@ pub fn resolve(args: &ConfigArgs) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
+/// Which database this node runs on: decided once, from the URL, in
+/// `open_store`; whatever else depends on it (the socket fan-out) asks this.
+pub enum Backend {
+    Sqlite,
+    /// Several nodes may share it; the socket adapter listens on it too.
+    Postgres { url: String },
+}
+
+/// An open store and the backend behind it.
+pub struct Opened {
+    pub store: Arc<dyn Store>,
+    pub backend: Backend,
+}
+
 /// The database named by the configuration: PostgreSQL for `postgres://`,
 /// else SQLite (a `sqlite://` URL, or `tessera.db` in the data directory).
-/// Chosen once here; nothing else knows which backend runs.
-pub async fn open_store(cfg: &Config, create: bool) -> anyhow::Result<Arc<dyn Store>> {
+/// Chosen once here; nothing else reads the URL to guess the backend.
+pub async fn open_store(cfg: &Config, create: bool) -> anyhow::Result<Opened> {
+    let sqlite = |store: SqliteStore| Opened {
+        store: Arc::new(store),
+        backend: Backend::Sqlite,
+    };
     match cfg.database_url.as_deref() {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Arc::new(
-                PgStore::connect(url)
-                    .await
-                    .context("cannot open the PostgreSQL database")?,
-            ))
+            Ok(Opened {
+                store: Arc::new(
+                    PgStore::connect(url)
+                        .await
+                        .context("cannot open the PostgreSQL database")?,
+                ),
+                backend: Backend::Postgres {
+                    url: url.to_string(),
+                },
+            })
         }
-        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(
+        Some(url) if url.starts_with("sqlite:") => Ok(sqlite(
             SqliteStore::connect(url)
                 .await
                 .context("cannot open the SQLite database")?,
@@ -58,7 +81,7 @@ pub async fn open_store(cfg: &Config, create: bool) -> anyhow::Result<Arc<dyn St
             }
             ensure_private_dir(&cfg.data_dir)?;
             create_private_file(&path)?;
-            Ok(Arc::new(
+            Ok(sqlite(
                 SqliteStore::open(&path)
                     .await
                     .context("cannot open the SQLite database")?,
@@ -151,7 +174,7 @@ pub async fn run(
         .unwrap_or_else(|| default_public_url(addr));
 
     let master = master_key(&cfg)?;
-    let store = open_store(&cfg, true).await?;
+    let Opened { store, backend } = open_store(&cfg, true).await?;
     let state = state(&cfg, store.clone(), master, &public_url)?;
     let boot = state
         .tokens
@@ -188,9 +211,9 @@ pub async fn run(
     );
 
     tracing::info!(%addr, %public_url, backend = state.tokens.store.backend(), "tessera listening");
-    let fanout = match cfg.database_url.as_deref() {
-        Some(url) if url.starts_with("postgres") => Fanout::Postgres(url.to_string()),
-        _ => Fanout::Local,
+    let fanout = match backend {
+        Backend::Postgres { url } => Fanout::Postgres(url),
+        Backend::Sqlite => Fanout::Local,
     };
     let app = tessera_channel::attach(
         tessera_http::app(state.clone()),

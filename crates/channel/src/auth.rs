@@ -6,6 +6,7 @@
 
 use crate::Ctx;
 use tessera_core::time::now_ms;
+use tessera_oauth::verify::Rejection;
 
 /// Who an authenticated socket belongs to.
 #[derive(Clone, Debug)]
@@ -69,29 +70,28 @@ pub async fn identify(ctx: &Ctx, token: &str) -> Result<Identity, Reject> {
         return Err(Reject::Invalid);
     }
     let tokens = &ctx.tokens;
-    let realm = tokens
-        .realm(&ctx.realm)
-        .await
-        .map_err(|_| Reject::Invalid)?;
+    let realm = tokens.realm(&ctx.realm).await.map_err(|e| {
+        if e.code == tessera_core::OAuthErrorCode::ServerError {
+            Reject::Unavailable
+        } else {
+            Reject::Invalid
+        }
+    })?;
     let (claims, session) = tokens
-        .verify_live_access_token(&realm, token)
+        .check_live_access_token(&realm, token)
         .await
-        .map_err(|e| {
-            let d = e.description.to_ascii_lowercase();
-            if d.contains("expired") {
-                Reject::Expired
-            } else if d.contains("session") {
-                Reject::Revoked
-            } else {
-                Reject::Invalid
-            }
+        .map_err(|r| match r {
+            Rejection::Expired => Reject::Expired,
+            Rejection::Revoked | Rejection::ClientDisabled => Reject::Revoked,
+            Rejection::Unavailable(_) => Reject::Unavailable,
+            Rejection::Invalid | Rejection::UnknownKey | Rejection::WrongKind => Reject::Invalid,
         })?;
     let session = session.ok_or(Reject::NotAUser)?;
     let user = tokens
         .store
         .user(&realm.id, &claims.sub)
         .await
-        .map_err(|_| Reject::Invalid)?
+        .map_err(|_| Reject::Unavailable)?
         .ok_or(Reject::Revoked)?;
     if !user.enabled {
         return Err(Reject::Disabled);

@@ -35,7 +35,9 @@ pub fn resolve(args: &ConfigArgs) -> anyhow::Result<Config> {
 pub enum Backend {
     Sqlite,
     /// Several nodes may share it; the socket adapter listens on it too.
-    Postgres { url: String },
+    Postgres {
+        url: String,
+    },
 }
 
 /// An open store and the backend behind it.

@@ -197,8 +197,11 @@ async fn provider_link(
         return Err(ConnectError::Unauthenticated.into());
     };
     let realm = app.connect.realm().await?;
-    let user = match app.tokens.verify_live_access_token(&realm, token).await {
+    let user = match app.tokens.check_live_access_token(&realm, token).await {
         Ok((claims, Some(_))) => claims.sub,
+        Err(tessera_oauth::verify::Rejection::Unavailable(detail)) => {
+            return Err(ConnectError::Internal(detail).into())
+        }
         _ => return Err(ConnectError::Unauthenticated.into()),
     };
     let (url, expires_in) = app

@@ -975,7 +975,10 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
     // confirmation and the poll: nothing is released.
     set_signup(&w, "cli", None).await;
     let off = poll(signup.clone()).await;
-    assert_eq!((off.status, off.error()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    assert_eq!(
+        (off.status, off.error()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
     set_signup(&w, "cli", Some("true")).await;
     // The form is spent with it.
     refused(

@@ -6,10 +6,51 @@ use crate::TokenService;
 use tessera_core::claims::{AccessClaims, TYP_ACCESS};
 use tessera_core::time::{now_ms, now_secs};
 use tessera_core::{OAuthError, Realm, Session};
+
 use tessera_keys::{decode_unverified_header, verify_compact};
 
 /// Seconds of clock skew tolerated on `exp` and `iat`.
 pub const LEEWAY_SECS: i64 = 5;
+
+/// Why an access token was not accepted. Callers map it to their own
+/// answer (401 `invalid_token`, a socket's `unauthorized` reason, 503); none
+/// reads the description to tell the cases apart.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Not a JWT, a bad signature, another issuer, issued in the future.
+    #[error("Token verification failed")]
+    Invalid,
+    /// Signed by no key of the realm (unknown or retired `kid`).
+    #[error("Token verification failed")]
+    UnknownKey,
+    /// A JWT of another kind (ID, consent, machine, refresh...).
+    #[error("Token verification failed")]
+    WrongKind,
+    #[error("Token is expired")]
+    Expired,
+    /// Its session ended (logout, revocation, expiry).
+    #[error("Session not active")]
+    Revoked,
+    /// Its client is disabled or gone.
+    #[error("Client not found or disabled")]
+    ClientDisabled,
+    /// The store could not be asked: not the token's fault.
+    #[error("temporarily unavailable")]
+    Unavailable(String),
+}
+
+impl From<Rejection> for OAuthError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::Unavailable(detail) => OAuthError::server_error(detail),
+            other => OAuthError::invalid_token(other.to_string()).with_debug(format!("{other:?}")),
+        }
+    }
+}
+
+fn unavailable(e: OAuthError) -> Rejection {
+    Rejection::Unavailable(e.debug.unwrap_or(e.description))
+}
 
 impl TokenService {
     /// Checks signature, `iss`, `typ`, `exp` and `iat`. Does not look at the session.
@@ -18,28 +59,41 @@ impl TokenService {
         realm: &Realm,
         token: &str,
     ) -> Result<AccessClaims, OAuthError> {
-        let invalid = || OAuthError::invalid_token("Token verification failed");
-        let header = decode_unverified_header(token).map_err(|_| invalid())?;
-        let kid = header.kid.ok_or_else(invalid)?;
+        Ok(self.check_access_token(realm, token).await?)
+    }
+
+    /// `verify_access_token` with the reason for a refusal as a type.
+    pub async fn check_access_token(
+        &self,
+        realm: &Realm,
+        token: &str,
+    ) -> Result<AccessClaims, Rejection> {
+        let header = decode_unverified_header(token).map_err(|_| Rejection::Invalid)?;
+        let kid = header.kid.ok_or(Rejection::Invalid)?;
         if header.kind.is_some() {
-            return Err(invalid().with_debug("token has a kind header (not an access token)"));
+            return Err(Rejection::WrongKind);
         }
-        let key = self.keys.verifier(realm, &kid).await?.ok_or_else(invalid)?;
-        let value = verify_compact(token, &key).map_err(|e| invalid().with_debug(e))?;
+        let key = self
+            .keys
+            .verifier(realm, &kid)
+            .await
+            .map_err(unavailable)?
+            .ok_or(Rejection::UnknownKey)?;
+        let value = verify_compact(token, &key).map_err(|_| Rejection::Invalid)?;
         let claims: AccessClaims =
-            serde_json::from_value(value).map_err(|e| invalid().with_debug(e))?;
+            serde_json::from_value(value).map_err(|_| Rejection::WrongKind)?;
         if claims.typ != TYP_ACCESS {
-            return Err(invalid().with_debug(format!("typ {} is not an access token", claims.typ)));
+            return Err(Rejection::WrongKind);
         }
         if claims.iss != self.issuer(&realm.name) {
-            return Err(invalid().with_debug("issuer mismatch"));
+            return Err(Rejection::Invalid);
         }
         let now = now_secs();
         if claims.exp + LEEWAY_SECS <= now {
-            return Err(OAuthError::invalid_token("Token is expired"));
+            return Err(Rejection::Expired);
         }
         if claims.iat > now + LEEWAY_SECS {
-            return Err(invalid().with_debug("issued in the future"));
+            return Err(Rejection::Invalid);
         }
         Ok(claims)
     }
@@ -51,22 +105,27 @@ impl TokenService {
         realm: &Realm,
         token: &str,
     ) -> Result<(AccessClaims, Option<Session>), OAuthError> {
-        let claims = self.verify_access_token(realm, token).await?;
+        Ok(self.check_live_access_token(realm, token).await?)
+    }
+
+    /// `verify_live_access_token` with the reason for a refusal as a type.
+    pub async fn check_live_access_token(
+        &self,
+        realm: &Realm,
+        token: &str,
+    ) -> Result<(AccessClaims, Option<Session>), Rejection> {
+        let claims = self.check_access_token(realm, token).await?;
         let session = match &claims.sid {
-            Some(sid) => Some(
-                self.live_session(realm, sid)
-                    .await?
-                    .ok_or_else(|| OAuthError::invalid_token("Session not active"))?,
-            ),
+            Some(sid) => Some(self.session_verdict(realm, sid).await?),
             None => {
                 // No session to end (client_credentials): the client itself
                 // must still exist and be enabled.
                 self.store
                     .client_by_client_id(&realm.id, &claims.azp)
                     .await
-                    .map_err(OAuthError::server_error)?
+                    .map_err(|e| Rejection::Unavailable(e.to_string()))?
                     .filter(|c| c.enabled)
-                    .ok_or_else(|| OAuthError::invalid_token("Client not found or disabled"))?;
+                    .ok_or(Rejection::ClientDisabled)?;
                 None
             }
         };
@@ -81,21 +140,131 @@ impl TokenService {
         realm: &Realm,
         session_id: &str,
     ) -> Result<Option<Session>, OAuthError> {
-        let Some(s) = self
+        match self.session_verdict(realm, session_id).await {
+            Ok(s) => Ok(Some(s)),
+            Err(Rejection::Unavailable(detail)) => Err(OAuthError::server_error(detail)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn session_verdict(&self, realm: &Realm, session_id: &str) -> Result<Session, Rejection> {
+        let down = |e: tessera_store::StoreError| Rejection::Unavailable(e.to_string());
+        let s = self
             .store
             .session(session_id)
             .await
-            .map_err(OAuthError::server_error)?
+            .map_err(down)?
             .filter(|s| s.is_active(now_ms()) && s.realm_id == realm.id)
-        else {
-            return Ok(None);
-        };
-        let client_live = self
-            .store
+            .ok_or(Rejection::Revoked)?;
+        self.store
             .client(&realm.id, &s.client_id)
             .await
-            .map_err(OAuthError::server_error)?
-            .is_some_and(|c| c.enabled);
-        Ok(client_live.then_some(s))
+            .map_err(down)?
+            .filter(|c| c.enabled)
+            .ok_or(Rejection::ClientDisabled)?;
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PasswordConfig;
+    use crate::{OAuthConfig, Params};
+    use std::sync::Arc;
+
+    /// A service on SQLite with `admin` of `master` signed in (password
+    /// grant); returns the service, the realm, the access token and the
+    /// database file.
+    async fn signed_in() -> (TokenService, Realm, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = tessera_store_sqlite::SqliteStore::open(&dir.path().join("t.db"))
+            .await
+            .expect("db");
+        let mut cfg = OAuthConfig::new("http://t");
+        cfg.password = PasswordConfig {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent: 2,
+        };
+        let svc = TokenService::new(Arc::new(store), tessera_keys::MasterKey::generate(), cfg);
+        svc.bootstrap(Some("pw-0123456789".into()), "apps")
+            .await
+            .expect("bootstrap");
+        let realm = svc.realm("master").await.expect("realm");
+        let params = Params::parse(
+            b"grant_type=password&client_id=admin-cli&username=admin&password=pw-0123456789",
+        )
+        .expect("form");
+        let (res, _) = svc
+            .token(&realm, None, &params, &Default::default())
+            .await
+            .expect("token");
+        (svc, realm, res.access_token, dir)
+    }
+
+    #[tokio::test]
+    async fn refusals_are_typed() {
+        let (svc, realm, token, dir) = signed_in().await;
+        assert!(svc.check_live_access_token(&realm, &token).await.is_ok());
+        assert_eq!(
+            svc.check_live_access_token(&realm, "not-a-jwt").await.err(),
+            Some(Rejection::Invalid)
+        );
+        let mut forged = token.clone();
+        forged.pop();
+        forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(
+            svc.check_live_access_token(&realm, &forged).await.err(),
+            Some(Rejection::Invalid)
+        );
+        let other = svc.realm("apps").await.expect("apps");
+        assert_eq!(
+            svc.check_live_access_token(&other, &token).await.err(),
+            Some(Rejection::UnknownKey),
+            "another realm's keys do not know it"
+        );
+        // The database goes away: the answer is "unavailable", not "invalid".
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let mut raw = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+            .await
+            .expect("raw connection");
+        sqlx::query("ALTER TABLE sessions RENAME TO sessions_gone")
+            .execute(&mut raw)
+            .await
+            .expect("rename");
+        assert!(matches!(
+            svc.check_live_access_token(&realm, &token).await,
+            Err(Rejection::Unavailable(_))
+        ));
+        sqlx::query("ALTER TABLE sessions_gone RENAME TO sessions")
+            .execute(&mut raw)
+            .await
+            .expect("rename back");
+        let sid = sid(&token);
+        svc.end_session(&sid).await.expect("end");
+        assert_eq!(
+            svc.check_live_access_token(&realm, &token).await.err(),
+            Some(Rejection::Revoked)
+        );
+        assert_eq!(
+            OAuthError::from(Rejection::Revoked).code,
+            tessera_core::OAuthErrorCode::InvalidToken
+        );
+        assert_eq!(
+            OAuthError::from(Rejection::Unavailable("down".into())).code,
+            tessera_core::OAuthErrorCode::ServerError
+        );
+    }
+
+    fn sid(token: &str) -> String {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).expect("payload");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("b64");
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        v["sid"].as_str().expect("sid").to_string()
     }
 }

@@ -4,8 +4,8 @@
 
 use super::login::{browser, login_page, submit_login, Login, LoginForm};
 use super::{
-    clear_sso_cookies, csrf, csrf_ok, error_page, oauth_error_page, page_realm, realm_title,
-    MessagePage, Page, PageForm, EXPIRED_FORM,
+    clear_sso_cookies, csrf, csrf_ok, error_page, oauth_error_page, realm_title, MessagePage, Page,
+    PageForm, PageRealm, EXPIRED_FORM,
 };
 use crate::error::OAuthReject;
 use crate::extract::{bearer, Meta};
@@ -211,16 +211,12 @@ pub(super) fn login(
 
 pub async fn account_get(
     State(app): State<AppState>,
-    Path(realm): Path<String>,
+    PageRealm(realm): PageRealm,
     OriginalUri(uri): OriginalUri,
     Query(q): Query<AccountQuery>,
     headers: HeaderMap,
 ) -> Page {
     let tokens = &app.tokens;
-    let realm = match page_realm(tokens, &realm).await {
-        Ok(r) => r,
-        Err(p) => return p,
-    };
     match browser(tokens, &realm, &headers).await {
         Ok(Some(who)) => {
             show(
@@ -241,16 +237,12 @@ pub async fn account_get(
 
 pub async fn account_post(
     State(app): State<AppState>,
-    Path(realm): Path<String>,
+    PageRealm(realm): PageRealm,
     OriginalUri(uri): OriginalUri,
     Meta(meta): Meta,
     form: PageForm,
 ) -> Page {
     let tokens = &app.tokens;
-    let realm = match page_realm(tokens, &realm).await {
-        Ok(r) => r,
-        Err(p) => return p,
-    };
     let title = realm_title(&realm);
     let path = uri.path();
     if form.params.get("login_state").is_some() {

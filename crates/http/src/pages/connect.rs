@@ -10,7 +10,7 @@
 use super::account::login;
 use super::login::{browser, submit_login, Login};
 use super::{
-    csrf, csrf_ok, error_page, page_realm, realm_title, MessagePage, Page, PageForm, EXPIRED_FORM,
+    csrf, csrf_ok, error_page, realm_title, MessagePage, Page, PageForm, PageRealm, EXPIRED_FORM,
 };
 use crate::extract::Meta;
 use crate::AppState;
@@ -50,9 +50,8 @@ fn here(uri: &Uri) -> String {
 }
 
 /// The realm, if it is the one connections live in.
-async fn connect_realm(app: &AppState, name: &str) -> Result<Realm, Page> {
-    let realm = page_realm(&app.tokens, name).await?;
-    if name != app.settings.default_realm {
+fn connect_realm(app: &AppState, realm: Realm) -> Result<Realm, Page> {
+    if realm.name != app.settings.default_realm {
         return Err(error_page(
             StatusCode::NOT_FOUND,
             &realm_title(&realm),
@@ -80,12 +79,13 @@ fn checked_link(
 
 pub async fn connect_get(
     State(app): State<AppState>,
-    Path((realm, provider)): Path<(String, String)>,
+    PageRealm(realm): PageRealm,
+    Path((_, provider)): Path<(String, String)>,
     OriginalUri(uri): OriginalUri,
     Query(q): Query<ConnectQuery>,
     headers: HeaderMap,
 ) -> Page {
-    let realm = match connect_realm(&app, &realm).await {
+    let realm = match connect_realm(&app, realm) {
         Ok(r) => r,
         Err(p) => return p,
     };
@@ -126,13 +126,14 @@ pub async fn connect_get(
 
 pub async fn connect_post(
     State(app): State<AppState>,
-    Path((realm, provider)): Path<(String, String)>,
+    PageRealm(realm): PageRealm,
+    Path((_, provider)): Path<(String, String)>,
     OriginalUri(uri): OriginalUri,
     Query(q): Query<ConnectQuery>,
     Meta(meta): Meta,
     form: PageForm,
 ) -> Page {
-    let realm = match connect_realm(&app, &realm).await {
+    let realm = match connect_realm(&app, realm) {
         Ok(r) => r,
         Err(p) => return p,
     };

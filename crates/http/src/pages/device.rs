@@ -4,13 +4,13 @@
 
 use super::login::{browser, login_page, submit_login, Login, LoginForm};
 use super::{
-    csrf, csrf_ok, error_page, oauth_error_page, page_realm, realm_title, MessagePage, Page,
-    PageForm, EXPIRED_FORM,
+    csrf, csrf_ok, error_page, oauth_error_page, realm_title, MessagePage, Page, PageForm,
+    PageRealm, EXPIRED_FORM,
 };
 use crate::extract::Meta;
 use crate::AppState;
 use askama::Template;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use tessera_core::scope::ScopeSet;
@@ -150,17 +150,13 @@ impl Ctx<'_> {
 
 pub async fn device_get(
     State(app): State<AppState>,
-    Path(realm): Path<String>,
+    PageRealm(realm): PageRealm,
     OriginalUri(uri): OriginalUri,
     Query(q): Query<DeviceQuery>,
     Meta(meta): Meta,
     headers: HeaderMap,
 ) -> Page {
     let tokens = &app.tokens;
-    let realm = match page_realm(tokens, &realm).await {
-        Ok(r) => r,
-        Err(p) => return p,
-    };
     let ctx = Ctx {
         tokens,
         realm: &realm,
@@ -181,16 +177,12 @@ pub async fn device_get(
 
 pub async fn device_post(
     State(app): State<AppState>,
-    Path(realm): Path<String>,
+    PageRealm(realm): PageRealm,
     OriginalUri(uri): OriginalUri,
     Meta(meta): Meta,
     form: PageForm,
 ) -> Page {
     let tokens = &app.tokens;
-    let realm = match page_realm(tokens, &realm).await {
-        Ok(r) => r,
-        Err(p) => return p,
-    };
     let title = realm_title(&realm);
     let ctx = Ctx {
         tokens,

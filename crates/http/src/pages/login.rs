@@ -3,13 +3,13 @@
 //! (which request, or which page) and the CSRF token.
 
 use super::{
-    cookie, csrf, csrf_ok, error_page, oauth_error_page, page_realm, realm_title, script_nonce,
-    sso_cookie_name, sso_cookies, Page, PageForm, EXPIRED_FORM,
+    cookie, csrf, csrf_ok, error_page, oauth_error_page, realm_title, script_nonce,
+    sso_cookie_name, sso_cookies, Page, PageForm, PageRealm, EXPIRED_FORM,
 };
 use crate::extract::Meta;
 use crate::AppState;
 use askama::Template;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode};
 use tessera_core::{OAuthError, OAuthErrorCode, Realm, Secret};
 use tessera_oauth::browser::authorize::origin_of;
@@ -253,15 +253,11 @@ fn app_name_of(client: &tessera_core::Client) -> String {
 
 pub async fn authorize_get(
     State(app): State<AppState>,
-    Path(realm): Path<String>,
+    PageRealm(realm): PageRealm,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Page {
     let tokens = &app.tokens;
-    let realm = match page_realm(tokens, &realm).await {
-        Ok(r) => r,
-        Err(p) => return p,
-    };
     let pairs: Result<Vec<(String, String)>, _> =
         serde_urlencoded::from_str(uri.query().unwrap_or(""));
     let params = match pairs.ok().map(Params::from_pairs) {
@@ -287,16 +283,12 @@ pub async fn authorize_get(
 
 pub async fn authorize_post(
     State(app): State<AppState>,
-    Path(realm): Path<String>,
+    PageRealm(realm): PageRealm,
     OriginalUri(uri): OriginalUri,
     Meta(meta): Meta,
     form: PageForm,
 ) -> Page {
     let tokens = &app.tokens;
-    let realm = match page_realm(tokens, &realm).await {
-        Ok(r) => r,
-        Err(p) => return p,
-    };
     if form.params.get("login_state").is_none() {
         // OIDC Core §3.1.2.1: the request itself may come as a form POST.
         return authorize(tokens, &realm, &form.params, &form.headers, uri.path()).await;

@@ -6,7 +6,7 @@
 use super::login::browser;
 use super::{
     clear_sso_cookies, csrf, csrf_ok, error_page, oauth_error_page, page_realm, realm_title,
-    MessagePage, Page, PageForm, EXPIRED_FORM,
+    MessagePage, Page, PageForm, PageRealm, EXPIRED_FORM,
 };
 use crate::error::OAuthReject;
 use crate::AppState;
@@ -33,15 +33,11 @@ const CARRIED: &[&str] = &["post_logout_redirect_uri", "state", "client_id"];
 
 pub async fn logout_get(
     State(app): State<AppState>,
-    Path(realm): Path<String>,
+    PageRealm(realm): PageRealm,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Response {
     let tokens = &app.tokens;
-    let realm = match page_realm(tokens, &realm).await {
-        Ok(r) => r,
-        Err(p) => return p.into_response(),
-    };
     let pairs: Result<Vec<(String, String)>, _> =
         serde_urlencoded::from_str(uri.query().unwrap_or(""));
     let params = match pairs.ok().map(Params::from_pairs) {

@@ -16,13 +16,15 @@ use crate::extract::read_body;
 use crate::AppState;
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use tessera_core::secret::random_token;
 use tessera_core::{OAuthError, OAuthErrorCode, Realm};
@@ -254,6 +256,22 @@ pub async fn page_realm(tokens: &TokenService, name: &str) -> Result<Realm, Page
         .realm(name)
         .await
         .map_err(|e| oauth_error_page("Tessera", &e))
+}
+
+/// The realm a page is for, from the `{realm}` of its path: an unknown or
+/// disabled realm gets a 404 page before the handler runs.
+pub struct PageRealm(pub Realm);
+
+impl FromRequestParts<AppState> for PageRealm {
+    type Rejection = Page;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Page> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, app)
+            .await
+            .map_err(|_| error_page(StatusCode::NOT_FOUND, "Tessera", "Realm does not exist"))?;
+        let name = params.get("realm").map_or("", String::as_str);
+        page_realm(&app.tokens, name).await.map(PageRealm)
+    }
 }
 
 pub fn realm_title(realm: &Realm) -> String {

@@ -49,16 +49,15 @@ fn here(uri: &Uri) -> String {
         .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string())
 }
 
-/// The realm, if it is the one connections live in.
-fn connect_realm(app: &AppState, realm: Realm) -> Result<Realm, Page> {
-    if realm.name != app.settings.default_realm {
-        return Err(error_page(
+/// A 404 page unless `realm` is the one connections live in.
+fn outside_connect_realm(app: &AppState, realm: &Realm) -> Option<Page> {
+    (realm.name != app.settings.default_realm).then(|| {
+        error_page(
             StatusCode::NOT_FOUND,
-            &realm_title(&realm),
+            &realm_title(realm),
             "Providers are connected in the default realm only.",
-        ));
-    }
-    Ok(realm)
+        )
+    })
 }
 
 /// The link, checked against the provider, realm and signed-in user.
@@ -85,10 +84,9 @@ pub async fn connect_get(
     Query(q): Query<ConnectQuery>,
     headers: HeaderMap,
 ) -> Page {
-    let realm = match connect_realm(&app, realm) {
-        Ok(r) => r,
-        Err(p) => return p,
-    };
+    if let Some(p) = outside_connect_realm(&app, &realm) {
+        return p;
+    }
     let display = match app.connect.provider(&provider) {
         Ok(p) => p.spec.display_name.clone(),
         Err(e) => return refused(&realm, &e),
@@ -133,10 +131,9 @@ pub async fn connect_post(
     Meta(meta): Meta,
     form: PageForm,
 ) -> Page {
-    let realm = match connect_realm(&app, realm) {
-        Ok(r) => r,
-        Err(p) => return p,
-    };
+    if let Some(p) = outside_connect_realm(&app, &realm) {
+        return p;
+    }
     let title = realm_title(&realm);
     let tokens = &app.tokens;
     let action = here(&uri);

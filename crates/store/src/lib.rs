@@ -2,6 +2,7 @@
 //! backend must pass. API boundary: domain code talks to `dyn Store`; it never
 //! learns which backend it has (atuin's "chosen once from the URL" rule).
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
 

@@ -2,6 +2,7 @@
 //! `login`, `sectoken get`, `secstore`, `logout`, `whoami` and shell
 //! completions. Errors are one line on stderr with a documented exit code.
 
+mod cache;
 pub mod connections;
 pub mod keychain;
 mod session;
@@ -247,7 +248,7 @@ pub async fn connections(args: ConnectionsArgs) -> Result<(), CliError> {
             // Secrets left under this id by an earlier connection are not
             // this one's (`bind` would also catch them on first use).
             if let Ok(k) = c.keychain() {
-                let _ = session::forget(k.as_ref(), &conn);
+                let _ = cache::forget(k.as_ref(), &conn);
             }
             match c.output {
                 Output::Json => print_json(&json!(conn)),
@@ -293,7 +294,7 @@ pub async fn connections(args: ConnectionsArgs) -> Result<(), CliError> {
             let gone = all.remove(&id)?;
             // Best effort: a connection's secrets go with it.
             if let Ok(k) = c.keychain() {
-                let _ = session::forget(k.as_ref(), &gone);
+                let _ = cache::forget(k.as_ref(), &gone);
             }
             match c.output {
                 Output::Json => print_json(&json!({"removed": gone.id})),
@@ -324,10 +325,10 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
             return Err(CliError::usage("no password on stdin"));
         }
         let t = http.password_grant(&conn, &username, &password).await?;
-        let _lock = tokio::task::block_in_place(|| session::lock(&c.dir()?, &conn))?;
-        session::bind(keychain.as_ref(), &conn)?;
-        keychain.set(&conn.service(), session::PASSWORD_KEY, &password)?;
-        keychain.set(&conn.service(), session::USERNAME_KEY, &username)?;
+        let _lock = tokio::task::block_in_place(|| cache::lock(&c.dir()?, &conn))?;
+        cache::bind(keychain.as_ref(), &conn)?;
+        keychain.set(&conn.service(), cache::PASSWORD_KEY, &password)?;
+        keychain.set(&conn.service(), cache::USERNAME_KEY, &username)?;
         t
     } else {
         let t = if args.browser {
@@ -337,15 +338,15 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         };
         // A password stored by an earlier login may be someone else's: this
         // sign-in replaces it, so `sectoken get` never falls back to it.
-        let _lock = tokio::task::block_in_place(|| session::lock(&c.dir()?, &conn))?;
-        session::bind(keychain.as_ref(), &conn)?;
-        keychain.delete(&conn.service(), session::PASSWORD_KEY)?;
-        keychain.delete(&conn.service(), session::USERNAME_KEY)?;
+        let _lock = tokio::task::block_in_place(|| cache::lock(&c.dir()?, &conn))?;
+        cache::bind(keychain.as_ref(), &conn)?;
+        keychain.delete(&conn.service(), cache::PASSWORD_KEY)?;
+        keychain.delete(&conn.service(), cache::USERNAME_KEY)?;
         t
     };
     {
-        let _lock = tokio::task::block_in_place(|| session::lock(&c.dir()?, &conn))?;
-        session::save(keychain.as_ref(), &conn, &tokens)?;
+        let _lock = tokio::task::block_in_place(|| cache::lock(&c.dir()?, &conn))?;
+        cache::save(keychain.as_ref(), &conn, &tokens)?;
     }
     let who = tokens.username();
     match c.output {
@@ -369,7 +370,7 @@ pub async fn sectoken(cmd: SectokenCommand) -> Result<(), CliError> {
     let keychain = c.keychain()?;
     let http = session::Http::new()?;
     let dir = c.dir()?;
-    let tokens = session::valid_tokens(&http, keychain.as_ref(), &conn, &dir).await?;
+    let tokens = cache::valid_tokens(&http, keychain.as_ref(), &conn, &dir).await?;
     // cwctl's shape, whatever --output says: IDEs parse it.
     print_json(&tokens.for_ide());
     Ok(())
@@ -395,8 +396,8 @@ pub async fn secstore(cmd: SecstoreCommand) -> Result<(), CliError> {
                 return Err(CliError::usage("no password on stdin"));
             }
             let k = common.keychain()?;
-            k.set(&conn.service(), session::PASSWORD_KEY, password)?;
-            k.set(&conn.service(), session::USERNAME_KEY, &username)?;
+            k.set(&conn.service(), cache::PASSWORD_KEY, password)?;
+            k.set(&conn.service(), cache::USERNAME_KEY, &username)?;
             match common.output {
                 Output::Json => print_json(&json!({"connection": conn.id, "stored": true})),
                 Output::Text => println!("{} the password for {}", green("stored"), conn.id),
@@ -406,11 +407,11 @@ pub async fn secstore(cmd: SecstoreCommand) -> Result<(), CliError> {
             let conn = args.common.connections()?.get(&args.conn)?.clone();
             let k = args.common.keychain()?;
             let password = k
-                .get(&conn.service(), session::PASSWORD_KEY)?
+                .get(&conn.service(), cache::PASSWORD_KEY)?
                 .ok_or_else(|| {
                     CliError::login_required(format!("no password stored for {}", conn.id))
                 })?;
-            let username = k.get(&conn.service(), session::USERNAME_KEY)?;
+            let username = k.get(&conn.service(), cache::USERNAME_KEY)?;
             match args.common.output {
                 Output::Json => print_json(
                     &json!({"connection": conn.id, "username": username, "password": password}),
@@ -421,7 +422,7 @@ pub async fn secstore(cmd: SecstoreCommand) -> Result<(), CliError> {
         SecstoreCommand::Delete(args) => {
             let conn = args.common.connections()?.get(&args.conn)?.clone();
             let k = args.common.keychain()?;
-            session::forget(k.as_ref(), &conn)?;
+            cache::forget(k.as_ref(), &conn)?;
             match args.common.output {
                 Output::Json => print_json(&json!({"connection": conn.id, "deleted": true})),
                 Output::Text => println!("{} the secrets of {}", green("deleted"), conn.id),
@@ -438,10 +439,10 @@ pub async fn logout(args: ConnArgs) -> Result<(), CliError> {
     let http = session::Http::new()?;
     // Under the connection's lock: a `sectoken get` running now cannot store
     // fresh tokens after they were cleared here.
-    let _lock = tokio::task::block_in_place(|| session::lock(&c.dir()?, &conn))?;
-    session::bind(keychain.as_ref(), &conn)?;
-    let revoked = session::logout(&http, keychain.as_ref(), &conn).await;
-    session::forget(keychain.as_ref(), &conn)?;
+    let _lock = tokio::task::block_in_place(|| cache::lock(&c.dir()?, &conn))?;
+    cache::bind(keychain.as_ref(), &conn)?;
+    let revoked = cache::logout(&http, keychain.as_ref(), &conn).await;
+    cache::forget(keychain.as_ref(), &conn)?;
     let revoked = revoked.map_err(|e| {
         CliError::new(
             e.code,
@@ -472,7 +473,7 @@ pub async fn whoami(args: ConnArgs) -> Result<(), CliError> {
     let conn = c.connections()?.get(&args.conn)?.clone();
     let keychain = c.keychain()?;
     let http = session::Http::new()?;
-    let tokens = session::valid_tokens(&http, keychain.as_ref(), &conn, &c.dir()?).await?;
+    let tokens = cache::valid_tokens(&http, keychain.as_ref(), &conn, &c.dir()?).await?;
     let info = http.userinfo(&conn, &tokens.access_token).await?;
     match c.output {
         Output::Json => print_json(&info),

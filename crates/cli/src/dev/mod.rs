@@ -131,7 +131,7 @@ pub enum ConnectionsCommand {
     Add {
         #[arg(long)]
         id: String,
-        /// The server's base URL, e.g. https://auth.example.
+        /// The server's base URL, e.g. `https://auth.example`.
         #[arg(long)]
         url: String,
         #[arg(long)]

@@ -255,6 +255,11 @@ async fn world(backend: Backend) -> Option<World> {
     })
 }
 
+/// The link a client opens to sign up with `acme` for `cli`.
+fn signup_link(token: &str) -> String {
+    format!("/web/provider-auth/acme?signupToken={token}&client_id=cli")
+}
+
 /// The value of a hidden form field on a page.
 fn hidden(html: &str, name: &str) -> String {
     html.split(&format!("name=\"{name}\" value=\""))
@@ -292,6 +297,24 @@ fn refused(r: &Resp, status: StatusCode, text: &str) {
 }
 
 impl World {
+    /// Alice's email is verified here (so a provider with `trust_email`
+    /// could find her by it); returns an admin token and her id.
+    async fn verify_alice_email(&self) -> (String, String) {
+        let admin = self.app.admin_token().await;
+        let alice_id = self.app.user_id("test", "alice").await;
+        let r = self
+            .app
+            .json(
+                Method::PUT,
+                &format!("/admin/realms/test/users/{alice_id}"),
+                &admin,
+                Some(json!({"emailVerified": true})),
+            )
+            .await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+        (admin, alice_id)
+    }
+
     async fn bob(&self) -> String {
         let r = self
             .app
@@ -1020,12 +1043,7 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
 
     // Signing up again with the same upstream identity finds the same user.
     let again = uuid::Uuid::new_v4().to_string();
-    let authorize = w
-        .begin(
-            &format!("/web/provider-auth/acme?signupToken={again}&client_id=cli"),
-            None,
-        )
-        .await;
+    let authorize = w.begin(&signup_link(again.as_str()), None).await;
     let cb = w.at_provider(&authorize).await;
     let page = w.back(&cb).await;
     assert!(page
@@ -1041,18 +1059,7 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
     assert_eq!(second.body["user"]["id"], done.body["user"]["id"]);
 
     // A verified email matches a user whose email is verified here too.
-    let admin = w.app.admin_token().await;
-    let alice_id = w.app.user_id("test", "alice").await;
-    let r = w
-        .app
-        .json(
-            Method::PUT,
-            &format!("/admin/realms/test/users/{alice_id}"),
-            &admin,
-            Some(json!({"emailVerified": true})),
-        )
-        .await;
-    assert!(r.status.is_success(), "{:?}", r.body);
+    let (_, alice_id) = w.verify_alice_email().await;
     {
         let mut m = w.mock.lock().expect("mock");
         m.login = "alice-upstream".into();
@@ -1102,12 +1109,7 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
     // The provider refuses: the poll says so, once and for good.
     w.mock.lock().expect("mock").deny = true;
     let t = uuid::Uuid::new_v4().to_string();
-    let authorize = w
-        .begin(
-            &format!("/web/provider-auth/acme?signupToken={t}&client_id=cli"),
-            None,
-        )
-        .await;
+    let authorize = w.begin(&signup_link(t.as_str()), None).await;
     refused(
         &w.back(&w.at_provider(&authorize).await).await,
         StatusCode::FORBIDDEN,
@@ -1458,18 +1460,7 @@ async fn signup_link_takeover_is_refused(backend: Backend) {
         }
     };
     // The victim (alice) has a verified email the provider verifies too.
-    let admin = w.app.admin_token().await;
-    let alice_id = w.app.user_id("test", "alice").await;
-    let r = w
-        .app
-        .json(
-            Method::PUT,
-            &format!("/admin/realms/test/users/{alice_id}"),
-            &admin,
-            Some(json!({"emailVerified": true})),
-        )
-        .await;
-    assert!(r.status.is_success());
+    let (admin, alice_id) = w.verify_alice_email().await;
     {
         let mut m = w.mock.lock().expect("mock");
         m.login = "alice-upstream".into();
@@ -1552,12 +1543,7 @@ async fn signup_link_takeover_is_refused(backend: Backend) {
             .expect("update");
     }
     let t = uuid::Uuid::new_v4().to_string();
-    let authorize = w
-        .begin(
-            &format!("/web/provider-auth/acme?signupToken={t}&client_id=cli"),
-            None,
-        )
-        .await;
+    let authorize = w.begin(&signup_link(t.as_str()), None).await;
     let r = w.back(&w.at_provider(&authorize).await).await;
     refused(&r, StatusCode::FORBIDDEN, "cannot be signed in to this way");
     let r = poll(t).await;
@@ -1590,12 +1576,7 @@ async fn signup_link_takeover_is_refused(backend: Backend) {
         m.email = None;
     }
     let t = uuid::Uuid::new_v4().to_string();
-    let authorize = w
-        .begin(
-            &format!("/web/provider-auth/acme?signupToken={t}&client_id=cli"),
-            None,
-        )
-        .await;
+    let authorize = w.begin(&signup_link(t.as_str()), None).await;
     let r = w.back(&w.at_provider(&authorize).await).await;
     refused(&r, StatusCode::FORBIDDEN, "cannot be signed in to this way");
     assert_eq!(poll(t).await.error(), "access_denied");
@@ -1608,12 +1589,7 @@ async fn signup_link_takeover_is_refused(backend: Backend) {
         m.login = "victim".into();
     }
     let t = uuid::Uuid::new_v4().to_string();
-    let authorize = w
-        .begin(
-            &format!("/web/provider-auth/acme?signupToken={t}&client_id=cli"),
-            None,
-        )
-        .await;
+    let authorize = w.begin(&signup_link(t.as_str()), None).await;
     let cb = w.at_provider(&authorize).await;
     refused(
         &w.app.get(&cb, None).await,

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use tessera_core::scope::ScopeSet;
 use tessera_core::time::now_ms;
 use tessera_core::{ProviderState, Signup, TokenHash, User};
-use tessera_oauth::issue::{new_refresh_token, new_session, Issue, Subject};
+use tessera_oauth::issue::{new_refresh_token, new_session, Issue};
 use tessera_oauth::self_service;
 use tessera_store::{ClientMeta, StoreError};
 
@@ -491,15 +491,9 @@ impl ConnectService {
         let me = self.me(&user).await?;
         let tokens = self
             .tokens
-            .token_response(Issue {
-                realm: &realm,
-                client: &client,
-                subject: Subject::User(&user),
-                session: Some(&session),
-                refresh: Some(&refresh),
-                scope: &scope,
-                nonce: None,
-            })
+            .token_response(Issue::for_user(
+                &realm, &client, &user, &session, &refresh, &scope,
+            ))
             .await
             .map_err(|e| internal(e.description))?;
         if !store

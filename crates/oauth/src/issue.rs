@@ -103,6 +103,29 @@ pub struct Issue<'a> {
     pub nonce: Option<String>,
 }
 
+impl<'a> Issue<'a> {
+    /// A user's tokens: their session and the refresh token just stored for
+    /// it (every user grant ends here; `nonce` is set by the code grant).
+    pub fn for_user(
+        realm: &'a Realm,
+        client: &'a Client,
+        user: &'a User,
+        session: &'a Session,
+        refresh: &'a NewRefreshToken,
+        scope: &'a ScopeSet,
+    ) -> Self {
+        Self {
+            realm,
+            client,
+            subject: Subject::User(user),
+            session: Some(session),
+            refresh: Some(refresh),
+            scope,
+            nonce: None,
+        }
+    }
+}
+
 impl TokenService {
     /// Signs the access (and, with `openid`, ID) token and assembles the response.
     pub async fn token_response(&self, issue: Issue<'_>) -> Result<TokenResponse, OAuthError> {

@@ -3,7 +3,7 @@
 //! redemption created (RFC 6749 §4.1.2).
 
 use crate::browser::authorize::{s256, valid_verifier};
-use crate::issue::{new_refresh_token, new_session, Issue, Subject};
+use crate::issue::{new_refresh_token, new_session, Issue};
 use crate::{TokenResponse, TokenService};
 use subtle::ConstantTimeEq;
 use tessera_core::scope::ScopeSet;
@@ -106,13 +106,8 @@ impl TokenService {
         }
         let scope = ScopeSet::from_stored(&code.scope);
         self.token_response(Issue {
-            realm,
-            client,
-            subject: Subject::User(&user),
-            session: Some(&session),
-            refresh: Some(&refresh),
-            scope: &scope,
             nonce: code.nonce.clone(),
+            ..Issue::for_user(realm, client, &user, &session, &refresh, &scope)
         })
         .await
     }

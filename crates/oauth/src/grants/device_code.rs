@@ -2,7 +2,7 @@
 //! approved or denied the code on the verification page; an approved code
 //! yields tokens exactly once.
 
-use crate::issue::{new_refresh_token, new_session, Issue, Subject};
+use crate::issue::{new_refresh_token, new_session, Issue};
 use crate::{TokenResponse, TokenService};
 use tessera_core::scope::ScopeSet;
 use tessera_core::time::now_ms;
@@ -98,15 +98,9 @@ impl TokenService {
             Redeemed::Gone => return Err(bad()),
         }
         let scope = ScopeSet::from_stored(&code.scope);
-        self.token_response(Issue {
-            realm,
-            client,
-            subject: Subject::User(&user),
-            session: Some(&session),
-            refresh: Some(&refresh),
-            scope: &scope,
-            nonce: None,
-        })
+        self.token_response(Issue::for_user(
+            realm, client, &user, &session, &refresh, &scope,
+        ))
         .await
     }
 }

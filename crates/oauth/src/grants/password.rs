@@ -1,7 +1,7 @@
 //! Resource owner password credentials grant (RFC 6749 §4.3): what cwctl and
 //! Che's CLI examples use. Throttled per username, constant-time for unknown users.
 
-use crate::issue::{new_refresh_token, new_session, Issue, Subject};
+use crate::issue::{new_refresh_token, new_session, Issue};
 use crate::{TokenResponse, TokenService};
 use tessera_core::scope::ScopeSet;
 use tessera_core::time::now_ms;
@@ -42,15 +42,9 @@ impl TokenService {
             .create_session(&session, &refresh.record)
             .await
             .map_err(OAuthError::server_error)?;
-        self.token_response(Issue {
-            realm,
-            client,
-            subject: Subject::User(&user),
-            session: Some(&session),
-            refresh: Some(&refresh),
-            scope: &scope,
-            nonce: None,
-        })
+        self.token_response(Issue::for_user(
+            realm, client, &user, &session, &refresh, &scope,
+        ))
         .await
     }
 }

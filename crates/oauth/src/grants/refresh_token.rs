@@ -3,7 +3,7 @@
 //! after the grace window revokes the whole session (reuse detection); within
 //! it (racing requests from one client) it is refused without revoking.
 
-use crate::issue::{new_refresh_token, Issue, Subject};
+use crate::issue::{new_refresh_token, Issue};
 use crate::{TokenResponse, TokenService};
 use tessera_core::scope::ScopeSet;
 use tessera_core::time::now_ms;
@@ -70,15 +70,9 @@ impl TokenService {
             .map_err(store_err)?
         {
             RotateOutcome::Rotated(session) => {
-                self.token_response(Issue {
-                    realm,
-                    client,
-                    subject: Subject::User(&user),
-                    session: Some(&session),
-                    refresh: Some(&next),
-                    scope: &scope,
-                    nonce: None,
-                })
+                self.token_response(Issue::for_user(
+                    realm, client, &user, &session, &next, &scope,
+                ))
                 .await
             }
             RotateOutcome::AlreadyRotated {

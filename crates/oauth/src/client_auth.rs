@@ -8,19 +8,14 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use tessera_core::{Client, OAuthError, Realm, Secret};
 
-/// How the client presented its credentials.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthMethod {
-    Basic,
-    Post,
-    None,
-}
-
+/// Who the calling client says it is: `client_secret_basic`,
+/// `client_secret_post`, or a public client's bare `client_id` (Keycloak's
+/// "client-secret" authenticator takes either secret method, so the method
+/// itself is not kept). Read in one place: `TokenService::calling_client`.
 #[derive(Clone, Debug)]
 pub struct ClientCredentials {
     pub client_id: String,
     pub secret: Option<Secret<String>>,
-    pub method: AuthMethod,
 }
 
 const BAD_CREDENTIALS: &str = "Invalid client or Invalid client credentials";
@@ -28,7 +23,10 @@ const BAD_CREDENTIALS: &str = "Invalid client or Invalid client credentials";
 impl ClientCredentials {
     /// Reads credentials from the `Authorization` header and the form. Using
     /// two methods at once is `invalid_request` (RFC 6749 §2.3).
-    pub fn extract(authorization: Option<&str>, params: &Params) -> Result<Self, OAuthError> {
+    pub(crate) fn extract(
+        authorization: Option<&str>,
+        params: &Params,
+    ) -> Result<Self, OAuthError> {
         let basic = authorization
             .and_then(|h| h.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
@@ -50,7 +48,6 @@ impl ClientCredentials {
                 Ok(Self {
                     client_id: id,
                     secret: Some(Secret::new(secret)),
-                    method: AuthMethod::Basic,
                 })
             }
             None => {
@@ -60,11 +57,6 @@ impl ClientCredentials {
                 Ok(Self {
                     client_id: client_id.to_string(),
                     secret: form_secret.map(|s| Secret::new(s.to_string())),
-                    method: if form_secret.is_some() {
-                        AuthMethod::Post
-                    } else {
-                        AuthMethod::None
-                    },
                 })
             }
         }
@@ -86,9 +78,23 @@ fn parse_basic(encoded: &str) -> Result<(String, String), OAuthError> {
 }
 
 impl TokenService {
+    /// The calling client of a form-posted request (token, device
+    /// authorization, introspection, revocation, logout by refresh token):
+    /// its credentials read from the `Authorization` header or the form, then
+    /// checked. The one place client authentication happens.
+    pub async fn calling_client(
+        &self,
+        realm: &Realm,
+        authorization: Option<&str>,
+        params: &Params,
+    ) -> Result<Client, OAuthError> {
+        let creds = ClientCredentials::extract(authorization, params)?;
+        self.authenticate_client(realm, &creds).await
+    }
+
     /// Authenticates the client. Every failure is the same `invalid_client`
     /// so callers cannot tell an unknown client from a wrong secret.
-    pub async fn authenticate_client(
+    async fn authenticate_client(
         &self,
         realm: &Realm,
         creds: &ClientCredentials,
@@ -139,7 +145,6 @@ mod tests {
                 .expect("basic");
         assert_eq!(c.client_id, "my app");
         assert_eq!(c.secret.expect("secret").expose(), "p@ss:word");
-        assert_eq!(c.method, AuthMethod::Basic);
     }
 
     #[test]
@@ -151,8 +156,8 @@ mod tests {
         assert!(ClientCredentials::extract(None, &params("")).is_err());
         let post =
             ClientCredentials::extract(None, &params("client_id=a&client_secret=b")).expect("post");
-        assert_eq!(post.method, AuthMethod::Post);
+        assert!(post.secret.is_some());
         let public = ClientCredentials::extract(None, &params("client_id=a")).expect("public");
-        assert_eq!(public.method, AuthMethod::None);
+        assert!(public.secret.is_none());
     }
 }

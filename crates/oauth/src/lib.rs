@@ -2,7 +2,9 @@
 //! store. Grants (one file each), client authentication, token issuance and
 //! verification, the signing-key cache, password hashing and login
 //! throttling. API boundary: no HTTP types here; the `http` crate turns
-//! requests into `Params`/`ClientCredentials` and `OAuthError`s into responses.
+//! requests into `Params` (plus the `Authorization` header, read by
+//! `calling_client`, the one place clients authenticate) and `OAuthError`s
+//! into responses.
 
 pub mod browser;
 pub mod client_auth;

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::sync::Arc;
 use tessera_core::{Client, OAuthError, Realm};
-use tessera_oauth::{ClientCredentials, TokenService};
+use tessera_oauth::TokenService;
 
 pub async fn token(
     State(tokens): State<TokenService>,
@@ -42,8 +42,9 @@ async fn realm_and_client(
     form: &Form,
 ) -> Result<(Realm, Client), OAuthError> {
     let realm = tokens.realm(realm).await?;
-    let creds = ClientCredentials::extract(form.authorization.as_deref(), &form.params)?;
-    let client = tokens.authenticate_client(&realm, &creds).await?;
+    let client = tokens
+        .calling_client(&realm, form.authorization.as_deref(), &form.params)
+        .await?;
     Ok((realm, client))
 }
 

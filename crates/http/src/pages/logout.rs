@@ -16,7 +16,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tessera_core::Realm;
 use tessera_oauth::browser::SignedIn;
-use tessera_oauth::{ClientCredentials, Params, TokenService};
+use tessera_oauth::{Params, TokenService};
 
 #[derive(Template)]
 #[template(path = "logout_confirm.html")]
@@ -104,8 +104,9 @@ async fn back_channel(tokens: &TokenService, realm: &str, form: &PageForm) -> Re
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let creds = ClientCredentials::extract(authorization, &form.params)?;
-        let client = tokens.authenticate_client(&realm, &creds).await?;
+        let client = tokens
+            .calling_client(&realm, authorization, &form.params)
+            .await?;
         let refresh_token = form.params.require("refresh_token")?;
         tokens
             .logout_with_refresh_token(&realm, &client, refresh_token)

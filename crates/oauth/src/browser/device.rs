@@ -3,7 +3,6 @@
 //! page. Polling is the `device_code` grant (`grants/device_code.rs`).
 
 use super::SignedIn;
-use crate::client_auth::ClientCredentials;
 use crate::params::Params;
 use crate::TokenService;
 use rand::Rng;
@@ -98,8 +97,7 @@ impl TokenService {
         // Every live code is a target for user-code guesses: bound how fast
         // one address, or everyone together, can create them.
         self.throttle.device_request_from(address).await?;
-        let creds = ClientCredentials::extract(authorization, params)?;
-        let client = self.authenticate_client(realm, &creds).await?;
+        let client = self.calling_client(realm, authorization, params).await?;
         self.throttle.device_request_in(&realm.id).await?;
         if !device_grant_enabled(&client) {
             return Err(OAuthError::unauthorized_client(

@@ -9,7 +9,6 @@ mod device_code;
 mod password;
 mod refresh_token;
 
-use crate::client_auth::ClientCredentials;
 use crate::issue::TokenResponse;
 use crate::params::Params;
 use crate::TokenService;
@@ -115,8 +114,7 @@ impl TokenService {
         meta: &ClientMeta,
     ) -> Result<(TokenResponse, &'static str), OAuthError> {
         let request = TokenRequest::parse(params)?;
-        let creds = ClientCredentials::extract(authorization, params)?;
-        let client = self.authenticate_client(realm, &creds).await?;
+        let client = self.calling_client(realm, authorization, params).await?;
         request.check_allowed(&client)?;
         let grant = request.grant_type();
         let response = match request {

@@ -280,7 +280,8 @@ impl ConnectService {
     /// `/api/oauth/callback`). `path_and_query` is the request's, for
     /// forwarding to another environment unchanged; `cookie` reads the
     /// request's cookies. Everything that can be checked without spending
-    /// the state is checked first, so a refused callback leaves it usable.
+    /// the state is checked first, so a forged or misrouted callback leaves
+    /// it usable; one that reached the wrong browser spends it.
     pub async fn callback(
         &self,
         path_provider: Option<&str>,

@@ -52,20 +52,26 @@ impl ConnectService {
             prv: provider.to_string(),
             ret,
         });
+        Ok((
+            format!("{}?link={link}", self.confirm_page(&realm.name, provider)),
+            LINK_TTL_SECS,
+        ))
+    }
+
+    /// The page where a signed-in browser confirms connecting `provider`
+    /// (`/realms/{realm}/account/connect/{provider}`, absolute).
+    pub fn confirm_page(&self, realm_name: &str, provider: &str) -> String {
         let enc = |s: &str| -> String {
             url::form_urlencoded::byte_serialize(s.as_bytes())
                 .collect::<String>()
                 .replace('+', "%20")
         };
-        Ok((
-            format!(
-                "{}/realms/{}/account/connect/{}?link={link}",
-                self.tokens.config.public_url,
-                enc(&realm.name),
-                enc(provider)
-            ),
-            LINK_TTL_SECS,
-        ))
+        format!(
+            "{}/realms/{}/account/connect/{}",
+            self.tokens.config.public_url,
+            enc(realm_name),
+            enc(provider)
+        )
     }
 
     /// Checks a connect link for `provider` in `realm` (signature, kind,

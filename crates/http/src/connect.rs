@@ -136,21 +136,6 @@ pub struct ProviderAuthQuery {
     access_token: Option<String>,
 }
 
-/// The confirmation page where the browser's own sign-in connects `provider`.
-fn confirm_page_path(app: &AppState, provider: &str) -> String {
-    let enc = |s: &str| -> String {
-        url::form_urlencoded::byte_serialize(s.as_bytes())
-            .collect::<String>()
-            .replace('+', "%20")
-    };
-    format!(
-        "{}/realms/{}/account/connect/{}",
-        app.tokens.config.public_url,
-        enc(&app.settings.default_realm),
-        enc(provider)
-    )
-}
-
 /// `GET /web/provider-auth/{provider}`: with `signupToken` + `client_id`,
 /// a sign-up; otherwise the browser is sent to the confirmation page, where
 /// its own sign-in (never anything in this URL) decides who connects.
@@ -168,7 +153,10 @@ async fn provider_auth(
         if let Err(e) = app.connect.provider(&provider) {
             return page_for(&e);
         }
-        return Page::redirect(confirm_page_path(&app, &provider));
+        return Page::redirect(
+            app.connect
+                .confirm_page(&app.settings.default_realm, &provider),
+        );
     };
     let Some(client_id) = q.client_id else {
         return page_for(&ConnectError::InvalidRequest(

@@ -185,13 +185,13 @@ fn admin_cli(realm: &Realm) -> Client {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::config::PasswordConfig;
-    use crate::OAuthConfig;
-    use std::sync::Arc;
 
-    async fn service() -> (TokenService, tempfile::TempDir) {
+    /// A service on a fresh SQLite file, with cheap password hashes.
+    pub(crate) async fn service() -> (TokenService, tempfile::TempDir) {
+        use crate::config::PasswordConfig;
+        use crate::OAuthConfig;
         let dir = tempfile::tempdir().expect("tmp");
         let store = tessera_store_sqlite::SqliteStore::open(&dir.path().join("t.db"))
             .await
@@ -204,7 +204,11 @@ mod tests {
             max_concurrent: 2,
         };
         (
-            TokenService::new(Arc::new(store), tessera_keys::MasterKey::generate(), cfg),
+            TokenService::new(
+                std::sync::Arc::new(store),
+                tessera_keys::MasterKey::generate(),
+                cfg,
+            ),
             dir,
         )
     }

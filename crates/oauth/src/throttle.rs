@@ -31,6 +31,16 @@ struct Hit {
     window_start: i64,
 }
 
+impl Hit {
+    /// Takes the hit back (a success, a check that never ran); a failure to
+    /// is logged, and the hit simply counts.
+    async fn give_back(&self, store: &dyn ThrottleStore) {
+        if let Err(e) = store.unhit(&self.key, self.window_start).await {
+            tracing::warn!(error = %e, "could not give back a throttle hit");
+        }
+    }
+}
+
 /// One login attempt in progress. It counts as a failure unless `succeeded`
 /// or `not_counted` says otherwise (so a cancelled request still counts).
 pub struct Attempt {
@@ -51,21 +61,13 @@ impl Attempt {
 
     /// The check never ran (server busy, database error): counts neither way.
     pub async fn not_counted(self) {
-        if let Err(e) = self
-            .store
-            .unhit(&self.user.key, self.user.window_start)
-            .await
-        {
-            tracing::warn!(error = %e, "could not release a login throttle");
-        }
+        self.user.give_back(self.store.as_ref()).await;
         self.give_back_address().await;
     }
 
     async fn give_back_address(&self) {
         if let Some(a) = &self.address {
-            if let Err(e) = self.store.unhit(&a.key, a.window_start).await {
-                tracing::warn!(error = %e, "could not release an address throttle");
-            }
+            a.give_back(self.store.as_ref()).await;
         }
     }
 }
@@ -157,7 +159,7 @@ impl LoginThrottle {
                     Ok(hit) => Some(hit),
                     Err(e) => {
                         // Refused before any check: not the username's failure.
-                        let _ = self.store.unhit(&user.key, user.window_start).await;
+                        user.give_back(self.store.as_ref()).await;
                         return Err(e);
                     }
                 }
@@ -234,7 +236,7 @@ impl LoginThrottle {
             Ok(r) => r,
             Err(e) => {
                 if let Some(a) = &address {
-                    let _ = self.store.unhit(&a.key, a.window_start).await;
+                    a.give_back(self.store.as_ref()).await;
                 }
                 return Err(e);
             }
@@ -255,9 +257,7 @@ pub struct UserCodeGuess {
 impl UserCodeGuess {
     pub async fn matched(self) {
         for h in &self.hits {
-            if let Err(e) = self.store.unhit(&h.key, h.window_start).await {
-                tracing::warn!(error = %e, "could not release a user-code throttle");
-            }
+            h.give_back(self.store.as_ref()).await;
         }
     }
 }

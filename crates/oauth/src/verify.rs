@@ -169,26 +169,13 @@ impl TokenService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PasswordConfig;
-    use crate::{OAuthConfig, Params};
-    use std::sync::Arc;
+    use crate::Params;
 
     /// A service on SQLite with `admin` of `master` signed in (password
     /// grant); returns the service, the realm, the access token and the
     /// database file.
     async fn signed_in() -> (TokenService, Realm, String, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = tessera_store_sqlite::SqliteStore::open(&dir.path().join("t.db"))
-            .await
-            .expect("db");
-        let mut cfg = OAuthConfig::new("http://t");
-        cfg.password = PasswordConfig {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-            max_concurrent: 2,
-        };
-        let svc = TokenService::new(Arc::new(store), tessera_keys::MasterKey::generate(), cfg);
+        let (svc, dir) = crate::provision::tests::service().await;
         svc.bootstrap(Some("pw-0123456789".into()), "apps")
             .await
             .expect("bootstrap");

@@ -1,0 +1,109 @@
+//! Refresh tokens, stored by hash; each belongs to one app session.
+
+pub const INSERT: &str = "INSERT INTO refresh_tokens \
+    (hash, session_id, created_at, expires_at, rotated_at) VALUES ($1, $2, $3, $4, $5)";
+pub const BY_HASH: &str = "SELECT * FROM refresh_tokens WHERE hash = $1";
+/// Spends a live token at `$2`, returning its session.
+pub const SPEND: &str = "UPDATE refresh_tokens SET rotated_at = $2 \
+    WHERE hash = $1 AND rotated_at IS NULL AND expires_at > $2 RETURNING session_id";
+/// A batch of tokens expired by `$1`.
+pub const PURGE: &str = "DELETE FROM refresh_tokens WHERE hash IN \
+    (SELECT hash FROM refresh_tokens WHERE expires_at <= $1 LIMIT $2)";
+
+/// `RefreshTokenStore` for `$ty`, inside `sql_store_impl!`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! sql_refresh_token_store {
+    ($ty:ty) => {
+        const _: () = {
+            use $crate::sql::{refresh, sessions};
+
+            fn refresh_record(row: &Row) -> Result<RefreshTokenRecord> {
+                Ok(RefreshTokenRecord {
+                    hash: TokenHash::from_stored(col(row, "hash")?),
+                    session_id: col(row, "session_id")?,
+                    created_at: col(row, "created_at")?,
+                    expires_at: col(row, "expires_at")?,
+                    rotated_at: col(row, "rotated_at")?,
+                })
+            }
+
+            #[$crate::__async_trait]
+            impl $crate::RefreshTokenStore for $ty {
+                async fn refresh_token(
+                    &self,
+                    hash: &TokenHash,
+                ) -> Result<Option<RefreshTokenRecord>> {
+                    ::sqlx::query(refresh::BY_HASH)
+                        .bind(hash.as_str())
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(err)?
+                        .as_ref()
+                        .map(refresh_record)
+                        .transpose()
+                }
+                async fn rotate_refresh_token(
+                    &self,
+                    old: &TokenHash,
+                    new: &RefreshTokenRecord,
+                    now: i64,
+                    meta: &ClientMeta,
+                ) -> Result<RotateOutcome> {
+                    let mut tx = self.writer().begin().await.map_err(err)?;
+                    // The conditional UPDATE is the lock: of concurrent callers
+                    // only one finds `rotated_at IS NULL`.
+                    let spent = ::sqlx::query(refresh::SPEND)
+                        .bind(old.as_str())
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                    let Some(spent) = spent else {
+                        let existing = ::sqlx::query(refresh::BY_HASH)
+                            .bind(old.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(err)?
+                            .as_ref()
+                            .map(refresh_record)
+                            .transpose()?;
+                        tx.rollback().await.map_err(err)?;
+                        return Ok(match existing {
+                            None => RotateOutcome::Unknown,
+                            Some(RefreshTokenRecord {
+                                rotated_at: Some(at),
+                                session_id,
+                                ..
+                            }) => RotateOutcome::AlreadyRotated {
+                                session_id,
+                                rotated_at: at,
+                            },
+                            Some(_) => RotateOutcome::Inactive,
+                        });
+                    };
+                    let session_id: String = col(&spent, "session_id")?;
+                    let touched = ::sqlx::query(sessions::TOUCH_AND_EXTEND)
+                        .bind(&session_id)
+                        .bind(now)
+                        .bind(&meta.ip)
+                        .bind(&meta.user_agent)
+                        .bind(new.expires_at)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                    let Some(touched) = touched else {
+                        tx.rollback().await.map_err(err)?;
+                        return Ok(RotateOutcome::Inactive);
+                    };
+                    let s = session(&touched)?;
+                    let mut next = new.clone();
+                    next.session_id = s.id.clone();
+                    insert_refresh(&mut tx, &next).await?;
+                    tx.commit().await.map_err(err)?;
+                    Ok(RotateOutcome::Rotated(Box::new(s)))
+                }
+            }
+        };
+    };
+}

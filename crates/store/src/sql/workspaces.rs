@@ -1,0 +1,227 @@
+//! Workspaces, their members, and the machine tokens issued for them.
+
+pub const INSERT: &str = "INSERT INTO workspaces (id, realm_id, owner_id, namespace, name, \
+    status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+pub const BY_ID: &str = "SELECT * FROM workspaces WHERE realm_id = $1 AND id = $2";
+pub const BY_NAME: &str =
+    "SELECT * FROM workspaces WHERE realm_id = $1 AND namespace = $2 AND name = $3";
+/// The workspaces a user owns or is a member of.
+pub const FOR_USER: &str = "SELECT * FROM workspaces WHERE realm_id = $1 AND (owner_id = $2 \
+    OR id IN (SELECT workspace_id FROM workspace_members WHERE user_id = $2)) \
+    ORDER BY namespace, name";
+pub const SET_STATUS: &str = "UPDATE workspaces SET status = $2, updated_at = $3 WHERE id = $1";
+/// Only a stopped workspace can be deleted.
+pub const DELETE_STOPPED: &str =
+    "DELETE FROM workspaces WHERE realm_id = $1 AND id = $2 AND status = 'STOPPED'";
+
+/// Adding a member twice is a no-op.
+pub const ADD_MEMBER: &str =
+    "INSERT INTO workspace_members (workspace_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+pub const COUNT_MEMBER: &str =
+    "SELECT COUNT(*) AS n FROM workspace_members WHERE workspace_id = $1 AND user_id = $2";
+
+pub const INSERT_MACHINE_TOKEN: &str = "INSERT INTO machine_tokens \
+    (jti, workspace_id, user_id, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5)";
+/// Revokes every live token of a workspace at `$2`.
+pub const REVOKE_MACHINE_TOKENS: &str = "UPDATE machine_tokens SET revoked_at = $2 \
+    WHERE workspace_id = $1 AND revoked_at IS NULL";
+pub const LIVE_MACHINE_TOKEN: &str = "SELECT * FROM machine_tokens \
+    WHERE workspace_id = $1 AND user_id = $2 AND revoked_at IS NULL";
+pub const MACHINE_TOKEN_BY_JTI: &str = "SELECT * FROM machine_tokens WHERE jti = $1";
+
+/// `WorkspaceStore` for `$ty`, inside `sql_store_impl!`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! sql_workspace_store {
+    ($ty:ty) => {
+        const _: () = {
+            use $crate::sql::workspaces;
+
+            fn workspace(row: &Row) -> Result<Workspace> {
+                let status: String = col(row, "status")?;
+                Ok(Workspace {
+                    id: col(row, "id")?,
+                    realm_id: col(row, "realm_id")?,
+                    owner_id: col(row, "owner_id")?,
+                    namespace: col(row, "namespace")?,
+                    name: col(row, "name")?,
+                    status: WorkspaceStatus::parse(&status).ok_or_else(|| {
+                        StoreError::Unexpected(format!("workspace status {status}"))
+                    })?,
+                    created_at: col(row, "created_at")?,
+                    updated_at: col(row, "updated_at")?,
+                })
+            }
+            fn machine(row: &Row) -> Result<MachineTokenRecord> {
+                Ok(MachineTokenRecord {
+                    jti: col(row, "jti")?,
+                    workspace_id: col(row, "workspace_id")?,
+                    user_id: col(row, "user_id")?,
+                    created_at: col(row, "created_at")?,
+                    revoked_at: col(row, "revoked_at")?,
+                })
+            }
+
+            #[$crate::__async_trait]
+            impl $crate::WorkspaceStore for $ty {
+                async fn create_workspace(&self, w: &Workspace) -> Result<()> {
+                    ::sqlx::query(workspaces::INSERT)
+                        .bind(&w.id)
+                        .bind(&w.realm_id)
+                        .bind(&w.owner_id)
+                        .bind(&w.namespace)
+                        .bind(&w.name)
+                        .bind(w.status.as_str())
+                        .bind(w.created_at)
+                        .bind(w.updated_at)
+                        .execute(self.writer())
+                        .await
+                        .map_err(err)?;
+                    Ok(())
+                }
+                async fn workspace(&self, realm_id: &str, id: &str) -> Result<Option<Workspace>> {
+                    ::sqlx::query(workspaces::BY_ID)
+                        .bind(realm_id)
+                        .bind(id)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(err)?
+                        .as_ref()
+                        .map(workspace)
+                        .transpose()
+                }
+                async fn workspace_by_name(
+                    &self,
+                    realm_id: &str,
+                    namespace: &str,
+                    name: &str,
+                ) -> Result<Option<Workspace>> {
+                    ::sqlx::query(workspaces::BY_NAME)
+                        .bind(realm_id)
+                        .bind(namespace)
+                        .bind(name)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(err)?
+                        .as_ref()
+                        .map(workspace)
+                        .transpose()
+                }
+                async fn user_workspaces(
+                    &self,
+                    realm_id: &str,
+                    user_id: &str,
+                ) -> Result<Vec<Workspace>> {
+                    ::sqlx::query(workspaces::FOR_USER)
+                        .bind(realm_id)
+                        .bind(user_id)
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(err)?
+                        .iter()
+                        .map(workspace)
+                        .collect()
+                }
+                async fn set_workspace_status(
+                    &self,
+                    id: &str,
+                    status: WorkspaceStatus,
+                    now: i64,
+                ) -> Result<()> {
+                    let mut tx = self.writer().begin().await.map_err(err)?;
+                    let done = ::sqlx::query(workspaces::SET_STATUS)
+                        .bind(id)
+                        .bind(status.as_str())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                    one_row(done.rows_affected())?;
+                    // Both transitions revoke live tokens: stopping ends them, and
+                    // starting clears any a request raced in while it stopped,
+                    // so a new run always gets new tokens.
+                    ::sqlx::query(workspaces::REVOKE_MACHINE_TOKENS)
+                        .bind(id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                    tx.commit().await.map_err(err)
+                }
+                async fn delete_workspace(&self, realm_id: &str, id: &str) -> Result<()> {
+                    let done = ::sqlx::query(workspaces::DELETE_STOPPED)
+                        .bind(realm_id)
+                        .bind(id)
+                        .execute(self.writer())
+                        .await
+                        .map_err(err)?;
+                    one_row(done.rows_affected())
+                }
+                async fn add_workspace_member(
+                    &self,
+                    workspace_id: &str,
+                    user_id: &str,
+                ) -> Result<()> {
+                    ::sqlx::query(workspaces::ADD_MEMBER)
+                        .bind(workspace_id)
+                        .bind(user_id)
+                        .execute(self.writer())
+                        .await
+                        .map_err(err)?;
+                    Ok(())
+                }
+                async fn is_workspace_member(
+                    &self,
+                    workspace_id: &str,
+                    user_id: &str,
+                ) -> Result<bool> {
+                    let row = ::sqlx::query(workspaces::COUNT_MEMBER)
+                        .bind(workspace_id)
+                        .bind(user_id)
+                        .fetch_one(self.reader())
+                        .await
+                        .map_err(err)?;
+                    let n: i64 = col(&row, "n")?;
+                    Ok(n > 0)
+                }
+                async fn insert_machine_token(&self, t: &MachineTokenRecord) -> Result<()> {
+                    ::sqlx::query(workspaces::INSERT_MACHINE_TOKEN)
+                        .bind(&t.jti)
+                        .bind(&t.workspace_id)
+                        .bind(&t.user_id)
+                        .bind(t.created_at)
+                        .bind(t.revoked_at)
+                        .execute(self.writer())
+                        .await
+                        .map_err(err)?;
+                    Ok(())
+                }
+                async fn live_machine_token(
+                    &self,
+                    workspace_id: &str,
+                    user_id: &str,
+                ) -> Result<Option<MachineTokenRecord>> {
+                    ::sqlx::query(workspaces::LIVE_MACHINE_TOKEN)
+                        .bind(workspace_id)
+                        .bind(user_id)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(err)?
+                        .as_ref()
+                        .map(machine)
+                        .transpose()
+                }
+                async fn machine_token(&self, jti: &str) -> Result<Option<MachineTokenRecord>> {
+                    ::sqlx::query(workspaces::MACHINE_TOKEN_BY_JTI)
+                        .bind(jti)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(err)?
+                        .as_ref()
+                        .map(machine)
+                        .transpose()
+                }
+            }
+        };
+    };
+}

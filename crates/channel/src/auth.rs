@@ -5,7 +5,6 @@
 //! tokens belong to no session.
 
 use crate::Ctx;
-use tessera_core::time::now_ms;
 use tessera_oauth::verify::Rejection;
 
 /// Who an authenticated socket belongs to.
@@ -69,15 +68,16 @@ pub async fn identify(ctx: &Ctx, token: &str) -> Result<Identity, Reject> {
     if token.len() > 16 * 1024 {
         return Err(Reject::Invalid);
     }
-    let tokens = &ctx.tokens;
-    let realm = tokens.realm(&ctx.realm).await.map_err(|e| {
+    let svc = &ctx.services;
+    let realm = svc.realms.realm(&ctx.realm).await.map_err(|e| {
         if e.code == tessera_core::OAuthErrorCode::ServerError {
             Reject::Unavailable
         } else {
             Reject::Invalid
         }
     })?;
-    let (claims, session) = tokens
+    let (claims, session) = svc
+        .verifier
         .check_live_access_token(&realm, token)
         .await
         .map_err(|r| match r {
@@ -87,9 +87,9 @@ pub async fn identify(ctx: &Ctx, token: &str) -> Result<Identity, Reject> {
             Rejection::Invalid | Rejection::UnknownKey | Rejection::WrongKind => Reject::Invalid,
         })?;
     let session = session.ok_or(Reject::NotAUser)?;
-    let user = tokens
-        .store
-        .user(&realm.id, &claims.sub)
+    let user = svc
+        .verifier
+        .subject(&realm, &claims.sub)
         .await
         .map_err(|_| Reject::Unavailable)?
         .ok_or(Reject::Revoked)?;
@@ -106,8 +106,5 @@ pub async fn identify(ctx: &Ctx, token: &str) -> Result<Identity, Reject> {
 /// Whether the session is still live (checked again after joining its room,
 /// so a revocation that raced the join is not missed).
 pub async fn still_live(ctx: &Ctx, session_id: &str) -> bool {
-    matches!(
-        ctx.tokens.store.session(session_id).await,
-        Ok(Some(s)) if s.is_active(now_ms())
-    )
+    matches!(ctx.services.sessions.is_active(session_id).await, Ok(true))
 }

@@ -11,7 +11,7 @@ use tessera_oauth::events::ServerEvent;
 use tokio::sync::broadcast::error::RecvError;
 
 pub(crate) fn forward<A: Adapter>(ctx: Ctx, io: SocketIo<A>) {
-    let mut events = ctx.tokens.events.subscribe();
+    let mut events = ctx.services.sessions.subscribe();
     tokio::spawn(async move {
         loop {
             let event = match events.recv().await {

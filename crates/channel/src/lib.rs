@@ -9,7 +9,7 @@
 //!   event handlers, so it receives nothing and its events are ignored; after
 //!   `auth_timeout` it is cut.
 //! - An authenticated socket joins `user:<id>` (its me-channel) and
-//!   `session:<id>`. `TokenService::publish_to_user` reaches every socket of
+//!   `session:<id>`. `Sessions::publish_to_user` reaches every socket of
 //!   the user on any node; a revoked session's sockets get `unauthorized`
 //!   `{message: "session revoked"}` and are disconnected. A socket is not cut
 //!   when its access token merely expires (Codewind's rule).
@@ -30,7 +30,7 @@ use socketioxide_postgres::{PostgresAdapterConfig, PostgresAdapterCtr, TokioPost
 use std::sync::Arc;
 use std::time::Duration;
 use tessera_http::{AppState, Metrics};
-use tessera_oauth::TokenService;
+use tessera_oauth::Services;
 
 /// Settings of the event channel.
 #[derive(Clone, Debug)]
@@ -67,7 +67,7 @@ pub enum Fanout {
 
 #[derive(Clone)]
 pub(crate) struct Ctx {
-    pub tokens: TokenService,
+    pub services: Services,
     pub metrics: Arc<Metrics>,
     pub realm: String,
     pub config: Arc<ChannelConfig>,
@@ -82,7 +82,7 @@ pub async fn attach(
     fanout: Fanout,
 ) -> Result<Router, ChannelError> {
     let ctx = Ctx {
-        tokens: state.tokens.clone(),
+        services: state.services.clone(),
         metrics: state.metrics.clone(),
         realm: state.settings.default_realm.clone(),
         config: Arc::new(config.clone()),

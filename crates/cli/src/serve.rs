@@ -13,7 +13,7 @@ use tessera_connect::ConnectService;
 use tessera_http::{AppState, Metrics};
 use tessera_keys::MasterKey;
 use tessera_oauth::gc::{collect_garbage, GcConfig};
-use tessera_oauth::TokenService;
+use tessera_oauth::Services;
 use tessera_store::Store;
 use tessera_store_postgres::PgStore;
 use tessera_store_sqlite::SqliteStore;
@@ -139,13 +139,13 @@ pub fn state(
     master: MasterKey,
     public_url: &str,
 ) -> anyhow::Result<AppState> {
-    let tokens = TokenService::new(store, master, cfg.oauth(public_url));
-    let connect = ConnectService::new(tokens.clone(), cfg.connect(), &|name| {
+    let services = Services::new(store, master, cfg.oauth(public_url));
+    let connect = ConnectService::new(services.providers.clone(), cfg.connect(), &|name| {
         std::env::var(name).ok()
     })
     .context("invalid provider configuration")?;
     Ok(AppState {
-        tokens,
+        services,
         metrics: Arc::new(Metrics::new()),
         settings: Arc::new(cfg.http()),
         connect: Arc::new(connect),
@@ -179,7 +179,8 @@ pub async fn run(
     let Opened { store, backend } = open_store(&cfg, true).await?;
     let state = state(&cfg, store.clone(), master, &public_url)?;
     let boot = state
-        .tokens
+        .services
+        .admin
         .bootstrap(
             std::env::var("TESSERA_BOOTSTRAP_ADMIN_PASSWORD").ok(),
             &cfg.default_realm,
@@ -195,13 +196,14 @@ pub async fn run(
     }
     // Unseal the master realm's key now, so a wrong master key fails the start.
     let master_realm = state
-        .tokens
+        .services
+        .realms
         .realm(tessera_oauth::provision::MASTER_REALM)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     state
-        .tokens
-        .keys
+        .services
+        .verifier
         .realm_keys(&master_realm)
         .await
         .map_err(|e| anyhow::anyhow!("cannot load the master realm's signing key: {e:?}"))?;
@@ -212,7 +214,7 @@ pub async fn run(
         Duration::from_secs(cfg.gc_interval_secs.max(1)),
     );
 
-    tracing::info!(%addr, %public_url, backend = state.tokens.store.backend(), "tessera listening");
+    tracing::info!(%addr, %public_url, backend = state.services.health.backend(), "tessera listening");
     let fanout = match backend {
         Backend::Postgres { url } => Fanout::Postgres(url),
         Backend::Sqlite => Fanout::Local,

@@ -2,7 +2,7 @@
 //! HTTP layer turns into a page or a JSON error; the `Display` text is safe
 //! to show to the user.
 
-use tessera_store::StoreError;
+use tessera_oauth::data::StoreError;
 
 /// Why a connect request failed. `status` is the HTTP status and `code` the
 /// machine-readable error; the `Display` text is safe to show to the user.

@@ -37,8 +37,8 @@ use std::time::Duration;
 use tessera_core::time::{now_ms, now_secs};
 use tessera_core::{ProviderConnection, ProviderState, Realm, Signup, TokenHash, User};
 use tessera_keys::{MacKey, MasterKey};
-use tessera_oauth::TokenService;
-use tessera_store::StoreError;
+use tessera_oauth::data::StoreError;
+use tessera_oauth::ProviderAccounts;
 
 /// How long a sign-up token can wait for its callback.
 pub const SIGNUP_TTL_MS: i64 = 600_000;
@@ -50,7 +50,7 @@ pub const SIGNUP_ATTRIBUTE: &str = "tessera.signup.enabled";
 /// How long a connect link (made for an IDE's bearer token) can be opened.
 pub const LINK_TTL_SECS: i64 = 300;
 pub struct ConnectService {
-    pub tokens: TokenService,
+    pub accounts: ProviderAccounts,
     pub config: Arc<ConnectConfig>,
     providers: BTreeMap<String, Arc<Provider>>,
     /// Also used by the relay.
@@ -63,7 +63,7 @@ pub struct ConnectService {
 impl ConnectService {
     /// Resolves every provider (presets, secrets from `read_env` or files).
     pub fn new(
-        tokens: TokenService,
+        accounts: ProviderAccounts,
         config: ConnectConfig,
         read_env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, config::ConfigError> {
@@ -80,12 +80,12 @@ impl ConnectService {
             let spec = p.resolve(name, read_env)?;
             providers.insert(name.clone(), Arc::new(Provider::new(spec, http.clone())));
         }
-        let master = tokens.keys.master();
+        let master = accounts.master_key();
         Ok(Self {
             state_key: master.mac_key("provider-state"),
             link_key: master.mac_key("connect-link"),
             vault: master.derive_key("provider-tokens"),
-            tokens,
+            accounts,
             config: Arc::new(config),
             providers,
             http,
@@ -115,7 +115,7 @@ impl ConnectService {
         self.config
             .auth_origin
             .as_deref()
-            .unwrap_or(&self.tokens.config.public_url)
+            .unwrap_or(self.accounts.public_url())
             .trim_end_matches('/')
     }
 
@@ -133,7 +133,7 @@ impl ConnectService {
             return false;
         };
         let own = [
-            Some(self.tokens.config.public_url.as_str()),
+            Some(self.accounts.public_url()),
             self.config.auth_origin.as_deref(),
         ];
         own.into_iter()
@@ -210,15 +210,14 @@ impl ConnectService {
             })?;
         // Only now, with the provider reachable, is a sign-up token used up.
         if let Some(s) = &signup {
-            match self.tokens.store.insert_signup(s).await {
+            match self.accounts.insert_signup(s).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict(_)) => return Err(ConnectError::SignupTokenUsed),
                 Err(e) => return Err(e.into()),
             }
         }
         let secret = serde_json::to_vec(&pending).map_err(internal)?;
-        self.tokens
-            .store
+        self.accounts
             .insert_provider_state(&ProviderState {
                 id: jti.clone(),
                 provider: provider_name.to_string(),
@@ -236,8 +235,7 @@ impl ConnectService {
     }
 
     async fn live_user(&self, realm_id: &str, user_id: &str) -> Result<User, ConnectError> {
-        self.tokens
-            .store
+        self.accounts
             .user(realm_id, user_id)
             .await?
             .filter(|u| u.enabled)
@@ -245,7 +243,7 @@ impl ConnectService {
     }
 
     async fn default_realm(&self) -> Result<Realm, ConnectError> {
-        self.tokens
+        self.accounts
             .realm(&self.config.default_realm)
             .await
             .map_err(|e| internal(e.description))
@@ -254,13 +252,13 @@ impl ConnectService {
     /// The name of round trip `jti`'s binding cookie: `__Host-` over https,
     /// so a sibling domain cannot plant one.
     fn binding_cookie(&self, jti: &str) -> String {
-        state::binding_cookie_name(&self.tokens.config.public_url, jti)
+        state::binding_cookie_name(self.accounts.public_url(), jti)
     }
 
     /// Spends a round trip whose callback came back to the wrong browser,
     /// and tells a sign-up's poller.
     async fn abandon(&self, claims: &StateClaims) {
-        let store = &self.tokens.store;
+        let store = &self.accounts;
         let now = now_ms();
         if let Err(e) = store.take_provider_state(&claims.jti, now).await {
             tracing::error!(error = %e, "could not spend a misdirected provider state");
@@ -337,8 +335,7 @@ impl ConnectService {
         let provider = self.provider(&claims.prv)?.clone();
         let signup = match &claims.sut {
             Some(hash) => Some(
-                self.tokens
-                    .store
+                self.accounts
                     .signup(&TokenHash::from_stored(hash.clone()))
                     .await?
                     .ok_or(ConnectError::InvalidState)?,
@@ -347,8 +344,7 @@ impl ConnectService {
         };
         let now = now_ms();
         let stored = self
-            .tokens
-            .store
+            .accounts
             .take_provider_state(&claims.jti, now)
             .await?
             .filter(|s| s.provider == claims.prv)
@@ -373,8 +369,7 @@ impl ConnectService {
         if let (Err(e), Some(s)) = (&outcome, &signup) {
             // Tells the polling client; the sign-up token is dead afterwards.
             if let Err(store) = self
-                .tokens
-                .store
+                .accounts
                 .complete_signup(&s.hash, None, Some(e.code()), now)
                 .await
             {
@@ -433,8 +428,7 @@ impl ConnectService {
             (Some(user_id), _) => {
                 let user = self.live_user(&claims.realm, user_id).await?;
                 if let Some(owner) = self
-                    .tokens
-                    .store
+                    .accounts
                     .provider_identity_user(&claims.realm, &claims.prv, &granted.identity.subject)
                     .await?
                 {
@@ -463,7 +457,7 @@ impl ConnectService {
         granted: &Granted,
         ret: Option<String>,
     ) -> Landing {
-        self.tokens.publish_to_user(
+        self.accounts.publish_to_user(
             &user.id,
             CONNECTED_EVENT,
             serde_json::json!({
@@ -479,7 +473,7 @@ impl ConnectService {
                 url: self.config.success_url.clone().unwrap_or_else(|| {
                     format!(
                         "{}/web/provider-connected/{provider}",
-                        self.tokens.config.public_url
+                        self.accounts.public_url()
                     )
                 }),
                 provider: provider.to_string(),
@@ -521,8 +515,7 @@ impl ConnectService {
         now: i64,
     ) -> Result<(), ConnectError> {
         let created_at = self
-            .tokens
-            .store
+            .accounts
             .provider_connection(&user.id, provider)
             .await?
             .map_or(now, |c| c.created_at);
@@ -537,7 +530,7 @@ impl ConnectService {
             created_at,
             updated_at: now,
         };
-        match self.tokens.store.put_provider_connection(&connection).await {
+        match self.accounts.put_provider_connection(&connection).await {
             Ok(()) => Ok(()),
             Err(StoreError::Conflict(_)) => Err(ConnectError::IdentityTaken(
                 self.provider(provider)?.spec.display_name.clone(),
@@ -549,8 +542,7 @@ impl ConnectService {
     /// The user's connections, without tokens.
     pub async fn connections(&self, user_id: &str) -> Result<Vec<ConnectionInfo>, ConnectError> {
         Ok(self
-            .tokens
-            .store
+            .accounts
             .user_provider_connections(user_id)
             .await?
             .into_iter()
@@ -572,8 +564,7 @@ impl ConnectService {
     /// provider that fails to is logged: the token is gone from here).
     pub async fn disconnect(&self, user_id: &str, provider: &str) -> Result<(), ConnectError> {
         let c = self
-            .tokens
-            .store
+            .accounts
             .delete_provider_connection(user_id, provider)
             .await?
             .ok_or(ConnectError::NotConnected)?;
@@ -609,7 +600,7 @@ impl ConnectService {
         provider: &str,
     ) -> Result<(String, Vec<String>), ConnectError> {
         let p = self.provider(provider)?;
-        let store = &self.tokens.store;
+        let store = &self.accounts;
         let mut c = store
             .provider_connection(user_id, provider)
             .await?

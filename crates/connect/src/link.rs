@@ -6,7 +6,7 @@ use crate::{ConnectError, ConnectService, Start, Started, LINK_TTL_SECS};
 use serde::Serialize;
 use tessera_core::time::{now_ms, now_secs};
 use tessera_core::{ProviderState, Realm};
-use tessera_store::StoreError;
+use tessera_oauth::data::StoreError;
 
 /// A one-time link that lets a browser signed in as `user_id` connect
 /// `provider` (made for an IDE's bearer token, or by Che's API).
@@ -68,7 +68,7 @@ impl ConnectService {
         };
         format!(
             "{}/realms/{}/account/connect/{}",
-            self.tokens.config.public_url,
+            self.accounts.public_url(),
             enc(realm_name),
             enc(provider)
         )
@@ -115,7 +115,7 @@ impl ConnectService {
             created_at: now_ms(),
             expires_at: link.exp * 1000,
         };
-        match self.tokens.store.insert_provider_state(&spent).await {
+        match self.accounts.insert_provider_state(&spent).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => return Err(ConnectError::InvalidLink),
             Err(e) => return Err(e.into()),

@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 use tessera_core::scope::ScopeSet;
 use tessera_core::time::now_ms;
 use tessera_core::{ProviderState, Signup, TokenHash, User};
+use tessera_oauth::data::{ClientMeta, StoreError};
 use tessera_oauth::issue::{new_refresh_token, new_session, Issue};
 use tessera_oauth::self_service;
-use tessera_store::{ClientMeta, StoreError};
 
 /// A sign-up between the provider's callback and the person's confirmation
 /// (sealed in a provider-state row named `signup-<flow>`, taken once).
@@ -90,8 +90,7 @@ impl ConnectService {
             return Err(ConnectError::Refused(why));
         }
         let client = self
-            .tokens
-            .store
+            .accounts
             .client_by_client_id(&realm.id, client_id)
             .await?
             .filter(|c| c.enabled && signup_enabled(c))
@@ -102,7 +101,7 @@ impl ConnectService {
                 ))
             })?;
         let hash = TokenHash::of(token);
-        if self.tokens.store.signup(&hash).await?.is_some() {
+        if self.accounts.signup(&hash).await?.is_some() {
             return Err(ConnectError::SignupTokenUsed);
         }
         Ok(Signup {
@@ -158,8 +157,7 @@ impl ConnectService {
             .signup_target(signup, provider, &granted.identity)
             .await?;
         let client = self
-            .tokens
-            .store
+            .accounts
             .client(&signup.realm_id, &signup.client_id)
             .await?
             .filter(|c| c.enabled)
@@ -182,8 +180,7 @@ impl ConnectService {
         };
         let plain = serde_json::to_vec(&held).map_err(internal)?;
         let id = format!("signup-{}", claims.jti);
-        self.tokens
-            .store
+        self.accounts
             .insert_provider_state(&ProviderState {
                 secret: URL_SAFE_NO_PAD.encode(self.vault.seal(&id, &plain)),
                 id,
@@ -233,7 +230,7 @@ impl ConnectService {
         }
         let now = now_ms();
         let id = format!("signup-{flow}");
-        let store = &self.tokens.store;
+        let store = &self.accounts;
         let stored = store
             .take_provider_state(&id, now)
             .await?
@@ -306,8 +303,7 @@ impl ConnectService {
         self.save(&user, &signup.provider, &held.granted, now)
             .await?;
         if !self
-            .tokens
-            .store
+            .accounts
             .complete_signup(&signup.hash, Some(&user.id), None, now)
             .await?
         {
@@ -326,7 +322,7 @@ impl ConnectService {
         provider: &Provider,
         id: &Identity,
     ) -> Result<Option<User>, ConnectError> {
-        let store = &self.tokens.store;
+        let store = &self.accounts;
         // Sign-ups only ever happen in the default realm.
         let realm = self.default_realm().await?;
         if realm.id != signup.realm_id {
@@ -352,7 +348,7 @@ impl ConnectService {
         let (Some(email), true) = (&id.email, id.email_verified) else {
             return Ok(None);
         };
-        let query = tessera_store::UserQuery {
+        let query = tessera_oauth::data::UserQuery {
             email: Some(email.clone()),
             exact: true,
             max: 2,
@@ -426,7 +422,7 @@ impl ConnectService {
                 attributes: BTreeMap::new(),
                 created_at: now_ms(),
             };
-            match self.tokens.store.create_user(&user).await {
+            match self.accounts.create_user(&user).await {
                 Ok(()) => {
                     tracing::info!(provider, user = %user.id, "user created by provider sign-up");
                     return Ok(user);
@@ -445,7 +441,7 @@ impl ConnectService {
         meta: &ClientMeta,
     ) -> Result<Result<SignedUp, SignupPoll>, ConnectError> {
         let hash = TokenHash::of(token);
-        let store = &self.tokens.store;
+        let store = &self.accounts;
         let Some(signup) = store.signup(&hash).await? else {
             return Ok(Err(SignupPoll::NotFound));
         };
@@ -490,7 +486,7 @@ impl ConnectService {
         // Everything that can fail is done before the sign-up is spent.
         let me = self.me(&user).await?;
         let tokens = self
-            .tokens
+            .accounts
             .token_response(Issue::for_user(
                 &realm, &client, &user, &session, &refresh, &scope,
             ))
@@ -511,8 +507,7 @@ impl ConnectService {
 
     pub async fn me(&self, user: &User) -> Result<Me, ConnectError> {
         let providers = self
-            .tokens
-            .store
+            .accounts
             .user_provider_connections(&user.id)
             .await?
             .into_iter()

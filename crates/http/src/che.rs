@@ -9,18 +9,18 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use tessera_oauth::TokenService;
+use tessera_oauth::Services;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/keycloak/settings", get(settings))
 }
 
 async fn settings(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     State(http): State<Arc<HttpSettings>>,
 ) -> Result<Json<Value>, OAuthReject> {
-    let realm = tokens.realm(&http.default_realm).await?;
-    let auth = format!("{}/auth", tokens.config.public_url);
+    let realm = svc.realms.realm(&http.default_realm).await?;
+    let auth = format!("{}/auth", svc.config.public_url);
     let base = format!("{auth}/realms/{}", realm.name);
     Ok(Json(json!({
         "che.keycloak.token.endpoint": format!("{base}/protocol/openid-connect/token"),

@@ -22,7 +22,7 @@ use tessera_verify::{Accept, Policy, Subject, VerifyLayer};
 
 pub fn router(state: &AppState) -> Router<AppState> {
     let realm = DefaultRealm {
-        tokens: state.tokens.clone(),
+        svc: state.services.clone(),
         name: state.settings.default_realm.clone(),
     };
     let verifier = crate::workspaces::verifier(&realm);
@@ -77,7 +77,7 @@ const TITLE: &str = "Tessera";
 /// 302 to the provider, setting the cookie that binds the callback to
 /// this browser (`/`-wide: callbacks come back on two paths).
 pub(crate) fn to_provider(app: &AppState, started: Started) -> Page {
-    let secure = if app.tokens.config.public_url.starts_with("https://") {
+    let secure = if app.services.config.public_url.starts_with("https://") {
         "; Secure"
     } else {
         ""
@@ -185,7 +185,12 @@ async fn provider_link(
         return Err(ConnectError::Unauthenticated.into());
     };
     let realm = app.connect.realm().await?;
-    let user = match app.tokens.check_live_access_token(&realm, token).await {
+    let user = match app
+        .services
+        .verifier
+        .check_live_access_token(&realm, token)
+        .await
+    {
         Ok((claims, Some(_))) => claims.sub,
         Err(tessera_oauth::verify::Rejection::Unavailable(detail)) => {
             return Err(ConnectError::Internal(detail).into())
@@ -419,7 +424,7 @@ async fn account_providers(
     Path(realm): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let user = match crate::pages::account::api_caller(&app.tokens, &realm, &headers).await {
+    let user = match crate::pages::account::api_caller(&app.services, &realm, &headers).await {
         Ok((_, user, _)) => user,
         Err(e) => return OAuthReject::from(e).into_response(),
     };
@@ -435,7 +440,7 @@ async fn account_disconnect(
     Path((realm, provider)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let user = match crate::pages::account::api_caller(&app.tokens, &realm, &headers).await {
+    let user = match crate::pages::account::api_caller(&app.services, &realm, &headers).await {
         Ok((_, user, _)) => user,
         Err(e) => return OAuthReject::from(e).into_response(),
     };
@@ -448,7 +453,7 @@ async fn account_disconnect(
 /// `GET /api/oauth`: the configured providers, as Che's
 /// `OAuthAuthenticatorDescriptor`s.
 async fn che_providers(State(app): State<AppState>) -> Json<Vec<Value>> {
-    let base = format!("{}/api/oauth/authenticate", app.tokens.config.public_url);
+    let base = format!("{}/api/oauth/authenticate", app.services.config.public_url);
     let mut out = Vec::new();
     for p in app.connect.providers().await {
         out.push(json!({

@@ -21,10 +21,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use tessera_core::time::now_ms;
 use tessera_core::Realm;
 use tessera_oauth::consent::{AuthenticateRequest, ConsentError};
-use tessera_oauth::TokenService;
+use tessera_oauth::Services;
 use tessera_verify::{Accept, Policy, Subject, TokenKind, VerifyLayer};
 use tower_http::cors::{Any, CorsLayer};
 
@@ -57,7 +56,7 @@ pub fn realm_router() -> Router<AppState> {
 /// `/auth/*` for the default realm, and `/auth/session`.
 pub fn default_realm_router(state: &AppState) -> Router<AppState> {
     let realm = DefaultRealm {
-        tokens: state.tokens.clone(),
+        svc: state.services.clone(),
         name: state.settings.default_realm.clone(),
     };
     let verifier = Arc::new(
@@ -97,7 +96,8 @@ impl axum::extract::FromRequestParts<AppState> for ConsentRealm {
                 .and_then(|Path(p)| p.get("realm").cloned());
         let name = named.unwrap_or_else(|| state.settings.default_realm.clone());
         state
-            .tokens
+            .services
+            .realms
             .realm(&name)
             .await
             .map(Self)
@@ -212,11 +212,12 @@ struct GenerateReq {
 }
 
 async fn generate_auth_jwt(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     ConsentRealm(realm): ConsentRealm,
     Body(req): Body<GenerateReq>,
 ) -> Result<Response, ConsentReject> {
-    let jwt = tokens
+    let jwt = svc
+        .consent
         .generate_auth_jwt(&realm, &req.did, &req.context_name)
         .await?;
     Ok(success(json!({"authJwt": jwt})))
@@ -236,14 +237,15 @@ struct AuthenticateReq {
 }
 
 async fn authenticate(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     ConsentRealm(realm): ConsentRealm,
     Meta(meta): Meta,
     headers: HeaderMap,
     Body(req): Body<AuthenticateReq>,
 ) -> Result<Response, ConsentReject> {
     let origin_header = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let out = tokens
+    let out = svc
+        .consent
         .consent_authenticate(
             &realm,
             AuthenticateRequest {
@@ -274,12 +276,13 @@ struct ConnectReq {
 }
 
 async fn connect(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     ConsentRealm(realm): ConsentRealm,
     Meta(meta): Meta,
     Body(req): Body<ConnectReq>,
 ) -> Result<Response, ConsentReject> {
-    let (access, host) = tokens
+    let (access, host) = svc
+        .consent
         .consent_connect(
             &realm,
             &req.refresh_token,
@@ -301,12 +304,13 @@ struct RegenerateReq {
 }
 
 async fn regenerate(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     ConsentRealm(realm): ConsentRealm,
     Meta(meta): Meta,
     Body(req): Body<RegenerateReq>,
 ) -> Result<Response, ConsentReject> {
-    let refresh = tokens
+    let refresh = svc
+        .consent
         .consent_regenerate(
             &realm,
             &req.refresh_token,
@@ -328,11 +332,12 @@ struct InvalidateReq {
 }
 
 async fn invalidate_device(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     ConsentRealm(realm): ConsentRealm,
     Body(req): Body<InvalidateReq>,
 ) -> Result<Response, ConsentReject> {
-    let n = tokens
+    let n = svc
+        .consent
         .consent_invalidate_device(
             &realm,
             &req.did,
@@ -352,11 +357,12 @@ struct IsValidReq {
 }
 
 async fn is_token_valid(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     ConsentRealm(realm): ConsentRealm,
     Body(req): Body<IsValidReq>,
 ) -> Result<Response, ConsentReject> {
-    match tokens
+    match svc
+        .consent
         .consent_token_expiry(&realm, &req.refresh_token, &req.context_name)
         .await
     {
@@ -371,7 +377,7 @@ async fn is_token_valid(
 
 /// The app connection behind a consent access token, if its session is live.
 async fn session(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     State(settings): State<Arc<HttpSettings>>,
     Extension(subject): Extension<Subject>,
 ) -> Result<Response, ConsentReject> {
@@ -386,16 +392,16 @@ async fn session(
             "Not a consent token",
         ));
     };
-    let realm = tokens
+    let realm = svc
+        .realms
         .realm(&settings.default_realm)
         .await
         .map_err(ConsentError::Server)?;
-    let live = tokens
-        .store
-        .session(session)
+    let live = svc
+        .consent
+        .active_session(&realm, session)
         .await
-        .map_err(|e| ConsentError::Server(tessera_core::OAuthError::server_error(e)))?
-        .filter(|s| s.realm_id == realm.id && s.is_active(now_ms()))
+        .map_err(ConsentError::Server)?
         .ok_or_else(|| ConsentReject::new(StatusCode::UNAUTHORIZED, "Session has ended"))?;
     Ok(success(json!({
         "username": subject.id,

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use tessera_core::{OAuthError, OAuthErrorCode};
-use tessera_store::StoreError;
+use tessera_oauth::data::StoreError;
 
 /// An OAuth protocol error response.
 #[derive(Debug)]

@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use tessera_core::{OAuthError, OAuthErrorCode};
+use tessera_oauth::data::ClientMeta;
 use tessera_oauth::Params;
-use tessera_store::ClientMeta;
 
 /// Reads the body up to the configured limit.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, bool> {

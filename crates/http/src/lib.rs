@@ -23,7 +23,7 @@ use axum::extract::FromRef;
 use axum::Router;
 use std::sync::Arc;
 use tessera_connect::ConnectService;
-use tessera_oauth::TokenService;
+use tessera_oauth::Services;
 use tower_http::trace::TraceLayer;
 
 /// Settings of the HTTP layer.
@@ -54,16 +54,16 @@ impl Default for HttpSettings {
 
 #[derive(Clone)]
 pub struct AppState {
-    pub tokens: TokenService,
+    pub services: Services,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<HttpSettings>,
     /// Upstream providers, environments and the relay.
     pub connect: Arc<ConnectService>,
 }
 
-impl FromRef<AppState> for TokenService {
+impl FromRef<AppState> for Services {
     fn from_ref(s: &AppState) -> Self {
-        s.tokens.clone()
+        s.services.clone()
     }
 }
 

@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
-use tessera_oauth::TokenService;
+use tessera_oauth::Services;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -22,12 +22,12 @@ async fn live() -> impl IntoResponse {
     Json(json!({"status": "UP"}))
 }
 
-async fn ready(State(tokens): State<TokenService>) -> impl IntoResponse {
-    match tokens.store.ping().await {
+async fn ready(State(svc): State<Services>) -> impl IntoResponse {
+    match svc.health.ping().await {
         Ok(()) => (
             StatusCode::OK,
             Json(
-                json!({"status": "UP", "checks": [{"name": "database", "status": "UP", "backend": tokens.store.backend()}]}),
+                json!({"status": "UP", "checks": [{"name": "database", "status": "UP", "backend": svc.health.backend()}]}),
             ),
         ),
         Err(e) => {

@@ -240,16 +240,12 @@ async fn client_lifecycle_and_secrets(app: TestApp) {
     assert_eq!(common::claims(&t.str("access_token"))["sub"], sa.body["id"]);
     // Only the hash is stored.
     let realm = app
-        .state
-        .tokens
         .store
         .realm_by_name("test")
         .await
         .expect("db")
         .expect("realm");
     let stored = app
-        .state
-        .tokens
         .store
         .client(&realm.id, &id)
         .await
@@ -379,13 +375,9 @@ async fn user_lifecycle_and_queries(app: TestApp) {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(login("carol-pw").await.status, StatusCode::OK);
     let stored = app
-        .state
-        .tokens
         .store
         .user(
-            &app.state
-                .tokens
-                .store
+            &app.store
                 .realm_by_name("test")
                 .await
                 .expect("db")

@@ -64,7 +64,7 @@ fn cases() -> Vec<Case> {
 /// Everything a bad request could have written: sessions (with last-used
 /// time), a live refresh token's record, clients, users, realms and keys.
 async fn fingerprint(app: &TestApp, refresh_token: &str) -> String {
-    let store = &app.state.tokens.store;
+    let store = &app.store;
     let realm = store
         .realm_by_name("test")
         .await

@@ -387,15 +387,17 @@ impl World {
     /// Signs this browser in to the test realm as `username` (the SSO
     /// cookie a login would set; logging in is tested in browser.rs).
     async fn sign_in_browser(&self, username: &str) {
-        let tokens = &self.app.state.tokens;
-        let realm = tokens.realm("test").await.expect("realm");
-        let user = tokens
+        let svc = &self.app.state.services;
+        let realm = svc.realms.realm("test").await.expect("realm");
+        let user = self
+            .app
             .store
             .user_by_username(&realm.id, username)
             .await
             .expect("db")
             .expect("user");
-        let (_, secret) = tokens
+        let (_, secret) = svc
+            .browser
             .start_sso_session(&realm, &user, &Default::default(), None)
             .await
             .expect("sso");
@@ -536,19 +538,12 @@ impl World {
     }
 
     fn state_key(&self) -> tessera_keys::MacKey {
-        self.app
-            .state
-            .tokens
-            .keys
-            .master()
-            .mac_key("provider-state")
+        self.app.master.mac_key("provider-state")
     }
 
     async fn connection(&self, user: &str) -> Option<tessera_core::ProviderConnection> {
         let id = self.app.user_id("test", user).await;
         self.app
-            .state
-            .tokens
             .store
             .provider_connection(&id, "acme")
             .await
@@ -561,7 +556,7 @@ async fn connect_stores_sealed_tokens_publishes_and_disconnects(backend: Backend
         return;
     };
     let token = w.alice().await;
-    let mut events = w.app.state.tokens.events.subscribe();
+    let mut events = w.app.state.services.sessions.subscribe();
     let authorize = w.begin("/web/provider-auth/acme", Some(&token)).await;
     assert_eq!(
         query_param(&authorize, "redirect_uri").as_deref(),
@@ -980,9 +975,16 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
         "{html}"
     );
     // Nothing exists yet: no account, no connection.
-    let tokens = &w.app.state.tokens;
-    let test_realm = tokens.realm("test").await.expect("realm");
-    assert!(tokens
+    let test_realm = w
+        .app
+        .state
+        .services
+        .realms
+        .realm("test")
+        .await
+        .expect("realm");
+    assert!(w
+        .app
         .store
         .user_by_username(&test_realm.id, "newbie")
         .await
@@ -1125,8 +1127,6 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
     let old = uuid::Uuid::new_v4().to_string();
     let realm = w
         .app
-        .state
-        .tokens
         .store
         .realm_by_name("test")
         .await
@@ -1134,8 +1134,6 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
         .expect("realm");
     let cli = w
         .app
-        .state
-        .tokens
         .store
         .client_by_client_id(&realm.id, "cli")
         .await
@@ -1143,8 +1141,6 @@ async fn signup_polls_then_returns_user_and_tokens_once(backend: Backend) {
         .expect("cli");
     let now = tessera_core::time::now_ms();
     w.app
-        .state
-        .tokens
         .store
         .insert_signup(&tessera_core::Signup {
             hash: tessera_core::TokenHash::of(&old),
@@ -1522,11 +1518,16 @@ async fn signup_link_takeover_is_refused(backend: Backend) {
     assert!(r.status.is_success(), "{:?}", r.body);
     let mut stored = w
         .app
-        .state
-        .tokens
         .store
         .user(
-            &w.app.state.tokens.realm("test").await.expect("realm").id,
+            &w.app
+                .state
+                .services
+                .realms
+                .realm("test")
+                .await
+                .expect("realm")
+                .id,
             &alice_id,
         )
         .await
@@ -1534,13 +1535,7 @@ async fn signup_link_takeover_is_refused(backend: Backend) {
         .expect("alice");
     if !stored.roles.iter().any(|r| r == "admin") {
         stored.roles.push("admin".into());
-        w.app
-            .state
-            .tokens
-            .store
-            .update_user(&stored)
-            .await
-            .expect("update");
+        w.app.store.update_user(&stored).await.expect("update");
     }
     let t = uuid::Uuid::new_v4().to_string();
     let authorize = w.begin(&signup_link(t.as_str()), None).await;
@@ -1554,8 +1549,6 @@ async fn signup_link_takeover_is_refused(backend: Backend) {
 
     // Nor when the admin's provider identity is already connected.
     w.app
-        .state
-        .tokens
         .store
         .put_provider_connection(&tessera_core::ProviderConnection {
             realm_id: stored.realm_id.clone(),

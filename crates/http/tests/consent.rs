@@ -127,7 +127,7 @@ async fn consent_app(backend: Backend, tune: impl FnOnce(&mut OAuthConfig)) -> O
 
 /// Sessions of the DID's user in realm `test` (0 if the user does not exist).
 async fn did_sessions(app: &TestApp, did: &str) -> usize {
-    let store = &app.state.tokens.store;
+    let store = &app.store;
     let realm = store
         .realm_by_name("test")
         .await
@@ -679,7 +679,7 @@ async fn reusing_a_rotated_token_ends_the_session(app: TestApp) {
 async fn invalidating_a_device_ends_all_its_sessions(app: TestApp) {
     let w = EthWallet::new();
     let other = EthWallet::new();
-    let mut events = app.state.tokens.events.subscribe();
+    let mut events = app.state.services.sessions.subscribe();
     let (phone1, _) = login(&app, &w, CTX, "phone").await;
     let (phone2, _) = login(&app, &w, CTX, "phone").await;
     let (laptop, _) = login(&app, &w, CTX, "laptop").await;
@@ -766,7 +766,7 @@ async fn app_connections_show_in_the_admin_api(app: TestApp) {
         .await;
     assert_eq!(u.body["attributes"]["did"], json!([w.normalized()]));
 
-    let mut events = app.state.tokens.events.subscribe();
+    let mut events = app.state.services.sessions.subscribe();
     let sid = s["id"].as_str().expect("id");
     let r = app
         .json(
@@ -820,7 +820,7 @@ async fn app_connections_show_in_the_admin_api(app: TestApp) {
 
 async fn garbage_collection_under_load(app: TestApp) {
     use tessera_oauth::gc::{collect_garbage, GcConfig};
-    let store = app.state.tokens.store.clone();
+    let store = app.store.clone();
     let w = EthWallet::new();
     let mut old_sessions = Vec::new();
     let mut old_tokens = Vec::new();
@@ -908,7 +908,7 @@ async fn consent_never_reaches_admins(app: TestApp) {
     let (refresh, _) = login(&app, &w, CTX, "laptop").await;
     // An administrator grants this DID's account the admin role: from then
     // on, neither its tokens nor a new signature sign it in.
-    let store = &app.state.tokens.store;
+    let store = &app.store;
     let realm = store
         .realm_by_name("test")
         .await

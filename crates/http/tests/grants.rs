@@ -64,20 +64,11 @@ async fn password_grant_returns_keycloak_shaped_tokens(app: TestApp) {
 async fn session_records_client_device_ip_and_agent(app: TestApp) {
     let r = app.alice(None).await;
     let sid = r.str("session_state");
-    let s = app
-        .state
-        .tokens
-        .store
-        .session(&sid)
-        .await
-        .expect("db")
-        .expect("session");
+    let s = app.store.session(&sid).await.expect("db").expect("session");
     assert_eq!(s.device_id.as_deref(), Some("laptop-1"));
     assert_eq!(s.ip.as_deref(), Some("192.0.2.7"));
     assert_eq!(s.user_agent.as_deref(), Some("tessera-tests/1.0"));
     let client = app
-        .state
-        .tokens
         .store
         .client(&s.realm_id, &s.client_id)
         .await

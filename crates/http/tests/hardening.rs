@@ -43,7 +43,7 @@ async fn disabling_a_client_ends_its_tokens_everywhere(app: TestApp) {
     let refresh = login.str("refresh_token");
     let userinfo = "/realms/test/protocol/openid-connect/userinfo";
     let introspect = "/realms/test/protocol/openid-connect/token/introspect";
-    let mut events = app.state.tokens.events.subscribe();
+    let mut events = app.state.services.sessions.subscribe();
     assert_eq!(
         app.get(userinfo, Some(&access)).await.status,
         StatusCode::OK
@@ -145,15 +145,16 @@ async fn device_codes_and_user_codes_are_rate_limited(app: TestApp) {
 
     // A signed-in browser guessing user codes: three wrong ones, then a
     // readable 429 page, even for a real code.
-    let tokens = &app.state.tokens;
-    let realm = tokens.realm("test").await.expect("realm");
-    let alice = tokens
+    let svc = &app.state.services;
+    let realm = svc.realms.realm("test").await.expect("realm");
+    let alice = app
         .store
         .user_by_username(&realm.id, "alice")
         .await
         .expect("db")
         .expect("alice");
-    let (_, sso) = tokens
+    let (_, sso) = svc
+        .browser
         .start_sso_session(&realm, &alice, &Default::default(), None)
         .await
         .expect("sso");
@@ -258,7 +259,7 @@ async fn client_addresses_come_from_trusted_proxies_only(app: TestApp) {
             .as_str()
             .expect("sid")
             .to_string();
-        let store = app.state.tokens.store.clone();
+        let store = app.store.clone();
         async move { store.session(&sid).await.expect("db").expect("session").ip }
     };
     let r = login(&behind, [192, 0, 2, 7], "10.9.9.9, 203.0.113.9").await;

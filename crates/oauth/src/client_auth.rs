@@ -2,16 +2,18 @@
 //! endpoints: `client_secret_basic`, `client_secret_post`, and public clients
 //! identified by `client_id` alone.
 
+use crate::keyring::KeyCache;
 use crate::params::Params;
-use crate::TokenService;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use std::sync::Arc;
 use tessera_core::{Client, OAuthError, Realm, Secret};
+use tessera_store::ClientStore;
 
 /// Who the calling client says it is: `client_secret_basic`,
 /// `client_secret_post`, or a public client's bare `client_id` (Keycloak's
 /// "client-secret" authenticator takes either secret method, so the method
-/// itself is not kept). Read in one place: `TokenService::calling_client`.
+/// itself is not kept). Read in one place: `ClientAuth::calling_client`.
 #[derive(Clone, Debug)]
 pub struct ClientCredentials {
     pub client_id: String,
@@ -77,7 +79,14 @@ fn parse_basic(encoded: &str) -> Result<(String, String), OAuthError> {
     Ok((decode(id)?, decode(secret)?))
 }
 
-impl TokenService {
+/// Client authentication for every form-posted endpoint.
+#[derive(Clone)]
+pub struct ClientAuth {
+    pub(crate) client_db: Arc<dyn ClientStore>,
+    pub(crate) keys: Arc<KeyCache>,
+}
+
+impl ClientAuth {
     /// The calling client of a form-posted request (token, device
     /// authorization, introspection, revocation, logout by refresh token):
     /// its credentials read from the `Authorization` header or the form, then
@@ -100,7 +109,7 @@ impl TokenService {
         creds: &ClientCredentials,
     ) -> Result<Client, OAuthError> {
         let client = self
-            .store
+            .client_db
             .client_by_client_id(&realm.id, &creds.client_id)
             .await
             .map_err(OAuthError::server_error)?

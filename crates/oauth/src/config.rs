@@ -25,6 +25,11 @@ impl OAuthConfig {
             browser: BrowserConfig::default(),
         }
     }
+
+    /// The `iss` of tokens from `realm`.
+    pub fn issuer(&self, realm: &str) -> String {
+        format!("{}/realms/{}", self.public_url, realm)
+    }
 }
 
 /// Argon2id cost. Defaults are OWASP's (19 MiB, 2 passes, 1 lane).

@@ -10,9 +10,12 @@
 //! it can before it writes: a refused request changes nothing.
 
 use crate::issue::{new_refresh_token, NewRefreshToken};
-use crate::TokenService;
+use crate::keyring::KeyCache;
+use crate::{OAuthConfig, Sessions};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use tessera_consent::DidResolver;
 use tessera_consent::{
     authenticate_message, database_username, invalidate_device_message, verify_signature,
     ContextName, Did, DidError, SignatureError,
@@ -22,6 +25,7 @@ use tessera_core::secret::random_token;
 use tessera_core::time::now_ms;
 use tessera_core::{Client, ConsentChallenge, OAuthError, Realm, Session, TokenHash, User};
 use tessera_store::{ClientMeta, RotateOutcome, StoreError};
+use tessera_store::{ClientStore, ConsentStore, RefreshTokenStore, SessionStore, UserStore};
 
 /// The client consent sessions belong to (created in each realm on first use).
 pub const CONSENT_CLIENT_ID: &str = "tessera-consent";
@@ -129,7 +133,37 @@ struct Bound {
     context: ContextName,
 }
 
-impl TokenService {
+/// DID consent logins (Verida): challenges, signed consent, the tokens
+/// they earn and the devices they connect.
+#[derive(Clone)]
+pub struct ConsentLogin {
+    pub(crate) config: Arc<OAuthConfig>,
+    pub(crate) keys: Arc<KeyCache>,
+    pub(crate) client_db: Arc<dyn ClientStore>,
+    pub(crate) user_db: Arc<dyn UserStore>,
+    pub(crate) consent_db: Arc<dyn ConsentStore>,
+    pub(crate) session_db: Arc<dyn SessionStore>,
+    pub(crate) refresh_db: Arc<dyn RefreshTokenStore>,
+    /// Finds the key behind a DID.
+    pub(crate) resolver: Arc<dyn DidResolver>,
+    pub(crate) sessions: Sessions,
+}
+
+impl ConsentLogin {
+    /// The session if it is active and in `realm`.
+    pub async fn active_session(
+        &self,
+        realm: &Realm,
+        session_id: &str,
+    ) -> Result<Option<Session>, OAuthError> {
+        Ok(self
+            .session_db
+            .session(session_id)
+            .await
+            .map_err(OAuthError::server_error)?
+            .filter(|s| s.realm_id == realm.id && s.is_active(now_ms())))
+    }
+
     /// The storage endpoint apps are sent to.
     pub fn consent_host(&self) -> String {
         self.config
@@ -166,7 +200,7 @@ impl TokenService {
         let ttl_ms = self.config.consent.challenge_ttl_secs * 1000;
         // Stateless until answered: asking for a challenge writes nothing.
         let auth_jwt = self.challenge_key(realm).sign_jwt(&ChallengeClaims {
-            iss: self.issuer(&realm.name),
+            iss: self.config.issuer(&realm.name),
             sub: did.as_str().to_string(),
             context_name: context.as_str().to_string(),
             auth_request_id: auth_request_id.clone(),
@@ -206,7 +240,7 @@ impl TokenService {
             .ok()
             .and_then(|v| serde_json::from_value(v).ok())
             .filter(|c: &ChallengeClaims| {
-                c.typ == TYP_CHALLENGE && c.iss == self.issuer(&realm.name)
+                c.typ == TYP_CHALLENGE && c.iss == self.config.issuer(&realm.name)
             })
             .ok_or_else(|| unauthorized("Invalid auth JWT"))?;
         let now = now_ms();
@@ -227,7 +261,7 @@ impl TokenService {
         }
         // The signature is good: spend the challenge (exactly once).
         let fresh = self
-            .store
+            .consent_db
             .spend_challenge(&ConsentChallenge {
                 hash: TokenHash::of(&claims.auth_request_id),
                 realm_id: realm.id.clone(),
@@ -264,7 +298,9 @@ impl TokenService {
             revoked_at: None,
         };
         let refresh = new_refresh_token(&session, now);
-        self.store.create_session(&session, &refresh.record).await?;
+        self.session_db
+            .create_session(&session, &refresh.record)
+            .await?;
         tracing::info!(realm = %realm.name, session = %session.id, did = %did, "consent login");
         Ok(ConsentTokens {
             access_token: self
@@ -289,7 +325,7 @@ impl TokenService {
             .bound_refresh_token(realm, refresh_token, Some(did), context_name)
             .await?;
         let session = self
-            .store
+            .session_db
             .touch_session(&bound.session.id, now_ms(), meta)
             .await?
             .ok_or_else(|| unauthorized(INVALID_REFRESH))?;
@@ -317,7 +353,7 @@ impl TokenService {
         record.expires_at = now + self.config.consent.refresh_token_ttl_secs * 1000;
         let old = TokenHash::of(refresh_token);
         match self
-            .store
+            .refresh_db
             .rotate_refresh_token(&old, &record, now, meta)
             .await?
         {
@@ -328,7 +364,9 @@ impl TokenService {
             } => {
                 // Lost a race with another rotation (bound_refresh_token saw it
                 // unspent): the same reuse rule as the refresh grant.
-                self.refresh_token_reused(&session_id, rotated_at).await?;
+                self.sessions
+                    .refresh_token_reused(&session_id, rotated_at)
+                    .await?;
                 Err(unauthorized("Refresh token already used"))
             }
             RotateOutcome::Unknown | RotateOutcome::Inactive => Err(unauthorized(INVALID_REFRESH)),
@@ -353,7 +391,7 @@ impl TokenService {
         let message = invalidate_device_message(&context, &did, device_id);
         verify_signature(&key, &message, signature).map_err(signature_error)?;
         let Some(user) = self
-            .store
+            .user_db
             .user_by_username(&realm.id, &did_username(&did))
             .await?
             .filter(|u| is_did_user(u, &did))
@@ -361,12 +399,12 @@ impl TokenService {
             return Ok(0);
         };
         let ended = self
-            .store
+            .consent_db
             .revoke_device_sessions(&realm.id, &user.id, context.as_str(), device_id, now_ms())
             .await?;
         let n = ended.len();
         tracing::info!(realm = %realm.name, did = %did, sessions = n, "device invalidated");
-        self.announce_ended(&user.id, ended);
+        self.sessions.announce_ended(&user.id, ended);
         Ok(n)
     }
 
@@ -401,13 +439,13 @@ impl TokenService {
         }
         let now = now_ms();
         let record = self
-            .store
+            .refresh_db
             .refresh_token(&TokenHash::of(refresh_token))
             .await?
             .filter(|r| r.expires_at > now)
             .ok_or_else(|| unauthorized(INVALID_REFRESH))?;
         let session = self
-            .store
+            .session_db
             .session(&record.session_id)
             .await?
             .filter(|s| s.realm_id == realm.id && s.is_active(now))
@@ -416,7 +454,7 @@ impl TokenService {
             return Err(unauthorized("Refresh token was issued for another context"));
         }
         let user = self
-            .store
+            .user_db
             .user(&realm.id, &session.user_id)
             .await?
             .ok_or_else(|| unauthorized(INVALID_REFRESH))?;
@@ -436,7 +474,9 @@ impl TokenService {
             return Err(unauthorized("Refresh token was issued for another DID"));
         }
         if let Some(spent) = record.rotated_at {
-            self.refresh_token_reused(&session.id, spent).await?;
+            self.sessions
+                .refresh_token_reused(&session.id, spent)
+                .await?;
             return Err(unauthorized("Refresh token already used"));
         }
         Ok(Bound {
@@ -459,7 +499,7 @@ impl TokenService {
             exp: now + self.config.consent.access_token_ttl_secs,
             iat: now,
             jti: uuid::Uuid::new_v4().to_string(),
-            iss: self.issuer(&realm.name),
+            iss: self.config.issuer(&realm.name),
             aud: CONSENT_CLIENT_ID.into(),
             sub: database_username(did, context),
             typ: TYP_CONSENT.into(),
@@ -476,7 +516,7 @@ impl TokenService {
     /// disabled or the username belongs to an account that is not this DID's.
     async fn find_did_user(&self, realm: &Realm, did: &Did) -> Result<Option<User>, ConsentError> {
         let Some(user) = self
-            .store
+            .user_db
             .user_by_username(&realm.id, &did_username(did))
             .await?
         else {
@@ -514,7 +554,7 @@ impl TokenService {
             )]),
             created_at: now_ms(),
         };
-        match self.store.create_user(&user).await {
+        match self.user_db.create_user(&user).await {
             Ok(()) => Ok(user),
             Err(StoreError::Conflict(_)) => {
                 self.find_did_user(realm, did).await?.ok_or_else(|| {
@@ -532,7 +572,7 @@ impl TokenService {
     async fn consent_client(&self, realm: &Realm) -> Result<Client, ConsentError> {
         for _ in 0..2 {
             if let Some(c) = self
-                .store
+                .client_db
                 .client_by_client_id(&realm.id, CONSENT_CLIENT_ID)
                 .await?
             {
@@ -556,7 +596,7 @@ impl TokenService {
                 attributes: BTreeMap::new(),
                 created_at: now_ms(),
             };
-            match self.store.create_client(&client).await {
+            match self.client_db.create_client(&client).await {
                 Ok(()) => return Ok(client),
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),

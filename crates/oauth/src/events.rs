@@ -1,6 +1,6 @@
 //! Server events for the event channel: session revocations (so a revoked
 //! session's sockets are cut at once) and messages for a user's me-channel.
-//! Every path that ends a session goes through `TokenService::end_session`,
+//! Every path that ends a session goes through `Sessions::end_session`,
 //! `end_user_sessions` or `announce_ended`, which publish after the commit.
 //!
 //! This is an in-process broadcast. The event channel subscribes on every

@@ -1,17 +1,20 @@
 //! Minting tokens: access tokens (JWT), ID tokens (JWT) and opaque refresh
 //! tokens, and the Keycloak-shaped token response that carries them.
 
-use crate::TokenService;
+use crate::keyring::KeyCache;
+use crate::OAuthConfig;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Serialize;
 use sha2::{Digest, Sha256, Sha512};
+use std::sync::Arc;
 use tessera_core::claims::{AccessClaims, IdClaims, RealmAccess, TYP_ACCESS, TYP_ID};
 use tessera_core::scope::ScopeSet;
 use tessera_core::secret::random_token;
 use tessera_core::time::now_secs;
 use tessera_core::{
-    Client, OAuthError, Realm, RefreshTokenRecord, Session, SigningAlg, TokenHash, User,
+    Client, MachineTokenRecord, OAuthError, Realm, RefreshTokenRecord, Session, SigningAlg,
+    TokenHash, User, Workspace,
 };
 
 /// The token endpoint's success body, field for field as Keycloak sends it.
@@ -126,7 +129,15 @@ impl<'a> Issue<'a> {
     }
 }
 
-impl TokenService {
+/// Signs what the server hands out. Every token minted anywhere (grants,
+/// consent logins, sign-ups, machine tokens) is signed here.
+#[derive(Clone)]
+pub struct Minter {
+    pub(crate) config: Arc<OAuthConfig>,
+    pub(crate) keys: Arc<KeyCache>,
+}
+
+impl Minter {
     /// Signs the access (and, with `openid`, ID) token and assembles the response.
     pub async fn token_response(&self, issue: Issue<'_>) -> Result<TokenResponse, OAuthError> {
         let Issue {
@@ -141,7 +152,7 @@ impl TokenService {
         let keys = self.keys.realm_keys(realm).await?;
         let now = now_secs();
         let exp = now + realm.access_token_lifespan_secs;
-        let iss = self.issuer(&realm.name);
+        let iss = self.config.issuer(&realm.name);
         let sid = session.map(|s| s.id.clone());
         let mut claims = AccessClaims {
             exp,
@@ -227,6 +238,38 @@ impl TokenService {
             session_state: sid,
             scope: scope.to_param(),
         })
+    }
+}
+
+/// Che's machine-token claims, exactly.
+#[derive(Serialize)]
+struct MachineClaims<'a> {
+    wsid: &'a str,
+    uid: &'a str,
+    uname: &'a str,
+    jti: &'a str,
+}
+
+impl Minter {
+    /// Signs the machine token `record` stands for (RS512 under the realm's
+    /// machine key; deterministic, so the same record gives the same string).
+    pub async fn machine_token(
+        &self,
+        realm: &Realm,
+        ws: &Workspace,
+        user: &User,
+        record: &MachineTokenRecord,
+    ) -> Result<String, OAuthError> {
+        let keys = self.keys.machine_keys(realm).await?;
+        let claims = MachineClaims {
+            wsid: &ws.id,
+            uid: &user.id,
+            uname: &user.username,
+            jti: &record.jti,
+        };
+        Ok(keys
+            .signer
+            .sign_jwt(&claims, Some(tessera_verify::MACHINE_TOKEN_KIND)))
     }
 }
 

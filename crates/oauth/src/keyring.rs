@@ -14,7 +14,7 @@ use tessera_core::model::KeyStatus;
 use tessera_core::time::now_ms;
 use tessera_core::{OAuthError, Realm, SigningAlg, SigningKeyRecord};
 use tessera_keys::{JwkSet, MasterKey, SigningKey, VerifyingKey};
-use tessera_store::{Store, StoreError};
+use tessera_store::{KeyStore, StoreError};
 
 const RELOAD_EVERY: Duration = Duration::from_secs(30);
 const UNKNOWN_KID_BACKOFF: Duration = Duration::from_secs(5);
@@ -49,7 +49,7 @@ impl RealmKeys {
 type CacheKey = (String, &'static str);
 
 pub struct KeyCache {
-    store: Arc<dyn Store>,
+    store: Arc<dyn KeyStore>,
     master: MasterKey,
     entries: RwLock<HashMap<CacheKey, Arc<RealmKeys>>>,
     forced: std::sync::Mutex<HashMap<CacheKey, Instant>>,
@@ -57,7 +57,7 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
-    pub fn new(store: Arc<dyn Store>, master: MasterKey) -> Self {
+    pub fn new(store: Arc<dyn KeyStore>, master: MasterKey) -> Self {
         Self {
             store,
             master,

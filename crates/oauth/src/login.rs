@@ -2,13 +2,24 @@
 //! page and the account page's change-password form: throttled per username,
 //! and as slow for an unknown user as for a wrong password.
 
-use crate::TokenService;
+use crate::password::PasswordHasher;
+use crate::throttle::LoginThrottle;
+use std::sync::Arc;
 use tessera_core::{OAuthError, OAuthErrorCode, Realm, Secret, User};
+use tessera_store::UserStore;
 
 /// The one message every failed login gets.
 pub const BAD_CREDENTIALS: &str = "Invalid user credentials";
 
-impl TokenService {
+/// Username + password checks, throttled.
+#[derive(Clone)]
+pub struct PasswordCheck {
+    pub(crate) user_db: Arc<dyn UserStore>,
+    pub(crate) passwords: Arc<PasswordHasher>,
+    pub(crate) throttle: Arc<LoginThrottle>,
+}
+
+impl PasswordCheck {
     /// The enabled user with this username and password. Any failure is
     /// `InvalidUserCredentials` with the same message (or `TooManyRequests`
     /// once the username, or `address`, has used up its attempts).
@@ -21,7 +32,7 @@ impl TokenService {
     ) -> Result<User, OAuthError> {
         let username = username.to_lowercase();
         let attempt = self.throttle.begin(&realm.id, &username, address).await?;
-        let user = match self.store.user_by_username(&realm.id, &username).await {
+        let user = match self.user_db.user_by_username(&realm.id, &username).await {
             Ok(u) => u,
             Err(e) => {
                 attempt.not_counted().await;

@@ -2,7 +2,7 @@
 //! bootstrap: the `master` realm, its `admin` user and the `admin-cli`
 //! client, as Keycloak sets them up.
 
-use crate::TokenService;
+use crate::Administration;
 use std::collections::BTreeMap;
 use tessera_core::secret::random_token;
 use tessera_core::time::now_ms;
@@ -28,13 +28,13 @@ pub struct Bootstrap {
     pub created_default_realm: Option<String>,
 }
 
-impl TokenService {
+impl Administration {
     /// Stores a realm and generates its first signing key. If the key cannot
     /// be made, the realm is removed again, so a failed create changes nothing.
     pub async fn create_realm(&self, realm: &Realm) -> Result<(), StoreError> {
-        self.store.create_realm(realm).await?;
+        self.realm_db.create_realm(realm).await?;
         if let Err(e) = self.keys.realm_keys(realm).await {
-            let _ = self.store.delete_realm(&realm.id).await;
+            let _ = self.realm_db.delete_realm(&realm.id).await;
             return Err(StoreError::Unexpected(format!(
                 "generating the realm key: {e:?}"
             )));
@@ -53,7 +53,12 @@ impl TokenService {
     ) -> Result<Bootstrap, OAuthError> {
         let mut out = Bootstrap::default();
         let err = OAuthError::server_error;
-        let master = match self.store.realm_by_name(MASTER_REALM).await.map_err(err)? {
+        let master = match self
+            .realm_db
+            .realm_by_name(MASTER_REALM)
+            .await
+            .map_err(err)?
+        {
             Some(m) => m,
             None => {
                 let m = Realm::new(MASTER_REALM, now_ms());
@@ -63,7 +68,7 @@ impl TokenService {
                     Err(StoreError::Conflict(_)) => {}
                     Err(e) => return Err(err(e)),
                 }
-                self.store
+                self.realm_db
                     .realm_by_name(MASTER_REALM)
                     .await
                     .map_err(err)?
@@ -72,7 +77,7 @@ impl TokenService {
                     })?
             }
         };
-        if self.store.count_users(&master.id).await.map_err(err)? == 0 {
+        if self.user_db.count_users(&master.id).await.map_err(err)? == 0 {
             let (password, generated) = match admin_password {
                 Some(p) => (Secret::new(p), false),
                 None => (Secret::new(random_token(12)), true),
@@ -92,19 +97,19 @@ impl TokenService {
                 attributes: BTreeMap::new(),
                 created_at: now_ms(),
             };
-            match self.store.create_user(&admin).await {
+            match self.user_db.create_user(&admin).await {
                 Ok(()) if generated => out.generated_admin_password = Some(password),
                 Ok(()) | Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(err(e)),
             }
             if self
-                .store
+                .client_db
                 .client_by_client_id(&master.id, ADMIN_CLI)
                 .await
                 .map_err(err)?
                 .is_none()
             {
-                match self.store.create_client(&admin_cli(&master)).await {
+                match self.client_db.create_client(&admin_cli(&master)).await {
                     Ok(()) | Err(StoreError::Conflict(_)) => {}
                     Err(e) => return Err(err(e)),
                 }
@@ -112,7 +117,7 @@ impl TokenService {
         }
         if default_realm != MASTER_REALM
             && self
-                .store
+                .realm_db
                 .realm_by_name(default_realm)
                 .await
                 .map_err(err)?
@@ -121,7 +126,7 @@ impl TokenService {
             let realm = Realm::new(default_realm, now_ms());
             match self.create_realm(&realm).await {
                 Ok(()) => {
-                    match self.store.create_client(&default_client(&realm)).await {
+                    match self.client_db.create_client(&default_client(&realm)).await {
                         Ok(()) | Err(StoreError::Conflict(_)) => {}
                         Err(e) => return Err(err(e)),
                     }
@@ -189,7 +194,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// A service on a fresh SQLite file, with cheap password hashes.
-    pub(crate) async fn service() -> (TokenService, tempfile::TempDir) {
+    pub(crate) async fn service() -> (crate::Services, tempfile::TempDir) {
         use crate::config::PasswordConfig;
         use crate::OAuthConfig;
         let dir = tempfile::tempdir().expect("tmp");
@@ -204,7 +209,7 @@ pub(crate) mod tests {
             max_concurrent: 2,
         };
         (
-            TokenService::new(
+            crate::Services::new(
                 std::sync::Arc::new(store),
                 tessera_keys::MasterKey::generate(),
                 cfg,
@@ -216,6 +221,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn bootstrap_runs_once_and_completes_an_interrupted_start() {
         let (svc, _dir) = service().await;
+        let svc = &svc.admin;
         let first = svc.bootstrap(None, "che").await.expect("bootstrap");
         assert!(first.created_master);
         assert!(first.generated_admin_password.is_some());
@@ -225,6 +231,7 @@ pub(crate) mod tests {
 
         // Simulate a first start cut short after the realm was created.
         let (svc, _dir) = service().await;
+        let svc = &svc.admin;
         svc.create_realm(&Realm::new(MASTER_REALM, now_ms()))
             .await
             .expect("realm only");
@@ -237,22 +244,15 @@ pub(crate) mod tests {
             repaired.generated_admin_password.is_none(),
             "the given password is not printed"
         );
-        let master = svc
-            .store
-            .realm_by_name(MASTER_REALM)
-            .await
-            .expect("db")
-            .expect("master");
+        let master = svc.realm(MASTER_REALM).await.expect("db").expect("master");
         let admin = svc
-            .store
-            .user_by_username(&master.id, "admin")
+            .user_by_username(&master, "admin")
             .await
             .expect("db")
             .expect("admin created");
         assert_eq!(admin.roles, vec![ADMIN_ROLE.to_string()]);
         assert!(svc
-            .store
-            .client_by_client_id(&master.id, ADMIN_CLI)
+            .client_by_client_id(&master, ADMIN_CLI)
             .await
             .expect("db")
             .is_some());

@@ -2,10 +2,13 @@
 //! revocation, the Admin API): signature with the realm's cached keys,
 //! issuer, expiry and token kind, then that the session is still alive.
 
-use crate::TokenService;
+use crate::keyring::KeyCache;
+use crate::OAuthConfig;
+use std::sync::Arc;
 use tessera_core::claims::{AccessClaims, TYP_ACCESS};
 use tessera_core::time::{now_ms, now_secs};
 use tessera_core::{OAuthError, Realm, Session};
+use tessera_store::{ClientStore, SessionStore, UserStore};
 
 use tessera_keys::{decode_unverified_header, verify_compact};
 
@@ -52,7 +55,47 @@ fn unavailable(e: OAuthError) -> Rejection {
     Rejection::Unavailable(e.debug.unwrap_or(e.description))
 }
 
-impl TokenService {
+/// Checks this server's access tokens: signature, issuer, kind, expiry,
+/// and that their session and client are still live.
+#[derive(Clone)]
+pub struct Verifier {
+    pub(crate) config: Arc<OAuthConfig>,
+    pub(crate) keys: Arc<KeyCache>,
+    pub(crate) session_db: Arc<dyn SessionStore>,
+    pub(crate) client_db: Arc<dyn ClientStore>,
+    pub(crate) user_db: Arc<dyn UserStore>,
+}
+
+impl Verifier {
+    /// The realm's access-token key `kid` (reloading the cache if it is new).
+    pub async fn key(
+        &self,
+        realm: &Realm,
+        kid: &str,
+    ) -> Result<Option<tessera_keys::VerifyingKey>, OAuthError> {
+        self.keys.verifier(realm, kid).await
+    }
+
+    /// The user a verified token is about (enabled or not; `None` if gone).
+    pub async fn subject(
+        &self,
+        realm: &Realm,
+        user_id: &str,
+    ) -> Result<Option<tessera_core::User>, OAuthError> {
+        self.user_db
+            .user(&realm.id, user_id)
+            .await
+            .map_err(OAuthError::server_error)
+    }
+
+    /// The realm's signing keys: its JWKS and public key, as published.
+    pub async fn realm_keys(
+        &self,
+        realm: &Realm,
+    ) -> Result<Arc<crate::keyring::RealmKeys>, OAuthError> {
+        self.keys.realm_keys(realm).await
+    }
+
     /// Checks signature, `iss`, `typ`, `exp` and `iat`. Does not look at the session.
     pub async fn verify_access_token(
         &self,
@@ -85,7 +128,7 @@ impl TokenService {
         if claims.typ != TYP_ACCESS {
             return Err(Rejection::WrongKind);
         }
-        if claims.iss != self.issuer(&realm.name) {
+        if claims.iss != self.config.issuer(&realm.name) {
             return Err(Rejection::Invalid);
         }
         let now = now_secs();
@@ -120,7 +163,7 @@ impl TokenService {
             None => {
                 // No session to end (client_credentials): the client itself
                 // must still exist and be enabled.
-                self.store
+                self.client_db
                     .client_by_client_id(&realm.id, &claims.azp)
                     .await
                     .map_err(|e| Rejection::Unavailable(e.to_string()))?
@@ -150,13 +193,13 @@ impl TokenService {
     async fn session_verdict(&self, realm: &Realm, session_id: &str) -> Result<Session, Rejection> {
         let down = |e: tessera_store::StoreError| Rejection::Unavailable(e.to_string());
         let s = self
-            .store
+            .session_db
             .session(session_id)
             .await
             .map_err(down)?
             .filter(|s| s.is_active(now_ms()) && s.realm_id == realm.id)
             .ok_or(Rejection::Revoked)?;
-        self.store
+        self.client_db
             .client(&realm.id, &s.client_id)
             .await
             .map_err(down)?
@@ -174,17 +217,19 @@ mod tests {
     /// A service on SQLite with `admin` of `master` signed in (password
     /// grant); returns the service, the realm, the access token and the
     /// database file.
-    async fn signed_in() -> (TokenService, Realm, String, tempfile::TempDir) {
+    async fn signed_in() -> (crate::Services, Realm, String, tempfile::TempDir) {
         let (svc, dir) = crate::provision::tests::service().await;
-        svc.bootstrap(Some("pw-0123456789".into()), "apps")
+        svc.admin
+            .bootstrap(Some("pw-0123456789".into()), "apps")
             .await
             .expect("bootstrap");
-        let realm = svc.realm("master").await.expect("realm");
+        let realm = svc.realms.realm("master").await.expect("realm");
         let params = Params::parse(
             b"grant_type=password&client_id=admin-cli&username=admin&password=pw-0123456789",
         )
         .expect("form");
         let (res, _) = svc
+            .tokens
             .token(&realm, None, &params, &Default::default())
             .await
             .expect("token");
@@ -194,21 +239,34 @@ mod tests {
     #[tokio::test]
     async fn refusals_are_typed() {
         let (svc, realm, token, dir) = signed_in().await;
-        assert!(svc.check_live_access_token(&realm, &token).await.is_ok());
+        assert!(svc
+            .verifier
+            .check_live_access_token(&realm, &token)
+            .await
+            .is_ok());
         assert_eq!(
-            svc.check_live_access_token(&realm, "not-a-jwt").await.err(),
+            svc.verifier
+                .check_live_access_token(&realm, "not-a-jwt")
+                .await
+                .err(),
             Some(Rejection::Invalid)
         );
         let mut forged = token.clone();
         forged.pop();
         forged.push(if token.ends_with('A') { 'B' } else { 'A' });
         assert_eq!(
-            svc.check_live_access_token(&realm, &forged).await.err(),
+            svc.verifier
+                .check_live_access_token(&realm, &forged)
+                .await
+                .err(),
             Some(Rejection::Invalid)
         );
-        let other = svc.realm("apps").await.expect("apps");
+        let other = svc.realms.realm("apps").await.expect("apps");
         assert_eq!(
-            svc.check_live_access_token(&other, &token).await.err(),
+            svc.verifier
+                .check_live_access_token(&other, &token)
+                .await
+                .err(),
             Some(Rejection::UnknownKey),
             "another realm's keys do not know it"
         );
@@ -222,7 +280,7 @@ mod tests {
             .await
             .expect("rename");
         assert!(matches!(
-            svc.check_live_access_token(&realm, &token).await,
+            svc.verifier.check_live_access_token(&realm, &token).await,
             Err(Rejection::Unavailable(_))
         ));
         sqlx::query("ALTER TABLE sessions_gone RENAME TO sessions")
@@ -230,9 +288,12 @@ mod tests {
             .await
             .expect("rename back");
         let sid = sid(&token);
-        svc.end_session(&sid).await.expect("end");
+        svc.sessions.end_session(&sid).await.expect("end");
         assert_eq!(
-            svc.check_live_access_token(&realm, &token).await.err(),
+            svc.verifier
+                .check_live_access_token(&realm, &token)
+                .await
+                .err(),
             Some(Rejection::Revoked)
         );
         assert_eq!(

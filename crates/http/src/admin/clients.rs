@@ -15,16 +15,17 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use tessera_core::time::now_ms;
 use tessera_core::{Client, TokenHash};
-use tessera_oauth::TokenService;
+use tessera_oauth::data::StoreError;
+use tessera_oauth::Services;
 
-fn to_rep(tokens: &TokenService, c: &Client) -> ClientRep {
+fn to_rep(svc: &Services, c: &Client) -> ClientRep {
     ClientRep {
         id: Some(c.id.clone()),
         client_id: Some(c.client_id.clone()),
         name: c.name.clone(),
         enabled: Some(c.enabled),
         public_client: Some(c.public_client),
-        secret: (!c.public_client && c.secret_generated).then(|| tokens.generated_client_secret(c)),
+        secret: (!c.public_client && c.secret_generated).then(|| svc.admin.generated_secret(c)),
         redirect_uris: Some(c.redirect_uris.clone()),
         web_origins: Some(c.web_origins.clone()),
         standard_flow_enabled: Some(c.standard_flow_enabled),
@@ -106,15 +107,6 @@ fn apply(c: &mut Client, rep: ClientRep) -> Result<bool, AdminError> {
     }
 }
 
-/// Moves to the next generated secret and stores its hash.
-fn regenerate(tokens: &TokenService, c: &mut Client) -> String {
-    c.secret_generation += 1;
-    c.secret_generated = true;
-    let secret = tokens.generated_client_secret(c);
-    c.secret_hash = Some(TokenHash::of(&secret));
-    secret
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientQuery {
@@ -127,12 +119,12 @@ pub struct ClientQuery {
 
 pub async fn list(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(name): Path<String>,
     Query(q): Query<ClientQuery>,
 ) -> Result<Json<Vec<ClientRep>>, AdminError> {
-    let realm = realm(&tokens, &name).await?;
-    let all = tokens.store.list_clients(&realm.id).await?;
+    let realm = realm(&svc, &name).await?;
+    let all = svc.admin.list_clients(&realm).await?;
     let reps = all
         .iter()
         .filter(|c| match &q.client_id {
@@ -142,18 +134,18 @@ pub async fn list(
         })
         .skip(q.first.unwrap_or(0))
         .take(q.max.unwrap_or(usize::MAX))
-        .map(|c| to_rep(&tokens, c))
+        .map(|c| to_rep(&svc, c))
         .collect();
     Ok(Json(reps))
 }
 
 pub async fn create(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(name): Path<String>,
     AdminJson(rep): AdminJson<ClientRep>,
 ) -> Result<Response, AdminError> {
-    let realm = realm(&tokens, &name).await?;
+    let realm = realm(&svc, &name).await?;
     let client_id = rep
         .client_id
         .clone()
@@ -177,44 +169,43 @@ pub async fn create(
         created_at: now_ms(),
     };
     if apply(&mut c, rep)? {
-        regenerate(&tokens, &mut c);
+        svc.admin.next_secret(&mut c);
     }
-    tokens.store.create_client(&c).await.map_err(|e| match e {
-        tessera_store::StoreError::Conflict(_) => {
+    svc.admin.create_client(&c).await.map_err(|e| match e {
+        StoreError::Conflict(_) => {
             AdminError::conflict(format!("Client {client_id} already exists"))
         }
         other => other.into(),
     })?;
     Ok(created(format!(
         "{}/admin/realms/{}/clients/{}",
-        tokens.config.public_url, realm.name, c.id
+        svc.config.public_url, realm.name, c.id
     )))
 }
 
-async fn load(tokens: &TokenService, realm_name: &str, id: &str) -> Result<Client, AdminError> {
-    let realm = realm(tokens, realm_name).await?;
-    tokens
-        .store
-        .client(&realm.id, id)
+async fn load(svc: &Services, realm_name: &str, id: &str) -> Result<Client, AdminError> {
+    let realm = realm(svc, realm_name).await?;
+    svc.admin
+        .client(&realm, id)
         .await?
         .ok_or_else(|| AdminError::not_found("client"))
 }
 
 pub async fn get(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<ClientRep>, AdminError> {
-    Ok(Json(to_rep(&tokens, &load(&tokens, &name, &id).await?)))
+    Ok(Json(to_rep(&svc, &load(&svc, &name, &id).await?)))
 }
 
 pub async fn update(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path((name, id)): Path<(String, String)>,
     AdminJson(rep): AdminJson<ClientRep>,
 ) -> Result<StatusCode, AdminError> {
-    let mut c = load(&tokens, &name, &id).await?;
+    let mut c = load(&svc, &name, &id).await?;
     let mut rep = rep;
     // A representation read with GET carries the generated secret; sending it
     // back unchanged must not turn it into an administrator-supplied one.
@@ -227,33 +218,26 @@ pub async fn update(
         rep.secret = None;
     }
     if apply(&mut c, rep)? {
-        regenerate(&tokens, &mut c);
+        svc.admin.next_secret(&mut c);
     }
-    tokens.store.update_client(&c).await.map_err(|e| match e {
-        tessera_store::StoreError::Conflict(_) => {
+    // A disabled client's sessions end (Administration::update_client).
+    svc.admin.update_client(&c).await.map_err(|e| match e {
+        StoreError::Conflict(_) => {
             AdminError::conflict(format!("Client {} already exists", c.client_id))
         }
         other => other.into(),
     })?;
-    if !c.enabled {
-        // Disabled first, so no new session can start; then every session
-        // it has ends, on every update that leaves it disabled (sessions of
-        // a grant that raced the switch, or of an earlier failed attempt),
-        // so re-enabling it later revives none.
-        tokens.end_client_sessions(&c).await?;
-    }
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn delete(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, AdminError> {
-    let c = load(&tokens, &name, &id).await?;
+    let c = load(&svc, &name, &id).await?;
     // Its sessions go with it; their sockets are told first.
-    tokens.end_client_sessions(&c).await?;
-    tokens.store.delete_client(&c.realm_id, &c.id).await?;
+    svc.admin.delete_client(&c).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -261,15 +245,15 @@ pub async fn delete(
 /// supplied secret cannot be shown again (only its hash is kept).
 pub async fn get_secret(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, AdminError> {
-    let c = load(&tokens, &name, &id).await?;
+    let c = load(&svc, &name, &id).await?;
     if c.public_client {
         return Err(AdminError::bad_request("public clients have no secret"));
     }
     Ok(Json(if c.secret_generated {
-        json!({"type": "secret", "value": tokens.generated_client_secret(&c)})
+        json!({"type": "secret", "value": svc.admin.generated_secret(&c)})
     } else {
         json!({"type": "secret"})
     }))
@@ -278,15 +262,15 @@ pub async fn get_secret(
 /// `POST .../client-secret`: replaces the secret with a new generated one.
 pub async fn regenerate_secret(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, AdminError> {
-    let mut c = load(&tokens, &name, &id).await?;
+    let mut c = load(&svc, &name, &id).await?;
     if c.public_client {
         return Err(AdminError::bad_request("public clients have no secret"));
     }
-    let secret = regenerate(&tokens, &mut c);
-    tokens.store.update_client(&c).await?;
+    let secret = svc.admin.next_secret(&mut c);
+    svc.admin.update_client(&c).await?;
     Ok(Json(json!({"type": "secret", "value": secret})))
 }
 
@@ -294,10 +278,10 @@ pub async fn regenerate_secret(
 /// as in the client_credentials grant. Its `id` is the `sub` of those tokens.
 pub async fn service_account_user(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<UserRep>, AdminError> {
-    let c = load(&tokens, &name, &id).await?;
+    let c = load(&svc, &name, &id).await?;
     if c.public_client || !c.service_accounts_enabled {
         return Err(AdminError::bad_request(
             "service accounts are not enabled for this client",

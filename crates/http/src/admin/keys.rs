@@ -11,7 +11,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use tessera_core::model::KeyStatus;
 use tessera_oauth::keyring::RealmKeys;
-use tessera_oauth::TokenService;
+use tessera_oauth::Services;
 
 fn render(keys: &RealmKeys) -> Value {
     let mut active = serde_json::Map::new();
@@ -39,18 +39,18 @@ fn render(keys: &RealmKeys) -> Value {
 
 pub async fn list(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, AdminError> {
-    let realm = realm(&tokens, &name).await?;
-    Ok(Json(render(&*tokens.keys.realm_keys(&realm).await?)))
+    let realm = realm(&svc, &name).await?;
+    Ok(Json(render(&*svc.admin.realm_keys(&realm).await?)))
 }
 
 pub async fn rotate(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, AdminError> {
-    let realm = realm(&tokens, &name).await?;
-    Ok(Json(render(&*tokens.keys.rotate(&realm).await?)))
+    let realm = realm(&svc, &name).await?;
+    Ok(Json(render(&*svc.admin.rotate_keys(&realm).await?)))
 }

@@ -17,10 +17,10 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
-use tessera_core::time::now_ms;
 use tessera_core::Realm;
-use tessera_oauth::provision::{ADMIN_ROLE, MASTER_REALM};
-use tessera_oauth::TokenService;
+use tessera_oauth::data::StoreError;
+use tessera_oauth::provision::MASTER_REALM;
+use tessera_oauth::Services;
 
 /// Request extension marking a request made in-process by the `tessera
 /// admin` CLI on its own data directory. Architecture invariant: only the
@@ -43,31 +43,31 @@ impl FromRequestParts<AppState> for Admin {
         }
         let unauthorized = || AdminError::new(StatusCode::UNAUTHORIZED, "unauthorized");
         let token = bearer(&parts.headers).ok_or_else(unauthorized)?;
-        let tokens = &state.tokens;
-        let master = tokens
+        let svc = &state.services;
+        let master = svc
+            .realms
             .realm(MASTER_REALM)
             .await
             .map_err(|_| unauthorized())?;
-        let (claims, _session) = tokens
+        let (claims, _session) = svc
+            .verifier
             .verify_live_access_token(&master, token)
             .await
             .map_err(|_| unauthorized())?;
         // Roles are read from the database, not the token, so removing the
         // role takes effect before the token expires.
-        let user = tokens.store.user(&master.id, &claims.sub).await?;
-        match user {
-            Some(u) if u.enabled && u.roles.iter().any(|r| r == ADMIN_ROLE) => Ok(Self),
-            Some(_) => Err(AdminError::new(StatusCode::FORBIDDEN, "forbidden")),
+        match svc.admin.is_administrator(&master, &claims.sub).await? {
+            Some(true) => Ok(Self),
+            Some(false) => Err(AdminError::new(StatusCode::FORBIDDEN, "forbidden")),
             None => Err(unauthorized()),
         }
     }
 }
 
 /// Resolves the `{realm}` path segment for admin handlers (disabled realms included).
-pub(crate) async fn realm(tokens: &TokenService, name: &str) -> Result<Realm, AdminError> {
-    tokens
-        .store
-        .realm_by_name(name)
+pub(crate) async fn realm(svc: &Services, name: &str) -> Result<Realm, AdminError> {
+    svc.admin
+        .realm(name)
         .await?
         .ok_or_else(|| AdminError::not_found("realm"))
 }
@@ -118,17 +118,17 @@ pub fn router() -> Router<AppState> {
 /// `DELETE /admin/realms/{realm}/sessions/{session}`: ends one session.
 async fn delete_session(
     _: Admin,
-    axum::extract::State(tokens): axum::extract::State<TokenService>,
+    axum::extract::State(svc): axum::extract::State<Services>,
     Path((realm_name, session_id)): Path<(String, String)>,
 ) -> Result<StatusCode, AdminError> {
-    let realm = realm(&tokens, &realm_name).await?;
-    let session = tokens
-        .store
-        .session(&session_id)
-        .await?
-        .filter(|s| s.realm_id == realm.id && s.is_active(now_ms()))
-        .ok_or_else(|| AdminError::not_found("session"))?;
-    tokens.end_session(&session.id).await?;
+    let realm = realm(&svc, &realm_name).await?;
+    svc.admin
+        .end_session(&realm, &session_id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => AdminError::not_found("session"),
+            other => other.into(),
+        })?;
     Ok(StatusCode::NO_CONTENT)
 }
 

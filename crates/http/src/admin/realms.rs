@@ -10,8 +10,9 @@ use axum::response::Response;
 use axum::Json;
 use tessera_core::time::now_ms;
 use tessera_core::{Realm, SigningAlg};
+use tessera_oauth::data::StoreError;
 use tessera_oauth::provision::MASTER_REALM;
-use tessera_oauth::TokenService;
+use tessera_oauth::Services;
 
 /// Ten years: longer sessions are a mistake, and it keeps expiry arithmetic far from overflow.
 const MAX_SESSION_SECS: i64 = 10 * 365 * 86_400;
@@ -88,22 +89,16 @@ fn apply(realm: &mut Realm, rep: RealmRep) -> Result<(), AdminError> {
 
 pub async fn list(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
 ) -> Result<Json<Vec<RealmRep>>, AdminError> {
     Ok(Json(
-        tokens
-            .store
-            .list_realms()
-            .await?
-            .iter()
-            .map(to_rep)
-            .collect(),
+        svc.admin.list_realms().await?.iter().map(to_rep).collect(),
     ))
 }
 
 pub async fn create(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     AdminJson(rep): AdminJson<RealmRep>,
 ) -> Result<Response, AdminError> {
     let name = rep
@@ -112,34 +107,32 @@ pub async fn create(
         .ok_or_else(|| AdminError::bad_request("realm name is missing"))?;
     let mut realm = Realm::new(&name, now_ms());
     apply(&mut realm, rep)?;
-    tokens.create_realm(&realm).await.map_err(|e| match e {
-        tessera_store::StoreError::Conflict(_) => {
-            AdminError::conflict(format!("Realm {name} already exists"))
-        }
+    svc.admin.create_realm(&realm).await.map_err(|e| match e {
+        StoreError::Conflict(_) => AdminError::conflict(format!("Realm {name} already exists")),
         other => other.into(),
     })?;
     Ok(created(format!(
         "{}/admin/realms/{}",
-        tokens.config.public_url, realm.name
+        svc.config.public_url, realm.name
     )))
 }
 
 pub async fn get(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(name): Path<String>,
 ) -> Result<Json<RealmRep>, AdminError> {
-    Ok(Json(to_rep(&realm(&tokens, &name).await?)))
+    Ok(Json(to_rep(&realm(&svc, &name).await?)))
 }
 
 pub async fn update(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(name): Path<String>,
     AdminJson(rep): AdminJson<RealmRep>,
 ) -> Result<StatusCode, AdminError> {
-    let mut realm = realm(&tokens, &name).await?;
-    let old_alg = realm.signing_alg;
+    let mut realm = realm(&svc, &name).await?;
+    let old = realm.clone();
     if name == MASTER_REALM
         && (rep.realm.as_deref().is_some_and(|n| n != MASTER_REALM) || rep.enabled == Some(false))
     {
@@ -148,27 +141,23 @@ pub async fn update(
         ));
     }
     apply(&mut realm, rep)?;
-    tokens
-        .store
-        .update_realm(&realm)
+    // A new algorithm rotates the key (the old one stays published until
+    // its tokens expire).
+    svc.admin
+        .update_realm(&realm, &old)
         .await
         .map_err(|e| match e {
-            tessera_store::StoreError::Conflict(_) => {
+            StoreError::Conflict(_) => {
                 AdminError::conflict(format!("Realm {} already exists", realm.name))
             }
             other => other.into(),
         })?;
-    // A new algorithm needs a new key: rotate, keeping the old one published
-    // until its tokens expire.
-    if realm.signing_alg != old_alg {
-        tokens.keys.rotate(&realm).await?;
-    }
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn delete(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, AdminError> {
     if name == MASTER_REALM {
@@ -176,8 +165,7 @@ pub async fn delete(
             "the master realm cannot be deleted",
         ));
     }
-    let realm = realm(&tokens, &name).await?;
-    tokens.store.delete_realm(&realm.id).await?;
-    tokens.keys.forget(&realm.id);
+    let realm = realm(&svc, &name).await?;
+    svc.admin.delete_realm(&realm).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use tessera_core::time::now_ms;
 use tessera_core::{Realm, Secret, User};
-use tessera_oauth::TokenService;
-use tessera_store::{StoreError, UserQuery};
+use tessera_oauth::data::{StoreError, UserQuery};
+use tessera_oauth::Services;
 
 fn to_rep(u: &User) -> UserRep {
     UserRep {
@@ -111,11 +111,11 @@ pub struct ListQuery {
 
 pub async fn list(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<UserRep>>, AdminError> {
-    let realm = realm(&tokens, &name).await?;
+    let realm = realm(&svc, &name).await?;
     let query = UserQuery {
         search: q.search.filter(|s| !s.is_empty() && s != "*"),
         username: q.username.filter(|s| !s.is_empty()),
@@ -125,9 +125,8 @@ pub async fn list(
         max: q.max.unwrap_or(100),
     };
     Ok(Json(
-        tokens
-            .store
-            .list_users(&realm.id, &query)
+        svc.admin
+            .list_users(&realm, &query)
             .await?
             .iter()
             .map(to_rep)
@@ -137,20 +136,20 @@ pub async fn list(
 
 pub async fn count(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(name): Path<String>,
 ) -> Result<Json<i64>, AdminError> {
-    let realm = realm(&tokens, &name).await?;
-    Ok(Json(tokens.store.count_users(&realm.id).await?))
+    let realm = realm(&svc, &name).await?;
+    Ok(Json(svc.admin.count_users(&realm).await?))
 }
 
 pub async fn create(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(name): Path<String>,
     AdminJson(rep): AdminJson<UserRep>,
 ) -> Result<Response, AdminError> {
-    let realm = realm(&tokens, &name).await?;
+    let realm = realm(&svc, &name).await?;
     if rep.username.as_deref().is_none_or(|u| u.trim().is_empty()) {
         return Err(AdminError::bad_request("User name is missing"));
     }
@@ -171,25 +170,21 @@ pub async fn create(
     };
     apply(&mut u, &rep)?;
     if let Some((password, temporary)) = password_of(rep.credentials)? {
-        u.password_hash = Some(tokens.passwords.hash(&password).await?);
+        u.password_hash = Some(svc.admin.hash_password(&password).await?);
         u.password_temporary = temporary;
     }
-    tokens.store.create_user(&u).await.map_err(conflict)?;
+    svc.admin.create_user(&u).await.map_err(conflict)?;
     Ok(created(format!(
         "{}/admin/realms/{}/users/{}",
-        tokens.config.public_url, realm.name, u.id
+        svc.config.public_url, realm.name, u.id
     )))
 }
 
-async fn load(
-    tokens: &TokenService,
-    realm_name: &str,
-    id: &str,
-) -> Result<(Realm, User), AdminError> {
-    let realm = realm(tokens, realm_name).await?;
-    let user = tokens
-        .store
-        .user(&realm.id, id)
+async fn load(svc: &Services, realm_name: &str, id: &str) -> Result<(Realm, User), AdminError> {
+    let realm = realm(svc, realm_name).await?;
+    let user = svc
+        .admin
+        .user(&realm, id)
         .await?
         .ok_or_else(|| AdminError::not_found("user"))?;
     Ok((realm, user))
@@ -197,75 +192,65 @@ async fn load(
 
 pub async fn get(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<UserRep>, AdminError> {
-    Ok(Json(to_rep(&load(&tokens, &name, &id).await?.1)))
+    Ok(Json(to_rep(&load(&svc, &name, &id).await?.1)))
 }
 
 pub async fn update(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path((name, id)): Path<(String, String)>,
     AdminJson(rep): AdminJson<UserRep>,
 ) -> Result<StatusCode, AdminError> {
-    let (realm, mut u) = load(&tokens, &name, &id).await?;
+    let (realm, mut u) = load(&svc, &name, &id).await?;
     apply(&mut u, &rep)?;
     if let Some((password, temporary)) = password_of(rep.credentials)? {
-        u.password_hash = Some(tokens.passwords.hash(&password).await?);
+        u.password_hash = Some(svc.admin.hash_password(&password).await?);
         u.password_temporary = temporary;
     }
-    tokens.store.update_user(&u).await.map_err(conflict)?;
-    if !u.enabled {
-        // A disabled user keeps no live sessions.
-        tokens.end_user_sessions(&realm, &u.id).await?;
-    }
+    // A disabled user keeps no live sessions (Administration::update_user).
+    svc.admin.update_user(&realm, &u).await.map_err(conflict)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn delete(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, AdminError> {
-    let (realm, u) = load(&tokens, &name, &id).await?;
-    // End the sessions first so their sockets hear of it.
-    tokens.end_user_sessions(&realm, &u.id).await?;
-    tokens.store.delete_user(&realm.id, &u.id).await?;
+    let (realm, u) = load(&svc, &name, &id).await?;
+    // Its sessions end first, so their sockets hear of it.
+    svc.admin.delete_user(&realm, &u).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn reset_password(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path((name, id)): Path<(String, String)>,
     AdminJson(cred): AdminJson<CredentialRep>,
 ) -> Result<StatusCode, AdminError> {
-    let (realm, u) = load(&tokens, &name, &id).await?;
+    let (realm, u) = load(&svc, &name, &id).await?;
     let (password, temporary) = password_of(Some(vec![cred]))?
         .ok_or_else(|| AdminError::bad_request("only password credentials can be reset"))?;
-    let hash = tokens.passwords.hash(&password).await?;
-    tokens
-        .store
-        .set_password(&realm.id, &u.id, &hash, temporary)
+    svc.admin
+        .set_password(&realm, &u, &password, temporary)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn sessions(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<Vec<SessionRep>>, AdminError> {
-    let (realm, u) = load(&tokens, &name, &id).await?;
+    let (realm, u) = load(&svc, &name, &id).await?;
     let mut out = Vec::new();
-    for s in tokens
-        .store
-        .user_sessions(&realm.id, &u.id, now_ms())
-        .await?
-    {
+    for (s, client) in svc.admin.user_sessions(&realm, &u).await? {
         let mut clients = BTreeMap::new();
-        if let Some(c) = tokens.store.client(&realm.id, &s.client_id).await? {
+        if let Some(c) = client {
             clients.insert(c.id, c.client_id);
         }
         out.push(SessionRep {
@@ -289,10 +274,10 @@ pub async fn sessions(
 
 pub async fn logout(
     _: Admin,
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, AdminError> {
-    let (realm, u) = load(&tokens, &name, &id).await?;
-    tokens.end_user_sessions(&realm, &u.id).await?;
+    let (realm, u) = load(&svc, &name, &id).await?;
+    svc.admin.end_user_sessions(&realm, &u.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

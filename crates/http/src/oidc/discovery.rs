@@ -9,15 +9,15 @@ use axum::Json;
 use serde_json::{json, Value};
 use tessera_core::scope::KNOWN_SCOPES;
 use tessera_oauth::grants::TokenRequest;
-use tessera_oauth::TokenService;
+use tessera_oauth::Services;
 
 pub async fn realm_info(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(realm): Path<String>,
 ) -> Result<Json<Value>, OAuthReject> {
-    let realm = tokens.realm(&realm).await?;
-    let keys = tokens.keys.realm_keys(&realm).await?;
-    let iss = tokens.issuer(&realm.name);
+    let realm = svc.realms.realm(&realm).await?;
+    let keys = svc.verifier.realm_keys(&realm).await?;
+    let iss = svc.realms.issuer(&realm.name);
     Ok(Json(json!({
         "realm": realm.name,
         "public_key": keys.public_key_b64,
@@ -28,11 +28,11 @@ pub async fn realm_info(
 }
 
 pub async fn openid_configuration(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(realm): Path<String>,
 ) -> Result<Json<Value>, OAuthReject> {
-    let realm = tokens.realm(&realm).await?;
-    let iss = tokens.issuer(&realm.name);
+    let realm = svc.realms.realm(&realm).await?;
+    let iss = svc.realms.issuer(&realm.name);
     let oidc = format!("{iss}/protocol/openid-connect");
     let auth_methods = ["client_secret_basic", "client_secret_post"];
     Ok(Json(json!({
@@ -64,11 +64,11 @@ pub async fn openid_configuration(
 }
 
 pub async fn certs(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(realm): Path<String>,
 ) -> Result<impl IntoResponse, OAuthReject> {
-    let realm = tokens.realm(&realm).await?;
-    let keys = tokens.keys.realm_keys(&realm).await?;
+    let realm = svc.realms.realm(&realm).await?;
+    let keys = svc.verifier.realm_keys(&realm).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         keys.jwks_json.to_string(),

@@ -11,17 +11,18 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::sync::Arc;
 use tessera_core::{Client, OAuthError, Realm};
-use tessera_oauth::TokenService;
+use tessera_oauth::Services;
 
 pub async fn token(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     State(metrics): State<Arc<Metrics>>,
     Path(realm): Path<String>,
     Meta(meta): Meta,
     form: Form,
 ) -> Result<Response, OAuthReject> {
-    let realm = tokens.realm(&realm).await?;
-    let (response, grant) = tokens
+    let realm = svc.realms.realm(&realm).await?;
+    let (response, grant) = svc
+        .tokens
         .token(&realm, form.authorization.as_deref(), &form.params, &meta)
         .await?;
     metrics.token_issued(grant);
@@ -37,34 +38,35 @@ pub async fn token(
 
 /// Resolves the realm and authenticates the calling client.
 async fn realm_and_client(
-    tokens: &TokenService,
+    svc: &Services,
     realm: &str,
     form: &Form,
 ) -> Result<(Realm, Client), OAuthError> {
-    let realm = tokens.realm(realm).await?;
-    let client = tokens
+    let realm = svc.realms.realm(realm).await?;
+    let client = svc
+        .clients
         .calling_client(&realm, form.authorization.as_deref(), &form.params)
         .await?;
     Ok((realm, client))
 }
 
 pub async fn introspect(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(realm): Path<String>,
     form: Form,
 ) -> Result<Response, OAuthReject> {
-    let (realm, client) = realm_and_client(&tokens, &realm, &form).await?;
+    let (realm, client) = realm_and_client(&svc, &realm, &form).await?;
     let token = form.params.require("token")?;
-    let body = tokens.introspect(&realm, &client, token).await?;
+    let body = svc.tokens.introspect(&realm, &client, token).await?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }
 
 pub async fn revoke(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(realm): Path<String>,
     form: Form,
 ) -> Result<StatusCode, OAuthReject> {
-    let (realm, client) = realm_and_client(&tokens, &realm, &form).await?;
+    let (realm, client) = realm_and_client(&svc, &realm, &form).await?;
     if let Some(hint) = form.params.get("token_type_hint") {
         if !matches!(hint, "access_token" | "refresh_token") {
             return Err(OAuthError::new(
@@ -75,19 +77,20 @@ pub async fn revoke(
         }
     }
     let token = form.params.require("token")?;
-    tokens.revoke(&realm, &client, token).await?;
+    svc.tokens.revoke(&realm, &client, token).await?;
     Ok(StatusCode::OK)
 }
 
 /// RFC 8628 §3.1: a code pair for a device.
 pub async fn device_authorization(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(realm): Path<String>,
     Meta(meta): Meta,
     form: Form,
 ) -> Result<Response, OAuthReject> {
-    let realm = tokens.realm(&realm).await?;
-    let body = tokens
+    let realm = svc.realms.realm(&realm).await?;
+    let body = svc
+        .browser
         .device_authorization(
             &realm,
             form.authorization.as_deref(),

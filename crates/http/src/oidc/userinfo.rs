@@ -8,24 +8,24 @@ use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::Value;
 use tessera_core::OAuthError;
-use tessera_oauth::TokenService;
+use tessera_oauth::Services;
 
 fn missing() -> OAuthError {
     OAuthError::invalid_token("Token not provided")
 }
 
 pub async fn userinfo_get(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(realm): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, OAuthReject> {
     let token = bearer(&headers).ok_or_else(missing)?;
-    let realm = tokens.realm(&realm).await?;
-    Ok(Json(tokens.userinfo(&realm, token).await?))
+    let realm = svc.realms.realm(&realm).await?;
+    Ok(Json(svc.tokens.userinfo(&realm, token).await?))
 }
 
 pub async fn userinfo_post(
-    State(tokens): State<TokenService>,
+    State(svc): State<Services>,
     Path(realm): Path<String>,
     headers: HeaderMap,
     form: Result<Form, OAuthReject>,
@@ -39,6 +39,6 @@ pub async fn userinfo_post(
             .to_string(),
         (None, Err(_)) => return Err(missing().into()),
     };
-    let realm = tokens.realm(&realm).await?;
-    Ok(Json(tokens.userinfo(&realm, &token).await?))
+    let realm = svc.realms.realm(&realm).await?;
+    Ok(Json(svc.tokens.userinfo(&realm, &token).await?))
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tessera_core::{OAuthError, OAuthErrorCode, Realm, Secret};
 use tessera_oauth::browser::account::AccountSession;
 use tessera_oauth::browser::{Intent, SignedIn};
-use tessera_oauth::TokenService;
+use tessera_oauth::Services;
 
 /// One row of the sessions table, every field ready to show.
 struct Row {
@@ -127,7 +127,7 @@ async fn show(
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Page {
-    let tokens = &app.tokens;
+    let svc = &app.services;
     let title = realm_title(realm);
     let connected = match app.connect.connections(&who.user.id).await {
         Ok(c) => c,
@@ -151,14 +151,15 @@ async fn show(
             display_name: p.display_name,
         });
     }
-    let sessions = match tokens
+    let sessions = match svc
+        .browser
         .account_sessions(realm, &who.user.id, Some(&who.sso.id))
         .await
     {
         Ok(s) => s.into_iter().map(row).collect(),
         Err(e) => return oauth_error_page(&title, &e),
     };
-    let (csrf, set) = csrf(tokens, realm, headers, Some(who));
+    let (csrf, set) = csrf(svc, realm, headers, Some(who));
     let u = &who.user;
     let page = Page::render(
         if error.is_some() {
@@ -188,14 +189,9 @@ async fn show(
 }
 
 /// The login page, coming back to `action` (a page of the signed-in account).
-pub(super) fn login(
-    tokens: &TokenService,
-    realm: &Realm,
-    headers: &HeaderMap,
-    action: &str,
-) -> Page {
+pub(super) fn login(svc: &Services, realm: &Realm, headers: &HeaderMap, action: &str) -> Page {
     login_page(
-        tokens,
+        svc,
         realm,
         headers,
         LoginForm {
@@ -216,8 +212,8 @@ pub async fn account_get(
     Query(q): Query<AccountQuery>,
     headers: HeaderMap,
 ) -> Page {
-    let tokens = &app.tokens;
-    match browser(tokens, &realm, &headers).await {
+    let svc = &app.services;
+    match browser(svc, &realm, &headers).await {
         Ok(Some(who)) => {
             show(
                 &app,
@@ -230,7 +226,7 @@ pub async fn account_get(
             )
             .await
         }
-        Ok(None) => login(tokens, &realm, &headers, uri.path()),
+        Ok(None) => login(svc, &realm, &headers, uri.path()),
         Err(p) => p,
     }
 }
@@ -242,12 +238,12 @@ pub async fn account_post(
     Meta(meta): Meta,
     form: PageForm,
 ) -> Page {
-    let tokens = &app.tokens;
+    let svc = &app.services;
     let title = realm_title(&realm);
     let path = uri.path();
     if form.params.get("login_state").is_some() {
         let is_account = |i: &Intent| matches!(i, Intent::Account);
-        return match submit_login(tokens, &realm, &form, &meta, is_account).await {
+        return match submit_login(svc, &realm, &form, &meta, is_account).await {
             Login::Done {
                 cookies,
                 intent: Intent::Account,
@@ -256,25 +252,25 @@ pub async fn account_post(
                 .with_cookies(cookies)
                 .see_other(),
             Login::Done { .. } => error_page(StatusCode::BAD_REQUEST, &title, EXPIRED_FORM),
-            Login::Retry(retry) => retry.page(tokens, &realm, &form.headers, path, None),
+            Login::Retry(retry) => retry.page(svc, &realm, &form.headers, path, None),
             Login::Page(p) => p,
         };
     }
-    let who = match browser(tokens, &realm, &form.headers).await {
+    let who = match browser(svc, &realm, &form.headers).await {
         Ok(Some(w)) => w,
-        Ok(None) => return login(tokens, &realm, &form.headers, path),
+        Ok(None) => return login(svc, &realm, &form.headers, path),
         Err(p) => return p,
     };
-    if !csrf_ok(tokens, &realm, &form.headers, &form.params, Some(&who)) {
+    if !csrf_ok(svc, &realm, &form.headers, &form.params, Some(&who)) {
         return error_page(StatusCode::BAD_REQUEST, &title, EXPIRED_FORM);
     }
     let p = &form.params;
     match p.get("action") {
         Some("sign-out") => {
             let id = p.get("session").unwrap_or("");
-            match tokens.end_account_session(&realm, &who.user.id, id).await {
+            match svc.browser.end_account_session(&realm, &who.user.id, id).await {
                 Ok(true) if id == who.sso.id => Page::redirect(path.to_string())
-                    .with_cookies(clear_sso_cookies(tokens, &realm))
+                    .with_cookies(clear_sso_cookies(svc, &realm))
                     .see_other(),
                 Ok(true) => Page::redirect(format!("{path}?done=signed-out")).see_other(),
                 Ok(false) => {
@@ -284,7 +280,7 @@ pub async fn account_post(
                 Err(e) => oauth_error_page(&title, &e),
             }
         }
-        Some("sign-out-everywhere") => match tokens.end_user_sessions(&realm, &who.user.id).await {
+        Some("sign-out-everywhere") => match svc.sessions.end_user_sessions(&realm, &who.user.id).await {
             Ok(_) => Page::render(
                 StatusCode::OK,
                 &MessagePage {
@@ -295,7 +291,7 @@ pub async fn account_post(
                     link: Some((path.to_string(), "Sign in again")),
                 },
             )
-            .with_cookies(clear_sso_cookies(tokens, &realm)),
+            .with_cookies(clear_sso_cookies(svc, &realm)),
             Err(e) => oauth_error_page(&title, &e),
         },
         Some("change-password") => {
@@ -306,7 +302,7 @@ pub async fn account_post(
                     Some("The new passwords do not match.")).await;
             }
             let keep = p.get("sign_out_others").map(|_| who.sso.id.as_str());
-            match tokens.change_password(&realm, &who.user, &current, &new, keep).await {
+            match svc.browser.change_password(&realm, &who.user, &current, &new, keep).await {
                 Ok(()) => Page::redirect(format!("{path}?done=password")).see_other(),
                 Err(e) => {
                     let msg = match e.code {
@@ -344,13 +340,13 @@ pub async fn account_post(
 
 /// The caller of the JSON API: a live user access token of this realm.
 pub(crate) async fn api_caller(
-    tokens: &TokenService,
+    svc: &Services,
     realm: &str,
     headers: &HeaderMap,
 ) -> Result<(Realm, String, Option<String>), OAuthError> {
-    let realm = tokens.realm(realm).await?;
+    let realm = svc.realms.realm(realm).await?;
     let token = bearer(headers).ok_or_else(|| OAuthError::invalid_token("Missing bearer token"))?;
-    let (claims, session) = tokens.verify_live_access_token(&realm, token).await?;
+    let (claims, session) = svc.verifier.verify_live_access_token(&realm, token).await?;
     if session.is_none() {
         return Err(OAuthError::invalid_token(
             "The token does not belong to a user session",
@@ -365,10 +361,10 @@ pub async fn api_sessions(
     Path(realm): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<AccountSession>>, OAuthReject> {
-    let tokens = &app.tokens;
-    let (realm, user, sid) = api_caller(tokens, &realm, &headers).await?;
+    let svc = &app.services;
+    let (realm, user, sid) = api_caller(svc, &realm, &headers).await?;
     Ok(Json(
-        tokens
+        svc.browser
             .account_sessions(&realm, &user, sid.as_deref())
             .await?,
     ))
@@ -380,9 +376,9 @@ pub async fn api_end_one(
     Path((realm, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, OAuthReject> {
-    let tokens = &app.tokens;
-    let (realm, user, _) = api_caller(tokens, &realm, &headers).await?;
-    if tokens.end_account_session(&realm, &user, &id).await? {
+    let svc = &app.services;
+    let (realm, user, _) = api_caller(svc, &realm, &headers).await?;
+    if svc.browser.end_account_session(&realm, &user, &id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(OAuthError::not_found("No such session").into())
@@ -403,21 +399,18 @@ pub async fn api_end_all(
     Query(q): Query<EndAllQuery>,
     headers: HeaderMap,
 ) -> Result<Response, OAuthReject> {
-    let tokens = &app.tokens;
-    let (realm, user, sid) = api_caller(tokens, &realm, &headers).await?;
+    let svc = &app.services;
+    let (realm, user, sid) = api_caller(svc, &realm, &headers).await?;
     let own_sso = match &sid {
-        Some(s) => tokens
-            .store
-            .session(s)
-            .await
-            .map_err(OAuthError::server_error)?
-            .and_then(|s| s.sso_session_id),
+        Some(s) => svc.browser.session(s).await?.and_then(|s| s.sso_session_id),
         None => None,
     };
-    for s in tokens.account_sessions(&realm, &user, None).await? {
+    for s in svc.browser.account_sessions(&realm, &user, None).await? {
         let own = Some(&s.id) == sid.as_ref() || Some(&s.id) == own_sso.as_ref();
         if q.current || !own {
-            tokens.end_account_session(&realm, &user, &s.id).await?;
+            svc.browser
+                .end_account_session(&realm, &user, &s.id)
+                .await?;
         }
     }
     Ok(StatusCode::NO_CONTENT.into_response())

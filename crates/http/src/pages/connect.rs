@@ -92,15 +92,15 @@ pub async fn connect_get(
         Err(e) => return refused(&realm, &e),
     };
     let action = here(&uri);
-    let who = match browser(&app.tokens, &realm, &headers).await {
+    let who = match browser(&app.services, &realm, &headers).await {
         Ok(Some(w)) => w,
-        Ok(None) => return login(&app.tokens, &realm, &headers, &action),
+        Ok(None) => return login(&app.services, &realm, &headers, &action),
         Err(p) => return p,
     };
     if let Err(e) = checked_link(&app, &realm, &provider, q.link.as_deref(), &who) {
         return refused(&realm, &e);
     }
-    let (csrf, set) = csrf(&app.tokens, &realm, &headers, Some(&who));
+    let (csrf, set) = csrf(&app.services, &realm, &headers, Some(&who));
     let origin = app
         .connect
         .provider(&provider)
@@ -135,27 +135,27 @@ pub async fn connect_post(
         return p;
     }
     let title = realm_title(&realm);
-    let tokens = &app.tokens;
+    let svc = &app.services;
     let action = here(&uri);
     if form.params.get("login_state").is_some() {
         let is_account = |i: &Intent| matches!(i, Intent::Account);
-        return match submit_login(tokens, &realm, &form, &meta, is_account).await {
+        return match submit_login(svc, &realm, &form, &meta, is_account).await {
             Login::Done {
                 cookies,
                 intent: Intent::Account,
                 ..
             } => Page::redirect(action).with_cookies(cookies).see_other(),
             Login::Done { .. } => error_page(StatusCode::BAD_REQUEST, &title, EXPIRED_FORM),
-            Login::Retry(retry) => retry.page(tokens, &realm, &form.headers, &action, None),
+            Login::Retry(retry) => retry.page(svc, &realm, &form.headers, &action, None),
             Login::Page(p) => p,
         };
     }
-    let who = match browser(tokens, &realm, &form.headers).await {
+    let who = match browser(svc, &realm, &form.headers).await {
         Ok(Some(w)) => w,
-        Ok(None) => return login(&app.tokens, &realm, &form.headers, &action),
+        Ok(None) => return login(&app.services, &realm, &form.headers, &action),
         Err(p) => return p,
     };
-    if !csrf_ok(tokens, &realm, &form.headers, &form.params, Some(&who)) {
+    if !csrf_ok(svc, &realm, &form.headers, &form.params, Some(&who)) {
         return error_page(StatusCode::BAD_REQUEST, &title, EXPIRED_FORM);
     }
     let link = match checked_link(&app, &realm, &provider, q.link.as_deref(), &who) {

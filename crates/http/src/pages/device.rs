@@ -19,7 +19,7 @@ use tessera_oauth::browser::device::{
     format_user_code, normalize_user_code, DeviceLookup, PendingDevice,
 };
 use tessera_oauth::browser::{Intent, SignedIn};
-use tessera_oauth::TokenService;
+use tessera_oauth::Services;
 
 #[derive(Template)]
 #[template(path = "device.html")]
@@ -59,7 +59,7 @@ fn lookup_message(why: DeviceLookup) -> &'static str {
 }
 
 struct Ctx<'a> {
-    tokens: &'a TokenService,
+    svc: &'a Services,
     realm: &'a Realm,
     headers: &'a HeaderMap,
     action: &'a str,
@@ -69,7 +69,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn enter(&self, who: &SignedIn, error: Option<&str>) -> Page {
-        let (csrf, set) = csrf(self.tokens, self.realm, self.headers, Some(who));
+        let (csrf, set) = csrf(self.svc, self.realm, self.headers, Some(who));
         let title = realm_title(self.realm);
         let status = if error.is_some() {
             StatusCode::BAD_REQUEST
@@ -90,7 +90,7 @@ impl Ctx<'_> {
     }
 
     fn confirm(&self, who: &SignedIn, pending: &PendingDevice) -> Page {
-        let (csrf, set) = csrf(self.tokens, self.realm, self.headers, Some(who));
+        let (csrf, set) = csrf(self.svc, self.realm, self.headers, Some(who));
         let title = realm_title(self.realm);
         let app = pending
             .client
@@ -121,7 +121,7 @@ impl Ctx<'_> {
 
     fn login(&self, user_code: Option<String>) -> Page {
         login_page(
-            self.tokens,
+            self.svc,
             self.realm,
             self.headers,
             LoginForm {
@@ -137,7 +137,8 @@ impl Ctx<'_> {
 
     async fn lookup(&self, who: &SignedIn, user_code: &str) -> Page {
         match self
-            .tokens
+            .svc
+            .browser
             .pending_device(self.realm, user_code, self.address)
             .await
         {
@@ -156,15 +157,15 @@ pub async fn device_get(
     Meta(meta): Meta,
     headers: HeaderMap,
 ) -> Page {
-    let tokens = &app.tokens;
+    let svc = &app.services;
     let ctx = Ctx {
-        tokens,
+        svc,
         realm: &realm,
         headers: &headers,
         action: uri.path(),
         address: meta.ip.as_deref(),
     };
-    let who = match browser(tokens, &realm, &headers).await {
+    let who = match browser(svc, &realm, &headers).await {
         Ok(Some(w)) => w,
         Ok(None) => return ctx.login(q.user_code.as_deref().and_then(normalize_user_code)),
         Err(p) => return p,
@@ -182,10 +183,10 @@ pub async fn device_post(
     Meta(meta): Meta,
     form: PageForm,
 ) -> Page {
-    let tokens = &app.tokens;
+    let svc = &app.services;
     let title = realm_title(&realm);
     let ctx = Ctx {
-        tokens,
+        svc,
         realm: &realm,
         headers: &form.headers,
         action: uri.path(),
@@ -193,7 +194,7 @@ pub async fn device_post(
     };
     if form.params.get("login_state").is_some() {
         let is_device = |i: &Intent| matches!(i, Intent::Device { .. });
-        return match submit_login(tokens, &realm, &form, &meta, is_device).await {
+        return match submit_login(svc, &realm, &form, &meta, is_device).await {
             Login::Done {
                 cookies,
                 intent: Intent::Device { user_code },
@@ -206,16 +207,16 @@ pub async fn device_post(
                 Page::redirect(to).with_cookies(cookies).see_other()
             }
             Login::Done { .. } => error_page(StatusCode::BAD_REQUEST, &title, EXPIRED_FORM),
-            Login::Retry(retry) => retry.page(tokens, &realm, &form.headers, uri.path(), None),
+            Login::Retry(retry) => retry.page(svc, &realm, &form.headers, uri.path(), None),
             Login::Page(p) => p,
         };
     }
-    let who = match browser(tokens, &realm, &form.headers).await {
+    let who = match browser(svc, &realm, &form.headers).await {
         Ok(Some(w)) => w,
         Ok(None) => return ctx.login(None),
         Err(p) => return p,
     };
-    if !csrf_ok(tokens, &realm, &form.headers, &form.params, Some(&who)) {
+    if !csrf_ok(svc, &realm, &form.headers, &form.params, Some(&who)) {
         return error_page(StatusCode::BAD_REQUEST, &title, EXPIRED_FORM);
     }
     let user_code = form.params.get("user_code").unwrap_or("");
@@ -224,7 +225,8 @@ pub async fn device_post(
         Some("deny") => false,
         _ => return ctx.lookup(&who, user_code).await,
     };
-    match tokens
+    match svc
+        .browser
         .decide_device(&realm, user_code, approve, &who, meta.ip.as_deref())
         .await
     {

@@ -14,8 +14,8 @@ use axum::http::{HeaderMap, StatusCode};
 use tessera_core::{OAuthError, OAuthErrorCode, Realm, Secret};
 use tessera_oauth::browser::authorize::origin_of;
 use tessera_oauth::browser::{AuthorizeError, Intent, Redirect, ResponseMode, SignedIn};
-use tessera_oauth::{Params, TokenService};
-use tessera_store::ClientMeta;
+use tessera_oauth::data::ClientMeta;
+use tessera_oauth::{Params, Services};
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -50,13 +50,13 @@ pub(super) struct LoginForm<'a> {
 
 /// Renders the login form for `intent`.
 pub(super) fn login_page(
-    tokens: &TokenService,
+    svc: &Services,
     realm: &Realm,
     headers: &HeaderMap,
     form: LoginForm<'_>,
 ) -> Page {
-    let (csrf_token, set_cookie) = csrf(tokens, realm, headers, None);
-    let sealed = tokens.seal_intent(realm, &form.intent);
+    let (csrf_token, set_cookie) = csrf(svc, realm, headers, None);
+    let sealed = svc.browser.seal_intent(realm, &form.intent);
     let title = realm_title(realm);
     // The form posts here, and the answer may redirect to the client:
     // browsers apply form-action to that redirect too.
@@ -110,14 +110,14 @@ impl Retry {
     /// The form again (`app_name` names the client that asked, if any).
     pub(super) fn page(
         self,
-        tokens: &TokenService,
+        svc: &Services,
         realm: &Realm,
         headers: &HeaderMap,
         action: &str,
         app_name: Option<String>,
     ) -> Page {
         login_page(
-            tokens,
+            svc,
             realm,
             headers,
             LoginForm {
@@ -137,20 +137,20 @@ pub(super) const BAD_LOGIN: &str = "Invalid username or password.";
 /// Checks a submitted login form: CSRF, the sealed intent, then the
 /// password. Every wrong-credentials case gets the same message.
 pub(super) async fn submit_login(
-    tokens: &TokenService,
+    svc: &Services,
     realm: &Realm,
     form: &PageForm,
     meta: &ClientMeta,
     for_this_page: fn(&Intent) -> bool,
 ) -> Login {
     let title = realm_title(realm);
-    if !csrf_ok(tokens, realm, &form.headers, &form.params, None) {
+    if !csrf_ok(svc, realm, &form.headers, &form.params, None) {
         return Login::Page(error_page(StatusCode::BAD_REQUEST, &title, EXPIRED_FORM));
     }
     let Some(intent) = form
         .params
         .get("login_state")
-        .and_then(|s| tokens.open_intent(realm, s))
+        .and_then(|s| svc.browser.open_intent(realm, s))
         .filter(for_this_page)
     else {
         return Login::Page(error_page(
@@ -172,7 +172,8 @@ pub(super) async fn submit_login(
     if username.is_empty() || password.expose().is_empty() {
         return again(BAD_LOGIN, StatusCode::UNAUTHORIZED);
     }
-    let user = match tokens
+    let user = match svc
+        .browser
         .check_password(realm, username, &password, meta.ip.as_deref())
         .await
     {
@@ -195,10 +196,14 @@ pub(super) async fn submit_login(
             StatusCode::FORBIDDEN,
         );
     }
-    let previous = cookie(&form.headers, &sso_cookie_name(tokens));
-    match tokens.start_sso_session(realm, &user, meta, previous).await {
+    let previous = cookie(&form.headers, &sso_cookie_name(svc));
+    match svc
+        .browser
+        .start_sso_session(realm, &user, meta, previous)
+        .await
+    {
         Ok((sso, secret)) => Login::Done {
-            cookies: sso_cookies(tokens, realm, &secret),
+            cookies: sso_cookies(svc, realm, &secret),
             signed_in: Box::new(SignedIn { sso, user }),
             intent,
         },
@@ -208,12 +213,12 @@ pub(super) async fn submit_login(
 
 /// The browser's sign-in, if any.
 pub(super) async fn browser(
-    tokens: &TokenService,
+    svc: &Services,
     realm: &Realm,
     headers: &HeaderMap,
 ) -> Result<Option<SignedIn>, Page> {
-    tokens
-        .signed_in(realm, cookie(headers, &sso_cookie_name(tokens)))
+    svc.browser
+        .signed_in(realm, cookie(headers, &sso_cookie_name(svc)))
         .await
         .map_err(|e| oauth_error_page(&realm_title(realm), &e))
 }
@@ -257,7 +262,7 @@ pub async fn authorize_get(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Page {
-    let tokens = &app.tokens;
+    let svc = &app.services;
     let pairs: Result<Vec<(String, String)>, _> =
         serde_urlencoded::from_str(uri.query().unwrap_or(""));
     let params = match pairs.ok().map(Params::from_pairs) {
@@ -278,7 +283,7 @@ pub async fn authorize_get(
             )
         }
     };
-    authorize(tokens, &realm, &params, &headers, uri.path()).await
+    authorize(svc, &realm, &params, &headers, uri.path()).await
 }
 
 pub async fn authorize_post(
@@ -288,14 +293,14 @@ pub async fn authorize_post(
     Meta(meta): Meta,
     form: PageForm,
 ) -> Page {
-    let tokens = &app.tokens;
+    let svc = &app.services;
     if form.params.get("login_state").is_none() {
         // OIDC Core §3.1.2.1: the request itself may come as a form POST.
-        return authorize(tokens, &realm, &form.params, &form.headers, uri.path()).await;
+        return authorize(svc, &realm, &form.params, &form.headers, uri.path()).await;
     }
     let is_authorize = |i: &Intent| matches!(i, Intent::Authorize(_));
     let (signed_in, cookies, intent) =
-        match submit_login(tokens, &realm, &form, &meta, is_authorize).await {
+        match submit_login(svc, &realm, &form, &meta, is_authorize).await {
             Login::Done {
                 signed_in,
                 cookies,
@@ -303,27 +308,31 @@ pub async fn authorize_post(
             } => (signed_in, cookies, intent),
             Login::Retry(retry) => {
                 let app_name = match retry.intent() {
-                    Intent::Authorize(req) => tokens
-                        .store
-                        .client_by_client_id(&realm.id, &req.client_id)
+                    Intent::Authorize(req) => svc
+                        .browser
+                        .client(&realm, &req.client_id)
                         .await
                         .ok()
                         .flatten()
                         .map(|c| app_name_of(&c)),
                     _ => None,
                 };
-                return retry.page(tokens, &realm, &form.headers, uri.path(), app_name);
+                return retry.page(svc, &realm, &form.headers, uri.path(), app_name);
             }
             Login::Page(p) => return p,
         };
     let Intent::Authorize(req) = intent else {
         return error_page(StatusCode::BAD_REQUEST, &realm_title(&realm), EXPIRED_FORM);
     };
-    let client = match tokens.recheck_authorize(&realm, &req).await {
+    let client = match svc.browser.recheck_authorize(&realm, &req).await {
         Ok(c) => c,
         Err(e) => return authorize_error(&realm, e),
     };
-    match tokens.issue_code(&realm, &client, &req, &signed_in).await {
+    match svc
+        .browser
+        .issue_code(&realm, &client, &req, &signed_in)
+        .await
+    {
         Ok(r) => respond(&realm, r, cookies),
         Err(e) => oauth_error_page(&realm_title(&realm), &e),
     }
@@ -339,29 +348,32 @@ fn authorize_error(realm: &Realm, e: AuthorizeError) -> Page {
 }
 
 async fn authorize(
-    tokens: &TokenService,
+    svc: &Services,
     realm: &Realm,
     params: &Params,
     headers: &HeaderMap,
     action: &str,
 ) -> Page {
-    let (client, req) = match tokens.authorize_request(realm, params).await {
+    let (client, req) = match svc.browser.authorize_request(realm, params).await {
         Ok(v) => v,
         Err(e) => return authorize_error(realm, e),
     };
-    let signed_in = match browser(tokens, realm, headers).await {
+    let signed_in = match browser(svc, realm, headers).await {
         Ok(s) => s,
         Err(p) => return p,
     };
-    if let Some(s) = signed_in.as_ref().filter(|s| tokens.sso_satisfies(&req, s)) {
-        return match tokens.issue_code(realm, &client, &req, s).await {
+    if let Some(s) = signed_in
+        .as_ref()
+        .filter(|s| svc.browser.sso_satisfies(&req, s))
+    {
+        return match svc.browser.issue_code(realm, &client, &req, s).await {
             Ok(r) => respond(realm, r, Vec::new()),
             Err(e) => oauth_error_page(&realm_title(realm), &e),
         };
     }
     if req.no_prompt {
         let e = OAuthError::new(OAuthErrorCode::LoginRequired, "The user is not signed in");
-        let r = tokens.error_redirect(
+        let r = svc.browser.error_redirect(
             realm,
             &req.redirect_uri,
             req.response_mode,
@@ -372,7 +384,7 @@ async fn authorize(
     }
     let username = req.login_hint.clone().unwrap_or_default();
     login_page(
-        tokens,
+        svc,
         realm,
         headers,
         LoginForm {

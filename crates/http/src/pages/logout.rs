@@ -16,7 +16,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tessera_core::Realm;
 use tessera_oauth::browser::SignedIn;
-use tessera_oauth::{Params, TokenService};
+use tessera_oauth::{Params, Services};
 
 #[derive(Template)]
 #[template(path = "logout_confirm.html")]
@@ -37,7 +37,7 @@ pub async fn logout_get(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Response {
-    let tokens = &app.tokens;
+    let svc = &app.services;
     let pairs: Result<Vec<(String, String)>, _> =
         serde_urlencoded::from_str(uri.query().unwrap_or(""));
     let params = match pairs.ok().map(Params::from_pairs) {
@@ -51,11 +51,11 @@ pub async fn logout_get(
             .into_response()
         }
     };
-    let who = match browser(tokens, &realm, &headers).await {
+    let who = match browser(svc, &realm, &headers).await {
         Ok(w) => w,
         Err(p) => return p.into_response(),
     };
-    rp_logout(tokens, &realm, &params, &headers, uri.path(), who, false)
+    rp_logout(svc, &realm, &params, &headers, uri.path(), who, false)
         .await
         .into_response()
 }
@@ -66,25 +66,25 @@ pub async fn logout_post(
     OriginalUri(uri): OriginalUri,
     form: PageForm,
 ) -> Response {
-    let tokens = &app.tokens;
+    let svc = &app.services;
     if form.params.get("refresh_token").is_some() {
-        return back_channel(tokens, &realm, &form).await;
+        return back_channel(svc, &realm, &form).await;
     }
-    let realm = match page_realm(tokens, &realm).await {
+    let realm = match page_realm(svc, &realm).await {
         Ok(r) => r,
         Err(p) => return p.into_response(),
     };
     let confirmed = form.params.get("confirm").is_some();
-    let who = match browser(tokens, &realm, &form.headers).await {
+    let who = match browser(svc, &realm, &form.headers).await {
         Ok(w) => w,
         Err(p) => return p.into_response(),
     };
-    if confirmed && !csrf_ok(tokens, &realm, &form.headers, &form.params, who.as_ref()) {
+    if confirmed && !csrf_ok(svc, &realm, &form.headers, &form.params, who.as_ref()) {
         return error_page(StatusCode::BAD_REQUEST, &realm_title(&realm), EXPIRED_FORM)
             .into_response();
     }
     rp_logout(
-        tokens,
+        svc,
         &realm,
         &form.params,
         &form.headers,
@@ -97,18 +97,19 @@ pub async fn logout_post(
 }
 
 /// Keycloak's logout with a refresh token: ends that session.
-async fn back_channel(tokens: &TokenService, realm: &str, form: &PageForm) -> Response {
+async fn back_channel(svc: &Services, realm: &str, form: &PageForm) -> Response {
     let run = async {
-        let realm = tokens.realm(realm).await?;
+        let realm = svc.realms.realm(realm).await?;
         let authorization = form
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let client = tokens
+        let client = svc
+            .clients
             .calling_client(&realm, authorization, &form.params)
             .await?;
         let refresh_token = form.params.require("refresh_token")?;
-        tokens
+        svc.tokens
             .logout_with_refresh_token(&realm, &client, refresh_token)
             .await
     };
@@ -119,7 +120,7 @@ async fn back_channel(tokens: &TokenService, realm: &str, form: &PageForm) -> Re
 }
 
 async fn rp_logout(
-    tokens: &TokenService,
+    svc: &Services,
     realm: &Realm,
     params: &Params,
     headers: &HeaderMap,
@@ -128,12 +129,12 @@ async fn rp_logout(
     confirmed: bool,
 ) -> Page {
     let title = realm_title(realm);
-    let req = match tokens.check_logout(realm, params).await {
+    let req = match svc.browser.check_logout(realm, params).await {
         Ok(r) => r,
         Err(msg) => return error_page(StatusCode::BAD_REQUEST, &title, &msg),
     };
     if req.needs_confirmation() && !confirmed && who.is_some() {
-        let (csrf, set) = csrf(tokens, realm, headers, who.as_ref());
+        let (csrf, set) = csrf(svc, realm, headers, who.as_ref());
         let fields: Vec<(String, String)> = CARRIED
             .iter()
             .filter_map(|k| params.get(k).map(|v| (k.to_string(), v.to_string())))
@@ -155,8 +156,8 @@ async fn rp_logout(
         .allow_form_action(redirect_origin)
         .with_cookies(set);
     }
-    let cookies = match tokens.rp_logout(&req, who.as_ref()).await {
-        Ok(true) => clear_sso_cookies(tokens, realm),
+    let cookies = match svc.browser.rp_logout(&req, who.as_ref()).await {
+        Ok(true) => clear_sso_cookies(svc, realm),
         Ok(false) => Vec::new(),
         Err(e) => return oauth_error_page(&title, &e),
     };

@@ -29,7 +29,7 @@ use std::sync::LazyLock;
 use tessera_core::secret::random_token;
 use tessera_core::{OAuthError, OAuthErrorCode, Realm};
 use tessera_oauth::browser::SignedIn;
-use tessera_oauth::{Params, TokenService};
+use tessera_oauth::{Params, Services};
 
 /// The one stylesheet, inlined into every page.
 pub const CSS: &str = include_str!("../../templates/tessera.css");
@@ -49,13 +49,13 @@ pub const SSO_COOKIE: &str = "TESSERA_SSO";
 /// it is `__Host-TESSERA_CSRF`: host-only, so a sibling domain cannot plant one.
 pub const CSRF_COOKIE: &str = "TESSERA_CSRF";
 
-fn https(tokens: &TokenService) -> bool {
-    tokens.config.public_url.starts_with("https://")
+fn https(svc: &Services) -> bool {
+    svc.config.public_url.starts_with("https://")
 }
 
 /// The SSO cookie's name on this deployment.
-pub fn sso_cookie_name(tokens: &TokenService) -> String {
-    if https(tokens) {
+pub fn sso_cookie_name(svc: &Services) -> String {
+    if https(svc) {
         format!("__Secure-{SSO_COOKIE}")
     } else {
         SSO_COOKIE.to_string()
@@ -63,8 +63,8 @@ pub fn sso_cookie_name(tokens: &TokenService) -> String {
 }
 
 /// The CSRF cookie's name on this deployment.
-pub fn csrf_cookie_name(tokens: &TokenService) -> String {
-    if https(tokens) {
+pub fn csrf_cookie_name(svc: &Services) -> String {
+    if https(svc) {
         format!("__Host-{CSRF_COOKIE}")
     } else {
         CSRF_COOKIE.to_string()
@@ -251,8 +251,8 @@ pub fn oauth_error_page(realm_title: &str, e: &OAuthError) -> Page {
 }
 
 /// The realm a page is for; unknown realms get a 404 page.
-pub async fn page_realm(tokens: &TokenService, name: &str) -> Result<Realm, Page> {
-    tokens
+pub async fn page_realm(svc: &Services, name: &str) -> Result<Realm, Page> {
+    svc.realms
         .realm(name)
         .await
         .map_err(|e| oauth_error_page("Tessera", &e))
@@ -270,7 +270,7 @@ impl FromRequestParts<AppState> for PageRealm {
             .await
             .map_err(|_| error_page(StatusCode::NOT_FOUND, "Tessera", "Realm does not exist"))?;
         let name = params.get("realm").map_or("", String::as_str);
-        page_realm(&app.tokens, name).await.map(PageRealm)
+        page_realm(&app.services, name).await.map(PageRealm)
     }
 }
 
@@ -294,8 +294,8 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-fn secure_attr(tokens: &TokenService) -> &'static str {
-    if https(tokens) {
+fn secure_attr(svc: &Services) -> &'static str {
+    if https(svc) {
         "; Secure"
     } else {
         ""
@@ -310,28 +310,28 @@ fn realm_paths(realm: &Realm) -> [String; 2] {
 }
 
 /// `Set-Cookie` values that sign this browser in to the realm.
-pub fn sso_cookies(tokens: &TokenService, realm: &Realm, secret: &str) -> Vec<String> {
-    let secure = secure_attr(tokens);
+pub fn sso_cookies(svc: &Services, realm: &Realm, secret: &str) -> Vec<String> {
+    let secure = secure_attr(svc);
     realm_paths(realm)
         .iter()
         .map(|p| {
             format!(
                 "{}={secret}; Path={p}; HttpOnly; SameSite=Lax{secure}",
-                sso_cookie_name(tokens)
+                sso_cookie_name(svc)
             )
         })
         .collect()
 }
 
 /// `Set-Cookie` values that forget the browser's sign-in.
-pub fn clear_sso_cookies(tokens: &TokenService, realm: &Realm) -> Vec<String> {
-    let secure = secure_attr(tokens);
+pub fn clear_sso_cookies(svc: &Services, realm: &Realm) -> Vec<String> {
+    let secure = secure_attr(svc);
     realm_paths(realm)
         .iter()
         .map(|p| {
             format!(
                 "{}=; Path={p}; Max-Age=0; HttpOnly; SameSite=Lax{secure}",
-                sso_cookie_name(tokens)
+                sso_cookie_name(svc)
             )
         })
         .collect()
@@ -340,37 +340,37 @@ pub fn clear_sso_cookies(tokens: &TokenService, realm: &Realm) -> Vec<String> {
 /// This browser's CSRF token (bound to its sign-in on pages of a signed-in
 /// browser), and the cookie to set when it had none.
 pub fn csrf(
-    tokens: &TokenService,
+    svc: &Services,
     realm: &Realm,
     headers: &HeaderMap,
     who: Option<&SignedIn>,
 ) -> (String, Option<String>) {
-    let name = csrf_cookie_name(tokens);
+    let name = csrf_cookie_name(svc);
     let sso = who.map(|w| w.sso.id.as_str());
     match cookie(headers, &name).filter(|c| !c.is_empty() && c.len() <= 64) {
-        Some(c) => (tokens.csrf_token(realm, c, sso), None),
+        Some(c) => (svc.browser.csrf_token(realm, c, sso), None),
         None => {
             let value = random_token(16);
             let set = format!(
                 "{name}={value}; Path=/; HttpOnly; SameSite=Lax{}",
-                secure_attr(tokens)
+                secure_attr(svc)
             );
-            (tokens.csrf_token(realm, &value, sso), Some(set))
+            (svc.browser.csrf_token(realm, &value, sso), Some(set))
         }
     }
 }
 
 /// Whether a submitted form carries this browser's CSRF token.
 pub fn csrf_ok(
-    tokens: &TokenService,
+    svc: &Services,
     realm: &Realm,
     headers: &HeaderMap,
     params: &Params,
     who: Option<&SignedIn>,
 ) -> bool {
-    tokens.check_csrf(
+    svc.browser.check_csrf(
         realm,
-        cookie(headers, &csrf_cookie_name(tokens)),
+        cookie(headers, &csrf_cookie_name(svc)),
         who.map(|w| w.sso.id.as_str()),
         params.get("csrf"),
     )
@@ -420,6 +420,6 @@ pub fn script_nonce() -> String {
 }
 
 /// The public base of a realm's pages.
-pub fn realm_base(tokens: &TokenService, realm: &Realm) -> String {
-    tokens.issuer(&realm.name)
+pub fn realm_base(svc: &Services, realm: &Realm) -> String {
+    svc.realms.issuer(&realm.name)
 }

@@ -3,7 +3,6 @@
 //! token; a machine token acts as its user but only on its own workspace.
 //! Non-permitted callers get 404, so workspace names are not disclosed.
 
-use super::machine;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,8 +13,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use tessera_core::time::now_ms;
 use tessera_core::{OAuthError, Realm, User, Workspace, WorkspaceStatus};
-use tessera_oauth::TokenService;
-use tessera_store::StoreError;
+use tessera_oauth::data::StoreError;
+use tessera_oauth::workspaces::Access;
+use tessera_oauth::Services;
 use tessera_verify::{Subject, TokenKind};
 
 /// Che's error shape: `{"message": ...}`.
@@ -74,59 +74,37 @@ impl IntoResponse for ApiError {
 type Result<T> = std::result::Result<T, ApiError>;
 
 /// The request's realm and the calling user.
-async fn caller(
-    tokens: &TokenService,
-    realm_name: &str,
-    subject: &Subject,
-) -> Result<(Realm, User)> {
-    let realm = tokens.realm(realm_name).await?;
-    let user = tokens
-        .store
-        .user(&realm.id, &subject.id)
+async fn caller(svc: &Services, realm_name: &str, subject: &Subject) -> Result<(Realm, User)> {
+    let realm = svc.realms.realm(realm_name).await?;
+    let user = svc
+        .workspaces
+        .user(&realm, &subject.id)
         .await?
         .ok_or_else(|| ApiError::forbidden("unknown user"))?;
     Ok((realm, user))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Access {
-    Owner,
-    Member,
-}
-
 /// What the subject may do on `ws`; `None` means "not found" for them.
-async fn access(
-    tokens: &TokenService,
-    subject: &Subject,
-    ws: &Workspace,
-) -> Result<Option<Access>> {
-    if let TokenKind::Machine { workspace_id } = &subject.kind {
-        if *workspace_id != ws.id {
-            return Ok(None);
-        }
-    }
-    if ws.owner_id == subject.id {
-        return Ok(Some(Access::Owner));
-    }
-    Ok(tokens
-        .store
-        .is_workspace_member(&ws.id, &subject.id)
-        .await?
-        .then_some(Access::Member))
+async fn access(svc: &Services, subject: &Subject, ws: &Workspace) -> Result<Option<Access>> {
+    let machine_of = match &subject.kind {
+        TokenKind::Machine { workspace_id } => Some(workspace_id.as_str()),
+        _ => None,
+    };
+    Ok(svc.workspaces.access(&subject.id, machine_of, ws).await?)
 }
 
 async fn load(
-    tokens: &TokenService,
+    svc: &Services,
     realm: &Realm,
     subject: &Subject,
     id: &str,
 ) -> Result<(Workspace, Access)> {
-    let ws = tokens
-        .store
-        .workspace(&realm.id, id)
+    let ws = svc
+        .workspaces
+        .workspace(realm, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let access = access(tokens, subject, &ws)
+    let access = access(svc, subject, &ws)
         .await?
         .ok_or_else(ApiError::not_found)?;
     Ok((ws, access))
@@ -141,9 +119,9 @@ struct Target {
 }
 
 async fn target(state: &AppState, subject: &Subject, id: &str) -> Result<Target> {
-    let tokens = &state.tokens;
-    let (realm, user) = caller(tokens, &state.settings.default_realm, subject).await?;
-    let (ws, access) = load(tokens, &realm, subject, id).await?;
+    let svc = &state.services;
+    let (realm, user) = caller(svc, &state.settings.default_realm, subject).await?;
+    let (ws, access) = load(svc, &realm, subject, id).await?;
     Ok(Target {
         realm,
         user,
@@ -155,12 +133,12 @@ async fn target(state: &AppState, subject: &Subject, id: &str) -> Result<Target>
 /// Che's WorkspaceDto; `runtime` (with the caller's machine token) only
 /// while running. Listings use `with_token = false`: they neither mint
 /// tokens nor sign one per workspace.
-async fn dto(tokens: &TokenService, realm: &Realm, ws: &Workspace, user: &User) -> Result<Value> {
-    dto_with(tokens, realm, ws, user, true).await
+async fn dto(svc: &Services, realm: &Realm, ws: &Workspace, user: &User) -> Result<Value> {
+    dto_with(svc, realm, ws, user, true).await
 }
 
 async fn dto_with(
-    tokens: &TokenService,
+    svc: &Services,
     realm: &Realm,
     ws: &Workspace,
     user: &User,
@@ -179,7 +157,7 @@ async fn dto_with(
         });
         if with_token {
             v["runtime"]["machineToken"] =
-                json!(machine::machine_token(tokens, realm, ws, user).await?);
+                json!(svc.workspaces.machine_token(realm, ws, user).await?);
         }
     }
     Ok(v)
@@ -206,8 +184,8 @@ pub async fn create(
     body: std::result::Result<Json<CreateWorkspace>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response> {
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let tokens = &state.tokens;
-    let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
+    let svc = &state.services;
+    let (realm, user) = caller(svc, &state.settings.default_realm, &subject).await?;
     let name = req.name.unwrap_or_default();
     if !valid_name(&name) {
         return Err(ApiError::bad_request(
@@ -231,17 +209,17 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    tokens.store.create_workspace(&ws).await?;
-    let body = dto(tokens, &realm, &ws, &user).await?;
+    svc.workspaces.create(&ws).await?;
+    let body = dto(svc, &realm, &ws, &user).await?;
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 pub async fn list(State(state): State<AppState>, subject: Subject) -> Result<Json<Vec<Value>>> {
-    let tokens = &state.tokens;
-    let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
+    let svc = &state.services;
+    let (realm, user) = caller(svc, &state.settings.default_realm, &subject).await?;
     let mut out = Vec::new();
-    for ws in tokens.store.user_workspaces(&realm.id, &user.id).await? {
-        out.push(dto_with(tokens, &realm, &ws, &user, false).await?);
+    for ws in svc.workspaces.user_workspaces(&realm, &user).await? {
+        out.push(dto_with(svc, &realm, &ws, &user, false).await?);
     }
     Ok(Json(out))
 }
@@ -251,11 +229,11 @@ pub async fn get_by_id(
     subject: Subject,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
-    let tokens = &state.tokens;
+    let svc = &state.services;
     let Target {
         realm, user, ws, ..
     } = target(&state, &subject, &id).await?;
-    Ok(Json(dto(tokens, &realm, &ws, &user).await?))
+    Ok(Json(dto(svc, &realm, &ws, &user).await?))
 }
 
 pub async fn get_by_name(
@@ -263,17 +241,17 @@ pub async fn get_by_name(
     subject: Subject,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    let tokens = &state.tokens;
-    let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
-    let ws = tokens
-        .store
-        .workspace_by_name(&realm.id, &namespace, &name)
+    let svc = &state.services;
+    let (realm, user) = caller(svc, &state.settings.default_realm, &subject).await?;
+    let ws = svc
+        .workspaces
+        .workspace_by_name(&realm, &namespace, &name)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    access(tokens, &subject, &ws)
+    access(svc, &subject, &ws)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(dto(tokens, &realm, &ws, &user).await?))
+    Ok(Json(dto(svc, &realm, &ws, &user).await?))
 }
 
 pub async fn start(
@@ -281,28 +259,16 @@ pub async fn start(
     subject: Subject,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
-    let tokens = &state.tokens;
+    let svc = &state.services;
     let Target {
         realm,
         user,
         mut ws,
         ..
     } = target(&state, &subject, &id).await?;
-    if ws.status != WorkspaceStatus::Running {
-        ws.status = WorkspaceStatus::Running;
-        ws.updated_at = now_ms();
-        tokens
-            .store
-            .set_workspace_status(&ws.id, ws.status, ws.updated_at)
-            .await?;
-    }
     // Tokens are issued at start for the owner (and the caller, via the DTO).
-    if ws.owner_id != user.id {
-        if let Some(owner) = tokens.store.user(&realm.id, &ws.owner_id).await? {
-            machine::machine_token(tokens, &realm, &ws, &owner).await?;
-        }
-    }
-    Ok(Json(dto(tokens, &realm, &ws, &user).await?))
+    svc.workspaces.start(&realm, &mut ws).await?;
+    Ok(Json(dto(svc, &realm, &ws, &user).await?))
 }
 
 pub async fn stop(
@@ -310,15 +276,12 @@ pub async fn stop(
     subject: Subject,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    let tokens = &state.tokens;
+    let svc = &state.services;
     let Target { ws, .. } = target(&state, &subject, &id).await?;
     if ws.status != WorkspaceStatus::Running {
         return Err(ApiError::conflict("the workspace is not running"));
     }
-    tokens
-        .store
-        .set_workspace_status(&ws.id, WorkspaceStatus::Stopped, now_ms())
-        .await?;
+    svc.workspaces.stop(&ws).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -327,7 +290,7 @@ pub async fn delete(
     subject: Subject,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    let tokens = &state.tokens;
+    let svc = &state.services;
     let Target {
         realm, ws, access, ..
     } = target(&state, &subject, &id).await?;
@@ -339,7 +302,7 @@ pub async fn delete(
     }
     // The store deletes only a stopped workspace, so a start racing this
     // request cannot lose a running one.
-    match tokens.store.delete_workspace(&realm.id, &ws.id).await {
+    match svc.workspaces.delete(&realm, &ws).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(StoreError::NotFound) => {
             Err(ApiError::conflict("stop the workspace before deleting it"))
@@ -362,7 +325,7 @@ pub async fn add_member(
     body: std::result::Result<Json<AddMember>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode> {
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let tokens = &state.tokens;
+    let svc = &state.services;
     let Target {
         realm, ws, access, ..
     } = target(&state, &subject, &id).await?;
@@ -370,22 +333,12 @@ pub async fn add_member(
         return Err(ApiError::forbidden("only the owner may invite members"));
     }
     let member = match (req.user_id, req.username) {
-        (Some(uid), _) => tokens.store.user(&realm.id, &uid).await?,
-        (None, Some(name)) => {
-            tokens
-                .store
-                .user_by_username(&realm.id, &name.to_lowercase())
-                .await?
-        }
+        (Some(uid), _) => svc.workspaces.user(&realm, &uid).await?,
+        (None, Some(name)) => svc.workspaces.user_by_username(&realm, &name).await?,
         (None, None) => return Err(ApiError::bad_request("userId or username is required")),
     }
     .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "User not found".into()))?;
-    if member.id != ws.owner_id {
-        tokens
-            .store
-            .add_workspace_member(&ws.id, &member.id)
-            .await?;
-    }
+    svc.workspaces.add_member(&ws, &member).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -395,14 +348,14 @@ pub async fn machine_token(
     subject: Subject,
     Path(wsid): Path<String>,
 ) -> Result<Json<Value>> {
-    let tokens = &state.tokens;
+    let svc = &state.services;
     let Target {
         realm, user, ws, ..
     } = target(&state, &subject, &wsid).await?;
     if ws.status != WorkspaceStatus::Running {
         return Err(ApiError::conflict("the workspace is not running"));
     }
-    let token = machine::machine_token(tokens, &realm, &ws, &user).await?;
+    let token = svc.workspaces.machine_token(&realm, &ws, &user).await?;
     Ok(Json(
         json!({"machineToken": token, "workspaceId": ws.id, "userId": user.id}),
     ))
@@ -415,31 +368,30 @@ pub async fn env(
     subject: Subject,
     Path(id): Path<String>,
 ) -> Result<Json<BTreeMap<&'static str, String>>> {
-    let tokens = &state.tokens;
-    let (realm, user) = caller(tokens, &state.settings.default_realm, &subject).await?;
+    let svc = &state.services;
+    let (realm, user) = caller(svc, &state.settings.default_realm, &subject).await?;
     // The key is an id or `namespace/name`.
     let ws = match id.split_once('/') {
         Some((namespace, name)) => {
-            tokens
-                .store
-                .workspace_by_name(&realm.id, namespace, name)
+            svc.workspaces
+                .workspace_by_name(&realm, namespace, name)
                 .await?
         }
-        None => tokens.store.workspace(&realm.id, &id).await?,
+        None => svc.workspaces.workspace(&realm, &id).await?,
     }
     .ok_or_else(ApiError::not_found)?;
-    access(tokens, &subject, &ws)
+    access(svc, &subject, &ws)
         .await?
         .ok_or_else(ApiError::not_found)?;
     if ws.status != WorkspaceStatus::Running {
         return Err(ApiError::conflict("the workspace is not running"));
     }
-    let token = machine::machine_token(tokens, &realm, &ws, &user).await?;
+    let token = svc.workspaces.machine_token(&realm, &ws, &user).await?;
     Ok(Json(BTreeMap::from([
         ("CHE_MACHINE_AUTH_SIGNATURE__ALGORITHM", "RSA".to_string()),
         (
             "CHE_MACHINE_AUTH_SIGNATURE__PUBLIC__KEY",
-            machine::public_key(tokens, &realm).await?,
+            svc.workspaces.machine_public_key(&realm).await?,
         ),
         ("CHE_WORKSPACE_ID", ws.id.clone()),
         ("CHE_MACHINE_TOKEN", token),

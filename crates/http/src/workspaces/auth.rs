@@ -6,9 +6,9 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
-use tessera_core::{Realm, WorkspaceStatus};
+use tessera_core::Realm;
 use tessera_keys::{JwsHeader, VerifyingKey};
-use tessera_oauth::TokenService;
+use tessera_oauth::Services;
 use tessera_verify::{
     verify_machine_signature, KeySource, MachineTokens, Provision, Subject, TokenKind, Verifier,
     VerifyError,
@@ -17,13 +17,14 @@ use tessera_verify::{
 /// The realm-less APIs act in the default realm.
 #[derive(Clone)]
 pub struct DefaultRealm {
-    pub tokens: TokenService,
+    pub svc: Services,
     pub name: String,
 }
 
 impl DefaultRealm {
     pub async fn realm(&self) -> Result<Realm, VerifyError> {
-        self.tokens
+        self.svc
+            .realms
             .realm(&self.name)
             .await
             .map_err(|e| VerifyError::Internal(format!("{e:?}")))
@@ -38,9 +39,9 @@ impl KeySource for RealmKeys {
         let Some(kid) = kid else { return Ok(None) };
         let realm = self.0.realm().await?;
         self.0
-            .tokens
-            .keys
-            .verifier(&realm, kid)
+            .svc
+            .verifier
+            .key(&realm, kid)
             .await
             .map_err(|e| VerifyError::Internal(format!("{e:?}")))
     }
@@ -58,9 +59,8 @@ impl MachineTokens for StoredMachineTokens {
         let internal = |e: String| VerifyError::Internal(e);
         let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
         let realm = self.0.realm().await?;
-        let tokens = &self.0.tokens;
-        let key = tokens
-            .keys
+        let workspaces = &self.0.svc.workspaces;
+        let key = workspaces
             .machine_verifier(&realm, kid)
             .await
             .map_err(|e| internal(format!("{e:?}")))?
@@ -70,25 +70,11 @@ impl MachineTokens for StoredMachineTokens {
             return Err(VerifyError::Malformed);
         };
         let jti = claims["jti"].as_str().ok_or(VerifyError::Malformed)?;
-        let record = tokens
-            .store
-            .machine_token(jti)
+        let live = workspaces
+            .machine_token_live(&realm, jti, workspace_id, &subject.id)
             .await
-            .map_err(|e| internal(e.to_string()))?
-            .ok_or(VerifyError::Revoked)?;
-        if record.revoked_at.is_some()
-            || record.workspace_id != *workspace_id
-            || record.user_id != subject.id
-        {
-            return Err(VerifyError::Revoked);
-        }
-        let running = tokens
-            .store
-            .workspace(&realm.id, workspace_id)
-            .await
-            .map_err(|e| internal(e.to_string()))?
-            .is_some_and(|w| w.status == WorkspaceStatus::Running);
-        if !running {
+            .map_err(|e| internal(e.to_string()))?;
+        if !live {
             return Err(VerifyError::Revoked);
         }
         Ok(subject)
@@ -103,13 +89,13 @@ struct LiveUser(DefaultRealm);
 impl Provision for LiveUser {
     async fn provision(&self, subject: &mut Subject) -> Result<(), VerifyError> {
         let realm = self.0.realm().await?;
-        let store = &self.0.tokens.store;
-        let internal = |e: tessera_store::StoreError| VerifyError::Internal(e.to_string());
-        let user = store
-            .user(&realm.id, &subject.id)
+        let user = self
+            .0
+            .svc
+            .workspaces
+            .live_user(&realm, &subject.id)
             .await
-            .map_err(internal)?
-            .filter(|u| u.enabled)
+            .map_err(|e| VerifyError::Internal(e.to_string()))?
             .ok_or(VerifyError::Revoked)?;
         if let TokenKind::User { session } = &subject.kind {
             let sid = session
@@ -117,7 +103,8 @@ impl Provision for LiveUser {
                 .ok_or(VerifyError::WrongKind("a user's access token is required"))?;
             let live = self
                 .0
-                .tokens
+                .svc
+                .verifier
                 .live_session(&realm, sid)
                 .await
                 .map_err(|e| VerifyError::Internal(e.description))?
@@ -133,7 +120,7 @@ impl Provision for LiveUser {
 
 /// A verifier for access tokens of the default realm, keys from the cache.
 pub fn verifier_for(realm: &DefaultRealm) -> Verifier {
-    let issuer = realm.tokens.issuer(&realm.name);
+    let issuer = realm.svc.realms.issuer(&realm.name);
     Verifier::new(issuer, Arc::new(RealmKeys(realm.clone()))).leeway(5)
 }
 

@@ -6,7 +6,6 @@
 
 mod api;
 mod auth;
-mod machine;
 
 use crate::AppState;
 use axum::routing::{delete, get, post};
@@ -18,7 +17,7 @@ pub use auth::{verifier_for, DefaultRealm};
 
 pub fn router(state: &AppState) -> Router<AppState> {
     let realm = DefaultRealm {
-        tokens: state.tokens.clone(),
+        svc: state.services.clone(),
         name: state.settings.default_realm.clone(),
     };
     let verifier = auth::verifier(&realm);

@@ -56,9 +56,7 @@ pub(super) async fn device_flow_end_to_end(app: TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(
-        app.state
-            .tokens
-            .store
+        app.store
             .device_code(&tessera_core::TokenHash::of(&device_code))
             .await
             .expect("db")
@@ -122,18 +120,8 @@ pub(super) async fn force_poll_window(app: &TestApp, device_code: &str) {
     let hash = tessera_core::TokenHash::of(device_code);
     // A poll at time 0 resets `last_polled_at` (or raises the interval,
     // then it is at 0 anyway); either way the next real poll is on time.
-    app.state
-        .tokens
-        .store
-        .record_device_poll(&hash, 0)
-        .await
-        .expect("db");
-    app.state
-        .tokens
-        .store
-        .record_device_poll(&hash, 1)
-        .await
-        .expect("db");
+    app.store.record_device_poll(&hash, 0).await.expect("db");
+    app.store.record_device_poll(&hash, 1).await.expect("db");
 }
 
 pub(super) async fn device_denied_expired_and_refused(app: TestApp) {
@@ -290,8 +278,6 @@ pub(super) async fn device_approval_needs_this_browser_and_dies_with_sign_out(ap
         );
     }
     let code = app
-        .state
-        .tokens
         .store
         .device_code(&tessera_core::TokenHash::of(&device_code))
         .await

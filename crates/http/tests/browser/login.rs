@@ -573,10 +573,14 @@ pub(super) async fn signing_in_again_renews_or_replaces_the_browser_session(app:
         "login_required"
     );
     let alice = app.user_id("test", "alice").await;
-    let realm = app.state.tokens.realm("test").await.expect("realm");
-    let browsers = app
+    let realm = app
         .state
-        .tokens
+        .services
+        .realms
+        .realm("test")
+        .await
+        .expect("realm");
+    let browsers = app
         .store
         .user_sso_sessions(&realm.id, &alice, tessera_core::time::now_ms())
         .await

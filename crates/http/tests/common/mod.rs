@@ -17,7 +17,7 @@ use tessera_connect::{ConnectConfig, ConnectService};
 use tessera_http::{AppState, HttpSettings, Metrics};
 use tessera_keys::MasterKey;
 use tessera_oauth::config::PasswordConfig;
-use tessera_oauth::{OAuthConfig, TokenService};
+use tessera_oauth::{OAuthConfig, Services};
 use tessera_store::Store;
 
 pub const PUBLIC_URL: &str = "http://tessera.test";
@@ -34,6 +34,11 @@ pub enum Backend {
 pub struct TestApp {
     pub router: Router,
     pub state: AppState,
+    /// The database under the services, for tests to set up and inspect
+    /// data directly (the crate itself never sees it).
+    pub store: Arc<dyn Store>,
+    pub master: MasterKey,
+    config: OAuthConfig,
     _guard: Box<dyn Any + Send + Sync>,
 }
 
@@ -145,16 +150,19 @@ async fn build_with(
         max_concurrent: 4,
     };
     tune(&mut config);
-    let tokens = TokenService::new(store, MasterKey::generate(), config);
-    tokens
+    let master = MasterKey::generate();
+    let services = Services::new(store.clone(), master.clone(), config.clone());
+    services
+        .admin
         .bootstrap(Some(ADMIN_PASSWORD.into()), "master")
         .await
         .expect("bootstrap");
     connect.default_realm = default_realm.to_string();
-    let connect = ConnectService::new(tokens.clone(), connect, secrets).expect("connect config");
+    let connect =
+        ConnectService::new(services.providers.clone(), connect, secrets).expect("connect config");
     let state = AppState {
         connect: Arc::new(connect),
-        tokens,
+        services,
         metrics: Arc::new(Metrics::new()),
         settings: Arc::new(HttpSettings {
             max_body_bytes: 8 * 1024,
@@ -165,6 +173,9 @@ async fn build_with(
     let app = TestApp {
         router: tessera_http::app(state.clone()),
         state,
+        store,
+        master,
+        config,
         _guard: guard,
     };
     app.seed().await;
@@ -394,16 +405,12 @@ impl TestApp {
 
     pub async fn user_id(&self, realm: &str, username: &str) -> String {
         let realm = self
-            .state
-            .tokens
             .store
             .realm_by_name(realm)
             .await
             .expect("db")
             .expect("realm");
-        self.state
-            .tokens
-            .store
+        self.store
             .user_by_username(&realm.id, username)
             .await
             .expect("db")
@@ -415,26 +422,25 @@ impl TestApp {
     /// anything kept in memory), the same database and master key. Keep
     /// `self` alive while it is used (it owns the database).
     pub fn second_node(&self) -> TestApp {
-        let tokens = TokenService::new(
-            self.state.tokens.store.clone(),
-            self.state.tokens.keys.master().clone(),
-            (*self.state.tokens.config).clone(),
-        );
+        let services = Services::new(self.store.clone(), self.master.clone(), self.config.clone());
         let connect = ConnectService::new(
-            tokens.clone(),
+            services.providers.clone(),
             (*self.state.connect.config).clone(),
             &|_| None,
         )
         .expect("connect config");
         let state = AppState {
             connect: Arc::new(connect),
-            tokens,
+            services,
             metrics: Arc::new(Metrics::new()),
             settings: self.state.settings.clone(),
         };
         TestApp {
             router: tessera_http::app(state.clone()),
             state,
+            store: self.store.clone(),
+            master: self.master.clone(),
+            config: self.config.clone(),
             _guard: Box::new(()),
         }
     }
@@ -444,13 +450,16 @@ impl TestApp {
         TestApp {
             router,
             state: like.state.clone(),
+            store: like.store.clone(),
+            master: like.master.clone(),
+            config: like.config.clone(),
             _guard: Box::new(()),
         }
     }
 
     /// The internal id of a client (what Admin API paths take).
     pub async fn client_uuid(&self, realm: &str, client_id: &str) -> String {
-        let store = &self.state.tokens.store;
+        let store = &self.store;
         let realm = store
             .realm_by_name(realm)
             .await
@@ -466,17 +475,13 @@ impl TestApp {
 
     pub async fn active_sessions(&self, username: &str) -> usize {
         let realm = self
-            .state
-            .tokens
             .store
             .realm_by_name("test")
             .await
             .expect("db")
             .expect("realm");
         let id = self.user_id("test", username).await;
-        self.state
-            .tokens
-            .store
+        self.store
             .user_sessions(&realm.id, &id, tessera_core::time::now_ms())
             .await
             .expect("db")

@@ -2,7 +2,7 @@
 //! list their sessions (browsers and app connections), sign one or all out,
 //! and change the password.
 
-use crate::TokenService;
+use super::BrowserSignIn;
 use serde::Serialize;
 use std::collections::HashMap;
 use tessera_core::time::now_ms;
@@ -32,7 +32,7 @@ pub struct AccountSession {
 /// The shortest password the account page accepts.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
-impl TokenService {
+impl BrowserSignIn {
     /// The user's live sessions: browsers first, then app connections, each
     /// newest first. `current` marks the caller's own session.
     pub async fn account_sessions(
@@ -44,12 +44,12 @@ impl TokenService {
         let now = now_ms();
         let store_err = OAuthError::server_error;
         let browsers = self
-            .store
+            .browser_db
             .user_sso_sessions(&realm.id, user_id, now)
             .await
             .map_err(store_err)?;
         let apps = self
-            .store
+            .session_db
             .user_sessions(&realm.id, user_id, now)
             .await
             .map_err(store_err)?;
@@ -57,7 +57,7 @@ impl TokenService {
         for s in &apps {
             if !clients.contains_key(&s.client_id) {
                 let c = self
-                    .store
+                    .client_db
                     .client(&realm.id, &s.client_id)
                     .await
                     .map_err(store_err)?;
@@ -110,14 +110,16 @@ impl TokenService {
         id: &str,
     ) -> Result<bool, OAuthError> {
         let store_err = OAuthError::server_error;
-        if let Some(sso) = self.store.sso_session(id).await.map_err(store_err)? {
+        if let Some(sso) = self.browser_db.sso_session(id).await.map_err(store_err)? {
             if sso.realm_id == realm.id && sso.user_id == user_id {
                 return self.end_sso_session(id).await;
             }
             return Ok(false);
         }
-        match self.store.session(id).await.map_err(store_err)? {
-            Some(s) if s.realm_id == realm.id && s.user_id == user_id => self.end_session(id).await,
+        match self.session_db.session(id).await.map_err(store_err)? {
+            Some(s) if s.realm_id == realm.id && s.user_id == user_id => {
+                self.sessions.end_session(id).await
+            }
             _ => Ok(false),
         }
     }
@@ -133,7 +135,8 @@ impl TokenService {
         new: &Secret<String>,
         sign_out_others: Option<&str>,
     ) -> Result<(), OAuthError> {
-        self.check_password(realm, &user.username, current, None)
+        self.login
+            .check_password(realm, &user.username, current, None)
             .await?;
         let new_len = new.expose().chars().count();
         if new_len < MIN_PASSWORD_LEN {
@@ -148,7 +151,7 @@ impl TokenService {
         }
         // Only the password: an administrator's edits made meanwhile stay.
         let hash = self.passwords.hash(new).await?;
-        self.store
+        self.user_db
             .set_password(&realm.id, &user.id, &hash, false)
             .await
             .map_err(OAuthError::server_error)?;
@@ -156,7 +159,7 @@ impl TokenService {
         if let Some(keep) = sign_out_others {
             let now = now_ms();
             let browsers = self
-                .store
+                .browser_db
                 .user_sso_sessions(&realm.id, &user.id, now)
                 .await
                 .map_err(OAuthError::server_error)?;
@@ -164,7 +167,7 @@ impl TokenService {
                 self.end_sso_session(&b.id).await?;
             }
             let apps = self
-                .store
+                .session_db
                 .user_sessions(&realm.id, &user.id, now)
                 .await
                 .map_err(OAuthError::server_error)?;
@@ -172,7 +175,7 @@ impl TokenService {
                 .iter()
                 .filter(|s| s.sso_session_id.as_deref() != Some(keep))
             {
-                self.end_session(&s.id).await?;
+                self.sessions.end_session(&s.id).await?;
             }
         }
         Ok(())

@@ -3,9 +3,9 @@
 //! redirect URI. Until the redirect URI is known to be the client's, nothing
 //! is sent there: those errors are shown on a page instead.
 
+use super::BrowserSignIn;
 use super::SignedIn;
 use crate::params::Params;
-use crate::TokenService;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -163,7 +163,7 @@ pub fn valid_verifier(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-impl TokenService {
+impl BrowserSignIn {
     /// Validates an authorization request from its query (or form) parameters.
     pub async fn authorize_request(
         &self,
@@ -345,7 +345,7 @@ impl TokenService {
         realm: &Realm,
         client_id: &str,
     ) -> Result<Client, AuthorizeError> {
-        self.store
+        self.client_db
             .client_by_client_id(&realm.id, client_id)
             .await
             .map_err(OAuthError::server_error)?
@@ -394,7 +394,7 @@ impl TokenService {
             expires_at: now + self.config.browser.code_ttl_secs * 1000,
             spent_at: None,
         };
-        self.store
+        self.browser_db
             .insert_auth_code(&record)
             .await
             .map_err(OAuthError::server_error)?;
@@ -405,7 +405,7 @@ impl TokenService {
         // The session the code will create: the same `session_state` the
         // token response and the ID token's `sid` carry.
         params.push(("session_state".into(), record.session_id.clone()));
-        params.push(("iss".into(), self.issuer(&realm.name)));
+        params.push(("iss".into(), self.config.issuer(&realm.name)));
         Ok(Redirect {
             redirect_uri: req.redirect_uri.clone(),
             mode: req.response_mode,
@@ -430,7 +430,7 @@ impl TokenService {
         if let Some(s) = state {
             params.push(("state".into(), s.to_string()));
         }
-        params.push(("iss".into(), self.issuer(&realm.name)));
+        params.push(("iss".into(), self.config.issuer(&realm.name)));
         Redirect {
             redirect_uri: redirect_uri.to_string(),
             mode,

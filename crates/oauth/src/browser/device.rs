@@ -2,9 +2,9 @@
 //! code pair, and the decisions a signed-in person makes on the verification
 //! page. Polling is the `device_code` grant (`grants/device_code.rs`).
 
+use super::BrowserSignIn;
 use super::SignedIn;
 use crate::params::Params;
-use crate::TokenService;
 use rand::Rng;
 use serde::Serialize;
 use tessera_core::scope::ScopeSet;
@@ -85,7 +85,7 @@ pub enum DeviceLookup {
     AlreadyDecided,
 }
 
-impl TokenService {
+impl BrowserSignIn {
     /// `POST .../protocol/openid-connect/auth/device`.
     pub async fn device_authorization(
         &self,
@@ -97,7 +97,10 @@ impl TokenService {
         // Every live code is a target for user-code guesses: bound how fast
         // one address, or everyone together, can create them.
         self.throttle.device_request_from(address).await?;
-        let client = self.calling_client(realm, authorization, params).await?;
+        let client = self
+            .client_auth
+            .calling_client(realm, authorization, params)
+            .await?;
         self.throttle.device_request_in(&realm.id).await?;
         if !device_grant_enabled(&client) {
             return Err(OAuthError::unauthorized_client(
@@ -128,7 +131,7 @@ impl TokenService {
         // 20^8 codes: a clash with a live one is rare; try a few times.
         let mut attempts = 0;
         loop {
-            match self.store.insert_device_code(&record).await {
+            match self.browser_db.insert_device_code(&record).await {
                 Ok(()) => break,
                 Err(StoreError::Conflict(_)) if attempts < 4 => {
                     attempts += 1;
@@ -137,7 +140,7 @@ impl TokenService {
                 Err(e) => return Err(OAuthError::server_error(e)),
             }
         }
-        let verification_uri = format!("{}/device", self.issuer(&realm.name));
+        let verification_uri = format!("{}/device", self.config.issuer(&realm.name));
         let user_code = format_user_code(&record.user_code);
         Ok(DeviceAuthorization {
             device_code,
@@ -175,7 +178,7 @@ impl TokenService {
             return Ok(Err(DeviceLookup::Unknown));
         };
         let Some(record) = self
-            .store
+            .browser_db
             .device_code_by_user_code(&realm.id, &code)
             .await
             .map_err(OAuthError::server_error)?
@@ -189,7 +192,7 @@ impl TokenService {
             return Ok(Err(DeviceLookup::AlreadyDecided));
         }
         let Some(client) = self
-            .store
+            .client_db
             .client(&realm.id, &record.client_id)
             .await
             .map_err(OAuthError::server_error)?
@@ -224,7 +227,7 @@ impl TokenService {
             auth_time: signed_in.sso.auth_time,
         };
         let decided = self
-            .store
+            .browser_db
             .decide_device_code(&realm.id, &pending.code.user_code, &decision, now_ms())
             .await
             .map_err(OAuthError::server_error)?;

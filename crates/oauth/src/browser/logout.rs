@@ -2,9 +2,9 @@
 //! `id_token_hint`, `post_logout_redirect_uri` and `state`, then ending the
 //! browser's SSO session and every session it started.
 
+use super::BrowserSignIn;
 use super::SignedIn;
 use crate::params::Params;
-use crate::TokenService;
 use tessera_core::claims::{IdClaims, TYP_ID};
 use tessera_core::{Client, OAuthError, Realm};
 use tessera_keys::{decode_unverified_header, verify_compact};
@@ -51,7 +51,7 @@ pub fn post_logout_uris(client: &Client) -> Vec<String> {
     out
 }
 
-impl TokenService {
+impl BrowserSignIn {
     /// Checks the parameters. `Err` is a message for an error page: nothing
     /// is ended and nobody is redirected.
     pub async fn check_logout(
@@ -78,7 +78,7 @@ impl TokenService {
         }
         let client = match &client_id {
             Some(id) => Some(
-                self.store
+                self.client_db
                     .client_by_client_id(&realm.id, id)
                     .await
                     .map_err(|_| "The server could not check the request.".to_string())?
@@ -122,7 +122,7 @@ impl TokenService {
         let key = self.keys.verifier(realm, &kid).await?.ok_or_else(invalid)?;
         let value = verify_compact(token, &key).map_err(|_| invalid())?;
         let claims: IdClaims = serde_json::from_value(value).map_err(|_| invalid())?;
-        if claims.typ != TYP_ID || claims.iss != self.issuer(&realm.name) {
+        if claims.typ != TYP_ID || claims.iss != self.config.issuer(&realm.name) {
             return Err(invalid());
         }
         Ok(claims)
@@ -139,12 +139,12 @@ impl TokenService {
     ) -> Result<bool, OAuthError> {
         if let Some(sid) = &req.hint_sid {
             let session = self
-                .store
+                .session_db
                 .session(sid)
                 .await
                 .map_err(OAuthError::server_error)?;
             if let Some(session) = session {
-                self.end_session(&session.id).await?;
+                self.sessions.end_session(&session.id).await?;
                 if let Some(sso) = &session.sso_session_id {
                     self.end_sso_session(sso).await?;
                 }

@@ -9,12 +9,17 @@ pub mod authorize;
 pub mod device;
 pub mod logout;
 
-use crate::TokenService;
+use crate::keyring::KeyCache;
+use crate::password::PasswordHasher;
+use crate::throttle::LoginThrottle;
+use crate::{ClientAuth, OAuthConfig, PasswordCheck, Sessions};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use tessera_core::secret::random_token;
 use tessera_core::time::{now_ms, now_secs};
 use tessera_core::{OAuthError, Realm, SsoSession, TokenHash, User};
 use tessera_store::ClientMeta;
+use tessera_store::{BrowserStore, ClientStore, SessionStore, UserStore};
 
 pub use authorize::{AuthorizeError, AuthorizeRequest, Redirect, ResponseMode};
 
@@ -48,7 +53,57 @@ struct LoginState {
     intent: Intent,
 }
 
-impl TokenService {
+/// Signing in with a browser, and what a signed-in browser can do.
+#[derive(Clone)]
+pub struct BrowserSignIn {
+    pub(crate) config: Arc<OAuthConfig>,
+    pub(crate) keys: Arc<KeyCache>,
+    pub(crate) client_db: Arc<dyn ClientStore>,
+    pub(crate) user_db: Arc<dyn UserStore>,
+    /// SSO sessions, authorization and device codes.
+    pub(crate) browser_db: Arc<dyn BrowserStore>,
+    pub(crate) session_db: Arc<dyn SessionStore>,
+    pub(crate) passwords: Arc<PasswordHasher>,
+    pub(crate) throttle: Arc<LoginThrottle>,
+    pub(crate) client_auth: ClientAuth,
+    pub(crate) sessions: Sessions,
+    pub(crate) login: PasswordCheck,
+}
+
+impl BrowserSignIn {
+    /// The login form's check (see `PasswordCheck`).
+    pub async fn check_password(
+        &self,
+        realm: &Realm,
+        username: &str,
+        password: &tessera_core::Secret<String>,
+        address: Option<&str>,
+    ) -> Result<User, OAuthError> {
+        self.login
+            .check_password(realm, username, password, address)
+            .await
+    }
+
+    /// A client of the realm by `client_id` (to name it on a page).
+    pub async fn client(
+        &self,
+        realm: &Realm,
+        client_id: &str,
+    ) -> Result<Option<tessera_core::Client>, OAuthError> {
+        self.client_db
+            .client_by_client_id(&realm.id, client_id)
+            .await
+            .map_err(OAuthError::server_error)
+    }
+
+    /// A session by id (live or not).
+    pub async fn session(&self, id: &str) -> Result<Option<tessera_core::Session>, OAuthError> {
+        self.session_db
+            .session(id)
+            .await
+            .map_err(OAuthError::server_error)
+    }
+
     fn browser_key(&self, purpose: &str, realm: &Realm) -> tessera_keys::MacKey {
         self.keys
             .master()
@@ -115,7 +170,7 @@ impl TokenService {
         if let Some(prev) = self.signed_in(realm, previous).await? {
             if prev.user.id == user.id {
                 let renewed = self
-                    .store
+                    .browser_db
                     .renew_sso_session(&prev.sso.id, &TokenHash::of(&secret), now, expires_at)
                     .await
                     .map_err(OAuthError::server_error)?;
@@ -139,7 +194,7 @@ impl TokenService {
             expires_at,
             revoked_at: None,
         };
-        self.store
+        self.browser_db
             .create_sso_session(&sso)
             .await
             .map_err(OAuthError::server_error)?;
@@ -158,7 +213,7 @@ impl TokenService {
             return Ok(None);
         };
         let Some(sso) = self
-            .store
+            .browser_db
             .touch_sso_session(&TokenHash::of(cookie), now_ms())
             .await
             .map_err(OAuthError::server_error)?
@@ -167,7 +222,7 @@ impl TokenService {
             return Ok(None);
         };
         let user = self
-            .store
+            .user_db
             .user(&realm.id, &sso.user_id)
             .await
             .map_err(OAuthError::server_error)?
@@ -179,13 +234,13 @@ impl TokenService {
     /// Returns whether it was signed in.
     pub async fn end_sso_session(&self, sso_id: &str) -> Result<bool, OAuthError> {
         let ended = self
-            .store
+            .browser_db
             .revoke_sso_session(sso_id, now_ms())
             .await
             .map_err(OAuthError::server_error)?;
         Ok(match ended {
             Some((user_id, sessions)) => {
-                self.announce_ended(&user_id, sessions);
+                self.sessions.announce_ended(&user_id, sessions);
                 true
             }
             None => false,

@@ -4,7 +4,7 @@
 
 use crate::browser::authorize::{s256, valid_verifier};
 use crate::issue::{new_refresh_token, new_session, Issue};
-use crate::{TokenResponse, TokenService};
+use crate::{TokenEndpoint, TokenResponse};
 use subtle::ConstantTimeEq;
 use tessera_core::scope::ScopeSet;
 use tessera_core::time::now_ms;
@@ -18,7 +18,7 @@ pub struct AuthCodeRequest {
     pub code_verifier: Option<String>,
 }
 
-impl TokenService {
+impl TokenEndpoint {
     pub(crate) async fn authorization_code_grant(
         &self,
         realm: &Realm,
@@ -29,7 +29,7 @@ impl TokenService {
         let bad = || OAuthError::invalid_grant("Code not valid");
         let hash = TokenHash::of(req.code.expose());
         let code = self
-            .store
+            .browser_db
             .auth_code(&hash)
             .await
             .map_err(OAuthError::server_error)?
@@ -69,14 +69,14 @@ impl TokenService {
             (None, None) => {}
         }
         let user = self
-            .store
+            .user_db
             .user(&realm.id, &code.user_id)
             .await
             .map_err(OAuthError::server_error)?
             .filter(|u| u.enabled)
             .ok_or_else(|| OAuthError::invalid_grant("User not found or disabled"))?;
         let sso_live = self
-            .store
+            .browser_db
             .sso_session(&code.sso_session_id)
             .await
             .map_err(OAuthError::server_error)?
@@ -92,7 +92,7 @@ impl TokenService {
         };
         let refresh = new_refresh_token(&session, now);
         match self
-            .store
+            .browser_db
             .redeem_auth_code(&hash, now, &session, &refresh.record)
             .await
             .map_err(OAuthError::server_error)?
@@ -105,18 +105,19 @@ impl TokenService {
             Redeemed::Gone => return Err(OAuthError::invalid_grant("Session not active")),
         }
         let scope = ScopeSet::from_stored(&code.scope);
-        self.token_response(Issue {
-            nonce: code.nonce.clone(),
-            ..Issue::for_user(realm, client, &user, &session, &refresh, &scope)
-        })
-        .await
+        self.minter
+            .token_response(Issue {
+                nonce: code.nonce.clone(),
+                ..Issue::for_user(realm, client, &user, &session, &refresh, &scope)
+            })
+            .await
     }
 
     /// A spent code came back: whoever holds it now may have stolen it, so
     /// everything the first redemption produced is revoked.
     async fn code_replayed(&self, session_id: &str) -> OAuthError {
         tracing::warn!(session = %session_id, "authorization code replayed; its session is revoked");
-        if let Err(e) = self.end_session(session_id).await {
+        if let Err(e) = self.sessions.end_session(session_id).await {
             return e;
         }
         OAuthError::invalid_grant("Code already used")

@@ -3,11 +3,11 @@
 //! refresh token (Keycloak's default), so it costs one key signature.
 
 use crate::issue::{Issue, Subject};
-use crate::{TokenResponse, TokenService};
+use crate::{TokenEndpoint, TokenResponse};
 use tessera_core::scope::ScopeSet;
 use tessera_core::{Client, OAuthError, Realm};
 
-impl TokenService {
+impl TokenEndpoint {
     pub(crate) async fn client_credentials_grant(
         &self,
         realm: &Realm,
@@ -15,15 +15,16 @@ impl TokenService {
         scope: Option<&str>,
     ) -> Result<TokenResponse, OAuthError> {
         let scope = ScopeSet::parse_requested(scope)?;
-        self.token_response(Issue {
-            realm,
-            client,
-            subject: Subject::ServiceAccount(client),
-            session: None,
-            refresh: None,
-            scope: &scope,
-            nonce: None,
-        })
-        .await
+        self.minter
+            .token_response(Issue {
+                realm,
+                client,
+                subject: Subject::ServiceAccount(client),
+                session: None,
+                refresh: None,
+                scope: &scope,
+                nonce: None,
+            })
+            .await
     }
 }

@@ -3,7 +3,7 @@
 //! yields tokens exactly once.
 
 use crate::issue::{new_refresh_token, new_session, Issue};
-use crate::{TokenResponse, TokenService};
+use crate::{TokenEndpoint, TokenResponse};
 use tessera_core::scope::ScopeSet;
 use tessera_core::time::now_ms;
 use tessera_core::{
@@ -11,7 +11,7 @@ use tessera_core::{
 };
 use tessera_store::{ClientMeta, Redeemed};
 
-impl TokenService {
+impl TokenEndpoint {
     pub(crate) async fn device_code_grant(
         &self,
         realm: &Realm,
@@ -22,7 +22,7 @@ impl TokenService {
         let bad = || OAuthError::invalid_grant("Device code not valid");
         let hash = TokenHash::of(device_code.expose());
         let code = self
-            .store
+            .browser_db
             .device_code(&hash)
             .await
             .map_err(OAuthError::server_error)?
@@ -42,7 +42,7 @@ impl TokenService {
             ));
         }
         let on_time = self
-            .store
+            .browser_db
             .record_device_poll(&hash, now)
             .await
             .map_err(OAuthError::server_error)?;
@@ -71,7 +71,7 @@ impl TokenService {
             DeviceStatus::Approved => code.user_id.clone().ok_or_else(bad)?,
         };
         let user = self
-            .store
+            .user_db
             .user(&realm.id, &user_id)
             .await
             .map_err(OAuthError::server_error)?
@@ -86,7 +86,7 @@ impl TokenService {
         };
         let refresh = new_refresh_token(&session, now);
         match self
-            .store
+            .browser_db
             .redeem_device_code(&hash, now, &session, &refresh.record)
             .await
             .map_err(OAuthError::server_error)?
@@ -98,9 +98,10 @@ impl TokenService {
             Redeemed::Gone => return Err(bad()),
         }
         let scope = ScopeSet::from_stored(&code.scope);
-        self.token_response(Issue::for_user(
-            realm, client, &user, &session, &refresh, &scope,
-        ))
-        .await
+        self.minter
+            .token_response(Issue::for_user(
+                realm, client, &user, &session, &refresh, &scope,
+            ))
+            .await
     }
 }

@@ -11,9 +11,11 @@ mod refresh_token;
 
 use crate::issue::TokenResponse;
 use crate::params::Params;
-use crate::TokenService;
+use crate::{ClientAuth, Minter, OAuthConfig, PasswordCheck, Sessions, Verifier};
+use std::sync::Arc;
 use tessera_core::{Client, OAuthError, OAuthErrorCode, Realm, Secret};
 use tessera_store::ClientMeta;
+use tessera_store::{BrowserStore, ClientStore, RefreshTokenStore, SessionStore, UserStore};
 
 pub use authorization_code::AuthCodeRequest;
 pub use password::PasswordRequest;
@@ -103,7 +105,25 @@ impl TokenRequest {
     }
 }
 
-impl TokenService {
+/// The token endpoint: its grants, and userinfo, introspection, revocation
+/// and logout by refresh token (`protocol.rs`).
+#[derive(Clone)]
+pub struct TokenEndpoint {
+    pub(crate) config: Arc<OAuthConfig>,
+    pub(crate) client_db: Arc<dyn ClientStore>,
+    pub(crate) user_db: Arc<dyn UserStore>,
+    /// Authorization and device codes.
+    pub(crate) browser_db: Arc<dyn BrowserStore>,
+    pub(crate) session_db: Arc<dyn SessionStore>,
+    pub(crate) refresh_db: Arc<dyn RefreshTokenStore>,
+    pub(crate) client_auth: ClientAuth,
+    pub(crate) sessions: Sessions,
+    pub(crate) verifier: Verifier,
+    pub(crate) minter: Minter,
+    pub(crate) login: PasswordCheck,
+}
+
+impl TokenEndpoint {
     /// `POST .../protocol/openid-connect/token`. Returns the grant type with
     /// the outcome so callers can count issuance per grant.
     pub async fn token(
@@ -114,7 +134,10 @@ impl TokenService {
         meta: &ClientMeta,
     ) -> Result<(TokenResponse, &'static str), OAuthError> {
         let request = TokenRequest::parse(params)?;
-        let client = self.calling_client(realm, authorization, params).await?;
+        let client = self
+            .client_auth
+            .calling_client(realm, authorization, params)
+            .await?;
         request.check_allowed(&client)?;
         let grant = request.grant_type();
         let response = match request {

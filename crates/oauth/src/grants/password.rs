@@ -2,7 +2,7 @@
 //! Che's CLI examples use. Throttled per username, constant-time for unknown users.
 
 use crate::issue::{new_refresh_token, new_session, Issue};
-use crate::{TokenResponse, TokenService};
+use crate::{TokenEndpoint, TokenResponse};
 use tessera_core::scope::ScopeSet;
 use tessera_core::time::now_ms;
 use tessera_core::{Client, OAuthError, Realm, Secret, Session};
@@ -17,7 +17,7 @@ pub struct PasswordRequest {
     pub device_id: Option<String>,
 }
 
-impl TokenService {
+impl TokenEndpoint {
     pub(crate) async fn password_grant(
         &self,
         realm: &Realm,
@@ -27,6 +27,7 @@ impl TokenService {
     ) -> Result<TokenResponse, OAuthError> {
         let scope = ScopeSet::parse_requested(req.scope.as_deref())?;
         let user = self
+            .login
             .check_password(realm, &req.username, &req.password, meta.ip.as_deref())
             .await?;
         if user.password_temporary {
@@ -38,13 +39,14 @@ impl TokenService {
             ..new_session(realm, &user, client, scope.to_param(), meta, now)
         };
         let refresh = new_refresh_token(&session, now);
-        self.store
+        self.session_db
             .create_session(&session, &refresh.record)
             .await
             .map_err(OAuthError::server_error)?;
-        self.token_response(Issue::for_user(
-            realm, client, &user, &session, &refresh, &scope,
-        ))
-        .await
+        self.minter
+            .token_response(Issue::for_user(
+                realm, client, &user, &session, &refresh, &scope,
+            ))
+            .await
     }
 }

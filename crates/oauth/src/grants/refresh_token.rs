@@ -4,7 +4,7 @@
 //! it (racing requests from one client) it is refused without revoking.
 
 use crate::issue::{new_refresh_token, Issue};
-use crate::{TokenResponse, TokenService};
+use crate::{TokenEndpoint, TokenResponse};
 use tessera_core::scope::ScopeSet;
 use tessera_core::time::now_ms;
 use tessera_core::{Client, OAuthError, Realm, Secret, TokenHash};
@@ -18,7 +18,7 @@ pub struct RefreshRequest {
 
 const INVALID: &str = "Invalid refresh token";
 
-impl TokenService {
+impl TokenEndpoint {
     pub(crate) async fn refresh_grant(
         &self,
         realm: &Realm,
@@ -31,13 +31,13 @@ impl TokenService {
         // Check ownership and scope before spending anything, so a bad
         // request changes nothing.
         let record = self
-            .store
+            .refresh_db
             .refresh_token(&hash)
             .await
             .map_err(store_err)?
             .ok_or_else(|| OAuthError::invalid_grant(INVALID))?;
         let session = self
-            .store
+            .session_db
             .session(&record.session_id)
             .await
             .map_err(store_err)?
@@ -54,7 +54,7 @@ impl TokenService {
         }
         let scope = ScopeSet::from_stored(&session.scope).narrow(req.scope.as_deref())?;
         let user = self
-            .store
+            .user_db
             .user(&realm.id, &session.user_id)
             .await
             .map_err(store_err)?
@@ -64,22 +64,27 @@ impl TokenService {
         let now = now_ms();
         let next = new_refresh_token(&session, now);
         match self
-            .store
+            .refresh_db
             .rotate_refresh_token(&hash, &next.record, now, meta)
             .await
             .map_err(store_err)?
         {
             RotateOutcome::Rotated(session) => {
-                self.token_response(Issue::for_user(
-                    realm, client, &user, &session, &next, &scope,
-                ))
-                .await
+                self.minter
+                    .token_response(Issue::for_user(
+                        realm, client, &user, &session, &next, &scope,
+                    ))
+                    .await
             }
             RotateOutcome::AlreadyRotated {
                 session_id,
                 rotated_at,
             } => {
-                if self.refresh_token_reused(&session_id, rotated_at).await? {
+                if self
+                    .sessions
+                    .refresh_token_reused(&session_id, rotated_at)
+                    .await?
+                {
                     Err(OAuthError::invalid_grant(
                         "Refresh token reused; session revoked",
                     ))

@@ -14,10 +14,12 @@
 //! an `if` guard was such a case, so `map_db_error` is a plain function).
 //!
 //! `sql_store_impl!` is the one entry point. It expands `sql_helpers!` (the
-//! imports, error mapping, column decoding and the session insert several
-//! traits share) and then each per-trait macro, all inside one anonymous
-//! const, so the per-trait macros use those helpers by name and are not meant
-//! to be expanded on their own.
+//! imports, error mapping, column decoding, the runners every statement ends
+//! in, and the session insert several traits share) and then each per-trait
+//! macro, all inside one anonymous const, so the per-trait macros use those
+//! helpers by name and are not meant to be expanded on their own. A record
+//! that is inserted and updated with the same columns binds them in one
+//! function beside its decoder (`bind_client`, and so on).
 //!
 //! The backend type must provide `fn reader(&self) -> &Pool<DB>`,
 //! `fn writer(&self) -> &Pool<DB>` (SQLite: many readers, one writer) and
@@ -83,8 +85,9 @@ macro_rules! sql_store_impl {
     };
 }
 
-/// What the per-trait macros share: imports, the row type, error mapping,
-/// column decoding, and the session (with its first refresh token) that
+/// What the per-trait macros share: imports, the row and query types, error
+/// mapping, column decoding, the runners that send a bound statement to a
+/// pool or transaction, and the session (with its first refresh token) that
 /// every grant inserts.
 #[macro_export]
 #[doc(hidden)]
@@ -103,6 +106,8 @@ macro_rules! sql_helpers {
             UserQuery,
         };
         type Row = <$db as ::sqlx::Database>::Row;
+        /// A statement with (some of) its parameters bound.
+        type Query<'q> = ::sqlx::query::Query<'q, $db, <$db as ::sqlx::Database>::Arguments<'q>>;
 
         fn col<'r, T>(row: &'r Row, name: &str) -> Result<T>
         where
@@ -124,6 +129,63 @@ macro_rules! sql_helpers {
             } else {
                 Ok(())
             }
+        }
+
+        /// Runs a statement for its effect.
+        async fn execute<'c>(
+            q: Query<'_>,
+            db: impl ::sqlx::Executor<'c, Database = $db>,
+        ) -> Result<()> {
+            q.execute(db).await.map_err(err)?;
+            Ok(())
+        }
+        /// Runs a statement, returning how many rows it changed.
+        async fn affected<'c>(
+            q: Query<'_>,
+            db: impl ::sqlx::Executor<'c, Database = $db>,
+        ) -> Result<u64> {
+            Ok(q.execute(db).await.map_err(err)?.rows_affected())
+        }
+        /// The one row a statement returns, decoded.
+        async fn one<'c, T>(
+            q: Query<'_>,
+            db: impl ::sqlx::Executor<'c, Database = $db>,
+            decode: fn(&Row) -> Result<T>,
+        ) -> Result<T> {
+            decode(&q.fetch_one(db).await.map_err(err)?)
+        }
+        /// The row a statement returns, if any, decoded.
+        async fn optional<'c, T>(
+            q: Query<'_>,
+            db: impl ::sqlx::Executor<'c, Database = $db>,
+            decode: fn(&Row) -> Result<T>,
+        ) -> Result<Option<T>> {
+            q.fetch_optional(db)
+                .await
+                .map_err(err)?
+                .as_ref()
+                .map(decode)
+                .transpose()
+        }
+        /// Whether a statement returns a row.
+        async fn returns_row<'c>(
+            q: Query<'_>,
+            db: impl ::sqlx::Executor<'c, Database = $db>,
+        ) -> Result<bool> {
+            Ok(q.fetch_optional(db).await.map_err(err)?.is_some())
+        }
+        /// Every row a statement returns, decoded.
+        async fn all<'c, T>(
+            q: Query<'_>,
+            db: impl ::sqlx::Executor<'c, Database = $db>,
+            decode: fn(&Row) -> Result<T>,
+        ) -> Result<Vec<T>> {
+            q.fetch_all(db)
+                .await
+                .map_err(err)?
+                .iter()
+                .map(decode)
+                .collect()
         }
 
         fn session(row: &Row) -> Result<Session> {
@@ -152,7 +214,7 @@ macro_rules! sql_helpers {
             s: &Session,
             first: &RefreshTokenRecord,
         ) -> Result<()> {
-            ::sqlx::query($crate::sql::sessions::INSERT)
+            let q = ::sqlx::query($crate::sql::sessions::INSERT)
                 .bind(&s.id)
                 .bind(&s.realm_id)
                 .bind(&s.user_id)
@@ -168,10 +230,8 @@ macro_rules! sql_helpers {
                 .bind(s.revoked_at)
                 .bind(&s.context_name)
                 .bind(&s.origin)
-                .bind(&s.sso_session_id)
-                .execute(&mut **tx)
-                .await
-                .map_err(err)?;
+                .bind(&s.sso_session_id);
+            execute(q, &mut **tx).await?;
             insert_refresh(tx, first).await
         }
 
@@ -179,16 +239,13 @@ macro_rules! sql_helpers {
             tx: &mut ::sqlx::Transaction<'_, $db>,
             t: &RefreshTokenRecord,
         ) -> Result<()> {
-            ::sqlx::query($crate::sql::refresh::INSERT)
+            let q = ::sqlx::query($crate::sql::refresh::INSERT)
                 .bind(t.hash.as_str())
                 .bind(&t.session_id)
                 .bind(t.created_at)
                 .bind(t.expires_at)
-                .bind(t.rotated_at)
-                .execute(&mut **tx)
-                .await
-                .map_err(err)?;
-            Ok(())
+                .bind(t.rotated_at);
+            execute(q, &mut **tx).await
         }
     };
 }

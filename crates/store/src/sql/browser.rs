@@ -147,7 +147,7 @@ macro_rules! sql_browser_store {
             #[$crate::__async_trait]
             impl $crate::BrowserStore for $ty {
                 async fn create_sso_session(&self, s: &SsoSession) -> Result<()> {
-                    ::sqlx::query(browser::INSERT_SSO_SESSION)
+                    let q = ::sqlx::query(browser::INSERT_SSO_SESSION)
                         .bind(&s.id)
                         .bind(&s.realm_id)
                         .bind(&s.user_id)
@@ -158,26 +158,18 @@ macro_rules! sql_browser_store {
                         .bind(s.created_at)
                         .bind(s.last_used_at)
                         .bind(s.expires_at)
-                        .bind(s.revoked_at)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                        .bind(s.revoked_at);
+                    execute(q, self.writer()).await
                 }
                 async fn touch_sso_session(
                     &self,
                     hash: &TokenHash,
                     now: i64,
                 ) -> Result<Option<SsoSession>> {
-                    ::sqlx::query(browser::TOUCH_SSO_SESSION)
+                    let q = ::sqlx::query(browser::TOUCH_SSO_SESSION)
                         .bind(hash.as_str())
-                        .bind(now)
-                        .fetch_optional(self.writer())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(sso)
-                        .transpose()
+                        .bind(now);
+                    optional(q, self.writer(), sso).await
                 }
                 async fn renew_sso_session(
                     &self,
@@ -186,27 +178,16 @@ macro_rules! sql_browser_store {
                     now: i64,
                     expires_at: i64,
                 ) -> Result<Option<SsoSession>> {
-                    ::sqlx::query(browser::RENEW_SSO_SESSION)
+                    let q = ::sqlx::query(browser::RENEW_SSO_SESSION)
                         .bind(id)
                         .bind(secret_hash.as_str())
                         .bind(now)
-                        .bind(expires_at)
-                        .fetch_optional(self.writer())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(sso)
-                        .transpose()
+                        .bind(expires_at);
+                    optional(q, self.writer(), sso).await
                 }
                 async fn sso_session(&self, id: &str) -> Result<Option<SsoSession>> {
-                    ::sqlx::query(browser::SSO_SESSION_BY_ID)
-                        .bind(id)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(sso)
-                        .transpose()
+                    let q = ::sqlx::query(browser::SSO_SESSION_BY_ID).bind(id);
+                    optional(q, self.reader(), sso).await
                 }
                 async fn user_sso_sessions(
                     &self,
@@ -214,16 +195,11 @@ macro_rules! sql_browser_store {
                     user_id: &str,
                     now: i64,
                 ) -> Result<Vec<SsoSession>> {
-                    ::sqlx::query(browser::LIVE_SSO_SESSIONS_FOR_USER)
+                    let q = ::sqlx::query(browser::LIVE_SSO_SESSIONS_FOR_USER)
                         .bind(realm_id)
                         .bind(user_id)
-                        .bind(now)
-                        .fetch_all(self.reader())
-                        .await
-                        .map_err(err)?
-                        .iter()
-                        .map(sso)
-                        .collect()
+                        .bind(now);
+                    all(q, self.reader(), sso).await
                 }
                 async fn revoke_sso_session(
                     &self,
@@ -233,36 +209,23 @@ macro_rules! sql_browser_store {
                     let mut tx = self.writer().begin().await.map_err(err)?;
                     // The app sessions end even when the SSO session itself
                     // has expired: they outlive it (30 days against hours).
-                    ::sqlx::query(browser::REVOKE_SSO_SESSION)
+                    let revoke = ::sqlx::query(browser::REVOKE_SSO_SESSION)
                         .bind(id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                    let owner = ::sqlx::query(browser::SSO_SESSION_OWNER)
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                    let Some(owner) = owner else {
+                        .bind(now);
+                    execute(revoke, &mut *tx).await?;
+                    let owner = ::sqlx::query(browser::SSO_SESSION_OWNER).bind(id);
+                    let Some(user_id) = optional(owner, &mut *tx, |r| col(r, "user_id")).await?
+                    else {
                         tx.rollback().await.map_err(err)?;
                         return Ok(None);
                     };
-                    let user_id: String = col(&owner, "user_id")?;
-                    let ids = ::sqlx::query(sessions::REVOKE_FOR_SSO)
-                        .bind(id)
-                        .bind(now)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(err)?
-                        .iter()
-                        .map(|r| col(r, "id"))
-                        .collect::<Result<Vec<String>>>()?;
+                    let apps = ::sqlx::query(sessions::REVOKE_FOR_SSO).bind(id).bind(now);
+                    let ids = all(apps, &mut *tx, |r| col(r, "id")).await?;
                     tx.commit().await.map_err(err)?;
                     Ok(Some((user_id, ids)))
                 }
                 async fn insert_auth_code(&self, c: &AuthCode) -> Result<()> {
-                    ::sqlx::query(browser::INSERT_AUTH_CODE)
+                    let q = ::sqlx::query(browser::INSERT_AUTH_CODE)
                         .bind(c.hash.as_str())
                         .bind(&c.realm_id)
                         .bind(&c.client_id)
@@ -276,21 +239,12 @@ macro_rules! sql_browser_store {
                         .bind(c.auth_time)
                         .bind(c.created_at)
                         .bind(c.expires_at)
-                        .bind(c.spent_at)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                        .bind(c.spent_at);
+                    execute(q, self.writer()).await
                 }
                 async fn auth_code(&self, hash: &TokenHash) -> Result<Option<AuthCode>> {
-                    ::sqlx::query(browser::AUTH_CODE_BY_HASH)
-                        .bind(hash.as_str())
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(auth_code)
-                        .transpose()
+                    let q = ::sqlx::query(browser::AUTH_CODE_BY_HASH).bind(hash.as_str());
+                    optional(q, self.reader(), auth_code).await
                 }
                 async fn redeem_auth_code(
                     &self,
@@ -301,38 +255,28 @@ macro_rules! sql_browser_store {
                 ) -> Result<Redeemed> {
                     let mut tx = self.writer().begin().await.map_err(err)?;
                     // The conditional UPDATE is the lock, as for refresh tokens.
-                    let spent = ::sqlx::query(browser::SPEND_AUTH_CODE)
+                    let spend = ::sqlx::query(browser::SPEND_AUTH_CODE)
                         .bind(hash.as_str())
-                        .bind(now)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                    if let Some(spent) = spent {
+                        .bind(now);
+                    let spent: Option<String> =
+                        optional(spend, &mut *tx, |r| col(r, "sso_session_id")).await?;
+                    if let Some(sso_id) = spent {
                         // Writing the SSO row takes its lock: a logout running
                         // now either commits first (and this finds it revoked)
                         // or waits and then revokes the session made here.
-                        let sso_id: String = col(&spent, "sso_session_id")?;
-                        let live = ::sqlx::query(browser::USE_SSO_SESSION)
+                        let touch = ::sqlx::query(browser::USE_SSO_SESSION)
                             .bind(&sso_id)
-                            .bind(now)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(err)?;
-                        if live.is_none() {
+                            .bind(now);
+                        if !returns_row(touch, &mut *tx).await? {
                             tx.rollback().await.map_err(err)?;
                             return Ok(Redeemed::Gone);
                         }
                     } else {
-                        let before = ::sqlx::query(browser::AUTH_CODE_SESSION)
-                            .bind(hash.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(err)?;
+                        let q = ::sqlx::query(browser::AUTH_CODE_SESSION).bind(hash.as_str());
+                        let before = optional(q, &mut *tx, |r| col(r, "session_id")).await?;
                         tx.rollback().await.map_err(err)?;
                         return Ok(match before {
-                            Some(row) => Redeemed::AlreadySpent {
-                                session_id: col(&row, "session_id")?,
-                            },
+                            Some(session_id) => Redeemed::AlreadySpent { session_id },
                             None => Redeemed::Gone,
                         });
                     }
@@ -341,7 +285,7 @@ macro_rules! sql_browser_store {
                     Ok(Redeemed::Created)
                 }
                 async fn insert_device_code(&self, d: &DeviceCode) -> Result<()> {
-                    ::sqlx::query(browser::INSERT_DEVICE_CODE)
+                    let q = ::sqlx::query(browser::INSERT_DEVICE_CODE)
                         .bind(d.hash.as_str())
                         .bind(&d.user_code)
                         .bind(&d.realm_id)
@@ -356,54 +300,34 @@ macro_rules! sql_browser_store {
                         .bind(d.last_polled_at)
                         .bind(d.created_at)
                         .bind(d.expires_at)
-                        .bind(d.spent_at)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                        .bind(d.spent_at);
+                    execute(q, self.writer()).await
                 }
                 async fn device_code(&self, hash: &TokenHash) -> Result<Option<DeviceCode>> {
-                    ::sqlx::query(browser::DEVICE_CODE_BY_HASH)
-                        .bind(hash.as_str())
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(device)
-                        .transpose()
+                    let q = ::sqlx::query(browser::DEVICE_CODE_BY_HASH).bind(hash.as_str());
+                    optional(q, self.reader(), device).await
                 }
                 async fn device_code_by_user_code(
                     &self,
                     realm_id: &str,
                     user_code: &str,
                 ) -> Result<Option<DeviceCode>> {
-                    ::sqlx::query(browser::DEVICE_CODE_BY_USER_CODE)
+                    let q = ::sqlx::query(browser::DEVICE_CODE_BY_USER_CODE)
                         .bind(realm_id)
-                        .bind(user_code)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(device)
-                        .transpose()
+                        .bind(user_code);
+                    optional(q, self.reader(), device).await
                 }
                 async fn record_device_poll(&self, hash: &TokenHash, now: i64) -> Result<bool> {
-                    let on_time = ::sqlx::query(browser::POLL_DEVICE_CODE)
+                    let poll = ::sqlx::query(browser::POLL_DEVICE_CODE)
                         .bind(hash.as_str())
-                        .bind(now)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?
-                        .rows_affected();
-                    if on_time == 1 {
+                        .bind(now);
+                    if affected(poll, self.writer()).await? == 1 {
                         return Ok(true);
                     }
-                    ::sqlx::query(browser::SLOW_DOWN_DEVICE_CODE)
+                    let slow_down = ::sqlx::query(browser::SLOW_DOWN_DEVICE_CODE)
                         .bind(hash.as_str())
-                        .bind(now)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
+                        .bind(now);
+                    execute(slow_down, self.writer()).await?;
                     Ok(false)
                 }
                 async fn decide_device_code(
@@ -418,18 +342,15 @@ macro_rules! sql_browser_store {
                     } else {
                         DeviceStatus::Denied
                     };
-                    let done = ::sqlx::query(browser::DECIDE_DEVICE_CODE)
+                    let q = ::sqlx::query(browser::DECIDE_DEVICE_CODE)
                         .bind(realm_id)
                         .bind(user_code)
                         .bind(status.as_str())
                         .bind(&d.user_id)
                         .bind(&d.sso_session_id)
                         .bind(d.auth_time)
-                        .bind(now)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(done.rows_affected() == 1)
+                        .bind(now);
+                    Ok(affected(q, self.writer()).await? == 1)
                 }
                 async fn redeem_device_code(
                     &self,
@@ -439,25 +360,18 @@ macro_rules! sql_browser_store {
                     first: &RefreshTokenRecord,
                 ) -> Result<Redeemed> {
                     let mut tx = self.writer().begin().await.map_err(err)?;
-                    let spent = ::sqlx::query(browser::SPEND_DEVICE_CODE)
+                    let spend = ::sqlx::query(browser::SPEND_DEVICE_CODE)
                         .bind(hash.as_str())
-                        .bind(now)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                    if spent.is_none() {
-                        let before = ::sqlx::query(browser::DEVICE_CODE_SPENT)
-                            .bind(hash.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(err)?;
+                        .bind(now);
+                    if !returns_row(spend, &mut *tx).await? {
+                        let q = ::sqlx::query(browser::DEVICE_CODE_SPENT).bind(hash.as_str());
+                        let before: Option<(Option<i64>, String)> = optional(q, &mut *tx, |r| {
+                            Ok((col(r, "spent_at")?, col(r, "session_id")?))
+                        })
+                        .await?;
                         tx.rollback().await.map_err(err)?;
                         return Ok(match before {
-                            Some(row) if col::<Option<i64>>(&row, "spent_at")?.is_some() => {
-                                Redeemed::AlreadySpent {
-                                    session_id: col(&row, "session_id")?,
-                                }
-                            }
+                            Some((Some(_), session_id)) => Redeemed::AlreadySpent { session_id },
                             _ => Redeemed::Gone,
                         });
                     }

@@ -46,97 +46,55 @@ macro_rules! sql_client_store {
                 })
             }
 
+            /// Binds the columns `INSERT` and `UPDATE` share, `client_id`
+            /// to `attributes`, after their key (`$1`, `$2`).
+            fn bind_client<'q>(q: Query<'q>, c: &'q Client) -> Query<'q> {
+                q.bind(&c.client_id)
+                    .bind(&c.name)
+                    .bind(c.enabled)
+                    .bind(c.public_client)
+                    .bind(c.secret_hash.as_ref().map(|h| h.as_str().to_string()))
+                    .bind(c.secret_generation)
+                    .bind(c.secret_generated)
+                    .bind(to_json(&c.redirect_uris))
+                    .bind(to_json(&c.web_origins))
+                    .bind(c.standard_flow_enabled)
+                    .bind(c.direct_access_grants_enabled)
+                    .bind(c.service_accounts_enabled)
+                    .bind(to_json(&c.attributes))
+            }
+
             #[$crate::__async_trait]
             impl $crate::ClientStore for $ty {
                 async fn create_client(&self, c: &Client) -> Result<()> {
-                    ::sqlx::query(clients::INSERT)
-                        .bind(&c.id)
-                        .bind(&c.realm_id)
-                        .bind(&c.client_id)
-                        .bind(&c.name)
-                        .bind(c.enabled)
-                        .bind(c.public_client)
-                        .bind(c.secret_hash.as_ref().map(|h| h.as_str().to_string()))
-                        .bind(c.secret_generation)
-                        .bind(c.secret_generated)
-                        .bind(to_json(&c.redirect_uris))
-                        .bind(to_json(&c.web_origins))
-                        .bind(c.standard_flow_enabled)
-                        .bind(c.direct_access_grants_enabled)
-                        .bind(c.service_accounts_enabled)
-                        .bind(to_json(&c.attributes))
-                        .bind(c.created_at)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                    let key = ::sqlx::query(clients::INSERT).bind(&c.id).bind(&c.realm_id);
+                    execute(bind_client(key, c).bind(c.created_at), self.writer()).await
                 }
                 async fn client(&self, realm_id: &str, id: &str) -> Result<Option<Client>> {
-                    ::sqlx::query(clients::BY_ID)
-                        .bind(realm_id)
-                        .bind(id)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(client)
-                        .transpose()
+                    let q = ::sqlx::query(clients::BY_ID).bind(realm_id).bind(id);
+                    optional(q, self.reader(), client).await
                 }
                 async fn client_by_client_id(
                     &self,
                     realm_id: &str,
                     client_id: &str,
                 ) -> Result<Option<Client>> {
-                    ::sqlx::query(clients::BY_CLIENT_ID)
+                    let q = ::sqlx::query(clients::BY_CLIENT_ID)
                         .bind(realm_id)
-                        .bind(client_id)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(client)
-                        .transpose()
+                        .bind(client_id);
+                    optional(q, self.reader(), client).await
                 }
                 async fn list_clients(&self, realm_id: &str) -> Result<Vec<Client>> {
-                    ::sqlx::query(clients::IN_REALM)
-                        .bind(realm_id)
-                        .fetch_all(self.reader())
-                        .await
-                        .map_err(err)?
-                        .iter()
-                        .map(client)
-                        .collect()
+                    let q = ::sqlx::query(clients::IN_REALM).bind(realm_id);
+                    all(q, self.reader(), client).await
                 }
                 async fn update_client(&self, c: &Client) -> Result<()> {
-                    let done = ::sqlx::query(clients::UPDATE)
-                        .bind(&c.realm_id)
-                        .bind(&c.id)
-                        .bind(&c.client_id)
-                        .bind(&c.name)
-                        .bind(c.enabled)
-                        .bind(c.public_client)
-                        .bind(c.secret_hash.as_ref().map(|h| h.as_str().to_string()))
-                        .bind(c.secret_generation)
-                        .bind(c.secret_generated)
-                        .bind(to_json(&c.redirect_uris))
-                        .bind(to_json(&c.web_origins))
-                        .bind(c.standard_flow_enabled)
-                        .bind(c.direct_access_grants_enabled)
-                        .bind(c.service_accounts_enabled)
-                        .bind(to_json(&c.attributes))
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    one_row(done.rows_affected())
+                    let key = ::sqlx::query(clients::UPDATE).bind(&c.realm_id).bind(&c.id);
+                    one_row(affected(bind_client(key, c), self.writer()).await?)
                 }
                 async fn delete_client(&self, realm_id: &str, id: &str) -> Result<()> {
-                    let done = ::sqlx::query(clients::DELETE)
-                        .bind(realm_id)
-                        .bind(id)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    one_row(done.rows_affected())
+                    let q = ::sqlx::query(clients::DELETE).bind(realm_id).bind(id);
+                    one_row(affected(q, self.writer()).await?)
                 }
             }
         };

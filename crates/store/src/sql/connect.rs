@@ -92,36 +92,25 @@ macro_rules! sql_connect_store {
             #[$crate::__async_trait]
             impl $crate::ConnectStore for $ty {
                 async fn insert_provider_state(&self, st: &ProviderState) -> Result<()> {
-                    ::sqlx::query(connect::INSERT_PROVIDER_STATE)
+                    let q = ::sqlx::query(connect::INSERT_PROVIDER_STATE)
                         .bind(&st.id)
                         .bind(&st.provider)
                         .bind(&st.secret)
                         .bind(st.created_at)
-                        .bind(st.expires_at)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                        .bind(st.expires_at);
+                    execute(q, self.writer()).await
                 }
                 async fn take_provider_state(
                     &self,
                     id: &str,
                     now: i64,
                 ) -> Result<Option<ProviderState>> {
-                    let row = ::sqlx::query(connect::TAKE_PROVIDER_STATE)
-                        .bind(id)
-                        .fetch_optional(self.writer())
-                        .await
-                        .map_err(err)?;
-                    match row {
-                        Some(row) => {
-                            Ok(Some(provider_state(&row)?).filter(|st| st.expires_at > now))
-                        }
-                        None => Ok(None),
-                    }
+                    let q = ::sqlx::query(connect::TAKE_PROVIDER_STATE).bind(id);
+                    let taken = optional(q, self.writer(), provider_state).await?;
+                    Ok(taken.filter(|st| st.expires_at > now))
                 }
                 async fn insert_signup(&self, su: &Signup) -> Result<()> {
-                    ::sqlx::query(connect::INSERT_SIGNUP)
+                    let q = ::sqlx::query(connect::INSERT_SIGNUP)
                         .bind(su.hash.as_str())
                         .bind(&su.realm_id)
                         .bind(&su.client_id)
@@ -131,20 +120,12 @@ macro_rules! sql_connect_store {
                         .bind(su.created_at)
                         .bind(su.expires_at)
                         .bind(su.completed_at)
-                        .bind(su.spent_at)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                        .bind(su.spent_at);
+                    execute(q, self.writer()).await
                 }
                 async fn signup(&self, hash: &TokenHash) -> Result<Option<Signup>> {
-                    ::sqlx::query(connect::SIGNUP_BY_HASH)
-                        .bind(hash.as_str())
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .map(|r| signup(&r))
-                        .transpose()
+                    let q = ::sqlx::query(connect::SIGNUP_BY_HASH).bind(hash.as_str());
+                    optional(q, self.reader(), signup).await
                 }
                 async fn complete_signup(
                     &self,
@@ -153,15 +134,12 @@ macro_rules! sql_connect_store {
                     error: Option<&str>,
                     now: i64,
                 ) -> Result<bool> {
-                    let done = ::sqlx::query(connect::COMPLETE_SIGNUP)
+                    let q = ::sqlx::query(connect::COMPLETE_SIGNUP)
                         .bind(hash.as_str())
                         .bind(user_id)
                         .bind(error)
-                        .bind(now)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(done.rows_affected() == 1)
+                        .bind(now);
+                    Ok(affected(q, self.writer()).await? == 1)
                 }
                 async fn spend_signup(
                     &self,
@@ -171,13 +149,10 @@ macro_rules! sql_connect_store {
                     first: &RefreshTokenRecord,
                 ) -> Result<bool> {
                     let mut tx = self.writer().begin().await.map_err(err)?;
-                    let spent = ::sqlx::query(connect::SPEND_SIGNUP)
+                    let spend = ::sqlx::query(connect::SPEND_SIGNUP)
                         .bind(hash.as_str())
-                        .bind(now)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                    if spent.is_none() {
+                        .bind(now);
+                    if !returns_row(spend, &mut *tx).await? {
                         tx.rollback().await.map_err(err)?;
                         return Ok(false);
                     }
@@ -186,7 +161,7 @@ macro_rules! sql_connect_store {
                     Ok(true)
                 }
                 async fn put_provider_connection(&self, c: &ProviderConnection) -> Result<()> {
-                    ::sqlx::query(connect::PUT_CONNECTION)
+                    let q = ::sqlx::query(connect::PUT_CONNECTION)
                         .bind(&c.realm_id)
                         .bind(&c.user_id)
                         .bind(&c.provider)
@@ -195,50 +170,34 @@ macro_rules! sql_connect_store {
                         .bind(to_json(&c.scopes))
                         .bind(c.expires_at)
                         .bind(c.created_at)
-                        .bind(c.updated_at)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                        .bind(c.updated_at);
+                    execute(q, self.writer()).await
                 }
                 async fn update_provider_tokens(&self, c: &ProviderConnection) -> Result<bool> {
-                    let done = ::sqlx::query(connect::UPDATE_CONNECTION_TOKENS)
+                    let q = ::sqlx::query(connect::UPDATE_CONNECTION_TOKENS)
                         .bind(&c.user_id)
                         .bind(&c.provider)
                         .bind(&c.secret)
                         .bind(c.expires_at)
-                        .bind(c.updated_at)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(done.rows_affected() == 1)
+                        .bind(c.updated_at);
+                    Ok(affected(q, self.writer()).await? == 1)
                 }
                 async fn provider_connection(
                     &self,
                     user_id: &str,
                     provider: &str,
                 ) -> Result<Option<ProviderConnection>> {
-                    ::sqlx::query(connect::CONNECTION)
+                    let q = ::sqlx::query(connect::CONNECTION)
                         .bind(user_id)
-                        .bind(provider)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .map(|r| connection(&r))
-                        .transpose()
+                        .bind(provider);
+                    optional(q, self.reader(), connection).await
                 }
                 async fn user_provider_connections(
                     &self,
                     user_id: &str,
                 ) -> Result<Vec<ProviderConnection>> {
-                    ::sqlx::query(connect::USER_CONNECTIONS)
-                        .bind(user_id)
-                        .fetch_all(self.reader())
-                        .await
-                        .map_err(err)?
-                        .iter()
-                        .map(connection)
-                        .collect()
+                    let q = ::sqlx::query(connect::USER_CONNECTIONS).bind(user_id);
+                    all(q, self.reader(), connection).await
                 }
                 async fn provider_identity_user(
                     &self,
@@ -246,28 +205,21 @@ macro_rules! sql_connect_store {
                     provider: &str,
                     subject: &str,
                 ) -> Result<Option<String>> {
-                    let row = ::sqlx::query(connect::IDENTITY_USER)
+                    let q = ::sqlx::query(connect::IDENTITY_USER)
                         .bind(realm_id)
                         .bind(provider)
-                        .bind(subject)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?;
-                    row.map(|r| col(&r, "user_id")).transpose()
+                        .bind(subject);
+                    optional(q, self.reader(), |r| col(r, "user_id")).await
                 }
                 async fn delete_provider_connection(
                     &self,
                     user_id: &str,
                     provider: &str,
                 ) -> Result<Option<ProviderConnection>> {
-                    ::sqlx::query(connect::DELETE_CONNECTION)
+                    let q = ::sqlx::query(connect::DELETE_CONNECTION)
                         .bind(user_id)
-                        .bind(provider)
-                        .fetch_optional(self.writer())
-                        .await
-                        .map_err(err)?
-                        .map(|r| connection(&r))
-                        .transpose()
+                        .bind(provider);
+                    optional(q, self.writer(), connection).await
                 }
             }
         };

@@ -19,17 +19,14 @@ macro_rules! sql_consent_store {
             #[$crate::__async_trait]
             impl $crate::ConsentStore for $ty {
                 async fn spend_challenge(&self, c: &ConsentChallenge) -> Result<bool> {
-                    let done = ::sqlx::query(consent::SPEND_CHALLENGE)
+                    let q = ::sqlx::query(consent::SPEND_CHALLENGE)
                         .bind(c.hash.as_str())
                         .bind(&c.realm_id)
                         .bind(&c.did)
                         .bind(&c.context_name)
                         .bind(c.created_at)
-                        .bind(c.expires_at)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(done.rows_affected() == 1)
+                        .bind(c.expires_at);
+                    Ok(affected(q, self.writer()).await? == 1)
                 }
                 async fn revoke_device_sessions(
                     &self,
@@ -39,18 +36,13 @@ macro_rules! sql_consent_store {
                     device_id: &str,
                     now: i64,
                 ) -> Result<Vec<String>> {
-                    ::sqlx::query(sessions::REVOKE_FOR_DEVICE)
+                    let q = ::sqlx::query(sessions::REVOKE_FOR_DEVICE)
                         .bind(realm_id)
                         .bind(user_id)
                         .bind(context_name)
                         .bind(device_id)
-                        .bind(now)
-                        .fetch_all(self.writer())
-                        .await
-                        .map_err(err)?
-                        .iter()
-                        .map(|r| col(r, "id"))
-                        .collect()
+                        .bind(now);
+                    all(q, self.writer(), |r| col(r, "id")).await
                 }
             }
         };

@@ -45,7 +45,7 @@ macro_rules! sql_key_store {
             #[$crate::__async_trait]
             impl $crate::KeyStore for $ty {
                 async fn insert_key(&self, k: &SigningKeyRecord) -> Result<()> {
-                    ::sqlx::query(keys::INSERT)
+                    let q = ::sqlx::query(keys::INSERT)
                         .bind(&k.kid)
                         .bind(&k.realm_id)
                         .bind(k.alg.as_str())
@@ -54,26 +54,18 @@ macro_rules! sql_key_store {
                         .bind(&k.sealed_private_key)
                         .bind(&k.public_key_der)
                         .bind(k.created_at)
-                        .bind(k.visible_until)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                        .bind(k.visible_until);
+                    execute(q, self.writer()).await
                 }
                 async fn keys(
                     &self,
                     realm_id: &str,
                     purpose: &str,
                 ) -> Result<Vec<SigningKeyRecord>> {
-                    ::sqlx::query(keys::FOR_PURPOSE)
+                    let q = ::sqlx::query(keys::FOR_PURPOSE)
                         .bind(realm_id)
-                        .bind(purpose)
-                        .fetch_all(self.reader())
-                        .await
-                        .map_err(err)?
-                        .iter()
-                        .map(key)
-                        .collect()
+                        .bind(purpose);
+                    all(q, self.reader(), key).await
                 }
                 async fn rotate_keys(
                     &self,
@@ -81,24 +73,20 @@ macro_rules! sql_key_store {
                     visible_until: i64,
                 ) -> Result<()> {
                     let mut tx = self.writer().begin().await.map_err(err)?;
-                    ::sqlx::query(keys::RETIRE_ACTIVE)
+                    let retire = ::sqlx::query(keys::RETIRE_ACTIVE)
                         .bind(&new.realm_id)
                         .bind(&new.purpose)
-                        .bind(visible_until)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                    ::sqlx::query(keys::INSERT_ACTIVE)
+                        .bind(visible_until);
+                    execute(retire, &mut *tx).await?;
+                    let insert = ::sqlx::query(keys::INSERT_ACTIVE)
                         .bind(&new.kid)
                         .bind(&new.realm_id)
                         .bind(new.alg.as_str())
                         .bind(&new.purpose)
                         .bind(&new.sealed_private_key)
                         .bind(&new.public_key_der)
-                        .bind(new.created_at)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
+                        .bind(new.created_at);
+                    execute(insert, &mut *tx).await?;
                     tx.commit().await.map_err(err)
                 }
                 async fn set_key_status(
@@ -107,14 +95,11 @@ macro_rules! sql_key_store {
                     status: KeyStatus,
                     visible_until: Option<i64>,
                 ) -> Result<()> {
-                    let done = ::sqlx::query(keys::SET_STATUS)
+                    let q = ::sqlx::query(keys::SET_STATUS)
                         .bind(kid)
                         .bind(status.as_str())
-                        .bind(visible_until)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    one_row(done.rows_affected())
+                        .bind(visible_until);
+                    one_row(affected(q, self.writer()).await?)
                 }
             }
         };

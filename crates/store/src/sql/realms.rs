@@ -34,63 +34,38 @@ macro_rules! sql_realm_store {
                 })
             }
 
+            /// Binds every column but `created_at`, from the id (`$1`) on:
+            /// `INSERT` adds `created_at`, `UPDATE` has no more.
+            fn bind_realm<'q>(q: Query<'q>, r: &'q Realm) -> Query<'q> {
+                q.bind(&r.id)
+                    .bind(&r.name)
+                    .bind(&r.display_name)
+                    .bind(r.enabled)
+                    .bind(r.signing_alg.as_str())
+                    .bind(r.access_token_lifespan_secs)
+                    .bind(r.session_max_lifespan_secs)
+            }
+
             #[$crate::__async_trait]
             impl $crate::RealmStore for $ty {
                 async fn create_realm(&self, r: &Realm) -> Result<()> {
-                    ::sqlx::query(realms::INSERT)
-                        .bind(&r.id)
-                        .bind(&r.name)
-                        .bind(&r.display_name)
-                        .bind(r.enabled)
-                        .bind(r.signing_alg.as_str())
-                        .bind(r.access_token_lifespan_secs)
-                        .bind(r.session_max_lifespan_secs)
-                        .bind(r.created_at)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                    let q = bind_realm(::sqlx::query(realms::INSERT), r).bind(r.created_at);
+                    execute(q, self.writer()).await
                 }
                 async fn realm_by_name(&self, name: &str) -> Result<Option<Realm>> {
-                    ::sqlx::query(realms::BY_NAME)
-                        .bind(name)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(realm)
-                        .transpose()
+                    let q = ::sqlx::query(realms::BY_NAME).bind(name);
+                    optional(q, self.reader(), realm).await
                 }
                 async fn list_realms(&self) -> Result<Vec<Realm>> {
-                    ::sqlx::query(realms::ALL)
-                        .fetch_all(self.reader())
-                        .await
-                        .map_err(err)?
-                        .iter()
-                        .map(realm)
-                        .collect()
+                    all(::sqlx::query(realms::ALL), self.reader(), realm).await
                 }
                 async fn update_realm(&self, r: &Realm) -> Result<()> {
-                    let done = ::sqlx::query(realms::UPDATE)
-                        .bind(&r.id)
-                        .bind(&r.name)
-                        .bind(&r.display_name)
-                        .bind(r.enabled)
-                        .bind(r.signing_alg.as_str())
-                        .bind(r.access_token_lifespan_secs)
-                        .bind(r.session_max_lifespan_secs)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    one_row(done.rows_affected())
+                    let q = bind_realm(::sqlx::query(realms::UPDATE), r);
+                    one_row(affected(q, self.writer()).await?)
                 }
                 async fn delete_realm(&self, id: &str) -> Result<()> {
-                    let done = ::sqlx::query(realms::DELETE)
-                        .bind(id)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    one_row(done.rows_affected())
+                    let q = ::sqlx::query(realms::DELETE).bind(id);
+                    one_row(affected(q, self.writer()).await?)
                 }
             }
         };

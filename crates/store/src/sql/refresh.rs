@@ -34,14 +34,8 @@ macro_rules! sql_refresh_token_store {
                     &self,
                     hash: &TokenHash,
                 ) -> Result<Option<RefreshTokenRecord>> {
-                    ::sqlx::query(refresh::BY_HASH)
-                        .bind(hash.as_str())
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(refresh_record)
-                        .transpose()
+                    let q = ::sqlx::query(refresh::BY_HASH).bind(hash.as_str());
+                    optional(q, self.reader(), refresh_record).await
                 }
                 async fn rotate_refresh_token(
                     &self,
@@ -53,21 +47,12 @@ macro_rules! sql_refresh_token_store {
                     let mut tx = self.writer().begin().await.map_err(err)?;
                     // The conditional UPDATE is the lock: of concurrent callers
                     // only one finds `rotated_at IS NULL`.
-                    let spent = ::sqlx::query(refresh::SPEND)
-                        .bind(old.as_str())
-                        .bind(now)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                    let Some(spent) = spent else {
-                        let existing = ::sqlx::query(refresh::BY_HASH)
-                            .bind(old.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(err)?
-                            .as_ref()
-                            .map(refresh_record)
-                            .transpose()?;
+                    let spend = ::sqlx::query(refresh::SPEND).bind(old.as_str()).bind(now);
+                    let spent: Option<String> =
+                        optional(spend, &mut *tx, |r| col(r, "session_id")).await?;
+                    let Some(session_id) = spent else {
+                        let q = ::sqlx::query(refresh::BY_HASH).bind(old.as_str());
+                        let existing = optional(q, &mut *tx, refresh_record).await?;
                         tx.rollback().await.map_err(err)?;
                         return Ok(match existing {
                             None => RotateOutcome::Unknown,
@@ -82,21 +67,16 @@ macro_rules! sql_refresh_token_store {
                             Some(_) => RotateOutcome::Inactive,
                         });
                     };
-                    let session_id: String = col(&spent, "session_id")?;
-                    let touched = ::sqlx::query(sessions::TOUCH_AND_EXTEND)
+                    let touch = ::sqlx::query(sessions::TOUCH_AND_EXTEND)
                         .bind(&session_id)
                         .bind(now)
                         .bind(&meta.ip)
                         .bind(&meta.user_agent)
-                        .bind(new.expires_at)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                    let Some(touched) = touched else {
+                        .bind(new.expires_at);
+                    let Some(s) = optional(touch, &mut *tx, session).await? else {
                         tx.rollback().await.map_err(err)?;
                         return Ok(RotateOutcome::Inactive);
                     };
-                    let s = session(&touched)?;
                     let mut next = new.clone();
                     next.session_id = s.id.clone();
                     insert_refresh(&mut tx, &next).await?;

@@ -61,14 +61,8 @@ macro_rules! sql_session_store {
                     tx.commit().await.map_err(err)
                 }
                 async fn session(&self, id: &str) -> Result<Option<Session>> {
-                    ::sqlx::query(sessions::BY_ID)
-                        .bind(id)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(session)
-                        .transpose()
+                    let q = ::sqlx::query(sessions::BY_ID).bind(id);
+                    optional(q, self.reader(), session).await
                 }
                 async fn user_sessions(
                     &self,
@@ -76,26 +70,15 @@ macro_rules! sql_session_store {
                     user_id: &str,
                     now: i64,
                 ) -> Result<Vec<Session>> {
-                    ::sqlx::query(sessions::LIVE_FOR_USER)
+                    let q = ::sqlx::query(sessions::LIVE_FOR_USER)
                         .bind(realm_id)
                         .bind(user_id)
-                        .bind(now)
-                        .fetch_all(self.reader())
-                        .await
-                        .map_err(err)?
-                        .iter()
-                        .map(session)
-                        .collect()
+                        .bind(now);
+                    all(q, self.reader(), session).await
                 }
                 async fn revoke_session(&self, id: &str, now: i64) -> Result<Option<String>> {
-                    ::sqlx::query(sessions::REVOKE)
-                        .bind(id)
-                        .bind(now)
-                        .fetch_optional(self.writer())
-                        .await
-                        .map_err(err)?
-                        .map(|r| col(&r, "user_id"))
-                        .transpose()
+                    let q = ::sqlx::query(sessions::REVOKE).bind(id).bind(now);
+                    optional(q, self.writer(), |r| col(r, "user_id")).await
                 }
                 async fn revoke_user_sessions(
                     &self,
@@ -104,31 +87,22 @@ macro_rules! sql_session_store {
                     now: i64,
                 ) -> Result<Vec<String>> {
                     let mut tx = self.writer().begin().await.map_err(err)?;
-                    ::sqlx::query(browser::REVOKE_USER_SSO_SESSIONS)
+                    let sso = ::sqlx::query(browser::REVOKE_USER_SSO_SESSIONS)
                         .bind(realm_id)
                         .bind(user_id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                    let ids = ::sqlx::query(sessions::REVOKE_FOR_USER)
+                        .bind(now);
+                    execute(sso, &mut *tx).await?;
+                    let apps = ::sqlx::query(sessions::REVOKE_FOR_USER)
                         .bind(realm_id)
                         .bind(user_id)
-                        .bind(now)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(err)?
-                        .iter()
-                        .map(|r| col(r, "id"))
-                        .collect::<Result<Vec<String>>>()?;
+                        .bind(now);
+                    let ids = all(apps, &mut *tx, |r| col(r, "id")).await?;
                     // A device the user approved but that has not collected
                     // its tokens yet must not get them now.
-                    ::sqlx::query(browser::DENY_USER_DEVICE_CODES)
+                    let devices = ::sqlx::query(browser::DENY_USER_DEVICE_CODES)
                         .bind(realm_id)
-                        .bind(user_id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
+                        .bind(user_id);
+                    execute(devices, &mut *tx).await?;
                     tx.commit().await.map_err(err)?;
                     Ok(ids)
                 }
@@ -139,22 +113,16 @@ macro_rules! sql_session_store {
                     now: i64,
                 ) -> Result<Vec<(String, String)>> {
                     let mut tx = self.writer().begin().await.map_err(err)?;
-                    let ended = ::sqlx::query(sessions::REVOKE_FOR_CLIENT)
+                    let apps = ::sqlx::query(sessions::REVOKE_FOR_CLIENT)
                         .bind(realm_id)
                         .bind(client_id)
-                        .bind(now)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(err)?
-                        .iter()
-                        .map(|r| Ok((col(r, "user_id")?, col(r, "id")?)))
-                        .collect::<Result<Vec<(String, String)>>>()?;
-                    ::sqlx::query(browser::DENY_CLIENT_DEVICE_CODES)
+                        .bind(now);
+                    let ended =
+                        all(apps, &mut *tx, |r| Ok((col(r, "user_id")?, col(r, "id")?))).await?;
+                    let devices = ::sqlx::query(browser::DENY_CLIENT_DEVICE_CODES)
                         .bind(realm_id)
-                        .bind(client_id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
+                        .bind(client_id);
+                    execute(devices, &mut *tx).await?;
                     tx.commit().await.map_err(err)?;
                     Ok(ended)
                 }
@@ -164,17 +132,12 @@ macro_rules! sql_session_store {
                     now: i64,
                     meta: &ClientMeta,
                 ) -> Result<Option<Session>> {
-                    ::sqlx::query(sessions::TOUCH)
+                    let q = ::sqlx::query(sessions::TOUCH)
                         .bind(id)
                         .bind(now)
                         .bind(&meta.ip)
-                        .bind(&meta.user_agent)
-                        .fetch_optional(self.writer())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(session)
-                        .transpose()
+                        .bind(&meta.user_agent);
+                    optional(q, self.writer(), session).await
                 }
             }
         };

@@ -20,23 +20,13 @@ macro_rules! sql_store {
                 before: i64,
                 limit: i64,
             ) -> Result<u64> {
-                let done = ::sqlx::query(sql)
-                    .bind(before)
-                    .bind(limit)
-                    .execute(pool)
-                    .await
-                    .map_err(err)?;
-                Ok(done.rows_affected())
+                affected(::sqlx::query(sql).bind(before).bind(limit), pool).await
             }
 
             #[$crate::__async_trait]
             impl $crate::Store for $ty {
                 async fn ping(&self) -> Result<()> {
-                    ::sqlx::query(store::PING)
-                        .execute(self.reader())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                    execute(::sqlx::query(store::PING), self.reader()).await
                 }
                 fn backend(&self) -> &'static str {
                     <Self>::BACKEND

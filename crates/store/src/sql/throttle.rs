@@ -28,31 +28,21 @@ macro_rules! sql_throttle_store {
             #[$crate::__async_trait]
             impl $crate::ThrottleStore for $ty {
                 async fn hit(&self, key: &str, now: i64, window: i64) -> Result<(i64, i64)> {
-                    let row = ::sqlx::query(throttle::HIT)
+                    let q = ::sqlx::query(throttle::HIT)
                         .bind(key)
                         .bind(now)
-                        .bind(window)
-                        .fetch_one(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok((col(&row, "hits")?, col(&row, "window_start")?))
+                        .bind(window);
+                    one(q, self.writer(), |r| {
+                        Ok((col(r, "hits")?, col(r, "window_start")?))
+                    })
+                    .await
                 }
                 async fn unhit(&self, key: &str, window_start: i64) -> Result<()> {
-                    ::sqlx::query(throttle::UNHIT)
-                        .bind(key)
-                        .bind(window_start)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                    let q = ::sqlx::query(throttle::UNHIT).bind(key).bind(window_start);
+                    execute(q, self.writer()).await
                 }
                 async fn clear_hits(&self, key: &str) -> Result<()> {
-                    ::sqlx::query(throttle::CLEAR)
-                        .bind(key)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                    execute(::sqlx::query(throttle::CLEAR).bind(key), self.writer()).await
                 }
             }
         };

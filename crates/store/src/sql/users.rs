@@ -55,53 +55,40 @@ macro_rules! sql_user_store {
                 })
             }
 
+            /// Binds the columns `INSERT` and `UPDATE` share, `username`
+            /// to `attributes`, after their key (`$1`, `$2`).
+            fn bind_user<'q>(q: Query<'q>, u: &'q User) -> Query<'q> {
+                q.bind(&u.username)
+                    .bind(&u.email)
+                    .bind(u.email_verified)
+                    .bind(&u.first_name)
+                    .bind(&u.last_name)
+                    .bind(u.enabled)
+                    .bind(&u.password_hash)
+                    .bind(u.password_temporary)
+                    .bind(to_json(&u.roles))
+                    .bind(to_json(&u.attributes))
+            }
+
             #[$crate::__async_trait]
             impl $crate::UserStore for $ty {
                 async fn create_user(&self, u: &User) -> Result<()> {
-                    ::sqlx::query(users::INSERT)
-                        .bind(&u.id)
-                        .bind(&u.realm_id)
-                        .bind(&u.username)
-                        .bind(&u.email)
-                        .bind(u.email_verified)
-                        .bind(&u.first_name)
-                        .bind(&u.last_name)
-                        .bind(u.enabled)
-                        .bind(&u.password_hash)
-                        .bind(u.password_temporary)
-                        .bind(to_json(&u.roles))
-                        .bind(to_json(&u.attributes))
-                        .bind(u.created_at)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                    let key = ::sqlx::query(users::INSERT).bind(&u.id).bind(&u.realm_id);
+                    execute(bind_user(key, u).bind(u.created_at), self.writer()).await
                 }
                 async fn user(&self, realm_id: &str, id: &str) -> Result<Option<User>> {
-                    ::sqlx::query(users::BY_ID)
-                        .bind(realm_id)
-                        .bind(id)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(user)
-                        .transpose()
+                    let q = ::sqlx::query(users::BY_ID).bind(realm_id).bind(id);
+                    optional(q, self.reader(), user).await
                 }
                 async fn user_by_username(
                     &self,
                     realm_id: &str,
                     username: &str,
                 ) -> Result<Option<User>> {
-                    ::sqlx::query(users::BY_USERNAME)
+                    let q = ::sqlx::query(users::BY_USERNAME)
                         .bind(realm_id)
-                        .bind(username)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(user)
-                        .transpose()
+                        .bind(username);
+                    optional(q, self.reader(), user).await
                 }
                 async fn list_users(&self, realm_id: &str, q: &UserQuery) -> Result<Vec<User>> {
                     // Each filter fills one of its exact/LIKE pair; the
@@ -118,7 +105,7 @@ macro_rules! sql_user_store {
                     } else {
                         (None, like(&q.email))
                     };
-                    ::sqlx::query(users::SEARCH)
+                    let search = ::sqlx::query(users::SEARCH)
                         .bind(realm_id)
                         .bind(like(&q.search))
                         .bind(user_exact)
@@ -126,40 +113,16 @@ macro_rules! sql_user_store {
                         .bind(email_exact)
                         .bind(email_like)
                         .bind(q.max.max(0))
-                        .bind(q.first.max(0))
-                        .fetch_all(self.reader())
-                        .await
-                        .map_err(err)?
-                        .iter()
-                        .map(user)
-                        .collect()
+                        .bind(q.first.max(0));
+                    all(search, self.reader(), user).await
                 }
                 async fn count_users(&self, realm_id: &str) -> Result<i64> {
-                    let row = ::sqlx::query(users::COUNT)
-                        .bind(realm_id)
-                        .fetch_one(self.reader())
-                        .await
-                        .map_err(err)?;
-                    col(&row, "n")
+                    let q = ::sqlx::query(users::COUNT).bind(realm_id);
+                    one(q, self.reader(), |r| col(r, "n")).await
                 }
                 async fn update_user(&self, u: &User) -> Result<()> {
-                    let done = ::sqlx::query(users::UPDATE)
-                        .bind(&u.realm_id)
-                        .bind(&u.id)
-                        .bind(&u.username)
-                        .bind(&u.email)
-                        .bind(u.email_verified)
-                        .bind(&u.first_name)
-                        .bind(&u.last_name)
-                        .bind(u.enabled)
-                        .bind(&u.password_hash)
-                        .bind(u.password_temporary)
-                        .bind(to_json(&u.roles))
-                        .bind(to_json(&u.attributes))
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    one_row(done.rows_affected())
+                    let key = ::sqlx::query(users::UPDATE).bind(&u.realm_id).bind(&u.id);
+                    one_row(affected(bind_user(key, u), self.writer()).await?)
                 }
                 async fn set_password(
                     &self,
@@ -168,24 +131,16 @@ macro_rules! sql_user_store {
                     hash: &str,
                     temporary: bool,
                 ) -> Result<()> {
-                    let done = ::sqlx::query(users::SET_PASSWORD)
+                    let q = ::sqlx::query(users::SET_PASSWORD)
                         .bind(realm_id)
                         .bind(id)
                         .bind(hash)
-                        .bind(temporary)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    one_row(done.rows_affected())
+                        .bind(temporary);
+                    one_row(affected(q, self.writer()).await?)
                 }
                 async fn delete_user(&self, realm_id: &str, id: &str) -> Result<()> {
-                    let done = ::sqlx::query(users::DELETE)
-                        .bind(realm_id)
-                        .bind(id)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    one_row(done.rows_affected())
+                    let q = ::sqlx::query(users::DELETE).bind(realm_id).bind(id);
+                    one_row(affected(q, self.writer()).await?)
                 }
             }
         };

@@ -65,7 +65,7 @@ macro_rules! sql_workspace_store {
             #[$crate::__async_trait]
             impl $crate::WorkspaceStore for $ty {
                 async fn create_workspace(&self, w: &Workspace) -> Result<()> {
-                    ::sqlx::query(workspaces::INSERT)
+                    let q = ::sqlx::query(workspaces::INSERT)
                         .bind(&w.id)
                         .bind(&w.realm_id)
                         .bind(&w.owner_id)
@@ -73,22 +73,12 @@ macro_rules! sql_workspace_store {
                         .bind(&w.name)
                         .bind(w.status.as_str())
                         .bind(w.created_at)
-                        .bind(w.updated_at)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                        .bind(w.updated_at);
+                    execute(q, self.writer()).await
                 }
                 async fn workspace(&self, realm_id: &str, id: &str) -> Result<Option<Workspace>> {
-                    ::sqlx::query(workspaces::BY_ID)
-                        .bind(realm_id)
-                        .bind(id)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(workspace)
-                        .transpose()
+                    let q = ::sqlx::query(workspaces::BY_ID).bind(realm_id).bind(id);
+                    optional(q, self.reader(), workspace).await
                 }
                 async fn workspace_by_name(
                     &self,
@@ -96,31 +86,21 @@ macro_rules! sql_workspace_store {
                     namespace: &str,
                     name: &str,
                 ) -> Result<Option<Workspace>> {
-                    ::sqlx::query(workspaces::BY_NAME)
+                    let q = ::sqlx::query(workspaces::BY_NAME)
                         .bind(realm_id)
                         .bind(namespace)
-                        .bind(name)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(workspace)
-                        .transpose()
+                        .bind(name);
+                    optional(q, self.reader(), workspace).await
                 }
                 async fn user_workspaces(
                     &self,
                     realm_id: &str,
                     user_id: &str,
                 ) -> Result<Vec<Workspace>> {
-                    ::sqlx::query(workspaces::FOR_USER)
+                    let q = ::sqlx::query(workspaces::FOR_USER)
                         .bind(realm_id)
-                        .bind(user_id)
-                        .fetch_all(self.reader())
-                        .await
-                        .map_err(err)?
-                        .iter()
-                        .map(workspace)
-                        .collect()
+                        .bind(user_id);
+                    all(q, self.reader(), workspace).await
                 }
                 async fn set_workspace_status(
                     &self,
@@ -129,97 +109,69 @@ macro_rules! sql_workspace_store {
                     now: i64,
                 ) -> Result<()> {
                     let mut tx = self.writer().begin().await.map_err(err)?;
-                    let done = ::sqlx::query(workspaces::SET_STATUS)
+                    let set = ::sqlx::query(workspaces::SET_STATUS)
                         .bind(id)
                         .bind(status.as_str())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                    one_row(done.rows_affected())?;
+                        .bind(now);
+                    one_row(affected(set, &mut *tx).await?)?;
                     // Both transitions revoke live tokens: stopping ends them, and
                     // starting clears any a request raced in while it stopped,
                     // so a new run always gets new tokens.
-                    ::sqlx::query(workspaces::REVOKE_MACHINE_TOKENS)
+                    let revoke = ::sqlx::query(workspaces::REVOKE_MACHINE_TOKENS)
                         .bind(id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
+                        .bind(now);
+                    execute(revoke, &mut *tx).await?;
                     tx.commit().await.map_err(err)
                 }
                 async fn delete_workspace(&self, realm_id: &str, id: &str) -> Result<()> {
-                    let done = ::sqlx::query(workspaces::DELETE_STOPPED)
+                    let q = ::sqlx::query(workspaces::DELETE_STOPPED)
                         .bind(realm_id)
-                        .bind(id)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    one_row(done.rows_affected())
+                        .bind(id);
+                    one_row(affected(q, self.writer()).await?)
                 }
                 async fn add_workspace_member(
                     &self,
                     workspace_id: &str,
                     user_id: &str,
                 ) -> Result<()> {
-                    ::sqlx::query(workspaces::ADD_MEMBER)
+                    let q = ::sqlx::query(workspaces::ADD_MEMBER)
                         .bind(workspace_id)
-                        .bind(user_id)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                        .bind(user_id);
+                    execute(q, self.writer()).await
                 }
                 async fn is_workspace_member(
                     &self,
                     workspace_id: &str,
                     user_id: &str,
                 ) -> Result<bool> {
-                    let row = ::sqlx::query(workspaces::COUNT_MEMBER)
+                    let q = ::sqlx::query(workspaces::COUNT_MEMBER)
                         .bind(workspace_id)
-                        .bind(user_id)
-                        .fetch_one(self.reader())
-                        .await
-                        .map_err(err)?;
-                    let n: i64 = col(&row, "n")?;
+                        .bind(user_id);
+                    let n: i64 = one(q, self.reader(), |r| col(r, "n")).await?;
                     Ok(n > 0)
                 }
                 async fn insert_machine_token(&self, t: &MachineTokenRecord) -> Result<()> {
-                    ::sqlx::query(workspaces::INSERT_MACHINE_TOKEN)
+                    let q = ::sqlx::query(workspaces::INSERT_MACHINE_TOKEN)
                         .bind(&t.jti)
                         .bind(&t.workspace_id)
                         .bind(&t.user_id)
                         .bind(t.created_at)
-                        .bind(t.revoked_at)
-                        .execute(self.writer())
-                        .await
-                        .map_err(err)?;
-                    Ok(())
+                        .bind(t.revoked_at);
+                    execute(q, self.writer()).await
                 }
                 async fn live_machine_token(
                     &self,
                     workspace_id: &str,
                     user_id: &str,
                 ) -> Result<Option<MachineTokenRecord>> {
-                    ::sqlx::query(workspaces::LIVE_MACHINE_TOKEN)
+                    let q = ::sqlx::query(workspaces::LIVE_MACHINE_TOKEN)
                         .bind(workspace_id)
-                        .bind(user_id)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(machine)
-                        .transpose()
+                        .bind(user_id);
+                    optional(q, self.reader(), machine).await
                 }
                 async fn machine_token(&self, jti: &str) -> Result<Option<MachineTokenRecord>> {
-                    ::sqlx::query(workspaces::MACHINE_TOKEN_BY_JTI)
-                        .bind(jti)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(err)?
-                        .as_ref()
-                        .map(machine)
-                        .transpose()
+                    let q = ::sqlx::query(workspaces::MACHINE_TOKEN_BY_JTI).bind(jti);
+                    optional(q, self.reader(), machine).await
                 }
             }
         };

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use tessera_core::{OAuthError, OAuthErrorCode};
-use tessera_oauth::data::StoreError;
+use tessera_oauth::data::{Failure, StoreError};
 
 /// An OAuth protocol error response.
 #[derive(Debug)]
@@ -106,6 +106,15 @@ impl From<OAuthError> for AdminError {
             OAuthErrorCode::NotFound => Self::new(StatusCode::NOT_FOUND, e.description),
             OAuthErrorCode::ServerError => Self::internal(format!("{e:?}")),
             _ => Self::bad_request(e.description),
+        }
+    }
+}
+
+impl From<Failure> for AdminError {
+    fn from(e: Failure) -> Self {
+        match e {
+            Failure::Database(e) => e.into(),
+            Failure::Service(e) => e.into(),
         }
     }
 }

@@ -6,15 +6,15 @@
 
 use crate::keyring::{KeyCache, RealmKeys};
 use crate::password::PasswordHasher;
-use crate::{ClientAuth, OAuthConfig, Sessions};
+use crate::{ClientAuth, Failure, OAuthConfig, Sessions};
 use std::sync::Arc;
 use tessera_core::time::now_ms;
-use tessera_core::{Client, OAuthError, Realm, Secret, Session, TokenHash, User};
+use tessera_core::{Client, Realm, Secret, Session, TokenHash, User};
 use tessera_store::{ClientStore, RealmStore, SessionStore, StoreError, UserQuery, UserStore};
 
 pub use crate::provision::{ADMIN_ROLE, MASTER_REALM};
 
-type Result<T> = std::result::Result<T, StoreError>;
+type Result<T> = std::result::Result<T, Failure>;
 
 #[derive(Clone)]
 pub struct Administration {
@@ -27,11 +27,6 @@ pub struct Administration {
     pub(crate) passwords: Arc<PasswordHasher>,
     pub(crate) sessions: Sessions,
     pub(crate) clients: ClientAuth,
-}
-
-/// Ending sessions failed: the store could not be asked.
-fn unexpected(e: OAuthError) -> StoreError {
-    StoreError::Unexpected(e.debug.unwrap_or(e.description))
 }
 
 impl Administration {
@@ -50,11 +45,11 @@ impl Administration {
 
     /// A realm by name, disabled ones included.
     pub async fn realm(&self, name: &str) -> Result<Option<Realm>> {
-        self.realm_db.realm_by_name(name).await
+        Ok(self.realm_db.realm_by_name(name).await?)
     }
 
     pub async fn list_realms(&self) -> Result<Vec<Realm>> {
-        self.realm_db.list_realms().await
+        Ok(self.realm_db.list_realms().await?)
     }
 
     /// Stores the changed realm; a new algorithm needs a new key, so the key
@@ -62,7 +57,7 @@ impl Administration {
     pub async fn update_realm(&self, realm: &Realm, old: &Realm) -> Result<()> {
         self.realm_db.update_realm(realm).await?;
         if realm.signing_alg != old.signing_alg {
-            self.keys.rotate(realm).await.map_err(unexpected)?;
+            self.keys.rotate(realm).await?;
         }
         Ok(())
     }
@@ -76,23 +71,23 @@ impl Administration {
 
     /// The realm's signing keys (generating the first if it has none).
     pub async fn realm_keys(&self, realm: &Realm) -> Result<Arc<RealmKeys>> {
-        self.keys.realm_keys(realm).await.map_err(unexpected)
+        Ok(self.keys.realm_keys(realm).await?)
     }
 
     /// A new active key; the old one stays published until its tokens expire.
     pub async fn rotate_keys(&self, realm: &Realm) -> Result<Arc<RealmKeys>> {
-        self.keys.rotate(realm).await.map_err(unexpected)
+        Ok(self.keys.rotate(realm).await?)
     }
 
     // ---- clients ----
 
     pub async fn list_clients(&self, realm: &Realm) -> Result<Vec<Client>> {
-        self.client_db.list_clients(&realm.id).await
+        Ok(self.client_db.list_clients(&realm.id).await?)
     }
 
     /// A client by its internal id.
     pub async fn client(&self, realm: &Realm, id: &str) -> Result<Option<Client>> {
-        self.client_db.client(&realm.id, id).await
+        Ok(self.client_db.client(&realm.id, id).await?)
     }
 
     /// A client by its `client_id`.
@@ -101,14 +96,15 @@ impl Administration {
         realm: &Realm,
         client_id: &str,
     ) -> Result<Option<Client>> {
-        self.client_db
+        Ok(self
+            .client_db
             .client_by_client_id(&realm.id, client_id)
-            .await
+            .await?)
     }
 
     /// Fails with `Conflict` when the `client_id` is taken.
     pub async fn create_client(&self, client: &Client) -> Result<()> {
-        self.client_db.create_client(client).await
+        Ok(self.client_db.create_client(client).await?)
     }
 
     /// Stores the client. A disabled client keeps no sessions: it is saved
@@ -119,23 +115,23 @@ impl Administration {
     pub async fn update_client(&self, client: &Client) -> Result<()> {
         self.client_db.update_client(client).await?;
         if !client.enabled {
-            self.sessions
-                .end_client_sessions(client)
-                .await
-                .map_err(unexpected)?;
+            self.sessions.end_client_sessions(client).await?;
         }
         Ok(())
     }
 
+    /// Stores a client whose secret changed (nothing else about it did).
+    pub async fn store_secret(&self, client: &Client) -> Result<()> {
+        Ok(self.client_db.update_client(client).await?)
+    }
+
     /// Deletes the client; its sessions end first, so their sockets are told.
     pub async fn delete_client(&self, client: &Client) -> Result<()> {
-        self.sessions
-            .end_client_sessions(client)
-            .await
-            .map_err(unexpected)?;
-        self.client_db
+        self.sessions.end_client_sessions(client).await?;
+        Ok(self
+            .client_db
             .delete_client(&client.realm_id, &client.id)
-            .await
+            .await?)
     }
 
     /// The secret the server generated for `client` at its current
@@ -157,29 +153,29 @@ impl Administration {
     // ---- users ----
 
     pub async fn list_users(&self, realm: &Realm, query: &UserQuery) -> Result<Vec<User>> {
-        self.user_db.list_users(&realm.id, query).await
+        Ok(self.user_db.list_users(&realm.id, query).await?)
     }
 
     pub async fn count_users(&self, realm: &Realm) -> Result<i64> {
-        self.user_db.count_users(&realm.id).await
+        Ok(self.user_db.count_users(&realm.id).await?)
     }
 
     pub async fn user(&self, realm: &Realm, id: &str) -> Result<Option<User>> {
-        self.user_db.user(&realm.id, id).await
+        Ok(self.user_db.user(&realm.id, id).await?)
     }
 
     pub async fn user_by_username(&self, realm: &Realm, username: &str) -> Result<Option<User>> {
-        self.user_db.user_by_username(&realm.id, username).await
+        Ok(self.user_db.user_by_username(&realm.id, username).await?)
     }
 
     /// The argon2id hash of a new password.
     pub async fn hash_password(&self, password: &Secret<String>) -> Result<String> {
-        self.passwords.hash(password).await.map_err(unexpected)
+        Ok(self.passwords.hash(password).await?)
     }
 
     /// Fails with `Conflict` when the username (or email) is taken.
     pub async fn create_user(&self, user: &User) -> Result<()> {
-        self.user_db.create_user(user).await
+        Ok(self.user_db.create_user(user).await?)
     }
 
     /// Stores the user; a disabled user keeps no live sessions.
@@ -194,7 +190,7 @@ impl Administration {
     /// Deletes the user; their sessions end first, so their sockets hear of it.
     pub async fn delete_user(&self, realm: &Realm, user: &User) -> Result<()> {
         self.end_user_sessions(realm, &user.id).await?;
-        self.user_db.delete_user(&realm.id, &user.id).await
+        Ok(self.user_db.delete_user(&realm.id, &user.id).await?)
     }
 
     /// Sets a new password (hashed here).
@@ -206,9 +202,10 @@ impl Administration {
         temporary: bool,
     ) -> Result<()> {
         let hash = self.hash_password(password).await?;
-        self.user_db
+        Ok(self
+            .user_db
             .set_password(&realm.id, &user.id, &hash, temporary)
-            .await
+            .await?)
     }
 
     // ---- sessions ----
@@ -233,10 +230,7 @@ impl Administration {
 
     /// Ends every session of the user; returns how many ended.
     pub async fn end_user_sessions(&self, realm: &Realm, user_id: &str) -> Result<usize> {
-        self.sessions
-            .end_user_sessions(realm, user_id)
-            .await
-            .map_err(unexpected)
+        Ok(self.sessions.end_user_sessions(realm, user_id).await?)
     }
 
     /// Ends one active session of the realm; `NotFound` if there is none.
@@ -247,10 +241,7 @@ impl Administration {
             .await?
             .filter(|s| s.realm_id == realm.id && s.is_active(now_ms()))
             .ok_or(StoreError::NotFound)?;
-        self.sessions
-            .end_session(&session.id)
-            .await
-            .map_err(unexpected)?;
+        self.sessions.end_session(&session.id).await?;
         Ok(())
     }
 

@@ -63,9 +63,32 @@ pub use sessions::Sessions;
 pub use verify::Verifier;
 pub use workspaces::Workspaces;
 
+/// Why a service call that both writes and acts (ends sessions, hashes a
+/// password, rotates a key) failed: the store refused the write (a
+/// conflict, a row that is gone), or the action failed with its own
+/// protocol error (a busy hasher is `temporarily_unavailable`, not a 500).
+#[derive(Debug)]
+pub enum Failure {
+    Database(tessera_store::StoreError),
+    Service(tessera_core::OAuthError),
+}
+
+impl From<tessera_store::StoreError> for Failure {
+    fn from(e: tessera_store::StoreError) -> Self {
+        Self::Database(e)
+    }
+}
+
+impl From<tessera_core::OAuthError> for Failure {
+    fn from(e: tessera_core::OAuthError) -> Self {
+        Self::Service(e)
+    }
+}
+
 /// Value types of the storage layer that callers pass or receive (never
 /// the storage traits themselves).
 pub mod data {
+    pub use crate::Failure;
     pub use tessera_store::{ClientMeta, StoreError, UserQuery};
 }
 

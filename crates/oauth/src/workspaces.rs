@@ -8,7 +8,7 @@
 //! the same string every time).
 
 use crate::keyring::KeyCache;
-use crate::Minter;
+use crate::{Failure, Minter};
 use std::sync::Arc;
 use tessera_core::time::now_ms;
 use tessera_core::{MachineTokenRecord, OAuthError, Realm, User, Workspace, WorkspaceStatus};
@@ -99,21 +99,20 @@ impl Workspaces {
 
     /// Starts the workspace (if it is not running) and makes sure its owner
     /// has a machine token.
+    /// `NotFound` if the workspace was deleted meanwhile.
     pub async fn start(
         &self,
         realm: &Realm,
         ws: &mut Workspace,
-    ) -> std::result::Result<(), OAuthError> {
-        let err = OAuthError::server_error;
+    ) -> std::result::Result<(), Failure> {
         if ws.status != WorkspaceStatus::Running {
             ws.status = WorkspaceStatus::Running;
             ws.updated_at = now_ms();
             self.workspace_db
                 .set_workspace_status(&ws.id, ws.status, ws.updated_at)
-                .await
-                .map_err(err)?;
+                .await?;
         }
-        if let Some(owner) = self.user(realm, &ws.owner_id).await.map_err(err)? {
+        if let Some(owner) = self.user(realm, &ws.owner_id).await? {
             self.machine_token(realm, ws, &owner).await?;
         }
         Ok(())

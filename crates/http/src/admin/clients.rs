@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use tessera_core::time::now_ms;
 use tessera_core::{Client, TokenHash};
-use tessera_oauth::data::StoreError;
+use tessera_oauth::data::{Failure, StoreError};
 use tessera_oauth::Services;
 
 fn to_rep(svc: &Services, c: &Client) -> ClientRep {
@@ -172,7 +172,7 @@ pub async fn create(
         svc.admin.next_secret(&mut c);
     }
     svc.admin.create_client(&c).await.map_err(|e| match e {
-        StoreError::Conflict(_) => {
+        Failure::Database(StoreError::Conflict(_)) => {
             AdminError::conflict(format!("Client {client_id} already exists"))
         }
         other => other.into(),
@@ -222,7 +222,7 @@ pub async fn update(
     }
     // A disabled client's sessions end (Administration::update_client).
     svc.admin.update_client(&c).await.map_err(|e| match e {
-        StoreError::Conflict(_) => {
+        Failure::Database(StoreError::Conflict(_)) => {
             AdminError::conflict(format!("Client {} already exists", c.client_id))
         }
         other => other.into(),
@@ -270,7 +270,7 @@ pub async fn regenerate_secret(
         return Err(AdminError::bad_request("public clients have no secret"));
     }
     let secret = svc.admin.next_secret(&mut c);
-    svc.admin.update_client(&c).await?;
+    svc.admin.store_secret(&c).await?;
     Ok(Json(json!({"type": "secret", "value": secret})))
 }
 

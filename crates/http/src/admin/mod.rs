@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tessera_core::Realm;
-use tessera_oauth::data::StoreError;
+use tessera_oauth::data::{Failure, StoreError};
 use tessera_oauth::provision::MASTER_REALM;
 use tessera_oauth::Services;
 
@@ -126,7 +126,7 @@ async fn delete_session(
         .end_session(&realm, &session_id)
         .await
         .map_err(|e| match e {
-            StoreError::NotFound => AdminError::not_found("session"),
+            Failure::Database(StoreError::NotFound) => AdminError::not_found("session"),
             other => other.into(),
         })?;
     Ok(StatusCode::NO_CONTENT)

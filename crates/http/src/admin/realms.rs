@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::Json;
 use tessera_core::time::now_ms;
 use tessera_core::{Realm, SigningAlg};
-use tessera_oauth::data::StoreError;
+use tessera_oauth::data::{Failure, StoreError};
 use tessera_oauth::provision::MASTER_REALM;
 use tessera_oauth::Services;
 
@@ -147,7 +147,7 @@ pub async fn update(
         .update_realm(&realm, &old)
         .await
         .map_err(|e| match e {
-            StoreError::Conflict(_) => {
+            Failure::Database(StoreError::Conflict(_)) => {
                 AdminError::conflict(format!("Realm {} already exists", realm.name))
             }
             other => other.into(),

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use tessera_core::time::now_ms;
 use tessera_core::{Realm, Secret, User};
-use tessera_oauth::data::{StoreError, UserQuery};
+use tessera_oauth::data::{Failure, StoreError, UserQuery};
 use tessera_oauth::Services;
 
 fn to_rep(u: &User) -> UserRep {
@@ -91,9 +91,11 @@ fn apply(u: &mut User, rep: &UserRep) -> Result<(), AdminError> {
     Ok(())
 }
 
-fn conflict(e: StoreError) -> AdminError {
+fn conflict(e: Failure) -> AdminError {
     match e {
-        StoreError::Conflict(_) => AdminError::conflict("User exists with same username"),
+        Failure::Database(StoreError::Conflict(_)) => {
+            AdminError::conflict("User exists with same username")
+        }
         other => other.into(),
     }
 }

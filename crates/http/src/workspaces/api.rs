@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use tessera_core::time::now_ms;
 use tessera_core::{OAuthError, Realm, User, Workspace, WorkspaceStatus};
-use tessera_oauth::data::StoreError;
+use tessera_oauth::data::{Failure, StoreError};
 use tessera_oauth::workspaces::Access;
 use tessera_oauth::Services;
 use tessera_verify::{Subject, TokenKind};
@@ -62,6 +62,15 @@ impl From<OAuthError> for ApiError {
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal server error".into(),
         )
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(e: Failure) -> Self {
+        match e {
+            Failure::Database(e) => e.into(),
+            Failure::Service(e) => e.into(),
+        }
     }
 }
 

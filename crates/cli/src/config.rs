@@ -28,6 +28,9 @@ pub struct Config {
     /// Default log filter (overridden by `RUST_LOG`).
     pub log_level: String,
     pub refresh_reuse_grace_ms: i64,
+    /// How long a node trusts its cached realms and clients when another
+    /// node may have changed them (its own changes apply at once).
+    pub catalog_ttl_ms: u64,
     pub max_body_bytes: usize,
     pub che_client_id: String,
     pub password_memory_kib: u32,
@@ -111,6 +114,7 @@ impl Default for Config {
             log_format: "text".into(),
             log_level: "info".into(),
             refresh_reuse_grace_ms: tessera_core::model::defaults::REFRESH_REUSE_GRACE_MS,
+            catalog_ttl_ms: 2_000,
             max_body_bytes: http.max_body_bytes,
             che_client_id: http.che_client_id,
             password_memory_kib: password.memory_kib,
@@ -296,6 +300,7 @@ impl Config {
     pub fn oauth(&self, public_url: &str) -> OAuthConfig {
         let mut c = OAuthConfig::new(public_url);
         c.refresh_reuse_grace_ms = self.refresh_reuse_grace_ms;
+        c.catalog_ttl_ms = self.catalog_ttl_ms;
         c.password = PasswordConfig {
             memory_kib: self.password_memory_kib,
             iterations: self.password_iterations,

@@ -18,9 +18,13 @@ async fn app(backend: Backend) -> Option<TestApp> {
         c.throttle.user_code_failures_per_address = 3;
         c.throttle.device_requests_per_realm = 5;
         c.throttle.user_code_failures_per_realm = 6;
+        c.catalog_ttl_ms = CATALOG_TTL_MS;
     })
     .await
 }
+
+/// How long a node may trust its cached realms and clients here.
+const CATALOG_TTL_MS: u64 = 400;
 
 async fn set_client(app: &TestApp, client_id: &str, rep: serde_json::Value) {
     let admin = app.admin_token().await;
@@ -329,6 +333,39 @@ async fn password_spraying_is_limited_across_nodes(app: TestApp) {
     }
 }
 
+/// Realms and clients are cached per node (`catalog.rs`): a change is seen
+/// at once on the node that made it, and on another node within the
+/// catalog's bound, never later.
+async fn a_disabled_client_is_refused_on_every_node_within_the_bound(app: TestApp) {
+    async fn grant(node: &TestApp) -> common::Resp {
+        node.form_auth(
+            "/realms/test/protocol/openid-connect/token",
+            &[("grant_type", "client_credentials")],
+            Some(&common::basic("app", APP_SECRET)),
+        )
+        .await
+    }
+    let node_b = app.second_node();
+    // Both nodes have read (and cached) the client.
+    for node in [&app, &node_b] {
+        let r = grant(node).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+    set_client(&app, "app", json!({"enabled": false})).await;
+    // The node that disabled it refuses at once ...
+    let r = grant(&app).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+    // ... the other once its copy is older than the bound.
+    tokio::time::sleep(std::time::Duration::from_millis(CATALOG_TTL_MS + 100)).await;
+    let r = grant(&node_b).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+    // Enabled again (on node B this time): B at once, A within the bound.
+    set_client(&node_b, "app", json!({"enabled": true})).await;
+    assert_eq!(grant(&node_b).await.status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(CATALOG_TTL_MS + 100)).await;
+    assert_eq!(grant(&app).await.status, StatusCode::OK);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -354,6 +391,7 @@ macro_rules! both {
 
 both!(
     disabling_a_client_ends_its_tokens_everywhere,
+    a_disabled_client_is_refused_on_every_node_within_the_bound,
     pkce_client_attribute_is_enforced,
     device_codes_and_user_codes_are_rate_limited,
     password_spraying_is_limited_across_nodes,

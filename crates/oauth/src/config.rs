@@ -8,6 +8,9 @@ pub struct OAuthConfig {
     pub public_url: String,
     /// See `defaults::REFRESH_REUSE_GRACE_MS`.
     pub refresh_reuse_grace_ms: i64,
+    /// How long a node trusts its cached copy of a realm or client that
+    /// another node (or `tessera admin`) may have changed (`catalog.rs`).
+    pub catalog_ttl_ms: u64,
     pub password: PasswordConfig,
     pub throttle: ThrottleConfig,
     pub consent: ConsentConfig,
@@ -19,6 +22,7 @@ impl OAuthConfig {
         Self {
             public_url: public_url.trim_end_matches('/').to_string(),
             refresh_reuse_grace_ms: defaults::REFRESH_REUSE_GRACE_MS,
+            catalog_ttl_ms: 2_000,
             password: PasswordConfig::default(),
             throttle: ThrottleConfig::default(),
             consent: ConsentConfig::default(),

@@ -147,6 +147,7 @@ pub struct ConsentLogin {
     /// Finds the key behind a DID.
     pub(crate) resolver: Arc<dyn DidResolver>,
     pub(crate) sessions: Sessions,
+    pub(crate) minter: crate::Minter,
 }
 
 impl ConsentLogin {
@@ -493,7 +494,6 @@ impl ConsentLogin {
         did: &Did,
         context: &ContextName,
     ) -> Result<String, ConsentError> {
-        let keys = self.keys.realm_keys(realm).await?;
         let now = now_ms() / 1000;
         let claims = ConsentAccessClaims {
             exp: now + self.config.consent.access_token_ttl_secs,
@@ -509,7 +509,7 @@ impl ConsentLogin {
             did: did.as_str().to_string(),
             context_name: context.as_str().to_string(),
         };
-        Ok(keys.signer.sign_jwt(&claims, None))
+        Ok(self.minter.consent_access_token(realm, &claims).await?)
     }
 
     /// The DID's user in this realm, if it exists; refused (403) if it is

@@ -241,6 +241,19 @@ impl Minter {
     }
 }
 
+impl Minter {
+    /// Signs a consent access token (Verida's; `typ: Consent`) with the
+    /// realm's key.
+    pub async fn consent_access_token(
+        &self,
+        realm: &Realm,
+        claims: &tessera_core::claims::ConsentAccessClaims,
+    ) -> Result<String, OAuthError> {
+        let keys = self.keys.realm_keys(realm).await?;
+        Ok(keys.signer.sign_jwt(claims, None))
+    }
+}
+
 /// Che's machine-token claims, exactly.
 #[derive(Serialize)]
 struct MachineClaims<'a> {

@@ -17,6 +17,9 @@
 //! | `ProviderAccounts` | `providers.rs` | upstream provider state, connections and sign-ups |
 //! | `Health` | `health.rs` | the readiness check and the backend's name |
 //!
+//! Realms and clients are read through `catalog::Catalog`, an in-memory
+//! cache that every write made through a service empties.
+//!
 //! API boundary: no HTTP types here, and no store beyond this crate: the
 //! `http`, `connect` and `channel` crates call services. Requests arrive as
 //! `Params` (plus the `Authorization` header, read by
@@ -24,6 +27,7 @@
 
 pub mod admin;
 pub mod browser;
+pub mod catalog;
 pub mod client_auth;
 pub mod config;
 pub mod consent;
@@ -136,11 +140,18 @@ impl Services {
             config.throttle.clone(),
             store.clone(),
         ));
+        // Realms and clients are read through the catalog (cached, emptied
+        // by every write made through it).
+        let catalog = Arc::new(catalog::Catalog::new(
+            store.clone(),
+            store.clone(),
+            std::time::Duration::from_millis(config.catalog_ttl_ms),
+        ));
         let config = Arc::new(config);
         let events = Arc::new(events::ServerEvents::default());
 
         let realms = Realms {
-            realm_db: store.clone(),
+            realm_db: catalog.clone(),
             config: config.clone(),
         };
         let sessions = Sessions {
@@ -152,7 +163,7 @@ impl Services {
             config: config.clone(),
             keys: keys.clone(),
             session_db: store.clone(),
-            client_db: store.clone(),
+            client_db: catalog.clone(),
             user_db: store.clone(),
         };
         let minter = Minter {
@@ -165,12 +176,12 @@ impl Services {
             throttle: throttle.clone(),
         };
         let clients = ClientAuth {
-            client_db: store.clone(),
+            client_db: catalog.clone(),
             keys: keys.clone(),
         };
         let tokens = TokenEndpoint {
             config: config.clone(),
-            client_db: store.clone(),
+            client_db: catalog.clone(),
             user_db: store.clone(),
             browser_db: store.clone(),
             session_db: store.clone(),
@@ -184,7 +195,7 @@ impl Services {
         let browser = BrowserSignIn {
             config: config.clone(),
             keys: keys.clone(),
-            client_db: store.clone(),
+            client_db: catalog.clone(),
             user_db: store.clone(),
             browser_db: store.clone(),
             session_db: store.clone(),
@@ -197,19 +208,20 @@ impl Services {
         let consent = ConsentLogin {
             config: config.clone(),
             keys: keys.clone(),
-            client_db: store.clone(),
+            client_db: catalog.clone(),
             user_db: store.clone(),
             consent_db: store.clone(),
             session_db: store.clone(),
             refresh_db: store.clone(),
             resolver,
             sessions: sessions.clone(),
+            minter: minter.clone(),
         };
         let admin = Administration {
             config: config.clone(),
             keys: keys.clone(),
-            realm_db: store.clone(),
-            client_db: store.clone(),
+            realm_db: catalog.clone(),
+            client_db: catalog.clone(),
             user_db: store.clone(),
             session_db: store.clone(),
             passwords,
@@ -227,7 +239,7 @@ impl Services {
             keys: keys.clone(),
             connect_db: store.clone(),
             user_db: store.clone(),
-            client_db: store.clone(),
+            client_db: catalog.clone(),
             realms: realms.clone(),
             sessions: sessions.clone(),
             minter: minter.clone(),

@@ -197,3 +197,148 @@ impl ClientStore for Catalog {
         self.write(self.client_db.delete_client(realm_id, id)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::sync::Notify;
+
+    /// A realm table in memory that counts its reads and can hold one read
+    /// after it has looked (to let a write overtake it).
+    #[derive(Default)]
+    struct Table {
+        realms: Mutex<HashMap<String, Realm>>,
+        reads: AtomicU64,
+        /// (reached, release)
+        hold: Mutex<Option<Arc<(Notify, Notify)>>>,
+    }
+
+    #[async_trait]
+    impl RealmStore for Table {
+        async fn create_realm(&self, realm: &Realm) -> Result<()> {
+            let mut m = self.realms.lock().expect("lock");
+            m.insert(realm.name.clone(), realm.clone());
+            Ok(())
+        }
+        async fn realm_by_name(&self, name: &str) -> Result<Option<Realm>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let found = self.realms.lock().expect("lock").get(name).cloned();
+            let hold = self.hold.lock().expect("lock").take();
+            if let Some(h) = hold {
+                h.0.notify_one();
+                h.1.notified().await;
+            }
+            Ok(found)
+        }
+        async fn list_realms(&self) -> Result<Vec<Realm>> {
+            Ok(self
+                .realms
+                .lock()
+                .expect("lock")
+                .values()
+                .cloned()
+                .collect())
+        }
+        async fn update_realm(&self, realm: &Realm) -> Result<()> {
+            self.create_realm(realm).await
+        }
+        async fn delete_realm(&self, realm_id: &str) -> Result<()> {
+            self.realms
+                .lock()
+                .expect("lock")
+                .retain(|_, r| r.id != realm_id);
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl ClientStore for Table {
+        async fn create_client(&self, _: &Client) -> Result<()> {
+            Ok(())
+        }
+        async fn client(&self, _: &str, _: &str) -> Result<Option<Client>> {
+            Ok(None)
+        }
+        async fn client_by_client_id(&self, _: &str, _: &str) -> Result<Option<Client>> {
+            Ok(None)
+        }
+        async fn list_clients(&self, _: &str) -> Result<Vec<Client>> {
+            Ok(Vec::new())
+        }
+        async fn update_client(&self, _: &Client) -> Result<()> {
+            Ok(())
+        }
+        async fn delete_client(&self, _: &str, _: &str) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn catalog(ttl_ms: u64) -> (Arc<Table>, Arc<Catalog>) {
+        let table = Arc::new(Table::default());
+        let catalog = Arc::new(Catalog::new(
+            table.clone(),
+            table.clone(),
+            Duration::from_millis(ttl_ms),
+        ));
+        (table, catalog)
+    }
+
+    fn reads(t: &Table) -> u64 {
+        t.reads.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn found_records_are_kept_until_a_write_or_their_age() {
+        let (table, cat) = catalog(60_000);
+        assert_eq!(cat.realm_by_name("r").await.expect("read"), None);
+        assert_eq!(cat.realm_by_name("r").await.expect("read"), None);
+        assert_eq!(reads(&table), 2, "not-found is never kept");
+
+        let mut realm = Realm::new("r", 0);
+        cat.create_realm(&realm).await.expect("create");
+        cat.realm_by_name("r").await.expect("read");
+        cat.realm_by_name("r").await.expect("read");
+        assert_eq!(reads(&table), 3, "a found realm is kept");
+
+        realm.enabled = false;
+        cat.update_realm(&realm).await.expect("update");
+        let seen = cat.realm_by_name("r").await.expect("read").expect("realm");
+        assert!(!seen.enabled, "a write empties the cache at once");
+        assert_eq!(reads(&table), 4);
+
+        let (table, cat) = catalog(0);
+        table
+            .create_realm(&Realm::new("r", 0))
+            .await
+            .expect("create");
+        cat.realm_by_name("r").await.expect("read");
+        cat.realm_by_name("r").await.expect("read");
+        assert_eq!(reads(&table), 2, "an entry past its age is read again");
+    }
+
+    #[tokio::test]
+    async fn a_read_that_raced_a_write_is_not_kept() {
+        let (table, cat) = catalog(60_000);
+        let mut realm = Realm::new("r", 0);
+        table.create_realm(&realm).await.expect("create");
+        let gate = Arc::new((Notify::new(), Notify::new()));
+        *table.hold.lock().expect("lock") = Some(gate.clone());
+
+        // A read looks (and sees the realm enabled) ...
+        let reader = {
+            let cat = cat.clone();
+            tokio::spawn(async move { cat.realm_by_name("r").await })
+        };
+        gate.0.notified().await;
+        // ... an administrator disables it meanwhile ...
+        realm.enabled = false;
+        cat.update_realm(&realm).await.expect("update");
+        gate.1.notify_one();
+        let old = reader.await.expect("join").expect("read").expect("realm");
+        assert!(old.enabled, "the racing read saw the old row");
+        // ... and that old row is not what the next request gets.
+        let next = cat.realm_by_name("r").await.expect("read").expect("realm");
+        assert!(!next.enabled);
+    }
+}

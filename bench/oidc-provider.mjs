@@ -1,6 +1,6 @@
 // Reference server for bench/run.sh: npm `oidc-provider` configured to do the
 // same client_credentials work Tessera does (confidential client,
-// client_secret_post, RS256-signed JWT access token).
+// client_secret_post, JWT access token signed with BENCH_ALG, RS256 by default).
 //
 // Usage: BENCH_CLIENT_SECRET=... node oidc-provider.mjs [port]
 //   port:            argv[2], else $OIDC_PORT, else 18081
@@ -35,13 +35,21 @@ if (!['jwt', 'opaque'].includes(tokenFormat)) {
   process.exit(2);
 }
 
+// The JWS algorithm of the access tokens: RS256 (default), ES256 or EdDSA,
+// the same as Tessera's realm in the same run (BENCH_ALG, from bench/run.sh ALG).
+const alg = process.env.BENCH_ALG || 'RS256';
+
 function signingJwk() {
-  // One RSA-2048 signing key, shared by all workers so every token verifies
-  // against the same JWKS.
+  // One signing key, shared by all workers so every token verifies against
+  // the same JWKS.
   if (process.env.BENCH_OIDC_JWK) return JSON.parse(process.env.BENCH_OIDC_JWK);
-  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const { privateKey } = alg === 'ES256'
+    ? crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    : alg === 'EdDSA'
+      ? crypto.generateKeyPairSync('ed25519')
+      : crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
   const jwk = privateKey.export({ format: 'jwk' });
-  return { ...jwk, kid: crypto.randomBytes(8).toString('hex'), use: 'sig', alg: 'RS256' };
+  return { ...jwk, kid: crypto.randomBytes(8).toString('hex'), use: 'sig', alg };
 }
 
 if (workers > 1 && cluster.isPrimary) {
@@ -77,6 +85,8 @@ if (workers > 1 && cluster.isPrimary) {
       response_types: [],
       redirect_uris: [],
       token_endpoint_auth_method: 'client_secret_post',
+      // Its only key is of BENCH_ALG, so ID tokens would be too.
+      id_token_signed_response_alg: alg,
     }],
     jwks: { keys: [signingJwk()] },
     cookies: { keys: [process.env.BENCH_OIDC_COOKIE_KEY || crypto.randomBytes(32).toString('hex')] },
@@ -96,7 +106,7 @@ if (workers > 1 && cluster.isPrimary) {
           audience: resource,
           accessTokenTTL,
           accessTokenFormat: tokenFormat,
-          jwt: { sign: { alg: 'RS256' } },
+          jwt: { sign: { alg } },
         }),
       },
     },

@@ -13,6 +13,7 @@
 #   OIDC_WORKERS=1    node:cluster workers for oidc-provider (1 = single process)
 #   RESULTS_FILE=bench/RESULTS.md     where the results section is appended
 #   RUST_LOG=warn     Tessera's log filter during the run
+#   ALG=RS256         access-token algorithm on both servers: RS256, ES256 or EdDSA
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,7 +21,7 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 
 # The exact command, with the overrides that were given, for RESULTS.md.
 CMD=""
-for v in DURATION CONNECTIONS THREADS WARMUP TESSERA_PORT OIDC_PORT TESSERA_BIN SERVERS OIDC_WORKERS RESULTS_FILE RUST_LOG; do
+for v in DURATION CONNECTIONS THREADS WARMUP TESSERA_PORT OIDC_PORT TESSERA_BIN SERVERS OIDC_WORKERS RESULTS_FILE RUST_LOG ALG; do
   if [ -n "${!v+x}" ]; then CMD+="$v=${!v} "; fi
 done
 CMD+="bench/run.sh${*:+ $*}"
@@ -35,6 +36,9 @@ SERVERS=${SERVERS:-tessera oidc-provider}
 export OIDC_WORKERS=${OIDC_WORKERS:-1}
 RESULTS_FILE=${RESULTS_FILE:-$BENCH_DIR/RESULTS.md}
 export RUST_LOG=${RUST_LOG:-warn}
+ALG=${ALG:-RS256}
+case "$ALG" in RS256|ES256|EdDSA) ;; *) echo "ALG must be RS256, ES256 or EdDSA" >&2; exit 2;; esac
+export BENCH_ALG=$ALG
 
 if [ "$CONNECTIONS" -lt "$THREADS" ]; then
   echo "CONNECTIONS ($CONNECTIONS) must be >= THREADS ($THREADS)" >&2; exit 2
@@ -209,7 +213,8 @@ if has tessera; then
   [ -n "$ADMIN_TOKEN" ] || die "admin token response has no access_token: $BODY"
   AUTH=(-H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json")
 
-  http POST "$BASE/admin/realms" "${AUTH[@]}" -d '{"realm":"bench","enabled":true}'
+  http POST "$BASE/admin/realms" "${AUTH[@]}" \
+    -d "$(jq -n --arg a "$ALG" '{realm: "bench", enabled: true, defaultSignatureAlgorithm: $a}')"
   expect 201 "create realm bench"
   http POST "$BASE/admin/realms/bench/clients" "${AUTH[@]}" -d "$(jq -n --arg s "$BENCH_CLIENT_SECRET" '{
       clientId: "bench", enabled: true, protocol: "openid-connect",

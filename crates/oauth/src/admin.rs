@@ -6,7 +6,7 @@
 
 use crate::keyring::{KeyCache, RealmKeys};
 use crate::password::PasswordHasher;
-use crate::{ClientAuth, Failure, OAuthConfig, Sessions};
+use crate::{ClientAuth, Failure, Sessions};
 use std::sync::Arc;
 use tessera_core::time::now_ms;
 use tessera_core::{Client, Realm, Secret, Session, TokenHash, User};
@@ -18,7 +18,6 @@ type Result<T> = std::result::Result<T, Failure>;
 
 #[derive(Clone)]
 pub struct Administration {
-    pub(crate) config: Arc<OAuthConfig>,
     pub(crate) keys: Arc<KeyCache>,
     pub(crate) realm_db: Arc<dyn RealmStore>,
     pub(crate) client_db: Arc<dyn ClientStore>,
@@ -243,10 +242,5 @@ impl Administration {
             .ok_or(StoreError::NotFound)?;
         self.sessions.end_session(&session.id).await?;
         Ok(())
-    }
-
-    /// The public URL, for `Location` headers.
-    pub fn public_url(&self) -> &str {
-        &self.config.public_url
     }
 }

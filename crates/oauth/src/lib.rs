@@ -218,7 +218,6 @@ impl Services {
             minter: minter.clone(),
         };
         let admin = Administration {
-            config: config.clone(),
             keys: keys.clone(),
             realm_db: catalog.clone(),
             client_db: catalog.clone(),

@@ -113,7 +113,7 @@ impl Workspaces {
                 .await?;
         }
         if let Some(owner) = self.user(realm, &ws.owner_id).await? {
-            self.machine_token(realm, ws, &owner).await?;
+            self.machine_record(ws, &owner).await?;
         }
         Ok(())
     }
@@ -149,36 +149,48 @@ impl Workspaces {
         ws: &Workspace,
         user: &User,
     ) -> std::result::Result<String, OAuthError> {
-        let store_err = OAuthError::server_error;
-        let record = match self
-            .workspace_db
-            .live_machine_token(&ws.id, &user.id)
-            .await
-            .map_err(store_err)?
-        {
-            Some(r) => r,
-            None => {
-                let fresh = MachineTokenRecord {
-                    jti: uuid::Uuid::new_v4().to_string(),
-                    workspace_id: ws.id.clone(),
-                    user_id: user.id.clone(),
-                    created_at: now_ms(),
-                    revoked_at: None,
-                };
-                match self.workspace_db.insert_machine_token(&fresh).await {
-                    Ok(()) => fresh,
-                    // A concurrent request created it first: use that one.
-                    Err(StoreError::Conflict(_)) => self
-                        .workspace_db
-                        .live_machine_token(&ws.id, &user.id)
-                        .await
-                        .map_err(store_err)?
-                        .ok_or_else(|| OAuthError::server_error("machine token vanished"))?,
-                    Err(e) => return Err(store_err(e)),
-                }
-            }
-        };
+        let record = self.machine_record(ws, user).await?;
         self.minter.machine_token(realm, ws, user, &record).await
+    }
+
+    /// The live record of the user's machine token, created if needed
+    /// (what a token is re-signed from; signing waits until one is asked for).
+    async fn machine_record(
+        &self,
+        ws: &Workspace,
+        user: &User,
+    ) -> std::result::Result<MachineTokenRecord, OAuthError> {
+        let store_err = OAuthError::server_error;
+        Ok(
+            match self
+                .workspace_db
+                .live_machine_token(&ws.id, &user.id)
+                .await
+                .map_err(store_err)?
+            {
+                Some(r) => r,
+                None => {
+                    let fresh = MachineTokenRecord {
+                        jti: uuid::Uuid::new_v4().to_string(),
+                        workspace_id: ws.id.clone(),
+                        user_id: user.id.clone(),
+                        created_at: now_ms(),
+                        revoked_at: None,
+                    };
+                    match self.workspace_db.insert_machine_token(&fresh).await {
+                        Ok(()) => fresh,
+                        // A concurrent request created it first: use that one.
+                        Err(StoreError::Conflict(_)) => self
+                            .workspace_db
+                            .live_machine_token(&ws.id, &user.id)
+                            .await
+                            .map_err(store_err)?
+                            .ok_or_else(|| OAuthError::server_error("machine token vanished"))?,
+                        Err(e) => return Err(store_err(e)),
+                    }
+                }
+            },
+        )
     }
 
     /// Base64 X.509 SubjectPublicKeyInfo of the machine-token key, as agents

@@ -11,6 +11,13 @@ pub struct OAuthConfig {
     /// How long a node trusts its cached copy of a realm or client that
     /// another node (or `tessera admin`) may have changed (`catalog.rs`).
     pub catalog_ttl_ms: u64,
+    /// How long a node trusts a live verdict on a session without asking
+    /// the database (`live_sessions.rs`); 0 asks every time. Revocations
+    /// made on a node apply there at once; this bounds how late another
+    /// node that missed the notice may still accept the session.
+    pub session_cache_ms: u64,
+    /// Live sessions a node keeps in memory at most.
+    pub session_cache_max: usize,
     pub password: PasswordConfig,
     pub throttle: ThrottleConfig,
     pub consent: ConsentConfig,
@@ -23,6 +30,8 @@ impl OAuthConfig {
             public_url: public_url.trim_end_matches('/').to_string(),
             refresh_reuse_grace_ms: defaults::REFRESH_REUSE_GRACE_MS,
             catalog_ttl_ms: 2_000,
+            session_cache_ms: 1_000,
+            session_cache_max: 10_000,
             password: PasswordConfig::default(),
             throttle: ThrottleConfig::default(),
             consent: ConsentConfig::default(),

@@ -37,6 +37,7 @@ pub mod grants;
 pub mod health;
 pub mod issue;
 pub mod keyring;
+pub mod live_sessions;
 pub mod login;
 pub mod params;
 pub mod password;
@@ -147,6 +148,12 @@ impl Services {
             store.clone(),
             std::time::Duration::from_millis(config.catalog_ttl_ms),
         ));
+        // Live sessions are read through this cache; every revocation made
+        // through `Sessions` (or relayed from another node) evicts.
+        let live = Arc::new(live_sessions::LiveSessions::new(
+            std::time::Duration::from_millis(config.session_cache_ms),
+            config.session_cache_max,
+        ));
         let config = Arc::new(config);
         let events = Arc::new(events::ServerEvents::default());
 
@@ -158,6 +165,7 @@ impl Services {
             session_db: store.clone(),
             events,
             config: config.clone(),
+            live: live.clone(),
         };
         let verifier = Verifier {
             config: config.clone(),
@@ -165,6 +173,7 @@ impl Services {
             session_db: store.clone(),
             client_db: catalog.clone(),
             user_db: store.clone(),
+            live,
         };
         let minter = Minter {
             config: config.clone(),

@@ -1,9 +1,12 @@
 //! Ending sessions and saying so: every path that ends a session (logout,
 //! revocation, an administrator, refresh-token reuse, a disabled client)
 //! comes through here, which publishes `SessionRevoked` after the commit so
-//! the event channel cuts the session's sockets on every node.
+//! the event channel cuts the session's sockets on every node, and forgets
+//! it in this node's cache of live sessions (`live_sessions.rs`) before it
+//! answers, so this node refuses the session at once.
 
 use crate::events::{ServerEvent, ServerEvents};
+use crate::live_sessions::LiveSessions;
 use crate::OAuthConfig;
 use std::sync::Arc;
 use tessera_core::time::now_ms;
@@ -15,6 +18,7 @@ pub struct Sessions {
     pub(crate) session_db: Arc<dyn SessionStore>,
     pub(crate) events: Arc<ServerEvents>,
     pub(crate) config: Arc<OAuthConfig>,
+    pub(crate) live: Arc<LiveSessions>,
 }
 
 impl Sessions {
@@ -23,7 +27,8 @@ impl Sessions {
         self.events.subscribe()
     }
 
-    /// Whether the session exists and is active (not ended, not expired).
+    /// Whether the session exists and is active (not ended, not expired),
+    /// asked of the database (never of the cache: sockets re-check here).
     pub async fn is_active(&self, session_id: &str) -> Result<bool, OAuthError> {
         Ok(self
             .session_db
@@ -40,8 +45,11 @@ impl Sessions {
             .revoke_session(session_id, now_ms())
             .await
             .map_err(OAuthError::server_error)?;
-        if let Some(user_id) = &ended {
-            self.announce_ended(user_id, vec![session_id.to_string()]);
+        match &ended {
+            Some(user_id) => self.announce_ended(user_id, vec![session_id.to_string()]),
+            // Already ended (perhaps by another node whose notice has not
+            // arrived): this node must not keep accepting it either.
+            None => self.live.forget([session_id]),
         }
         Ok(ended.is_some())
     }
@@ -97,14 +105,29 @@ impl Sessions {
     }
 
     /// Publishes `SessionRevoked` for sessions of `user_id` the store has
-    /// just revoked.
+    /// just revoked, after forgetting them in this node's cache of live
+    /// sessions. Call it after the commit: a lookup that read the session
+    /// before then does not keep it.
     pub fn announce_ended(&self, user_id: &str, session_ids: Vec<String>) {
+        self.live.forget(session_ids.iter().map(String::as_str));
         for session_id in session_ids {
             self.events.publish(ServerEvent::SessionRevoked {
                 user_id: user_id.to_string(),
                 session_id,
             });
         }
+    }
+
+    /// Another node revoked this session (its `SessionRevoked` reached this
+    /// node): forget any live verdict held here. Nothing is published.
+    pub fn ended_elsewhere(&self, session_id: &str) {
+        self.live.forget([session_id]);
+    }
+
+    /// Revocations by other nodes may have been missed (their relay
+    /// reconnected, or fell behind): forget every live verdict held here.
+    pub fn forget_live_sessions(&self) {
+        self.live.forget_all();
     }
 
     /// Sends `event` with `data` to every socket of the user, on any node

@@ -3,6 +3,7 @@
 //! issuer, expiry and token kind, then that the session is still alive.
 
 use crate::keyring::KeyCache;
+use crate::live_sessions::LiveSessions;
 use crate::OAuthConfig;
 use std::sync::Arc;
 use tessera_core::claims::{AccessClaims, TYP_ACCESS};
@@ -64,6 +65,8 @@ pub struct Verifier {
     pub(crate) session_db: Arc<dyn SessionStore>,
     pub(crate) client_db: Arc<dyn ClientStore>,
     pub(crate) user_db: Arc<dyn UserStore>,
+    /// Live sessions recently read (`live_sessions.rs`).
+    pub(crate) live: Arc<LiveSessions>,
 }
 
 impl Verifier {
@@ -190,15 +193,55 @@ impl Verifier {
         }
     }
 
+    /// `live_session` asked of the database, never of the cache: for
+    /// answers that show the session's current fields (a refresh rotation
+    /// moves `expires_at`).
+    pub async fn current_session(
+        &self,
+        realm: &Realm,
+        session_id: &str,
+    ) -> Result<Option<Session>, OAuthError> {
+        match self.check_session(realm, session_id, false).await {
+            Ok(s) => Ok(Some(s)),
+            Err(Rejection::Unavailable(detail)) => Err(OAuthError::server_error(detail)),
+            Err(_) => Ok(None),
+        }
+    }
+
     async fn session_verdict(&self, realm: &Realm, session_id: &str) -> Result<Session, Rejection> {
+        self.check_session(realm, session_id, true).await
+    }
+
+    /// The session, from this node's cache of live sessions when `cached`
+    /// and a copy younger than `session_cache_ms` is held, else from the
+    /// database (kept if live and no revocation ran meanwhile). The client
+    /// is checked every time (it comes from the catalog).
+    async fn check_session(
+        &self,
+        realm: &Realm,
+        session_id: &str,
+        cached: bool,
+    ) -> Result<Session, Rejection> {
         let down = |e: tessera_store::StoreError| Rejection::Unavailable(e.to_string());
-        let s = self
-            .session_db
-            .session(session_id)
-            .await
-            .map_err(down)?
-            .filter(|s| s.is_active(now_ms()) && s.realm_id == realm.id)
-            .ok_or(Rejection::Revoked)?;
+        let hit = if cached {
+            self.live.get(session_id)
+        } else {
+            None
+        };
+        let s = match hit {
+            Some(s) => s,
+            None => {
+                let ticket = self.live.ticket();
+                let found = self.session_db.session(session_id).await.map_err(down)?;
+                if let Some(s) = &found {
+                    self.live.keep(ticket, s, now_ms());
+                }
+                found.ok_or(Rejection::Revoked)?
+            }
+        };
+        if !(s.is_active(now_ms()) && s.realm_id == realm.id) {
+            return Err(Rejection::Revoked);
+        }
         self.client_db
             .client(&realm.id, &s.client_id)
             .await
@@ -270,7 +313,9 @@ mod tests {
             Some(Rejection::UnknownKey),
             "another realm's keys do not know it"
         );
-        // The database goes away: the answer is "unavailable", not "invalid".
+        // The database goes away: the answer is "unavailable", not "invalid"
+        // (once the live verdict this node holds is forgotten).
+        svc.sessions.forget_live_sessions();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let mut raw = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
             .await
@@ -304,6 +349,222 @@ mod tests {
             OAuthError::from(Rejection::Unavailable("down".into())).code,
             tessera_core::OAuthErrorCode::ServerError
         );
+    }
+
+    /// The service's session table, counting reads; one read can be held
+    /// after it has looked (to let a revocation overtake it).
+    struct Watched {
+        inner: Arc<dyn SessionStore>,
+        reads: std::sync::atomic::AtomicU64,
+        /// (reached, release)
+        hold: std::sync::Mutex<Option<Arc<(tokio::sync::Notify, tokio::sync::Notify)>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl SessionStore for Watched {
+        async fn create_session(
+            &self,
+            session: &Session,
+            first: &tessera_core::RefreshTokenRecord,
+        ) -> tessera_store::Result<()> {
+            self.inner.create_session(session, first).await
+        }
+        async fn session(&self, id: &str) -> tessera_store::Result<Option<Session>> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let found = self.inner.session(id).await;
+            let hold = self.hold.lock().expect("lock").take();
+            if let Some(h) = hold {
+                h.0.notify_one();
+                h.1.notified().await;
+            }
+            found
+        }
+        async fn user_sessions(
+            &self,
+            realm_id: &str,
+            user_id: &str,
+            now_ms: i64,
+        ) -> tessera_store::Result<Vec<Session>> {
+            self.inner.user_sessions(realm_id, user_id, now_ms).await
+        }
+        async fn revoke_session(
+            &self,
+            id: &str,
+            now_ms: i64,
+        ) -> tessera_store::Result<Option<String>> {
+            self.inner.revoke_session(id, now_ms).await
+        }
+        async fn revoke_user_sessions(
+            &self,
+            realm_id: &str,
+            user_id: &str,
+            now_ms: i64,
+        ) -> tessera_store::Result<Vec<String>> {
+            self.inner
+                .revoke_user_sessions(realm_id, user_id, now_ms)
+                .await
+        }
+        async fn revoke_client_sessions(
+            &self,
+            realm_id: &str,
+            client_id: &str,
+            now_ms: i64,
+        ) -> tessera_store::Result<Vec<(String, String)>> {
+            self.inner
+                .revoke_client_sessions(realm_id, client_id, now_ms)
+                .await
+        }
+        async fn touch_session(
+            &self,
+            id: &str,
+            now_ms: i64,
+            client_meta: &tessera_store::ClientMeta,
+        ) -> tessera_store::Result<Option<Session>> {
+            self.inner.touch_session(id, now_ms, client_meta).await
+        }
+    }
+
+    /// A verifier and `Sessions` sharing a cache of live sessions kept for
+    /// `ttl_ms`, over the service's database seen through `Watched`.
+    fn cached(svc: &crate::Services, ttl_ms: u64) -> (Verifier, crate::Sessions, Arc<Watched>) {
+        let live = Arc::new(LiveSessions::new(
+            std::time::Duration::from_millis(ttl_ms),
+            1000,
+        ));
+        let table = Arc::new(Watched {
+            inner: svc.verifier.session_db.clone(),
+            reads: Default::default(),
+            hold: Default::default(),
+        });
+        let verifier = Verifier {
+            session_db: table.clone(),
+            live: live.clone(),
+            ..svc.verifier.clone()
+        };
+        let sessions = crate::Sessions {
+            session_db: table.clone(),
+            live,
+            ..svc.sessions.clone()
+        };
+        (verifier, sessions, table)
+    }
+
+    fn reads(t: &Watched) -> u64 {
+        t.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn a_session_ended_on_this_node_is_refused_at_once() {
+        let (svc, realm, token, _dir) = signed_in().await;
+        let (verifier, sessions, table) = cached(&svc, 60_000);
+        for _ in 0..3 {
+            verifier
+                .check_live_access_token(&realm, &token)
+                .await
+                .expect("live");
+        }
+        assert_eq!(reads(&table), 1, "a live session is read once, then kept");
+        sessions.end_session(&sid(&token)).await.expect("end");
+        assert_eq!(
+            verifier.check_live_access_token(&realm, &token).await.err(),
+            Some(Rejection::Revoked),
+            "the node that ended it refuses it at once"
+        );
+        assert_eq!(
+            verifier.check_live_access_token(&realm, &token).await.err(),
+            Some(Rejection::Revoked),
+            "and a refusal is never kept as live"
+        );
+        assert_eq!(reads(&table), 3, "a refused session is asked again");
+
+        // Every user session at once (an administrator, sign out everywhere).
+        let (svc, realm, token, _dir) = signed_in().await;
+        let (verifier, sessions, _) = cached(&svc, 60_000);
+        let session = verifier
+            .live_session(&realm, &sid(&token))
+            .await
+            .expect("db");
+        let user = session.expect("live").user_id;
+        sessions
+            .end_user_sessions(&realm, &user)
+            .await
+            .expect("end");
+        assert_eq!(
+            verifier
+                .live_session(&realm, &sid(&token))
+                .await
+                .expect("db"),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_ended_elsewhere_is_refused_within_the_bound() {
+        let (svc, realm, token, _dir) = signed_in().await;
+        let (verifier, sessions, table) = cached(&svc, 300);
+        let id = sid(&token);
+        verifier
+            .live_session(&realm, &id)
+            .await
+            .expect("db")
+            .expect("live");
+        // Another node revokes it: the database knows, this node does not.
+        table
+            .inner
+            .revoke_session(&id, now_ms())
+            .await
+            .expect("revoke")
+            .expect("was live");
+        assert!(
+            verifier
+                .live_session(&realm, &id)
+                .await
+                .expect("db")
+                .is_some(),
+            "within the bound this node may still accept it"
+        );
+        // Its notice arrives: refused at once.
+        sessions.ended_elsewhere(&id);
+        assert_eq!(verifier.live_session(&realm, &id).await.expect("db"), None);
+
+        // The notice is lost: refused once the copy is older than the bound.
+        let (svc, realm, token, _dir) = signed_in().await;
+        let (verifier, _, table) = cached(&svc, 300);
+        let id = sid(&token);
+        verifier
+            .live_session(&realm, &id)
+            .await
+            .expect("db")
+            .expect("live");
+        table
+            .inner
+            .revoke_session(&id, now_ms())
+            .await
+            .expect("revoke");
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(verifier.live_session(&realm, &id).await.expect("db"), None);
+    }
+
+    #[tokio::test]
+    async fn a_lookup_that_raced_a_revocation_does_not_revive_the_session() {
+        let (svc, realm, token, _dir) = signed_in().await;
+        let (verifier, sessions, table) = cached(&svc, 60_000);
+        let id = sid(&token);
+        let gate = Arc::new((tokio::sync::Notify::new(), tokio::sync::Notify::new()));
+        *table.hold.lock().expect("lock") = Some(gate.clone());
+        // A lookup reads the session (live) ...
+        let reader = {
+            let (verifier, realm, id) = (verifier.clone(), realm.clone(), id.clone());
+            tokio::spawn(async move { verifier.live_session(&realm, &id).await })
+        };
+        gate.0.notified().await;
+        // ... the session is ended meanwhile ...
+        assert!(sessions.end_session(&id).await.expect("end"));
+        gate.1.notify_one();
+        let old = reader.await.expect("join").expect("db");
+        assert!(old.is_some(), "the racing lookup saw the session live");
+        // ... and what it read is not what the next request gets.
+        assert_eq!(verifier.live_session(&realm, &id).await.expect("db"), None);
     }
 
     fn sid(token: &str) -> String {

@@ -1,6 +1,15 @@
 // Reference server for bench/run.sh: npm `oidc-provider` configured to do the
-// same client_credentials work Tessera does (confidential client,
-// client_secret_post, JWT access token signed with BENCH_ALG, RS256 by default).
+// same work Tessera does (confidential client, client_secret_post, JWT access
+// token signed with BENCH_ALG, RS256 by default) for client_credentials,
+// refresh_token (rotating: rotateRefreshToken true) and introspection.
+//
+// Refresh tokens come from real authorization_code flows (scope
+// `openid offline_access`, prompt=consent), driven by oidc-provider-tokens.mjs:
+// the interaction URL /interaction/<uid> is answered here without a page, by
+// logging in account "bench-user" and granting what the client asked for.
+// Access tokens for the resource `<issuer>/bench-api` (the default resource)
+// are JWTs; for `<issuer>/bench-opaque` they are opaque, the only kind
+// oidc-provider's introspection endpoint accepts (it rejects JWTs).
 //
 // Usage: BENCH_CLIENT_SECRET=... node oidc-provider.mjs [port]
 //   port:            argv[2], else $OIDC_PORT, else 18081
@@ -25,6 +34,7 @@ const tokenFormat = process.env.OIDC_TOKEN_FORMAT || 'jwt';
 // Keycloak's default access token lifespan, which Tessera mirrors.
 const accessTokenTTL = 300;
 const resource = `${issuer}/bench-api`;
+const opaqueResource = `${issuer}/bench-opaque`;
 
 if (!secret) {
   console.error('BENCH_CLIENT_SECRET must be set');
@@ -81,9 +91,9 @@ if (workers > 1 && cluster.isPrimary) {
     clients: [{
       client_id: 'bench',
       client_secret: secret,
-      grant_types: ['client_credentials'],
-      response_types: [],
-      redirect_uris: [],
+      grant_types: ['client_credentials', 'authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: [`${issuer}/cb`],
       token_endpoint_auth_method: 'client_secret_post',
       // Its only key is of BENCH_ALG, so ID tokens would be too.
       id_token_signed_response_alg: alg,
@@ -93,7 +103,7 @@ if (workers > 1 && cluster.isPrimary) {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
-      introspection: { enabled: false },
+      introspection: { enabled: true },
       revocation: { enabled: false },
       resourceIndicators: {
         enabled: true,
@@ -101,7 +111,12 @@ if (workers > 1 && cluster.isPrimary) {
         // for this resource server, so the wrk load is identical to Tessera's.
         defaultResource: async () => resource,
         useGrantedResource: async () => true,
-        getResourceServerInfo: async () => ({
+        getResourceServerInfo: async (ctx, indicator) => (indicator === opaqueResource ? {
+          scope: '',
+          audience: opaqueResource,
+          accessTokenTTL,
+          accessTokenFormat: 'opaque',
+        } : {
           scope: '',
           audience: resource,
           accessTokenTTL,
@@ -110,13 +125,64 @@ if (workers > 1 && cluster.isPrimary) {
         }),
       },
     },
-    ttl: { ClientCredentials: accessTokenTTL },
+    // Refresh tokens are spent once: each refresh returns a new one and a
+    // second use of a spent one revokes the grant, as Tessera does.
+    rotateRefreshToken: true,
+    // The same profile claims Tessera puts in its ID tokens.
+    claims: {
+      acr: null, auth_time: null, iss: null, sid: null, openid: ['sub'],
+      profile: ['preferred_username', 'name', 'given_name', 'family_name'], email: ['email', 'email_verified'] },
+    findAccount: async (ctx, sub) => ({
+      accountId: sub,
+      claims: async () => ({
+        sub,
+        preferred_username: sub,
+        name: 'Bench User',
+        given_name: 'Bench',
+        family_name: 'User',
+        email: `${sub}@example.test`,
+        email_verified: true,
+      }),
+    }),
+    ttl: { ClientCredentials: accessTokenTTL, AccessToken: accessTokenTTL },
   };
 
   const provider = new Provider(issuer, configuration);
   provider.on('server_error', (ctx, err) => console.error('server_error', err));
 
-  const server = http.createServer(provider.callback());
+  // Interactions without a page: log in "bench-user", then grant what the
+  // client asked for (the consent prompt that offline_access needs).
+  async function interaction(req, res) {
+    try {
+      const details = await provider.interactionDetails(req, res);
+      const { prompt } = details;
+      let result;
+      if (prompt.name === 'login') {
+        result = { login: { accountId: 'bench-user' } };
+      } else if (prompt.name === 'consent') {
+        const grant = details.grantId
+          ? await provider.Grant.find(details.grantId)
+          : new provider.Grant({ accountId: details.session.accountId, clientId: details.params.client_id });
+        const missing = prompt.details;
+        if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+        if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+        for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes || {})) {
+          grant.addResourceScope(indicator, scopes.join(' '));
+        }
+        result = { consent: { grantId: await grant.save() } };
+      } else {
+        throw new Error(`unexpected prompt ${prompt.name}`);
+      }
+      await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: false });
+    } catch (err) {
+      console.error('interaction', err);
+      res.statusCode = 500;
+      res.end(String(err));
+    }
+  }
+  const callback = provider.callback();
+  const server = http.createServer((req, res) => (
+    req.url.startsWith('/interaction/') ? interaction(req, res) : callback(req, res)));
   server.keepAliveTimeout = 65_000;
   server.listen(port, host, () => {
     if (cluster.isWorker) {

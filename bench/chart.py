@@ -111,11 +111,13 @@ def main() -> int:
     for k, scenario in enumerate(rss_scenarios):
         ax = fig.add_subplot(grid[1 + k // ncols, k % ncols])
         shaded = False
+        top = 0.0
         for server in servers:
             pts = samples.get((scenario, server))
             if not pts:
                 continue
             t0 = pts[0][0]
+            top = max(top, max(p[2] for p in pts))
             ax.plot([p[0] - t0 for p in pts], [p[2] for p in pts], label=server,
                     color=COLORS.get(server), linewidth=1.4)
             if not shaded:
@@ -130,9 +132,9 @@ def main() -> int:
         ax.set_title(f"RSS during {scenario}", fontsize=10)
         ax.set_xlabel("s from the scenario's start (idle, warm-up, load, after)")
         ax.set_ylabel("VmRSS MiB")
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, top * 1.2 or 1)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="lower right", ncols=2)
 
     title = f"Tessera vs oidc-provider, {meta.get('alg', '?')} — {meta.get('date', '')}, commit {meta.get('commit', '?')}"
     sub = f"{meta.get('machine', '')}; {meta.get('load', '')}{restart}\n{command}"

@@ -439,17 +439,11 @@ impl ConsentLogin {
             return Err(unauthorized(INVALID_REFRESH));
         }
         let now = now_ms();
-        let record = self
+        let (record, session) = self
             .refresh_db
-            .refresh_token(&TokenHash::of(refresh_token))
+            .refresh_token_with_session(&TokenHash::of(refresh_token))
             .await?
-            .filter(|r| r.expires_at > now)
-            .ok_or_else(|| unauthorized(INVALID_REFRESH))?;
-        let session = self
-            .session_db
-            .session(&record.session_id)
-            .await?
-            .filter(|s| s.realm_id == realm.id && s.is_active(now))
+            .filter(|(r, s)| r.expires_at > now && s.realm_id == realm.id && s.is_active(now))
             .ok_or_else(|| unauthorized(INVALID_REFRESH))?;
         if session.context_name.as_deref() != Some(context.as_str()) {
             return Err(unauthorized("Refresh token was issued for another context"));

@@ -2,7 +2,8 @@
 //! stateless Tessera nodes can share it; row locks taken by the conditional
 //! UPDATEs make refresh rotation safe across nodes.
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use futures::future::BoxFuture;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::time::Duration;
 use tessera_store::StoreError;
@@ -35,8 +36,14 @@ impl PgStore {
         &self.pool
     }
 
-    fn writer(&self) -> &PgPool {
-        &self.pool
+    /// Runs `op` on a pooled connection. Statements autocommit; a write of
+    /// several statements opens its own transaction on the connection.
+    async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<T, StoreError>>,
+    {
+        let mut conn = self.pool.acquire().await.map_err(tessera_store::sql::map_db_error)?;
+        op(&mut conn).await
     }
 }
 

@@ -1,10 +1,16 @@
-//! The embedded default backend: one SQLite file in WAL mode. A single writer
-//! connection serialises writes (so concurrent refreshes queue instead of
-//! failing with SQLITE_BUSY) while a small pool serves reads; sqlx runs each
-//! connection on its own thread, so no query blocks the async runtime.
+//! The embedded default backend: one SQLite file in WAL mode. A small pool
+//! serves reads; every write goes to one writer task that owns the single
+//! write connection and commits concurrent writes together (group commit,
+//! see `writer`). sqlx runs each connection on its own thread, so no query
+//! blocks the async runtime.
+
+#[cfg(test)]
+mod tests;
+mod writer;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use std::path::Path;
 use std::str::FromStr;
@@ -13,7 +19,7 @@ use tessera_store::StoreError;
 
 pub struct SqliteStore {
     read: SqlitePool,
-    write: SqlitePool,
+    writer: writer::Writer,
 }
 
 impl SqliteStore {
@@ -21,30 +27,26 @@ impl SqliteStore {
 
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let base = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a token the client has received survives power loss.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        Self::with_options(base).await
+        Self::with_options(SqliteConnectOptions::new().filename(path)).await
     }
 
     /// Opens a database from a `sqlite://` URL.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let opts = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unexpected(format!("bad SQLite URL: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .map_err(|e| StoreError::Unexpected(format!("bad SQLite URL: {e}")))?;
         Self::with_options(opts).await
     }
 
     async fn with_options(opts: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let opts = opts
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before any caller whose write it
+            // holds hears back, so a token a client received survives power
+            // loss.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
         let unexpected = |e: sqlx::Error| StoreError::Unexpected(e.to_string());
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -55,20 +57,40 @@ impl SqliteStore {
             .run(&write)
             .await
             .map_err(|e| StoreError::Unexpected(format!("migration failed: {e}")))?;
+        let conn = write.acquire().await.map_err(unexpected)?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.read_only(true))
             .await
             .map_err(unexpected)?;
-        Ok(Self { read, write })
+        Ok(Self {
+            read,
+            writer: writer::Writer::start(conn),
+        })
     }
 
     fn reader(&self) -> &SqlitePool {
         &self.read
     }
 
-    fn writer(&self) -> &SqlitePool {
-        &self.write
+    /// Runs `op` on the write connection inside the next group commit and
+    /// answers once that commit is durable. `op` runs in its own savepoint:
+    /// if it fails, its changes are rolled back and the batch goes on.
+    async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut SqliteConnection,
+            ) -> futures::future::BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        self.writer.run(op).await
+    }
+
+    #[cfg(test)]
+    fn writer(&self) -> &writer::Writer {
+        &self.writer
     }
 }
 

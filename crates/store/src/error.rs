@@ -1,6 +1,6 @@
 //! Storage errors: the cases callers act on, plus one bucket for the rest.
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness rule was violated (name taken).
     #[error("conflict: {0}")]

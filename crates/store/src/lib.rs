@@ -131,6 +131,11 @@ pub trait SessionStore: Send + Sync {
 #[async_trait]
 pub trait RefreshTokenStore: Send + Sync {
     async fn refresh_token(&self, hash: &TokenHash) -> Result<Option<RefreshTokenRecord>>;
+    /// A token and its session, in one read (the refresh grant's checks).
+    async fn refresh_token_with_session(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(RefreshTokenRecord, Session)>>;
     /// Atomically spends `old` and stores `new` for the same session, touching
     /// the session's last-used time (and IP / user agent when given). Exactly
     /// one of any number of concurrent calls with the same `old` gets `Rotated`.

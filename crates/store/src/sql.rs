@@ -22,8 +22,16 @@
 //! function beside its decoder (`bind_client`, and so on).
 //!
 //! The backend type must provide `fn reader(&self) -> &Pool<DB>`,
-//! `fn writer(&self) -> &Pool<DB>` (SQLite: many readers, one writer) and
-//! `const BACKEND: &str`.
+//! `const BACKEND: &str` and
+//! `async fn write<T, F>(&self, op: F) -> Result<T>` with
+//! `F: for<'c> FnOnce(&'c mut DB::Connection) -> BoxFuture<'c, Result<T>>`,
+//! which runs one write: SQLite queues it for the next group commit
+//! (`tessera_store_sqlite::writer`), PostgreSQL runs it on a pooled
+//! connection. Every write is such a closure over owned copies of its
+//! arguments (a queued write may outlive its caller), and a write of several
+//! statements opens its own transaction with `Connection::begin` on the
+//! connection it is given: a savepoint inside SQLite's batch, a transaction
+//! on PostgreSQL.
 
 pub mod browser;
 pub mod clients;
@@ -93,6 +101,7 @@ macro_rules! sql_store_impl {
 #[doc(hidden)]
 macro_rules! sql_helpers {
     ($db:ty) => {
+        use ::sqlx::Connection as _;
         use ::sqlx::Row as _;
         use $crate::__core::model::KeyStatus;
         use $crate::__core::{
@@ -106,6 +115,8 @@ macro_rules! sql_helpers {
             UserQuery,
         };
         type Row = <$db as ::sqlx::Database>::Row;
+        /// The connection a write runs on.
+        type Conn = <$db as ::sqlx::Database>::Connection;
         /// A statement with (some of) its parameters bound.
         type Query<'q> = ::sqlx::query::Query<'q, $db, <$db as ::sqlx::Database>::Arguments<'q>>;
 
@@ -210,7 +221,7 @@ macro_rules! sql_helpers {
         }
 
         async fn insert_session(
-            tx: &mut ::sqlx::Transaction<'_, $db>,
+            c: &mut Conn,
             s: &Session,
             first: &RefreshTokenRecord,
         ) -> Result<()> {
@@ -231,21 +242,18 @@ macro_rules! sql_helpers {
                 .bind(&s.context_name)
                 .bind(&s.origin)
                 .bind(&s.sso_session_id);
-            execute(q, &mut **tx).await?;
-            insert_refresh(tx, first).await
+            execute(q, &mut *c).await?;
+            insert_refresh(c, first).await
         }
 
-        async fn insert_refresh(
-            tx: &mut ::sqlx::Transaction<'_, $db>,
-            t: &RefreshTokenRecord,
-        ) -> Result<()> {
+        async fn insert_refresh(c: &mut Conn, t: &RefreshTokenRecord) -> Result<()> {
             let q = ::sqlx::query($crate::sql::refresh::INSERT)
                 .bind(t.hash.as_str())
                 .bind(&t.session_id)
                 .bind(t.created_at)
                 .bind(t.expires_at)
                 .bind(t.rotated_at);
-            execute(q, &mut **tx).await
+            execute(q, c).await
         }
     };
 }

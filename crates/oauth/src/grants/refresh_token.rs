@@ -30,15 +30,9 @@ impl TokenEndpoint {
         let store_err = OAuthError::server_error;
         // Check ownership and scope before spending anything, so a bad
         // request changes nothing.
-        let record = self
+        let (_, session) = self
             .refresh_db
-            .refresh_token(&hash)
-            .await
-            .map_err(store_err)?
-            .ok_or_else(|| OAuthError::invalid_grant(INVALID))?;
-        let session = self
-            .session_db
-            .session(&record.session_id)
+            .refresh_token_with_session(&hash)
             .await
             .map_err(store_err)?
             .ok_or_else(|| OAuthError::invalid_grant(INVALID))?;

@@ -15,6 +15,7 @@ use tessera_core::{
     SigningKeyRecord, Signup, SsoSession, TokenHash, User, Workspace, WorkspaceStatus,
 };
 
+mod batches;
 mod browser;
 mod clients;
 mod connect;
@@ -28,6 +29,7 @@ mod throttle;
 mod users;
 mod workspaces;
 
+pub use batches::*;
 pub use browser::*;
 pub use clients::*;
 pub use connect::*;
@@ -58,7 +60,9 @@ macro_rules! conformance_tests {
             auth_codes_redeem_once, device_codes_poll_decide_redeem, purge_removes_codes_and_sso,
             sso_renewal_and_late_revocation, provider_states_are_taken_once,
             signups_complete_then_spend_once, provider_connections_and_identities,
-            throttle_windows_are_shared, client_sessions_revoke_together);
+            throttle_windows_are_shared, client_sessions_revoke_together,
+            refresh_token_is_read_with_its_session, concurrent_rotations_in_and_across_batches,
+            a_failing_write_fails_alone);
     };
     (@each $make:path; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

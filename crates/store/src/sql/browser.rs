@@ -147,29 +147,41 @@ macro_rules! sql_browser_store {
             #[$crate::__async_trait]
             impl $crate::BrowserStore for $ty {
                 async fn create_sso_session(&self, s: &SsoSession) -> Result<()> {
-                    let q = ::sqlx::query(browser::INSERT_SSO_SESSION)
-                        .bind(&s.id)
-                        .bind(&s.realm_id)
-                        .bind(&s.user_id)
-                        .bind(s.secret_hash.as_str())
-                        .bind(&s.ip)
-                        .bind(&s.user_agent)
-                        .bind(s.auth_time)
-                        .bind(s.created_at)
-                        .bind(s.last_used_at)
-                        .bind(s.expires_at)
-                        .bind(s.revoked_at);
-                    execute(q, self.writer()).await
+                    let s = s.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(browser::INSERT_SSO_SESSION)
+                                .bind(&s.id)
+                                .bind(&s.realm_id)
+                                .bind(&s.user_id)
+                                .bind(s.secret_hash.as_str())
+                                .bind(&s.ip)
+                                .bind(&s.user_agent)
+                                .bind(s.auth_time)
+                                .bind(s.created_at)
+                                .bind(s.last_used_at)
+                                .bind(s.expires_at)
+                                .bind(s.revoked_at);
+                            execute(q, &mut *conn).await
+                        })
+                    })
+                    .await
                 }
                 async fn touch_sso_session(
                     &self,
                     hash: &TokenHash,
                     now: i64,
                 ) -> Result<Option<SsoSession>> {
-                    let q = ::sqlx::query(browser::TOUCH_SSO_SESSION)
-                        .bind(hash.as_str())
-                        .bind(now);
-                    optional(q, self.writer(), sso).await
+                    let hash = hash.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(browser::TOUCH_SSO_SESSION)
+                                .bind(hash.as_str())
+                                .bind(now);
+                            optional(q, &mut *conn, sso).await
+                        })
+                    })
+                    .await
                 }
                 async fn renew_sso_session(
                     &self,
@@ -178,12 +190,19 @@ macro_rules! sql_browser_store {
                     now: i64,
                     expires_at: i64,
                 ) -> Result<Option<SsoSession>> {
-                    let q = ::sqlx::query(browser::RENEW_SSO_SESSION)
-                        .bind(id)
-                        .bind(secret_hash.as_str())
-                        .bind(now)
-                        .bind(expires_at);
-                    optional(q, self.writer(), sso).await
+                    let id = id.to_owned();
+                    let secret_hash = secret_hash.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(browser::RENEW_SSO_SESSION)
+                                .bind(&id)
+                                .bind(secret_hash.as_str())
+                                .bind(now)
+                                .bind(expires_at);
+                            optional(q, &mut *conn, sso).await
+                        })
+                    })
+                    .await
                 }
                 async fn sso_session(&self, id: &str) -> Result<Option<SsoSession>> {
                     let q = ::sqlx::query(browser::SSO_SESSION_BY_ID).bind(id);
@@ -206,41 +225,54 @@ macro_rules! sql_browser_store {
                     id: &str,
                     now: i64,
                 ) -> Result<Option<(String, Vec<String>)>> {
-                    let mut tx = self.writer().begin().await.map_err(err)?;
-                    // The app sessions end even when the SSO session itself
-                    // has expired: they outlive it (30 days against hours).
-                    let revoke = ::sqlx::query(browser::REVOKE_SSO_SESSION)
-                        .bind(id)
-                        .bind(now);
-                    execute(revoke, &mut *tx).await?;
-                    let owner = ::sqlx::query(browser::SSO_SESSION_OWNER).bind(id);
-                    let Some(user_id) = optional(owner, &mut *tx, |r| col(r, "user_id")).await?
-                    else {
-                        tx.rollback().await.map_err(err)?;
-                        return Ok(None);
-                    };
-                    let apps = ::sqlx::query(sessions::REVOKE_FOR_SSO).bind(id).bind(now);
-                    let ids = all(apps, &mut *tx, |r| col(r, "id")).await?;
-                    tx.commit().await.map_err(err)?;
-                    Ok(Some((user_id, ids)))
+                    let id = id.to_owned();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let mut tx = conn.begin().await.map_err(err)?;
+                            // The app sessions end even when the SSO session itself
+                            // has expired: they outlive it (30 days against hours).
+                            let revoke = ::sqlx::query(browser::REVOKE_SSO_SESSION)
+                                .bind(&id)
+                                .bind(now);
+                            execute(revoke, &mut *tx).await?;
+                            let owner = ::sqlx::query(browser::SSO_SESSION_OWNER).bind(&id);
+                            let Some(user_id) =
+                                optional(owner, &mut *tx, |r| col(r, "user_id")).await?
+                            else {
+                                tx.rollback().await.map_err(err)?;
+                                return Ok(None);
+                            };
+                            let apps = ::sqlx::query(sessions::REVOKE_FOR_SSO).bind(&id).bind(now);
+                            let ids = all(apps, &mut *tx, |r| col(r, "id")).await?;
+                            tx.commit().await.map_err(err)?;
+                            Ok(Some((user_id, ids)))
+                        })
+                    })
+                    .await
                 }
                 async fn insert_auth_code(&self, c: &AuthCode) -> Result<()> {
-                    let q = ::sqlx::query(browser::INSERT_AUTH_CODE)
-                        .bind(c.hash.as_str())
-                        .bind(&c.realm_id)
-                        .bind(&c.client_id)
-                        .bind(&c.user_id)
-                        .bind(&c.sso_session_id)
-                        .bind(&c.session_id)
-                        .bind(&c.redirect_uri)
-                        .bind(&c.scope)
-                        .bind(&c.nonce)
-                        .bind(&c.code_challenge)
-                        .bind(c.auth_time)
-                        .bind(c.created_at)
-                        .bind(c.expires_at)
-                        .bind(c.spent_at);
-                    execute(q, self.writer()).await
+                    let c = c.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(browser::INSERT_AUTH_CODE)
+                                .bind(c.hash.as_str())
+                                .bind(&c.realm_id)
+                                .bind(&c.client_id)
+                                .bind(&c.user_id)
+                                .bind(&c.sso_session_id)
+                                .bind(&c.session_id)
+                                .bind(&c.redirect_uri)
+                                .bind(&c.scope)
+                                .bind(&c.nonce)
+                                .bind(&c.code_challenge)
+                                .bind(c.auth_time)
+                                .bind(c.created_at)
+                                .bind(c.expires_at)
+                                .bind(c.spent_at);
+                            execute(q, &mut *conn).await
+                        })
+                    })
+                    .await
                 }
                 async fn auth_code(&self, hash: &TokenHash) -> Result<Option<AuthCode>> {
                     let q = ::sqlx::query(browser::AUTH_CODE_BY_HASH).bind(hash.as_str());
@@ -253,55 +285,71 @@ macro_rules! sql_browser_store {
                     s: &Session,
                     first: &RefreshTokenRecord,
                 ) -> Result<Redeemed> {
-                    let mut tx = self.writer().begin().await.map_err(err)?;
-                    // The conditional UPDATE is the lock, as for refresh tokens.
-                    let spend = ::sqlx::query(browser::SPEND_AUTH_CODE)
-                        .bind(hash.as_str())
-                        .bind(now);
-                    let spent: Option<String> =
-                        optional(spend, &mut *tx, |r| col(r, "sso_session_id")).await?;
-                    if let Some(sso_id) = spent {
-                        // Writing the SSO row takes its lock: a logout running
-                        // now either commits first (and this finds it revoked)
-                        // or waits and then revokes the session made here.
-                        let touch = ::sqlx::query(browser::USE_SSO_SESSION)
-                            .bind(&sso_id)
-                            .bind(now);
-                        if !returns_row(touch, &mut *tx).await? {
-                            tx.rollback().await.map_err(err)?;
-                            return Ok(Redeemed::Gone);
-                        }
-                    } else {
-                        let q = ::sqlx::query(browser::AUTH_CODE_SESSION).bind(hash.as_str());
-                        let before = optional(q, &mut *tx, |r| col(r, "session_id")).await?;
-                        tx.rollback().await.map_err(err)?;
-                        return Ok(match before {
-                            Some(session_id) => Redeemed::AlreadySpent { session_id },
-                            None => Redeemed::Gone,
-                        });
-                    }
-                    insert_session(&mut tx, s, first).await?;
-                    tx.commit().await.map_err(err)?;
-                    Ok(Redeemed::Created)
+                    let hash = hash.clone();
+                    let s = s.clone();
+                    let first = first.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let mut tx = conn.begin().await.map_err(err)?;
+                            // The conditional UPDATE is the lock, as for refresh tokens.
+                            let spend = ::sqlx::query(browser::SPEND_AUTH_CODE)
+                                .bind(hash.as_str())
+                                .bind(now);
+                            let spent: Option<String> =
+                                optional(spend, &mut *tx, |r| col(r, "sso_session_id")).await?;
+                            if let Some(sso_id) = spent {
+                                // Writing the SSO row takes its lock: a logout running
+                                // now either commits first (and this finds it revoked)
+                                // or waits and then revokes the session made here.
+                                let touch = ::sqlx::query(browser::USE_SSO_SESSION)
+                                    .bind(&sso_id)
+                                    .bind(now);
+                                if !returns_row(touch, &mut *tx).await? {
+                                    tx.rollback().await.map_err(err)?;
+                                    return Ok(Redeemed::Gone);
+                                }
+                            } else {
+                                let q =
+                                    ::sqlx::query(browser::AUTH_CODE_SESSION).bind(hash.as_str());
+                                let before =
+                                    optional(q, &mut *tx, |r| col(r, "session_id")).await?;
+                                tx.rollback().await.map_err(err)?;
+                                return Ok(match before {
+                                    Some(session_id) => Redeemed::AlreadySpent { session_id },
+                                    None => Redeemed::Gone,
+                                });
+                            }
+                            insert_session(&mut *tx, &s, &first).await?;
+                            tx.commit().await.map_err(err)?;
+                            Ok(Redeemed::Created)
+                        })
+                    })
+                    .await
                 }
                 async fn insert_device_code(&self, d: &DeviceCode) -> Result<()> {
-                    let q = ::sqlx::query(browser::INSERT_DEVICE_CODE)
-                        .bind(d.hash.as_str())
-                        .bind(&d.user_code)
-                        .bind(&d.realm_id)
-                        .bind(&d.client_id)
-                        .bind(&d.scope)
-                        .bind(&d.session_id)
-                        .bind(d.status.as_str())
-                        .bind(&d.user_id)
-                        .bind(&d.sso_session_id)
-                        .bind(d.auth_time)
-                        .bind(d.interval_secs)
-                        .bind(d.last_polled_at)
-                        .bind(d.created_at)
-                        .bind(d.expires_at)
-                        .bind(d.spent_at);
-                    execute(q, self.writer()).await
+                    let d = d.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(browser::INSERT_DEVICE_CODE)
+                                .bind(d.hash.as_str())
+                                .bind(&d.user_code)
+                                .bind(&d.realm_id)
+                                .bind(&d.client_id)
+                                .bind(&d.scope)
+                                .bind(&d.session_id)
+                                .bind(d.status.as_str())
+                                .bind(&d.user_id)
+                                .bind(&d.sso_session_id)
+                                .bind(d.auth_time)
+                                .bind(d.interval_secs)
+                                .bind(d.last_polled_at)
+                                .bind(d.created_at)
+                                .bind(d.expires_at)
+                                .bind(d.spent_at);
+                            execute(q, &mut *conn).await
+                        })
+                    })
+                    .await
                 }
                 async fn device_code(&self, hash: &TokenHash) -> Result<Option<DeviceCode>> {
                     let q = ::sqlx::query(browser::DEVICE_CODE_BY_HASH).bind(hash.as_str());
@@ -318,17 +366,23 @@ macro_rules! sql_browser_store {
                     optional(q, self.reader(), device).await
                 }
                 async fn record_device_poll(&self, hash: &TokenHash, now: i64) -> Result<bool> {
-                    let poll = ::sqlx::query(browser::POLL_DEVICE_CODE)
-                        .bind(hash.as_str())
-                        .bind(now);
-                    if affected(poll, self.writer()).await? == 1 {
-                        return Ok(true);
-                    }
-                    let slow_down = ::sqlx::query(browser::SLOW_DOWN_DEVICE_CODE)
-                        .bind(hash.as_str())
-                        .bind(now);
-                    execute(slow_down, self.writer()).await?;
-                    Ok(false)
+                    let hash = hash.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let poll = ::sqlx::query(browser::POLL_DEVICE_CODE)
+                                .bind(hash.as_str())
+                                .bind(now);
+                            if affected(poll, &mut *conn).await? == 1 {
+                                return Ok(true);
+                            }
+                            let slow_down = ::sqlx::query(browser::SLOW_DOWN_DEVICE_CODE)
+                                .bind(hash.as_str())
+                                .bind(now);
+                            execute(slow_down, &mut *conn).await?;
+                            Ok(false)
+                        })
+                    })
+                    .await
                 }
                 async fn decide_device_code(
                     &self,
@@ -337,20 +391,28 @@ macro_rules! sql_browser_store {
                     d: &DeviceDecision,
                     now: i64,
                 ) -> Result<bool> {
-                    let status = if d.approve {
-                        DeviceStatus::Approved
-                    } else {
-                        DeviceStatus::Denied
-                    };
-                    let q = ::sqlx::query(browser::DECIDE_DEVICE_CODE)
-                        .bind(realm_id)
-                        .bind(user_code)
-                        .bind(status.as_str())
-                        .bind(&d.user_id)
-                        .bind(&d.sso_session_id)
-                        .bind(d.auth_time)
-                        .bind(now);
-                    Ok(affected(q, self.writer()).await? == 1)
+                    let realm_id = realm_id.to_owned();
+                    let user_code = user_code.to_owned();
+                    let d = d.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let status = if d.approve {
+                                DeviceStatus::Approved
+                            } else {
+                                DeviceStatus::Denied
+                            };
+                            let q = ::sqlx::query(browser::DECIDE_DEVICE_CODE)
+                                .bind(&realm_id)
+                                .bind(&user_code)
+                                .bind(status.as_str())
+                                .bind(&d.user_id)
+                                .bind(&d.sso_session_id)
+                                .bind(d.auth_time)
+                                .bind(now);
+                            Ok(affected(q, &mut *conn).await? == 1)
+                        })
+                    })
+                    .await
                 }
                 async fn redeem_device_code(
                     &self,
@@ -359,25 +421,37 @@ macro_rules! sql_browser_store {
                     s: &Session,
                     first: &RefreshTokenRecord,
                 ) -> Result<Redeemed> {
-                    let mut tx = self.writer().begin().await.map_err(err)?;
-                    let spend = ::sqlx::query(browser::SPEND_DEVICE_CODE)
-                        .bind(hash.as_str())
-                        .bind(now);
-                    if !returns_row(spend, &mut *tx).await? {
-                        let q = ::sqlx::query(browser::DEVICE_CODE_SPENT).bind(hash.as_str());
-                        let before: Option<(Option<i64>, String)> = optional(q, &mut *tx, |r| {
-                            Ok((col(r, "spent_at")?, col(r, "session_id")?))
+                    let hash = hash.clone();
+                    let s = s.clone();
+                    let first = first.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let mut tx = conn.begin().await.map_err(err)?;
+                            let spend = ::sqlx::query(browser::SPEND_DEVICE_CODE)
+                                .bind(hash.as_str())
+                                .bind(now);
+                            if !returns_row(spend, &mut *tx).await? {
+                                let q =
+                                    ::sqlx::query(browser::DEVICE_CODE_SPENT).bind(hash.as_str());
+                                let before: Option<(Option<i64>, String)> =
+                                    optional(q, &mut *tx, |r| {
+                                        Ok((col(r, "spent_at")?, col(r, "session_id")?))
+                                    })
+                                    .await?;
+                                tx.rollback().await.map_err(err)?;
+                                return Ok(match before {
+                                    Some((Some(_), session_id)) => {
+                                        Redeemed::AlreadySpent { session_id }
+                                    }
+                                    _ => Redeemed::Gone,
+                                });
+                            }
+                            insert_session(&mut *tx, &s, &first).await?;
+                            tx.commit().await.map_err(err)?;
+                            Ok(Redeemed::Created)
                         })
-                        .await?;
-                        tx.rollback().await.map_err(err)?;
-                        return Ok(match before {
-                            Some((Some(_), session_id)) => Redeemed::AlreadySpent { session_id },
-                            _ => Redeemed::Gone,
-                        });
-                    }
-                    insert_session(&mut tx, s, first).await?;
-                    tx.commit().await.map_err(err)?;
-                    Ok(Redeemed::Created)
+                    })
+                    .await
                 }
             }
         };

@@ -66,9 +66,17 @@ macro_rules! sql_client_store {
 
             #[$crate::__async_trait]
             impl $crate::ClientStore for $ty {
-                async fn create_client(&self, c: &Client) -> Result<()> {
-                    let key = ::sqlx::query(clients::INSERT).bind(&c.id).bind(&c.realm_id);
-                    execute(bind_client(key, c).bind(c.created_at), self.writer()).await
+                async fn create_client(&self, client: &Client) -> Result<()> {
+                    let cl = client.clone();
+                    self.write(move |c| {
+                        Box::pin(async move {
+                            let key = ::sqlx::query(clients::INSERT)
+                                .bind(&cl.id)
+                                .bind(&cl.realm_id);
+                            execute(bind_client(key, &cl).bind(cl.created_at), c).await
+                        })
+                    })
+                    .await
                 }
                 async fn client(&self, realm_id: &str, id: &str) -> Result<Option<Client>> {
                     let q = ::sqlx::query(clients::BY_ID).bind(realm_id).bind(id);
@@ -88,13 +96,27 @@ macro_rules! sql_client_store {
                     let q = ::sqlx::query(clients::IN_REALM).bind(realm_id);
                     all(q, self.reader(), client).await
                 }
-                async fn update_client(&self, c: &Client) -> Result<()> {
-                    let key = ::sqlx::query(clients::UPDATE).bind(&c.realm_id).bind(&c.id);
-                    one_row(affected(bind_client(key, c), self.writer()).await?)
+                async fn update_client(&self, client: &Client) -> Result<()> {
+                    let cl = client.clone();
+                    self.write(move |c| {
+                        Box::pin(async move {
+                            let key = ::sqlx::query(clients::UPDATE)
+                                .bind(&cl.realm_id)
+                                .bind(&cl.id);
+                            one_row(affected(bind_client(key, &cl), c).await?)
+                        })
+                    })
+                    .await
                 }
                 async fn delete_client(&self, realm_id: &str, id: &str) -> Result<()> {
-                    let q = ::sqlx::query(clients::DELETE).bind(realm_id).bind(id);
-                    one_row(affected(q, self.writer()).await?)
+                    let (realm_id, id) = (realm_id.to_owned(), id.to_owned());
+                    self.write(move |c| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(clients::DELETE).bind(&realm_id).bind(&id);
+                            one_row(affected(q, c).await?)
+                        })
+                    })
+                    .await
                 }
             }
         };

@@ -92,36 +92,54 @@ macro_rules! sql_connect_store {
             #[$crate::__async_trait]
             impl $crate::ConnectStore for $ty {
                 async fn insert_provider_state(&self, st: &ProviderState) -> Result<()> {
-                    let q = ::sqlx::query(connect::INSERT_PROVIDER_STATE)
-                        .bind(&st.id)
-                        .bind(&st.provider)
-                        .bind(&st.secret)
-                        .bind(st.created_at)
-                        .bind(st.expires_at);
-                    execute(q, self.writer()).await
+                    let st = st.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(connect::INSERT_PROVIDER_STATE)
+                                .bind(&st.id)
+                                .bind(&st.provider)
+                                .bind(&st.secret)
+                                .bind(st.created_at)
+                                .bind(st.expires_at);
+                            execute(q, &mut *conn).await
+                        })
+                    })
+                    .await
                 }
                 async fn take_provider_state(
                     &self,
                     id: &str,
                     now: i64,
                 ) -> Result<Option<ProviderState>> {
-                    let q = ::sqlx::query(connect::TAKE_PROVIDER_STATE).bind(id);
-                    let taken = optional(q, self.writer(), provider_state).await?;
-                    Ok(taken.filter(|st| st.expires_at > now))
+                    let id = id.to_owned();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(connect::TAKE_PROVIDER_STATE).bind(&id);
+                            let taken = optional(q, &mut *conn, provider_state).await?;
+                            Ok(taken.filter(|st| st.expires_at > now))
+                        })
+                    })
+                    .await
                 }
                 async fn insert_signup(&self, su: &Signup) -> Result<()> {
-                    let q = ::sqlx::query(connect::INSERT_SIGNUP)
-                        .bind(su.hash.as_str())
-                        .bind(&su.realm_id)
-                        .bind(&su.client_id)
-                        .bind(&su.provider)
-                        .bind(&su.user_id)
-                        .bind(&su.error)
-                        .bind(su.created_at)
-                        .bind(su.expires_at)
-                        .bind(su.completed_at)
-                        .bind(su.spent_at);
-                    execute(q, self.writer()).await
+                    let su = su.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(connect::INSERT_SIGNUP)
+                                .bind(su.hash.as_str())
+                                .bind(&su.realm_id)
+                                .bind(&su.client_id)
+                                .bind(&su.provider)
+                                .bind(&su.user_id)
+                                .bind(&su.error)
+                                .bind(su.created_at)
+                                .bind(su.expires_at)
+                                .bind(su.completed_at)
+                                .bind(su.spent_at);
+                            execute(q, &mut *conn).await
+                        })
+                    })
+                    .await
                 }
                 async fn signup(&self, hash: &TokenHash) -> Result<Option<Signup>> {
                     let q = ::sqlx::query(connect::SIGNUP_BY_HASH).bind(hash.as_str());
@@ -134,12 +152,20 @@ macro_rules! sql_connect_store {
                     error: Option<&str>,
                     now: i64,
                 ) -> Result<bool> {
-                    let q = ::sqlx::query(connect::COMPLETE_SIGNUP)
-                        .bind(hash.as_str())
-                        .bind(user_id)
-                        .bind(error)
-                        .bind(now);
-                    Ok(affected(q, self.writer()).await? == 1)
+                    let hash = hash.clone();
+                    let user_id = user_id.map(str::to_owned);
+                    let error = error.map(str::to_owned);
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(connect::COMPLETE_SIGNUP)
+                                .bind(hash.as_str())
+                                .bind(user_id)
+                                .bind(error)
+                                .bind(now);
+                            Ok(affected(q, &mut *conn).await? == 1)
+                        })
+                    })
+                    .await
                 }
                 async fn spend_signup(
                     &self,
@@ -148,39 +174,59 @@ macro_rules! sql_connect_store {
                     s: &Session,
                     first: &RefreshTokenRecord,
                 ) -> Result<bool> {
-                    let mut tx = self.writer().begin().await.map_err(err)?;
-                    let spend = ::sqlx::query(connect::SPEND_SIGNUP)
-                        .bind(hash.as_str())
-                        .bind(now);
-                    if !returns_row(spend, &mut *tx).await? {
-                        tx.rollback().await.map_err(err)?;
-                        return Ok(false);
-                    }
-                    insert_session(&mut tx, s, first).await?;
-                    tx.commit().await.map_err(err)?;
-                    Ok(true)
+                    let hash = hash.clone();
+                    let s = s.clone();
+                    let first = first.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let mut tx = conn.begin().await.map_err(err)?;
+                            let spend = ::sqlx::query(connect::SPEND_SIGNUP)
+                                .bind(hash.as_str())
+                                .bind(now);
+                            if !returns_row(spend, &mut *tx).await? {
+                                tx.rollback().await.map_err(err)?;
+                                return Ok(false);
+                            }
+                            insert_session(&mut *tx, &s, &first).await?;
+                            tx.commit().await.map_err(err)?;
+                            Ok(true)
+                        })
+                    })
+                    .await
                 }
                 async fn put_provider_connection(&self, c: &ProviderConnection) -> Result<()> {
-                    let q = ::sqlx::query(connect::PUT_CONNECTION)
-                        .bind(&c.realm_id)
-                        .bind(&c.user_id)
-                        .bind(&c.provider)
-                        .bind(&c.subject)
-                        .bind(&c.secret)
-                        .bind(to_json(&c.scopes))
-                        .bind(c.expires_at)
-                        .bind(c.created_at)
-                        .bind(c.updated_at);
-                    execute(q, self.writer()).await
+                    let c = c.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(connect::PUT_CONNECTION)
+                                .bind(&c.realm_id)
+                                .bind(&c.user_id)
+                                .bind(&c.provider)
+                                .bind(&c.subject)
+                                .bind(&c.secret)
+                                .bind(to_json(&c.scopes))
+                                .bind(c.expires_at)
+                                .bind(c.created_at)
+                                .bind(c.updated_at);
+                            execute(q, &mut *conn).await
+                        })
+                    })
+                    .await
                 }
                 async fn update_provider_tokens(&self, c: &ProviderConnection) -> Result<bool> {
-                    let q = ::sqlx::query(connect::UPDATE_CONNECTION_TOKENS)
-                        .bind(&c.user_id)
-                        .bind(&c.provider)
-                        .bind(&c.secret)
-                        .bind(c.expires_at)
-                        .bind(c.updated_at);
-                    Ok(affected(q, self.writer()).await? == 1)
+                    let c = c.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(connect::UPDATE_CONNECTION_TOKENS)
+                                .bind(&c.user_id)
+                                .bind(&c.provider)
+                                .bind(&c.secret)
+                                .bind(c.expires_at)
+                                .bind(c.updated_at);
+                            Ok(affected(q, &mut *conn).await? == 1)
+                        })
+                    })
+                    .await
                 }
                 async fn provider_connection(
                     &self,
@@ -216,10 +262,17 @@ macro_rules! sql_connect_store {
                     user_id: &str,
                     provider: &str,
                 ) -> Result<Option<ProviderConnection>> {
-                    let q = ::sqlx::query(connect::DELETE_CONNECTION)
-                        .bind(user_id)
-                        .bind(provider);
-                    optional(q, self.writer(), connection).await
+                    let user_id = user_id.to_owned();
+                    let provider = provider.to_owned();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(connect::DELETE_CONNECTION)
+                                .bind(&user_id)
+                                .bind(&provider);
+                            optional(q, &mut *conn, connection).await
+                        })
+                    })
+                    .await
                 }
             }
         };

@@ -19,14 +19,20 @@ macro_rules! sql_consent_store {
             #[$crate::__async_trait]
             impl $crate::ConsentStore for $ty {
                 async fn spend_challenge(&self, c: &ConsentChallenge) -> Result<bool> {
-                    let q = ::sqlx::query(consent::SPEND_CHALLENGE)
-                        .bind(c.hash.as_str())
-                        .bind(&c.realm_id)
-                        .bind(&c.did)
-                        .bind(&c.context_name)
-                        .bind(c.created_at)
-                        .bind(c.expires_at);
-                    Ok(affected(q, self.writer()).await? == 1)
+                    let c = c.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(consent::SPEND_CHALLENGE)
+                                .bind(c.hash.as_str())
+                                .bind(&c.realm_id)
+                                .bind(&c.did)
+                                .bind(&c.context_name)
+                                .bind(c.created_at)
+                                .bind(c.expires_at);
+                            Ok(affected(q, &mut *conn).await? == 1)
+                        })
+                    })
+                    .await
                 }
                 async fn revoke_device_sessions(
                     &self,
@@ -36,13 +42,22 @@ macro_rules! sql_consent_store {
                     device_id: &str,
                     now: i64,
                 ) -> Result<Vec<String>> {
-                    let q = ::sqlx::query(sessions::REVOKE_FOR_DEVICE)
-                        .bind(realm_id)
-                        .bind(user_id)
-                        .bind(context_name)
-                        .bind(device_id)
-                        .bind(now);
-                    all(q, self.writer(), |r| col(r, "id")).await
+                    let realm_id = realm_id.to_owned();
+                    let user_id = user_id.to_owned();
+                    let context_name = context_name.to_owned();
+                    let device_id = device_id.to_owned();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(sessions::REVOKE_FOR_DEVICE)
+                                .bind(&realm_id)
+                                .bind(&user_id)
+                                .bind(&context_name)
+                                .bind(&device_id)
+                                .bind(now);
+                            all(q, &mut *conn, |r| col(r, "id")).await
+                        })
+                    })
+                    .await
                 }
             }
         };

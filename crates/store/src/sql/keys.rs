@@ -45,17 +45,23 @@ macro_rules! sql_key_store {
             #[$crate::__async_trait]
             impl $crate::KeyStore for $ty {
                 async fn insert_key(&self, k: &SigningKeyRecord) -> Result<()> {
-                    let q = ::sqlx::query(keys::INSERT)
-                        .bind(&k.kid)
-                        .bind(&k.realm_id)
-                        .bind(k.alg.as_str())
-                        .bind(&k.purpose)
-                        .bind(k.status.as_str())
-                        .bind(&k.sealed_private_key)
-                        .bind(&k.public_key_der)
-                        .bind(k.created_at)
-                        .bind(k.visible_until);
-                    execute(q, self.writer()).await
+                    let k = k.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(keys::INSERT)
+                                .bind(&k.kid)
+                                .bind(&k.realm_id)
+                                .bind(k.alg.as_str())
+                                .bind(&k.purpose)
+                                .bind(k.status.as_str())
+                                .bind(&k.sealed_private_key)
+                                .bind(&k.public_key_der)
+                                .bind(k.created_at)
+                                .bind(k.visible_until);
+                            execute(q, &mut *conn).await
+                        })
+                    })
+                    .await
                 }
                 async fn keys(
                     &self,
@@ -72,22 +78,28 @@ macro_rules! sql_key_store {
                     new: &SigningKeyRecord,
                     visible_until: i64,
                 ) -> Result<()> {
-                    let mut tx = self.writer().begin().await.map_err(err)?;
-                    let retire = ::sqlx::query(keys::RETIRE_ACTIVE)
-                        .bind(&new.realm_id)
-                        .bind(&new.purpose)
-                        .bind(visible_until);
-                    execute(retire, &mut *tx).await?;
-                    let insert = ::sqlx::query(keys::INSERT_ACTIVE)
-                        .bind(&new.kid)
-                        .bind(&new.realm_id)
-                        .bind(new.alg.as_str())
-                        .bind(&new.purpose)
-                        .bind(&new.sealed_private_key)
-                        .bind(&new.public_key_der)
-                        .bind(new.created_at);
-                    execute(insert, &mut *tx).await?;
-                    tx.commit().await.map_err(err)
+                    let new = new.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let mut tx = conn.begin().await.map_err(err)?;
+                            let retire = ::sqlx::query(keys::RETIRE_ACTIVE)
+                                .bind(&new.realm_id)
+                                .bind(&new.purpose)
+                                .bind(visible_until);
+                            execute(retire, &mut *tx).await?;
+                            let insert = ::sqlx::query(keys::INSERT_ACTIVE)
+                                .bind(&new.kid)
+                                .bind(&new.realm_id)
+                                .bind(new.alg.as_str())
+                                .bind(&new.purpose)
+                                .bind(&new.sealed_private_key)
+                                .bind(&new.public_key_der)
+                                .bind(new.created_at);
+                            execute(insert, &mut *tx).await?;
+                            tx.commit().await.map_err(err)
+                        })
+                    })
+                    .await
                 }
                 async fn set_key_status(
                     &self,
@@ -95,11 +107,17 @@ macro_rules! sql_key_store {
                     status: KeyStatus,
                     visible_until: Option<i64>,
                 ) -> Result<()> {
-                    let q = ::sqlx::query(keys::SET_STATUS)
-                        .bind(kid)
-                        .bind(status.as_str())
-                        .bind(visible_until);
-                    one_row(affected(q, self.writer()).await?)
+                    let kid = kid.to_owned();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(keys::SET_STATUS)
+                                .bind(&kid)
+                                .bind(status.as_str())
+                                .bind(visible_until);
+                            one_row(affected(q, &mut *conn).await?)
+                        })
+                    })
+                    .await
                 }
             }
         };

@@ -49,8 +49,15 @@ macro_rules! sql_realm_store {
             #[$crate::__async_trait]
             impl $crate::RealmStore for $ty {
                 async fn create_realm(&self, r: &Realm) -> Result<()> {
-                    let q = bind_realm(::sqlx::query(realms::INSERT), r).bind(r.created_at);
-                    execute(q, self.writer()).await
+                    let r = r.clone();
+                    self.write(move |c| {
+                        Box::pin(async move {
+                            let q =
+                                bind_realm(::sqlx::query(realms::INSERT), &r).bind(r.created_at);
+                            execute(q, c).await
+                        })
+                    })
+                    .await
                 }
                 async fn realm_by_name(&self, name: &str) -> Result<Option<Realm>> {
                     let q = ::sqlx::query(realms::BY_NAME).bind(name);
@@ -60,12 +67,24 @@ macro_rules! sql_realm_store {
                     all(::sqlx::query(realms::ALL), self.reader(), realm).await
                 }
                 async fn update_realm(&self, r: &Realm) -> Result<()> {
-                    let q = bind_realm(::sqlx::query(realms::UPDATE), r);
-                    one_row(affected(q, self.writer()).await?)
+                    let r = r.clone();
+                    self.write(move |c| {
+                        Box::pin(async move {
+                            let q = bind_realm(::sqlx::query(realms::UPDATE), &r);
+                            one_row(affected(q, c).await?)
+                        })
+                    })
+                    .await
                 }
                 async fn delete_realm(&self, id: &str) -> Result<()> {
-                    let q = ::sqlx::query(realms::DELETE).bind(id);
-                    one_row(affected(q, self.writer()).await?)
+                    let id = id.to_owned();
+                    self.write(move |c| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(realms::DELETE).bind(&id);
+                            one_row(affected(q, c).await?)
+                        })
+                    })
+                    .await
                 }
             }
         };

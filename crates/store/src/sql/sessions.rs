@@ -56,9 +56,16 @@ macro_rules! sql_session_store {
                     s: &Session,
                     first: &RefreshTokenRecord,
                 ) -> Result<()> {
-                    let mut tx = self.writer().begin().await.map_err(err)?;
-                    insert_session(&mut tx, s, first).await?;
-                    tx.commit().await.map_err(err)
+                    let s = s.clone();
+                    let first = first.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let mut tx = conn.begin().await.map_err(err)?;
+                            insert_session(&mut *tx, &s, &first).await?;
+                            tx.commit().await.map_err(err)
+                        })
+                    })
+                    .await
                 }
                 async fn session(&self, id: &str) -> Result<Option<Session>> {
                     let q = ::sqlx::query(sessions::BY_ID).bind(id);
@@ -77,8 +84,14 @@ macro_rules! sql_session_store {
                     all(q, self.reader(), session).await
                 }
                 async fn revoke_session(&self, id: &str, now: i64) -> Result<Option<String>> {
-                    let q = ::sqlx::query(sessions::REVOKE).bind(id).bind(now);
-                    optional(q, self.writer(), |r| col(r, "user_id")).await
+                    let id = id.to_owned();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(sessions::REVOKE).bind(&id).bind(now);
+                            optional(q, &mut *conn, |r| col(r, "user_id")).await
+                        })
+                    })
+                    .await
                 }
                 async fn revoke_user_sessions(
                     &self,
@@ -86,25 +99,32 @@ macro_rules! sql_session_store {
                     user_id: &str,
                     now: i64,
                 ) -> Result<Vec<String>> {
-                    let mut tx = self.writer().begin().await.map_err(err)?;
-                    let sso = ::sqlx::query(browser::REVOKE_USER_SSO_SESSIONS)
-                        .bind(realm_id)
-                        .bind(user_id)
-                        .bind(now);
-                    execute(sso, &mut *tx).await?;
-                    let apps = ::sqlx::query(sessions::REVOKE_FOR_USER)
-                        .bind(realm_id)
-                        .bind(user_id)
-                        .bind(now);
-                    let ids = all(apps, &mut *tx, |r| col(r, "id")).await?;
-                    // A device the user approved but that has not collected
-                    // its tokens yet must not get them now.
-                    let devices = ::sqlx::query(browser::DENY_USER_DEVICE_CODES)
-                        .bind(realm_id)
-                        .bind(user_id);
-                    execute(devices, &mut *tx).await?;
-                    tx.commit().await.map_err(err)?;
-                    Ok(ids)
+                    let realm_id = realm_id.to_owned();
+                    let user_id = user_id.to_owned();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let mut tx = conn.begin().await.map_err(err)?;
+                            let sso = ::sqlx::query(browser::REVOKE_USER_SSO_SESSIONS)
+                                .bind(&realm_id)
+                                .bind(&user_id)
+                                .bind(now);
+                            execute(sso, &mut *tx).await?;
+                            let apps = ::sqlx::query(sessions::REVOKE_FOR_USER)
+                                .bind(&realm_id)
+                                .bind(&user_id)
+                                .bind(now);
+                            let ids = all(apps, &mut *tx, |r| col(r, "id")).await?;
+                            // A device the user approved but that has not collected
+                            // its tokens yet must not get them now.
+                            let devices = ::sqlx::query(browser::DENY_USER_DEVICE_CODES)
+                                .bind(&realm_id)
+                                .bind(&user_id);
+                            execute(devices, &mut *tx).await?;
+                            tx.commit().await.map_err(err)?;
+                            Ok(ids)
+                        })
+                    })
+                    .await
                 }
                 async fn revoke_client_sessions(
                     &self,
@@ -112,19 +132,27 @@ macro_rules! sql_session_store {
                     client_id: &str,
                     now: i64,
                 ) -> Result<Vec<(String, String)>> {
-                    let mut tx = self.writer().begin().await.map_err(err)?;
-                    let apps = ::sqlx::query(sessions::REVOKE_FOR_CLIENT)
-                        .bind(realm_id)
-                        .bind(client_id)
-                        .bind(now);
-                    let ended =
-                        all(apps, &mut *tx, |r| Ok((col(r, "user_id")?, col(r, "id")?))).await?;
-                    let devices = ::sqlx::query(browser::DENY_CLIENT_DEVICE_CODES)
-                        .bind(realm_id)
-                        .bind(client_id);
-                    execute(devices, &mut *tx).await?;
-                    tx.commit().await.map_err(err)?;
-                    Ok(ended)
+                    let realm_id = realm_id.to_owned();
+                    let client_id = client_id.to_owned();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let mut tx = conn.begin().await.map_err(err)?;
+                            let apps = ::sqlx::query(sessions::REVOKE_FOR_CLIENT)
+                                .bind(&realm_id)
+                                .bind(&client_id)
+                                .bind(now);
+                            let ended =
+                                all(apps, &mut *tx, |r| Ok((col(r, "user_id")?, col(r, "id")?)))
+                                    .await?;
+                            let devices = ::sqlx::query(browser::DENY_CLIENT_DEVICE_CODES)
+                                .bind(&realm_id)
+                                .bind(&client_id);
+                            execute(devices, &mut *tx).await?;
+                            tx.commit().await.map_err(err)?;
+                            Ok(ended)
+                        })
+                    })
+                    .await
                 }
                 async fn touch_session(
                     &self,
@@ -132,12 +160,19 @@ macro_rules! sql_session_store {
                     now: i64,
                     meta: &ClientMeta,
                 ) -> Result<Option<Session>> {
-                    let q = ::sqlx::query(sessions::TOUCH)
-                        .bind(id)
-                        .bind(now)
-                        .bind(&meta.ip)
-                        .bind(&meta.user_agent);
-                    optional(q, self.writer(), session).await
+                    let id = id.to_owned();
+                    let meta = meta.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(sessions::TOUCH)
+                                .bind(&id)
+                                .bind(now)
+                                .bind(&meta.ip)
+                                .bind(&meta.user_agent);
+                            optional(q, &mut *conn, session).await
+                        })
+                    })
+                    .await
                 }
             }
         };

@@ -12,17 +12,6 @@ macro_rules! sql_store {
         const _: () = {
             use $crate::sql::{browser, connect, consent, refresh, sessions, store, throttle};
 
-            /// Runs one batch of a purge statement: `$1` is the cut-off,
-            /// `$2` the batch size.
-            async fn purge(
-                pool: &::sqlx::Pool<$db>,
-                sql: &'static str,
-                before: i64,
-                limit: i64,
-            ) -> Result<u64> {
-                affected(::sqlx::query(sql).bind(before).bind(limit), pool).await
-            }
-
             #[$crate::__async_trait]
             impl $crate::Store for $ty {
                 async fn ping(&self) -> Result<()> {
@@ -35,17 +24,25 @@ macro_rules! sql_store {
                     // One short statement per table, in this order: other
                     // writers get the lock between them. What a table keeps
                     // past its expiry is documented on its `PURGE` statement.
-                    let db = self.writer();
+                    // One batch of a purge statement: `$1` is the cut-off,
+                    // `$2` the batch size.
+                    let purge = |sql: &'static str| {
+                        self.write(move |conn| {
+                            Box::pin(async move {
+                                affected(::sqlx::query(sql).bind(before).bind(limit), conn).await
+                            })
+                        })
+                    };
                     Ok(Purged {
-                        refresh_tokens: purge(db, refresh::PURGE, before, limit).await?,
-                        sessions: purge(db, sessions::PURGE, before, limit).await?,
-                        challenges: purge(db, consent::PURGE_CHALLENGES, before, limit).await?,
-                        codes: purge(db, browser::PURGE_AUTH_CODES, before, limit).await?
-                            + purge(db, browser::PURGE_DEVICE_CODES, before, limit).await?,
-                        sso_sessions: purge(db, browser::PURGE_SSO_SESSIONS, before, limit).await?,
-                        connect: purge(db, connect::PURGE_PROVIDER_STATES, before, limit).await?
-                            + purge(db, connect::PURGE_SIGNUPS, before, limit).await?,
-                        throttle: purge(db, throttle::PURGE, before, limit).await?,
+                        refresh_tokens: purge(refresh::PURGE).await?,
+                        sessions: purge(sessions::PURGE).await?,
+                        challenges: purge(consent::PURGE_CHALLENGES).await?,
+                        codes: purge(browser::PURGE_AUTH_CODES).await?
+                            + purge(browser::PURGE_DEVICE_CODES).await?,
+                        sso_sessions: purge(browser::PURGE_SSO_SESSIONS).await?,
+                        connect: purge(connect::PURGE_PROVIDER_STATES).await?
+                            + purge(connect::PURGE_SIGNUPS).await?,
+                        throttle: purge(throttle::PURGE).await?,
                     })
                 }
             }

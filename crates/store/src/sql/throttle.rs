@@ -28,21 +28,39 @@ macro_rules! sql_throttle_store {
             #[$crate::__async_trait]
             impl $crate::ThrottleStore for $ty {
                 async fn hit(&self, key: &str, now: i64, window: i64) -> Result<(i64, i64)> {
-                    let q = ::sqlx::query(throttle::HIT)
-                        .bind(key)
-                        .bind(now)
-                        .bind(window);
-                    one(q, self.writer(), |r| {
-                        Ok((col(r, "hits")?, col(r, "window_start")?))
+                    let key = key.to_owned();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(throttle::HIT)
+                                .bind(&key)
+                                .bind(now)
+                                .bind(window);
+                            one(q, &mut *conn, |r| {
+                                Ok((col(r, "hits")?, col(r, "window_start")?))
+                            })
+                            .await
+                        })
                     })
                     .await
                 }
                 async fn unhit(&self, key: &str, window_start: i64) -> Result<()> {
-                    let q = ::sqlx::query(throttle::UNHIT).bind(key).bind(window_start);
-                    execute(q, self.writer()).await
+                    let key = key.to_owned();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(throttle::UNHIT).bind(&key).bind(window_start);
+                            execute(q, &mut *conn).await
+                        })
+                    })
+                    .await
                 }
                 async fn clear_hits(&self, key: &str) -> Result<()> {
-                    execute(::sqlx::query(throttle::CLEAR).bind(key), self.writer()).await
+                    let key = key.to_owned();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            execute(::sqlx::query(throttle::CLEAR).bind(&key), &mut *conn).await
+                        })
+                    })
+                    .await
                 }
             }
         };

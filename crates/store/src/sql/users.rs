@@ -73,8 +73,14 @@ macro_rules! sql_user_store {
             #[$crate::__async_trait]
             impl $crate::UserStore for $ty {
                 async fn create_user(&self, u: &User) -> Result<()> {
-                    let key = ::sqlx::query(users::INSERT).bind(&u.id).bind(&u.realm_id);
-                    execute(bind_user(key, u).bind(u.created_at), self.writer()).await
+                    let u = u.clone();
+                    self.write(move |c| {
+                        Box::pin(async move {
+                            let key = ::sqlx::query(users::INSERT).bind(&u.id).bind(&u.realm_id);
+                            execute(bind_user(key, &u).bind(u.created_at), c).await
+                        })
+                    })
+                    .await
                 }
                 async fn user(&self, realm_id: &str, id: &str) -> Result<Option<User>> {
                     let q = ::sqlx::query(users::BY_ID).bind(realm_id).bind(id);
@@ -121,8 +127,14 @@ macro_rules! sql_user_store {
                     one(q, self.reader(), |r| col(r, "n")).await
                 }
                 async fn update_user(&self, u: &User) -> Result<()> {
-                    let key = ::sqlx::query(users::UPDATE).bind(&u.realm_id).bind(&u.id);
-                    one_row(affected(bind_user(key, u), self.writer()).await?)
+                    let u = u.clone();
+                    self.write(move |c| {
+                        Box::pin(async move {
+                            let key = ::sqlx::query(users::UPDATE).bind(&u.realm_id).bind(&u.id);
+                            one_row(affected(bind_user(key, &u), c).await?)
+                        })
+                    })
+                    .await
                 }
                 async fn set_password(
                     &self,
@@ -131,16 +143,29 @@ macro_rules! sql_user_store {
                     hash: &str,
                     temporary: bool,
                 ) -> Result<()> {
-                    let q = ::sqlx::query(users::SET_PASSWORD)
-                        .bind(realm_id)
-                        .bind(id)
-                        .bind(hash)
-                        .bind(temporary);
-                    one_row(affected(q, self.writer()).await?)
+                    let (realm_id, id, hash) =
+                        (realm_id.to_owned(), id.to_owned(), hash.to_owned());
+                    self.write(move |c| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(users::SET_PASSWORD)
+                                .bind(&realm_id)
+                                .bind(&id)
+                                .bind(&hash)
+                                .bind(temporary);
+                            one_row(affected(q, c).await?)
+                        })
+                    })
+                    .await
                 }
                 async fn delete_user(&self, realm_id: &str, id: &str) -> Result<()> {
-                    let q = ::sqlx::query(users::DELETE).bind(realm_id).bind(id);
-                    one_row(affected(q, self.writer()).await?)
+                    let (realm_id, id) = (realm_id.to_owned(), id.to_owned());
+                    self.write(move |c| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(users::DELETE).bind(&realm_id).bind(&id);
+                            one_row(affected(q, c).await?)
+                        })
+                    })
+                    .await
                 }
             }
         };

@@ -65,16 +65,22 @@ macro_rules! sql_workspace_store {
             #[$crate::__async_trait]
             impl $crate::WorkspaceStore for $ty {
                 async fn create_workspace(&self, w: &Workspace) -> Result<()> {
-                    let q = ::sqlx::query(workspaces::INSERT)
-                        .bind(&w.id)
-                        .bind(&w.realm_id)
-                        .bind(&w.owner_id)
-                        .bind(&w.namespace)
-                        .bind(&w.name)
-                        .bind(w.status.as_str())
-                        .bind(w.created_at)
-                        .bind(w.updated_at);
-                    execute(q, self.writer()).await
+                    let w = w.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(workspaces::INSERT)
+                                .bind(&w.id)
+                                .bind(&w.realm_id)
+                                .bind(&w.owner_id)
+                                .bind(&w.namespace)
+                                .bind(&w.name)
+                                .bind(w.status.as_str())
+                                .bind(w.created_at)
+                                .bind(w.updated_at);
+                            execute(q, &mut *conn).await
+                        })
+                    })
+                    .await
                 }
                 async fn workspace(&self, realm_id: &str, id: &str) -> Result<Option<Workspace>> {
                     let q = ::sqlx::query(workspaces::BY_ID).bind(realm_id).bind(id);
@@ -108,36 +114,56 @@ macro_rules! sql_workspace_store {
                     status: WorkspaceStatus,
                     now: i64,
                 ) -> Result<()> {
-                    let mut tx = self.writer().begin().await.map_err(err)?;
-                    let set = ::sqlx::query(workspaces::SET_STATUS)
-                        .bind(id)
-                        .bind(status.as_str())
-                        .bind(now);
-                    one_row(affected(set, &mut *tx).await?)?;
-                    // Both transitions revoke live tokens: stopping ends them, and
-                    // starting clears any a request raced in while it stopped,
-                    // so a new run always gets new tokens.
-                    let revoke = ::sqlx::query(workspaces::REVOKE_MACHINE_TOKENS)
-                        .bind(id)
-                        .bind(now);
-                    execute(revoke, &mut *tx).await?;
-                    tx.commit().await.map_err(err)
+                    let id = id.to_owned();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let mut tx = conn.begin().await.map_err(err)?;
+                            let set = ::sqlx::query(workspaces::SET_STATUS)
+                                .bind(&id)
+                                .bind(status.as_str())
+                                .bind(now);
+                            one_row(affected(set, &mut *tx).await?)?;
+                            // Both transitions revoke live tokens: stopping ends them, and
+                            // starting clears any a request raced in while it stopped,
+                            // so a new run always gets new tokens.
+                            let revoke = ::sqlx::query(workspaces::REVOKE_MACHINE_TOKENS)
+                                .bind(&id)
+                                .bind(now);
+                            execute(revoke, &mut *tx).await?;
+                            tx.commit().await.map_err(err)
+                        })
+                    })
+                    .await
                 }
                 async fn delete_workspace(&self, realm_id: &str, id: &str) -> Result<()> {
-                    let q = ::sqlx::query(workspaces::DELETE_STOPPED)
-                        .bind(realm_id)
-                        .bind(id);
-                    one_row(affected(q, self.writer()).await?)
+                    let realm_id = realm_id.to_owned();
+                    let id = id.to_owned();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(workspaces::DELETE_STOPPED)
+                                .bind(&realm_id)
+                                .bind(&id);
+                            one_row(affected(q, &mut *conn).await?)
+                        })
+                    })
+                    .await
                 }
                 async fn add_workspace_member(
                     &self,
                     workspace_id: &str,
                     user_id: &str,
                 ) -> Result<()> {
-                    let q = ::sqlx::query(workspaces::ADD_MEMBER)
-                        .bind(workspace_id)
-                        .bind(user_id);
-                    execute(q, self.writer()).await
+                    let workspace_id = workspace_id.to_owned();
+                    let user_id = user_id.to_owned();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(workspaces::ADD_MEMBER)
+                                .bind(&workspace_id)
+                                .bind(&user_id);
+                            execute(q, &mut *conn).await
+                        })
+                    })
+                    .await
                 }
                 async fn is_workspace_member(
                     &self,
@@ -151,13 +177,19 @@ macro_rules! sql_workspace_store {
                     Ok(n > 0)
                 }
                 async fn insert_machine_token(&self, t: &MachineTokenRecord) -> Result<()> {
-                    let q = ::sqlx::query(workspaces::INSERT_MACHINE_TOKEN)
-                        .bind(&t.jti)
-                        .bind(&t.workspace_id)
-                        .bind(&t.user_id)
-                        .bind(t.created_at)
-                        .bind(t.revoked_at);
-                    execute(q, self.writer()).await
+                    let t = t.clone();
+                    self.write(move |conn| {
+                        Box::pin(async move {
+                            let q = ::sqlx::query(workspaces::INSERT_MACHINE_TOKEN)
+                                .bind(&t.jti)
+                                .bind(&t.workspace_id)
+                                .bind(&t.user_id)
+                                .bind(t.created_at)
+                                .bind(t.revoked_at);
+                            execute(q, &mut *conn).await
+                        })
+                    })
+                    .await
                 }
                 async fn live_machine_token(
                     &self,

@@ -31,6 +31,13 @@ pub struct Config {
     /// How long a node trusts its cached realms and clients when another
     /// node may have changed them (its own changes apply at once).
     pub catalog_ttl_ms: u64,
+    /// How long a node trusts a live verdict on a session without asking
+    /// the database (0: never). Revocations on a node apply there at once;
+    /// other nodes hear of them within milliseconds (PostgreSQL), and this
+    /// bounds how late one that missed the notice still accepts the session.
+    pub session_cache_ms: u64,
+    /// Live sessions a node keeps in memory at most.
+    pub session_cache_max: usize,
     pub max_body_bytes: usize,
     pub che_client_id: String,
     pub password_memory_kib: u32,
@@ -115,6 +122,8 @@ impl Default for Config {
             log_level: "info".into(),
             refresh_reuse_grace_ms: tessera_core::model::defaults::REFRESH_REUSE_GRACE_MS,
             catalog_ttl_ms: 2_000,
+            session_cache_ms: 1_000,
+            session_cache_max: 10_000,
             max_body_bytes: http.max_body_bytes,
             che_client_id: http.che_client_id,
             password_memory_kib: password.memory_kib,
@@ -301,6 +310,8 @@ impl Config {
         let mut c = OAuthConfig::new(public_url);
         c.refresh_reuse_grace_ms = self.refresh_reuse_grace_ms;
         c.catalog_ttl_ms = self.catalog_ttl_ms;
+        c.session_cache_ms = self.session_cache_ms;
+        c.session_cache_max = self.session_cache_max;
         c.password = PasswordConfig {
             memory_kib: self.password_memory_kib,
             iterations: self.password_iterations,

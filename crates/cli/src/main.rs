@@ -6,6 +6,7 @@
 mod admin;
 mod config;
 mod dev;
+mod revocations;
 mod serve;
 mod workspace;
 

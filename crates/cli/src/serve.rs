@@ -216,7 +216,14 @@ pub async fn run(
 
     tracing::info!(%addr, %public_url, backend = state.services.health.backend(), "tessera listening");
     let fanout = match backend {
-        Backend::Postgres { url } => Fanout::Postgres(url),
+        Backend::Postgres { url } => {
+            // Other nodes' revocations evict from this node's cache of live
+            // sessions (and this node's from theirs).
+            crate::revocations::relay(state.services.sessions.clone(), &url)
+                .await
+                .context("cannot listen for other nodes' session revocations")?;
+            Fanout::Postgres(url)
+        }
         Backend::Sqlite => Fanout::Local,
     };
     let app = tessera_channel::attach(

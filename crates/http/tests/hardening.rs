@@ -19,12 +19,16 @@ async fn app(backend: Backend) -> Option<TestApp> {
         c.throttle.device_requests_per_realm = 5;
         c.throttle.user_code_failures_per_realm = 6;
         c.catalog_ttl_ms = CATALOG_TTL_MS;
+        c.session_cache_ms = SESSION_CACHE_MS;
     })
     .await
 }
 
 /// How long a node may trust its cached realms and clients here.
 const CATALOG_TTL_MS: u64 = 400;
+
+/// How long a node trusts its cached live sessions here.
+const SESSION_CACHE_MS: u64 = 400;
 
 async fn set_client(app: &TestApp, client_id: &str, rep: serde_json::Value) {
     let admin = app.admin_token().await;
@@ -366,6 +370,64 @@ async fn a_disabled_client_is_refused_on_every_node_within_the_bound(app: TestAp
     assert_eq!(grant(&app).await.status, StatusCode::OK);
 }
 
+async fn a_revoked_session_is_refused_on_every_node_within_the_bound(app: TestApp) {
+    async fn active(node: &TestApp, token: &str) -> bool {
+        let r = node
+            .form_auth(
+                "/realms/test/protocol/openid-connect/token/introspect",
+                &[("token", token)],
+                Some(&common::basic("app", APP_SECRET)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.body["active"] == true
+    }
+    let node_b = app.second_node();
+    let login = app.alice(None).await;
+    assert_eq!(login.status, StatusCode::OK, "{:?}", login.body);
+    let (access, refresh) = (login.str("access_token"), login.str("refresh_token"));
+    // Both nodes have checked (and cached) the live session.
+    for node in [&app, &node_b] {
+        assert!(active(node, &access).await);
+        assert!(active(node, &access).await);
+    }
+    // Revoked on node A (RFC 7009): A refuses it at once ...
+    let r = app
+        .form_auth(
+            "/realms/test/protocol/openid-connect/revoke",
+            &[("token", &refresh)],
+            Some(&common::basic("app", APP_SECRET)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(!active(&app, &access).await);
+    // ... and B, which hears nothing here (no relay between these two),
+    // once its copy is older than the bound.
+    tokio::time::sleep(std::time::Duration::from_millis(SESSION_CACHE_MS + 100)).await;
+    assert!(!active(&node_b, &access).await);
+
+    // The other way round, ended by an administrator on B.
+    let login = app.alice(None).await;
+    let access = login.str("access_token");
+    for node in [&app, &node_b] {
+        assert!(active(node, &access).await);
+    }
+    let admin = node_b.admin_token().await;
+    let user = node_b.user_id("test", "alice").await;
+    let r = node_b
+        .json(
+            Method::POST,
+            &format!("/admin/realms/test/users/{user}/logout"),
+            &admin,
+            None,
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    assert!(!active(&node_b, &access).await);
+    tokio::time::sleep(std::time::Duration::from_millis(SESSION_CACHE_MS + 100)).await;
+    assert!(!active(&app, &access).await);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -392,6 +454,7 @@ macro_rules! both {
 both!(
     disabling_a_client_ends_its_tokens_everywhere,
     a_disabled_client_is_refused_on_every_node_within_the_bound,
+    a_revoked_session_is_refused_on_every_node_within_the_bound,
     pkce_client_attribute_is_enforced,
     device_codes_and_user_codes_are_rate_limited,
     password_spraying_is_limited_across_nodes,

@@ -21,6 +21,8 @@ mod auth;
 mod handlers;
 mod hub;
 
+use axum::extract::{OriginalUri, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use axum::Router;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::handler::ConnectHandler;
@@ -87,6 +89,19 @@ pub async fn attach(
         realm: state.settings.default_realm.clone(),
         config: Arc::new(config.clone()),
     };
+    let compact = axum::middleware::map_request({
+        let path = config.path.clone();
+        move |req: Request| {
+            let ours = req.uri().path().starts_with(path.as_str());
+            async move {
+                if ours {
+                    compact_head(req)
+                } else {
+                    req
+                }
+            }
+        }
+    });
     let builder = SocketIo::builder()
         .req_path(config.path.clone())
         .max_payload(config.max_payload)
@@ -101,7 +116,7 @@ pub async fn attach(
                 handlers::on_connect::<LocalAdapter>.with(handlers::handshake::<LocalAdapter>),
             );
             hub::forward(ctx, io);
-            Ok(router.layer(layer))
+            Ok(router.layer(layer).layer(compact))
         }
         Fanout::Postgres(url) => {
             let pg: tokio_postgres::Config = url
@@ -125,13 +140,92 @@ pub async fn attach(
             .await
             .map_err(|e| ChannelError::Adapter(e.to_string()))?;
             hub::forward(ctx, io);
-            Ok(router.layer(layer))
+            Ok(router.layer(layer).layer(compact))
         }
     }
+}
+
+/// Copies a Socket.IO request's URI and headers into allocations of their
+/// own. As hyper parses them they are slices of the connection's read buffer
+/// (8-16 KiB), and engineioxide keeps every socket's request head for the
+/// socket's lifetime: without the copy each idle socket pins that buffer.
+fn compact_head(mut req: Request) -> Request {
+    if let Ok(uri) = req.uri().to_string().parse::<Uri>() {
+        *req.uri_mut() = uri;
+    }
+    // axum's router keeps a clone of the URI as it arrived.
+    if let Some(OriginalUri(original)) = req.extensions_mut().get_mut::<OriginalUri>() {
+        if let Ok(uri) = original.to_string().parse::<Uri>() {
+            *original = uri;
+        }
+    }
+    let headers = std::mem::take(req.headers_mut());
+    let mut copied = HeaderMap::with_capacity(headers.len());
+    for (name, value) in &headers {
+        match (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            (Ok(name), Ok(mut fresh)) => {
+                fresh.set_sensitive(value.is_sensitive());
+                copied.append(name, fresh);
+            }
+            // Cannot happen (both were valid already); keep the original.
+            _ => {
+                copied.append(name.clone(), value.clone());
+            }
+        }
+    }
+    *req.headers_mut() = copied;
+    req
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
     #[error("event channel adapter: {0}")]
     Adapter(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{Body, Bytes};
+
+    fn inside(buf: &Bytes, part: &[u8]) -> bool {
+        let range = buf.as_ptr_range();
+        range.contains(&part.as_ptr())
+    }
+
+    /// What hyper hands over: URI and header values sharing one big buffer.
+    #[test]
+    fn the_request_head_no_longer_shares_the_read_buffer() {
+        let mut raw = b"/socket.io/?EIO=4&transport=websocket|Bearer abc|x-custom-value".to_vec();
+        raw.resize(16 * 1024, 0);
+        let buf = Bytes::from(raw);
+        let uri = Uri::from_maybe_shared(buf.slice(0..37)).expect("uri");
+        let auth = HeaderValue::from_maybe_shared(buf.slice(38..48)).expect("value");
+        let custom = HeaderValue::from_maybe_shared(buf.slice(49..63)).expect("value");
+        let mut req = Request::new(Body::empty());
+        *req.uri_mut() = uri.clone();
+        req.extensions_mut().insert(OriginalUri(uri));
+        req.headers_mut().insert("authorization", auth);
+        req.headers_mut().append("x-custom", custom.clone());
+        req.headers_mut().append("x-custom", custom);
+        assert!(inside(&buf, req.headers()["authorization"].as_bytes()));
+
+        let req = compact_head(req);
+        assert_eq!(req.uri(), "/socket.io/?EIO=4&transport=websocket");
+        assert!(!inside(&buf, req.uri().path().as_bytes()));
+        let original = &req.extensions().get::<OriginalUri>().expect("kept").0;
+        assert_eq!(original, req.uri());
+        assert!(!inside(&buf, original.path().as_bytes()));
+        assert_eq!(req.headers()["authorization"], "Bearer abc");
+        assert_eq!(req.headers().get_all("x-custom").iter().count(), 2);
+        for value in req.headers().values() {
+            assert!(
+                !inside(&buf, value.as_bytes()),
+                "{value:?} still shares the buffer"
+            );
+        }
+    }
 }

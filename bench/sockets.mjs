@@ -3,7 +3,7 @@
 // plain Node socket.io server doing the same JWT check (socket_node_server.mjs).
 //
 //   node bench/sockets.mjs                 # N=10000 sockets, USERS=100, CONCURRENCY=200
-//   N=2000 node bench/sockets.mjs          # also TESSERA_BIN, HOLD_SECS
+//   N=2000 node bench/sockets.mjs          # also TESSERA_BIN, HOLD_SECS, SETTLE_SECS
 //
 // Tessera runs from target/release/tessera (build it first) on SQLite in a
 // temp dir with production password hashing; USERS users are created through
@@ -28,6 +28,7 @@ const N = Number(process.env.N ?? 10000);
 const USERS = Number(process.env.USERS ?? 100);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 200);
 const HOLD_SECS = Number(process.env.HOLD_SECS ?? 3);
+const SETTLE_SECS = Number(process.env.SETTLE_SECS ?? 4);
 const BIN = process.env.TESSERA_BIN ?? join(REPO, "target/release/tessera");
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -116,6 +117,9 @@ async function load(url, tokens) {
 }
 
 async function measure(name, child, url, tokens) {
+  // Settle first: Tessera's password-hashing threads free their argon2
+  // buffers 2 s after the setup's logins, which must not count per socket.
+  await sleep(SETTLE_SECS * 1000);
   const before = mem(child.pid);
   const r = await load(url, tokens);
   await sleep(HOLD_SECS * 1000);
@@ -149,7 +153,7 @@ const lines = [
   "",
   `- command: \`${process.env.N ? `N=${N} ` : ""}node bench/sockets.mjs\``,
   `- machine: ${cpus().length} CPUs, ${process.arch}, ${cpus()[0].model.trim()}; the load generator (Node ${process.version}, socket.io-client 4.8.1) on the same machine`,
-  `- load: ${N} websocket sockets, handshake \`auth: {token}\`, ${CONCURRENCY} handshakes in flight, tokens of ${USERS} users round-robin, held ${HOLD_SECS} s, then 100 sampled \`ping\` acks`,
+  `- load: after ${SETTLE_SECS} s settling (RSS idle), ${N} websocket sockets, handshake \`auth: {token}\`, ${CONCURRENCY} handshakes in flight, tokens of ${USERS} users round-robin, held ${HOLD_SECS} s, then 100 sampled \`ping\` acks`,
   `- Tessera ${rev}${dirty} (release build, SQLite in a temp dir, RUST_LOG=warn): verifies signature, issuer, expiry, typ, and the session and user in the database; in-memory Socket.IO adapter`,
   `- Node socket.io 4.8.1 + jsonwebtoken 9.0.2 on ${process.version}: verifies signature, issuer, expiry, typ (no session check)`,
   "",

@@ -47,7 +47,7 @@ pub struct LiveSessions {
 
 /// Where a lookup started: hand it back to `keep`.
 #[derive(Clone, Copy, Debug)]
-pub struct Ticket(u64);
+pub struct Ticket(u64, Instant);
 
 impl LiveSessions {
     /// A cache keeping entries for `ttl` (zero: nothing is kept), at most
@@ -78,7 +78,7 @@ impl LiveSessions {
 
     /// Call before reading a session from the database.
     pub fn ticket(&self) -> Ticket {
-        Ticket(self.generation.load(Ordering::SeqCst))
+        Ticket(self.generation.load(Ordering::SeqCst), Instant::now())
     }
 
     /// Keeps `session`, read from the database after `ticket`, if it is live
@@ -88,7 +88,8 @@ impl LiveSessions {
             return;
         }
         let left = Duration::from_millis((session.expires_at - now_ms).max(0) as u64);
-        let until = Instant::now() + self.ttl.min(left);
+        // Counted from before the read: what it saw can be no older.
+        let until = ticket.1 + self.ttl.min(left);
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         // Checked under the lock `forget` takes after bumping the counter:
         // either this insert comes first (and is removed), or it sees the bump.

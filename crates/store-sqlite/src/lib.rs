@@ -57,7 +57,6 @@ impl SqliteStore {
             .run(&write)
             .await
             .map_err(|e| StoreError::Unexpected(format!("migration failed: {e}")))?;
-        let conn = write.acquire().await.map_err(unexpected)?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.read_only(true))
@@ -65,7 +64,7 @@ impl SqliteStore {
             .map_err(unexpected)?;
         Ok(Self {
             read,
-            writer: writer::Writer::start(conn),
+            writer: writer::Writer::start(write),
         })
     }
 

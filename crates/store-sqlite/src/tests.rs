@@ -8,7 +8,7 @@ use tessera_core::time::now_ms;
 use tessera_core::TokenHash;
 use tessera_store::conformance::{client, realm, refresh, session, user};
 use tessera_store::{
-    ClientMeta, ClientStore, RealmStore, RefreshTokenStore, RotateOutcome, SessionStore,
+    ClientMeta, ClientStore, RealmStore, RefreshTokenStore, RotateOutcome, SessionStore, Store,
     StoreError, UserStore,
 };
 
@@ -145,6 +145,53 @@ async fn a_failing_write_is_rolled_back_alone_within_its_batch() {
         .await
         .expect("read");
     assert_eq!(keys, ["whole"]);
+}
+
+/// A batch that fails as a whole (here: a write ends the transaction behind
+/// the writer's back, so releasing its savepoint fails) leaves a connection
+/// whose transaction depth sqlx no longer knows. The writer replaces it, so
+/// the next write really commits: a reader sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failed_batch_writes_still_commit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir).await;
+    let broken = store
+        .write(|conn| {
+            Box::pin(async move {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(tessera_store::sql::map_db_error)?;
+                Ok(())
+            })
+        })
+        .await;
+    assert!(broken.is_err(), "the batch failed: {broken:?}");
+    for key in ["after-1", "after-2"] {
+        store
+            .write(move |conn| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO throttle (key, window_start, hits) VALUES ($1, 0, 1)")
+                        .bind(key)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(tessera_store::sql::map_db_error)?;
+                    Ok(())
+                })
+            })
+            .await
+            .expect("write after the failed batch");
+    }
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM throttle ORDER BY key")
+        .fetch_all(store.reader())
+        .await
+        .expect("read");
+    assert_eq!(
+        keys,
+        ["after-1", "after-2"],
+        "committed, visible to readers"
+    );
+    store.ping().await.expect("ready again");
 }
 
 const CRASH_DB: &str = "TESSERA_TEST_CRASH_DB";

@@ -10,14 +10,20 @@
 //! A job that fails is rolled back to its savepoint and answered with its
 //! error; the others in the batch go on. Jobs run one after another on one
 //! connection, so two rotations of one token in one batch behave exactly as
-//! in two transactions: the second finds the first's spend. If the commit
-//! itself fails, every job of the batch hears that error and nothing of it
-//! was written.
+//! in two transactions: the second finds the first's spend. If the batch
+//! fails as a whole (its savepoint or the commit fails: SQLite may roll a
+//! whole transaction back on its own after a full disk or an I/O error),
+//! every job of the batch hears that error, nothing of it was written, and
+//! the connection is closed and replaced: sqlx's idea of how deep in a
+//! transaction it is may no longer match SQLite's, and a connection that
+//! believes it is still inside one would "commit" later batches by releasing
+//! a savepoint. A write whose caller has gone (a dropped request) before it
+//! started is skipped, as it was when it waited for a pooled connection.
 
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{Sqlite, SqliteConnection};
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
 use sqlx::Connection as _;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,12 +64,13 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the task that owns `conn`; it ends when the `Writer` is
+    /// Starts the task that owns the one connection of `pool` (a pool of
+    /// one, so a replacement can be had); it ends when the `Writer` is
     /// dropped and the queued jobs are done.
-    pub(crate) fn start(conn: PoolConnection<Sqlite>) -> Self {
+    pub(crate) fn start(pool: SqlitePool) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run_batches(conn, queue, counters.clone()));
+        tokio::spawn(run_batches(pool, queue, counters.clone()));
         Self { jobs, counters }
     }
 
@@ -77,6 +84,10 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             async move {
+                if reply.is_closed() {
+                    let skipped: Answer = Box::new(|_| {});
+                    return (true, skipped);
+                }
                 // A panicking write fails alone, like any other failing one.
                 let result = AssertUnwindSafe(op(conn))
                     .catch_unwind()
@@ -143,14 +154,28 @@ fn db(e: sqlx::Error) -> StoreError {
 }
 
 async fn run_batches(
-    mut conn: PoolConnection<Sqlite>,
+    pool: SqlitePool,
     mut queue: mpsc::UnboundedReceiver<Job>,
     counters: Arc<Counters>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut conn: Option<PoolConnection<Sqlite>> = None;
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let jobs = batch.len() as u64;
-        let answers = commit_batch(&mut conn, batch.drain(..)).await;
+        if conn.is_none() {
+            match pool.acquire().await {
+                Ok(fresh) => conn = Some(fresh),
+                Err(e) => {
+                    // The jobs are dropped unanswered: their callers hear
+                    // that the write did not run. The next batch retries.
+                    tracing::error!(error = %e, jobs, "no database connection for writes");
+                    batch.clear();
+                    continue;
+                }
+            }
+        }
+        let Some(open) = conn.as_mut() else { continue };
+        let answers = commit_batch(open, batch.drain(..)).await;
         match answers {
             Ok(answers) => {
                 counters.batches.fetch_add(1, Ordering::Relaxed);
@@ -161,6 +186,10 @@ async fn run_batches(
             }
             Err((e, answers)) => {
                 tracing::error!(error = %e, jobs, "a batch of writes failed to commit");
+                if let Some(mut broken) = conn.take() {
+                    // Closing it rolls back whatever SQLite still holds open.
+                    broken.close_on_drop();
+                }
                 for answer in answers {
                     answer(Some(&e));
                 }
@@ -177,7 +206,10 @@ async fn commit_batch(
     jobs: impl Iterator<Item = Job>,
 ) -> Result<Vec<Answer>, (StoreError, Vec<Answer>)> {
     let mut answers = Vec::new();
-    let mut tx = match conn.begin().await {
+    // IMMEDIATE takes the write lock up front: another process writing the
+    // file (`tessera admin` on a data directory) makes the batch wait once,
+    // not fail part-way with a stale snapshot.
+    let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
         Err(e) => {
             // Nothing ran: the jobs have not produced answers, so run none

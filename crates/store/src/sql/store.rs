@@ -15,7 +15,11 @@ macro_rules! sql_store {
             #[$crate::__async_trait]
             impl $crate::Store for $ty {
                 async fn ping(&self) -> Result<()> {
-                    execute(::sqlx::query(store::PING), self.reader()).await
+                    // Through the writer: ready means able to write.
+                    self.write(|conn| {
+                        Box::pin(async move { execute(::sqlx::query(store::PING), conn).await })
+                    })
+                    .await
                 }
                 fn backend(&self) -> &'static str {
                     <Self>::BACKEND

@@ -62,6 +62,50 @@ function signingJwk() {
   return { ...jwk, kid: crypto.randomBytes(8).toString('hex'), use: 'sig', alg };
 }
 
+const stores = new Map();
+class MapAdapter {
+  constructor(name) {
+    this.name = name;
+    if (!stores.has(name)) stores.set(name, new Map());
+    this.store = stores.get(name);
+  }
+  async upsert(id, payload, expiresIn) {
+    const expiresAt = expiresIn ? Date.now() + expiresIn * 1000 : Infinity;
+    this.store.set(id, { payload, expiresAt });
+    if (payload.grantId) {
+      const key = `grant:${payload.grantId}`;
+      const grants = stores.get('__grants') || stores.set('__grants', new Map()).get('__grants');
+      if (!grants.has(key)) grants.set(key, []);
+      grants.get(key).push([this.name, id]);
+    }
+  }
+  async find(id) {
+    const entry = this.store.get(id);
+    if (!entry) return undefined;
+    if (entry.expiresAt <= Date.now()) { this.store.delete(id); return undefined; }
+    return entry.payload;
+  }
+  async findByUid(uid) {
+    for (const [id, e] of this.store) if (e.payload.uid === uid) return this.find(id);
+    return undefined;
+  }
+  async findByUserCode(code) {
+    for (const [id, e] of this.store) if (e.payload.userCode === code) return this.find(id);
+    return undefined;
+  }
+  async consume(id) {
+    const entry = this.store.get(id);
+    if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000);
+  }
+  async destroy(id) { this.store.delete(id); }
+  async revokeByGrantId(grantId) {
+    const grants = stores.get('__grants');
+    const key = `grant:${grantId}`;
+    for (const [name, id] of (grants && grants.get(key)) || []) stores.get(name)?.delete(id);
+    grants?.delete(key);
+  }
+}
+
 if (workers > 1 && cluster.isPrimary) {
   const env = {
     BENCH_OIDC_JWK: JSON.stringify(signingJwk()),
@@ -88,6 +132,11 @@ if (workers > 1 && cluster.isPrimary) {
   process.on('SIGINT', stop);
 } else {
   const configuration = {
+    // The bundled MemoryAdapter is an LRU of 1,000 entries: a refresh load
+    // of a few thousand rotations evicts the grants and sessions of the
+    // tokens still in the pool. This one keeps everything (until expiry),
+    // as Tessera's database does.
+    adapter: MapAdapter,
     clients: [{
       client_id: 'bench',
       client_secret: secret,

@@ -36,14 +36,29 @@ impl PgStore {
         &self.pool
     }
 
-    /// Runs `op` on a pooled connection. Statements autocommit; a write of
-    /// several statements opens its own transaction on the connection.
+    /// Runs `op` on a pooled connection, in a task of its own: a request
+    /// that is dropped half-way (its client hung up) must not cancel a write
+    /// between `BEGIN` and `COMMIT`, which could hand the connection back to
+    /// the pool inside a transaction that holds its row locks for good.
+    /// Statements autocommit; a write of several statements opens its own
+    /// transaction on the connection.
     async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
     where
-        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<T, StoreError>>,
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
     {
-        let mut conn = self.pool.acquire().await.map_err(tessera_store::sql::map_db_error)?;
-        op(&mut conn).await
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut conn = pool
+                .acquire()
+                .await
+                .map_err(tessera_store::sql::map_db_error)?;
+            op(&mut conn).await
+        })
+        .await
+        .map_err(|e| StoreError::Unexpected(format!("a write failed: {e}")))?
     }
 }
 

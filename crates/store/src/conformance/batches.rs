@@ -128,7 +128,11 @@ pub async fn concurrent_rotations_in_and_across_batches(store: Arc<dyn Store>) {
         }
         for chain in 0..CHAINS {
             let bystander = TokenHash::of(&format!("bystander-{round}-{chain}"));
-            assert!(store.refresh_token(&bystander).await.expect("get").is_some());
+            assert!(store
+                .refresh_token(&bystander)
+                .await
+                .expect("get")
+                .is_some());
         }
     }
 }
@@ -147,8 +151,13 @@ pub async fn a_failing_write_fails_alone(store: Arc<dyn Store>) {
     let mut tasks = tokio::task::JoinSet::new();
     let doomed = session(&r, &u, &c, now);
     for i in 0..12 {
-        let (store, r, c, u, doomed) =
-            (store.clone(), r.clone(), c.clone(), u.clone(), doomed.clone());
+        let (store, r, c, u, doomed) = (
+            store.clone(),
+            r.clone(),
+            c.clone(),
+            u.clone(),
+            doomed.clone(),
+        );
         tasks.spawn(async move {
             if i == 6 {
                 let out = store

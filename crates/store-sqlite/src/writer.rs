@@ -124,20 +124,16 @@ impl Writer {
     pub(crate) async fn hold(&self) -> oneshot::Sender<()> {
         let (release, held) = oneshot::channel::<()>();
         let (started, running) = oneshot::channel::<()>();
-        let jobs = self.jobs.clone();
-        let (reply, _answer) = oneshot::channel::<()>();
         let job: Job = Box::new(move |_conn| {
             async move {
                 let _ = started.send(());
                 let _ = held.await;
-                let answer: Answer = Box::new(move |_| {
-                    let _ = reply.send(());
-                });
-                (true, answer)
+                let nobody: Answer = Box::new(|_| {});
+                (true, nobody)
             }
             .boxed()
         });
-        let _ = jobs.send(job);
+        let _ = self.jobs.send(job);
         let _ = running.await;
         release
     }

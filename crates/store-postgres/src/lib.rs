@@ -25,10 +25,8 @@ impl PgStore {
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Unexpected(e.to_string()))?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Unexpected(format!("migration failed: {e}")))?;
+        // A schema newer than this binary is refused with a clear message.
+        tessera_store::schema::migrate(&sqlx::migrate!("./migrations"), &pool).await?;
         Ok(Self { pool })
     }
 

@@ -4,6 +4,7 @@
 //! see `writer`). sqlx runs each connection on its own thread, so no query
 //! blocks the async runtime.
 
+pub mod backup;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -16,6 +17,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 use tessera_store::StoreError;
+
+/// This release's schema: the migrations it applies, newest last.
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub struct SqliteStore {
     read: SqlitePool,
@@ -53,10 +57,7 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(unexpected)?;
-        sqlx::migrate!("./migrations")
-            .run(&write)
-            .await
-            .map_err(|e| StoreError::Unexpected(format!("migration failed: {e}")))?;
+        tessera_store::schema::migrate(&MIGRATOR, &write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.read_only(true))

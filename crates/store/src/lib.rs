@@ -5,6 +5,7 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+pub mod schema;
 
 pub use error::StoreError;
 

@@ -12,10 +12,13 @@ pub mod defaults {
     pub const ACCESS_TOKEN_LIFESPAN_SECS: i64 = 300;
     /// Session (and so refresh token) lifetime: 30 days.
     pub const SESSION_MAX_LIFESPAN_SECS: i64 = 30 * 24 * 3600;
-    /// A rotated refresh token presented again within this window is refused
-    /// without revoking the session (racing clients); after it, the session
-    /// family is revoked.
-    pub const REFRESH_REUSE_GRACE_MS: i64 = 2_000;
+    /// A rotated refresh token presented again within this window gets its
+    /// successor again while that is unused (a retry after a lost answer, a
+    /// racing twin), else it is refused without revoking the session; after
+    /// it, the session family is revoked. 30 s, as Okta's default grace:
+    /// long enough for a client to retry after a dropped connection or a
+    /// server restart.
+    pub const REFRESH_REUSE_GRACE_MS: i64 = 30_000;
 }
 
 /// JWS algorithms a realm (or the machine-token signer) can use.

@@ -210,6 +210,15 @@ async fn ethereum_flow_end_to_end(app: TestApp) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let renewed = r.str("refreshToken");
     assert_ne!(renewed, refresh);
+    // Its answer may have been lost: asked again, the same successor.
+    let again = post(
+        &app,
+        "/auth/regenerateRefreshToken",
+        json!({"refreshToken": refresh, "did": w.did, "contextName": CTX}),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.str("refreshToken"), renewed);
     fail(
         &connect(&app, &refresh, &w.did, CTX).await,
         StatusCode::UNAUTHORIZED,

@@ -9,7 +9,8 @@
 //! revoked) wherever sessions are listed. Every operation checks everything
 //! it can before it writes: a refused request changes nothing.
 
-use crate::issue::{new_refresh_token, NewRefreshToken};
+use crate::issue::new_refresh_token;
+use crate::rotation::Rotated;
 use crate::keyring::KeyCache;
 use crate::{OAuthConfig, Sessions};
 use serde::{Deserialize, Serialize};
@@ -24,7 +25,7 @@ use tessera_core::claims::{ConsentAccessClaims, TYP_CONSENT};
 use tessera_core::secret::random_token;
 use tessera_core::time::now_ms;
 use tessera_core::{Client, ConsentChallenge, OAuthError, Realm, Session, TokenHash, User};
-use tessera_store::{ClientMeta, RotateOutcome, StoreError};
+use tessera_store::{ClientMeta, StoreError};
 use tessera_store::{ClientStore, ConsentStore, RefreshTokenStore, SessionStore, UserStore};
 
 /// The client consent sessions belong to (created in each realm on first use).
@@ -131,6 +132,8 @@ struct Bound {
     session: Session,
     did: Did,
     context: ContextName,
+    /// When the token was spent, if it was.
+    spent_at: Option<i64>,
 }
 
 /// DID consent logins (Verida): challenges, signed consent, the tokens
@@ -144,6 +147,7 @@ pub struct ConsentLogin {
     pub(crate) consent_db: Arc<dyn ConsentStore>,
     pub(crate) session_db: Arc<dyn SessionStore>,
     pub(crate) refresh_db: Arc<dyn RefreshTokenStore>,
+    pub(crate) rotation: crate::rotation::Rotation,
     /// Finds the key behind a DID.
     pub(crate) resolver: Arc<dyn DidResolver>,
     pub(crate) sessions: Sessions,
@@ -325,6 +329,7 @@ impl ConsentLogin {
         let bound = self
             .bound_refresh_token(realm, refresh_token, Some(did), context_name)
             .await?;
+        let bound = self.unspent(bound).await?;
         let session = self
             .session_db
             .touch_session(&bound.session.id, now_ms(), meta)
@@ -350,28 +355,47 @@ impl ConsentLogin {
             .bound_refresh_token(realm, refresh_token, did, context_name)
             .await?;
         let now = now_ms();
-        let NewRefreshToken { secret, mut record } = new_refresh_token(&bound.session, now);
-        record.expires_at = now + self.config.consent.refresh_token_ttl_secs * 1000;
-        let old = TokenHash::of(refresh_token);
-        match self
-            .refresh_db
-            .rotate_refresh_token(&old, &record, now, meta)
-            .await?
-        {
-            RotateOutcome::Rotated(_) => Ok(secret),
-            RotateOutcome::AlreadyRotated {
+        // A retry after a lost answer gets the successor that answer held.
+        let rotated = match bound.spent_at {
+            Some(spent_at) => {
+                self.rotation
+                    .again(refresh_token, bound.session.id.clone(), spent_at, now)
+                    .await?
+            }
+            None => {
+                let expires_at = now + self.config.consent.refresh_token_ttl_secs * 1000;
+                self.rotation
+                    .rotate(refresh_token, &bound.session, expires_at, now, meta)
+                    .await?
+            }
+        };
+        match rotated {
+            Rotated::Fresh { next, .. } | Rotated::Again { next, .. } => Ok(next.secret),
+            Rotated::Spent {
                 session_id,
                 rotated_at,
             } => {
-                // Lost a race with another rotation (bound_refresh_token saw it
-                // unspent): the same reuse rule as the refresh grant.
+                // Spent and its successor used (or lost a race with another
+                // rotation): the same reuse rule as the refresh grant.
                 self.sessions
                     .refresh_token_reused(&session_id, rotated_at)
                     .await?;
                 Err(unauthorized("Refresh token already used"))
             }
-            RotateOutcome::Unknown | RotateOutcome::Inactive => Err(unauthorized(INVALID_REFRESH)),
+            Rotated::Unknown | Rotated::Inactive => Err(unauthorized(INVALID_REFRESH)),
         }
+    }
+
+    /// A spent token serves nothing but a retried regeneration: elsewhere it
+    /// is refused, and past the reuse grace window it ends its session.
+    async fn unspent(&self, bound: Bound) -> Result<Bound, ConsentError> {
+        if let Some(spent) = bound.spent_at {
+            self.sessions
+                .refresh_token_reused(&bound.session.id, spent)
+                .await?;
+            return Err(unauthorized("Refresh token already used"));
+        }
+        Ok(bound)
     }
 
     /// `invalidateDeviceId(did, contextName, deviceId, signature)`: ends every
@@ -420,12 +444,12 @@ impl ConsentLogin {
         let bound = self
             .bound_refresh_token(realm, refresh_token, None, context_name)
             .await?;
+        let bound = self.unspent(bound).await?;
         Ok(bound.session.expires_at / 1000)
     }
 
-    /// Finds a live, unspent consent refresh token and checks it belongs to
-    /// this realm, context and (when given) DID. A spent one presented after
-    /// the reuse grace window ends its session.
+    /// Finds a live consent refresh token (spent or not: see `unspent`) and
+    /// checks it belongs to this realm, context and (when given) DID.
     async fn bound_refresh_token(
         &self,
         realm: &Realm,
@@ -468,16 +492,11 @@ impl ConsentLogin {
         if did.is_some_and(|d| d != token_did) {
             return Err(unauthorized("Refresh token was issued for another DID"));
         }
-        if let Some(spent) = record.rotated_at {
-            self.sessions
-                .refresh_token_reused(&session.id, spent)
-                .await?;
-            return Err(unauthorized("Refresh token already used"));
-        }
         Ok(Bound {
             session,
             did: token_did,
             context,
+            spent_at: record.rotated_at,
         })
     }
 

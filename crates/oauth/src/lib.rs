@@ -45,6 +45,7 @@ pub mod protocol;
 pub mod providers;
 pub mod provision;
 pub mod realms;
+pub mod rotation;
 pub mod self_service;
 pub mod sessions;
 pub mod throttle;
@@ -135,6 +136,11 @@ impl Services {
         config: OAuthConfig,
         resolver: Arc<dyn DidResolver>,
     ) -> Self {
+        let rotation = rotation::Rotation::new(
+            store.clone(),
+            &master,
+            config.refresh_reuse_grace_ms,
+        );
         let keys = Arc::new(KeyCache::new(store.clone(), master));
         let passwords = Arc::new(password::PasswordHasher::new(&config.password));
         let throttle = Arc::new(throttle::LoginThrottle::new(
@@ -195,6 +201,7 @@ impl Services {
             browser_db: store.clone(),
             session_db: store.clone(),
             refresh_db: store.clone(),
+            rotation: rotation.clone(),
             client_auth: clients.clone(),
             sessions: sessions.clone(),
             verifier: verifier.clone(),
@@ -222,6 +229,7 @@ impl Services {
             consent_db: store.clone(),
             session_db: store.clone(),
             refresh_db: store.clone(),
+            rotation,
             resolver,
             sessions: sessions.clone(),
             minter: minter.clone(),
@@ -252,7 +260,7 @@ impl Services {
             sessions: sessions.clone(),
             minter: minter.clone(),
         };
-        let health = Health { store };
+        let health = Health::new(store);
         Self {
             realms,
             tokens,

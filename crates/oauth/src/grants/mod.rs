@@ -116,6 +116,7 @@ pub struct TokenEndpoint {
     pub(crate) browser_db: Arc<dyn BrowserStore>,
     pub(crate) session_db: Arc<dyn SessionStore>,
     pub(crate) refresh_db: Arc<dyn RefreshTokenStore>,
+    pub(crate) rotation: crate::rotation::Rotation,
     pub(crate) client_auth: ClientAuth,
     pub(crate) sessions: Sessions,
     pub(crate) verifier: Verifier,

@@ -1,14 +1,16 @@
 //! Refresh token grant (RFC 6749 §6) with rotation: every use spends the token
 //! and returns a new one in the same commit. A spent token presented again
-//! after the grace window revokes the whole session (reuse detection); within
-//! it (racing requests from one client) it is refused without revoking.
+//! within the grace window gets the same successor back while that is unused
+//! (a retry after a lost answer: `rotation.rs`), else it is refused; after
+//! the window it revokes the whole session (reuse detection).
 
-use crate::issue::{new_refresh_token, Issue};
+use crate::issue::Issue;
+use crate::rotation::Rotated;
 use crate::{TokenEndpoint, TokenResponse};
 use tessera_core::scope::ScopeSet;
 use tessera_core::time::now_ms;
 use tessera_core::{Client, OAuthError, Realm, Secret, TokenHash};
-use tessera_store::{ClientMeta, RotateOutcome};
+use tessera_store::ClientMeta;
 
 #[derive(Debug)]
 pub struct RefreshRequest {
@@ -56,21 +58,26 @@ impl TokenEndpoint {
             .ok_or_else(|| OAuthError::invalid_grant("User not found or disabled"))?;
 
         let now = now_ms();
-        let next = new_refresh_token(&session, now);
         match self
-            .refresh_db
-            .rotate_refresh_token(&hash, &next.record, now, meta)
+            .rotation
+            .rotate(
+                req.refresh_token.expose(),
+                &session,
+                session.expires_at,
+                now,
+                meta,
+            )
             .await
             .map_err(store_err)?
         {
-            RotateOutcome::Rotated(session) => {
+            Rotated::Fresh { next, session } | Rotated::Again { next, session } => {
                 self.minter
                     .token_response(Issue::for_user(
                         realm, client, &user, &session, &next, &scope,
                     ))
                     .await
             }
-            RotateOutcome::AlreadyRotated {
+            Rotated::Spent {
                 session_id,
                 rotated_at,
             } => {
@@ -86,8 +93,8 @@ impl TokenEndpoint {
                     Err(OAuthError::invalid_grant("Refresh token already used"))
                 }
             }
-            RotateOutcome::Unknown => Err(OAuthError::invalid_grant(INVALID)),
-            RotateOutcome::Inactive => Err(OAuthError::invalid_grant("Session not active")),
+            Rotated::Unknown => Err(OAuthError::invalid_grant(INVALID)),
+            Rotated::Inactive => Err(OAuthError::invalid_grant("Session not active")),
         }
     }
 }

@@ -57,6 +57,9 @@ pub enum ConnectError {
     SignupChanged,
     #[error("The {0} token has expired and could not be refreshed: connect {0} again.")]
     ReconnectRequired(String),
+    /// Tessera's own database cannot be reached right now: 503.
+    #[error("The service is temporarily unavailable. Try again shortly.")]
+    StoreUnavailable(String),
     #[error("Internal error.")]
     Internal(String),
 }
@@ -72,6 +75,7 @@ impl ConnectError {
             | Self::SignupChanged
             | Self::ReconnectRequired(_) => 409,
             Self::Unavailable(_) => 502,
+            Self::StoreUnavailable(_) => 503,
             Self::Internal(_) => 500,
             _ => 400,
         }
@@ -102,6 +106,7 @@ impl ConnectError {
             Self::OtherAccount => "wrong_account",
             Self::SignupChanged => "signup_changed",
             Self::ReconnectRequired(_) => "reconnect_required",
+            Self::StoreUnavailable(_) => "temporarily_unavailable",
             Self::Internal(_) => "server_error",
         }
     }
@@ -113,6 +118,9 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> ConnectError {
 
 impl From<StoreError> for ConnectError {
     fn from(e: StoreError) -> Self {
-        internal(e)
+        match e {
+            StoreError::Unavailable(detail) => Self::StoreUnavailable(detail),
+            e => internal(e),
+        }
     }
 }

@@ -2,7 +2,14 @@
 //! Each error has a public description (sent to the client) and a private
 //! debug string (logged, never sent), as in ory/fosite.
 
+use crate::storage::StoreError;
+use std::any::Any;
 use std::fmt;
+
+/// `Retry-After` (seconds) on a 503 for a database that is down: long
+/// enough not to hammer a database that is restarting, short enough that
+/// clients come back soon after it has.
+pub const RETRY_UNAVAILABLE_SECS: u64 = 5;
 
 /// Error codes from RFC 6749 §5.2, RFC 7009, RFC 8628 and RFC 6750, plus the
 /// few non-OAuth outcomes the endpoints need (not found, too many requests).
@@ -127,9 +134,26 @@ impl OAuthError {
     pub fn not_found(d: impl Into<String>) -> Self {
         Self::new(OAuthErrorCode::NotFound, d)
     }
-    /// An unexpected failure: the client sees a generic message, the log the cause.
-    pub fn server_error(debug: impl fmt::Display) -> Self {
+    /// An unexpected failure: the client sees a generic message, the log the
+    /// cause. A `StoreError::Unavailable` passed here is no bug but an
+    /// outage: it becomes `unavailable` (503 with `Retry-After`), so every
+    /// `.map_err(OAuthError::server_error)` on a storage call answers a
+    /// database that is down correctly without converting by hand.
+    pub fn server_error(debug: impl fmt::Display + 'static) -> Self {
+        if let Some(StoreError::Unavailable(detail)) = (&debug as &dyn Any).downcast_ref() {
+            return Self::unavailable(detail);
+        }
         Self::new(OAuthErrorCode::ServerError, "internal server error").with_debug(debug)
+    }
+    /// Something this request needs (the database) is down for now: 503
+    /// `temporarily_unavailable` with `Retry-After`; the cause is logged only.
+    pub fn unavailable(debug: impl fmt::Display) -> Self {
+        Self {
+            code: OAuthErrorCode::TemporarilyUnavailable,
+            description: "The service is temporarily unavailable; retry shortly".into(),
+            debug: Some(debug.to_string()),
+            retry_after_secs: Some(RETRY_UNAVAILABLE_SECS),
+        }
     }
     /// Too many requests of another kind than logins (device codes, user-code guesses).
     pub fn rate_limited(retry_after_secs: u64) -> Self {

@@ -7,6 +7,7 @@ pub mod error;
 pub mod model;
 pub mod scope;
 pub mod secret;
+pub mod storage;
 pub mod time;
 
 pub use error::{OAuthError, OAuthErrorCode};
@@ -16,3 +17,4 @@ pub use model::{
     SigningKeyRecord, Signup, SsoSession, User, Workspace, WorkspaceStatus,
 };
 pub use secret::{Secret, TokenHash};
+pub use storage::StoreError;

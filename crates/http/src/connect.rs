@@ -92,6 +92,8 @@ pub(crate) fn to_provider(app: &AppState, started: Started) -> Page {
 fn page_for(e: &ConnectError) -> Page {
     if let ConnectError::Internal(detail) = e {
         tracing::error!(error = %detail, "provider request failed");
+    } else if let ConnectError::StoreUnavailable(detail) = e {
+        tracing::warn!(error = %detail, "provider request: database unavailable");
     } else {
         tracing::info!(error = e.code(), "provider request refused");
     }
@@ -106,6 +108,8 @@ impl From<ConnectError> for ApiError {
     fn from(e: ConnectError) -> Self {
         if let ConnectError::Internal(detail) = &e {
             tracing::error!(error = %detail, "provider request failed");
+        } else if let ConnectError::StoreUnavailable(detail) = &e {
+            tracing::warn!(error = %detail, "provider request: database unavailable");
         }
         Self(
             StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
@@ -193,7 +197,7 @@ async fn provider_link(
     {
         Ok((claims, Some(_))) => claims.sub,
         Err(tessera_oauth::verify::Rejection::Unavailable(detail)) => {
-            return Err(ConnectError::Internal(detail).into())
+            return Err(ConnectError::StoreUnavailable(detail).into())
         }
         _ => return Err(ConnectError::Unauthenticated.into()),
     };

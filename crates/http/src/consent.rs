@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use tessera_core::Realm;
+use tessera_core::{OAuthErrorCode, Realm};
 use tessera_oauth::consent::{AuthenticateRequest, ConsentError};
 use tessera_oauth::Services;
 use tessera_verify::{Accept, Policy, Subject, TokenKind, VerifyLayer};
@@ -171,7 +171,10 @@ impl From<ConsentError> for ConsentReject {
             ConsentError::Server(e) => {
                 let status = StatusCode::from_u16(e.code.http_status())
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                if status.is_server_error() {
+                if e.code == OAuthErrorCode::TemporarilyUnavailable {
+                    tracing::warn!(error = ?e, "consent request: temporarily unavailable");
+                    Self::new(status, "Temporarily unavailable, try again shortly")
+                } else if status.is_server_error() {
                     // Detail goes to the log, never to the caller.
                     tracing::error!(error = ?e, "consent request failed");
                     Self::new(status, "Internal error")

@@ -24,6 +24,8 @@ impl IntoResponse for OAuthReject {
         let e = self.0;
         if e.code == OAuthErrorCode::ServerError {
             tracing::error!(error = ?e, "request failed");
+        } else if e.code == OAuthErrorCode::TemporarilyUnavailable {
+            tracing::warn!(error = ?e, "request refused: temporarily unavailable");
         } else {
             tracing::debug!(error = ?e, "request rejected");
         }
@@ -48,7 +50,7 @@ impl IntoResponse for OAuthReject {
                     HeaderValue::from_static("Basic realm=\"tessera\""),
                 );
             }
-            OAuthErrorCode::TooManyRequests => {
+            OAuthErrorCode::TooManyRequests | OAuthErrorCode::TemporarilyUnavailable => {
                 if let Some(secs) = e.retry_after_secs {
                     headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
                 }
@@ -57,6 +59,21 @@ impl IntoResponse for OAuthReject {
         }
         res
     }
+}
+
+/// Every 503 (a database that is down, a busy password hasher, a node that
+/// is draining) tells the client when to come back, whichever handler or
+/// error type produced it.
+pub(crate) async fn retry_after_on_503(mut res: Response) -> Response {
+    if res.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !res.headers().contains_key(header::RETRY_AFTER)
+    {
+        res.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(tessera_core::error::RETRY_UNAVAILABLE_SECS),
+        );
+    }
+    res
 }
 
 /// An Admin API error, as Keycloak's `ErrorRepresentation`.
@@ -86,6 +103,14 @@ impl AdminError {
         tracing::error!(error = %detail, "admin request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
     }
+    /// The database is down for now: 503 (`Retry-After` is added by `app`).
+    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %detail, "admin request: database unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The service is temporarily unavailable; retry shortly",
+        )
+    }
 }
 
 impl From<StoreError> for AdminError {
@@ -95,6 +120,7 @@ impl From<StoreError> for AdminError {
             StoreError::Conflict(_) => {
                 Self::conflict("Conflict detected: the name is already taken")
             }
+            StoreError::Unavailable(d) => Self::unavailable(d),
             StoreError::Unexpected(d) => Self::internal(d),
         }
     }
@@ -105,6 +131,7 @@ impl From<OAuthError> for AdminError {
         match e.code {
             OAuthErrorCode::NotFound => Self::new(StatusCode::NOT_FOUND, e.description),
             OAuthErrorCode::ServerError => Self::internal(format!("{e:?}")),
+            OAuthErrorCode::TemporarilyUnavailable => Self::unavailable(format!("{e:?}")),
             _ => Self::bad_request(e.description),
         }
     }

@@ -104,6 +104,7 @@ pub fn app(state: AppState) -> Router {
             state.settings.clone(),
             extract::client_address,
         ))
+        .layer(axum::middleware::map_response(error::retry_after_on_503))
         .layer(
             // Spans carry the path only: query strings (which may hold
             // tokens) never reach the logs.

@@ -1,5 +1,6 @@
-//! Operations endpoints: liveness, readiness (checks the database) and the
-//! Prometheus scrape endpoint.
+//! Operations endpoints: liveness, readiness (checks the database, and
+//! turns 503 when the node drains for shutdown) and the Prometheus scrape
+//! endpoint.
 
 use crate::{AppState, Metrics};
 use axum::extract::State;
@@ -22,7 +23,16 @@ async fn live() -> impl IntoResponse {
     Json(json!({"status": "UP"}))
 }
 
+/// 200 when the database answers within `PING_TIMEOUT`; 503 (with
+/// `Retry-After`, added by `app`) otherwise, and at once while the node
+/// drains for shutdown. Answers within a second in every state.
 async fn ready(State(svc): State<Services>) -> impl IntoResponse {
+    if svc.health.draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "DOWN", "checks": [{"name": "shutdown", "status": "DRAINING"}]})),
+        );
+    }
     match svc.health.ping().await {
         Ok(()) => (
             StatusCode::OK,

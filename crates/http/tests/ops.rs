@@ -190,7 +190,25 @@ async fn parallel_guesses_are_throttled_too(app: TestApp) {
     assert_eq!(app.alice(None).await.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
+/// Shutdown: from the first signal the node says "not ready" (so load
+/// balancers stop sending), yet still answers what reaches it.
+async fn readiness_is_503_while_draining(app: TestApp) {
+    assert_eq!(app.get("/health/ready", None).await.status, StatusCode::OK);
+    app.state.services.health.begin_drain();
+    let ready = app.get("/health/ready", None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["status"], "DOWN");
+    assert!(
+        ready.headers.contains_key("retry-after"),
+        "{:?}",
+        ready.headers
+    );
+    assert_eq!(app.get("/health/live", None).await.status, StatusCode::OK);
+    assert_eq!(app.alice(None).await.status, StatusCode::OK);
+}
+
 on_both_backends!(
+    readiness_is_503_while_draining,
     parallel_guesses_are_throttled_too,
     che_settings_have_exactly_the_seed_keys,
     discovery_matches_the_served_endpoints,

@@ -38,7 +38,8 @@ pub enum Rejection {
     /// Its client is disabled or gone.
     #[error("Client not found or disabled")]
     ClientDisabled,
-    /// The store could not be asked: not the token's fault.
+    /// The store could not be asked: not the token's fault. Answered 503
+    /// `temporarily_unavailable` with `Retry-After`.
     #[error("temporarily unavailable")]
     Unavailable(String),
 }
@@ -46,7 +47,7 @@ pub enum Rejection {
 impl From<Rejection> for OAuthError {
     fn from(r: Rejection) -> Self {
         match r {
-            Rejection::Unavailable(detail) => OAuthError::server_error(detail),
+            Rejection::Unavailable(detail) => OAuthError::unavailable(detail),
             other => OAuthError::invalid_token(other.to_string()).with_debug(format!("{other:?}")),
         }
     }
@@ -188,7 +189,7 @@ impl Verifier {
     ) -> Result<Option<Session>, OAuthError> {
         match self.session_verdict(realm, session_id).await {
             Ok(s) => Ok(Some(s)),
-            Err(Rejection::Unavailable(detail)) => Err(OAuthError::server_error(detail)),
+            Err(Rejection::Unavailable(detail)) => Err(OAuthError::unavailable(detail)),
             Err(_) => Ok(None),
         }
     }
@@ -203,7 +204,7 @@ impl Verifier {
     ) -> Result<Option<Session>, OAuthError> {
         match self.check_session(realm, session_id, false).await {
             Ok(s) => Ok(Some(s)),
-            Err(Rejection::Unavailable(detail)) => Err(OAuthError::server_error(detail)),
+            Err(Rejection::Unavailable(detail)) => Err(OAuthError::unavailable(detail)),
             Err(_) => Ok(None),
         }
     }

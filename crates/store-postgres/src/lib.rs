@@ -21,7 +21,7 @@ impl PgStore {
             .map_err(|e| StoreError::Unexpected(format!("bad PostgreSQL URL: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(3)) // then 503: see docs/operations.md
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Unexpected(e.to_string()))?;

@@ -46,14 +46,41 @@ pub mod throttle;
 pub mod users;
 pub mod workspaces;
 
-/// Maps a driver error onto `StoreError`: unique violations are conflicts.
+/// Maps a driver error onto `StoreError`: unique violations are conflicts;
+/// a database that cannot be reached or is going away is `Unavailable` (the
+/// request may be retried: 503, not 500); anything else is unexpected.
 pub fn map_db_error(e: sqlx::Error) -> crate::StoreError {
+    use crate::StoreError::{Conflict, Unavailable, Unexpected};
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            crate::StoreError::Conflict(e.to_string())
+        sqlx::Error::Database(d) if d.is_unique_violation() => Conflict(e.to_string()),
+        sqlx::Error::Database(d) if d.code().is_some_and(|c| is_outage_code(&c)) => {
+            Unavailable(e.to_string())
         }
-        _ => crate::StoreError::Unexpected(e.to_string()),
+        // Refused, reset, timed out; a pool with no connection to give
+        // within its acquire timeout; a connection dropped mid-message.
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => Unavailable(e.to_string()),
+        _ => Unexpected(e.to_string()),
     }
+}
+
+/// Whether a database error code says "not now" rather than "never". A
+/// PostgreSQL SQLSTATE has five characters; a SQLite result code is a
+/// number below 10,000 (its primary code in the low byte).
+fn is_outage_code(code: &str) -> bool {
+    if code.len() == 5 {
+        // 08: connection exception; 53: insufficient resources (too many
+        // connections, disk full); 57P0x: shutting down, starting up.
+        return code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0");
+    }
+    // SQLITE_BUSY, SQLITE_LOCKED (held by another process), SQLITE_IOERR,
+    // SQLITE_FULL, SQLITE_CANTOPEN.
+    code.parse::<u32>()
+        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
 }
 
 /// Escapes `%`, `_` and `\` so user search text matches literally in `LIKE`.
@@ -256,4 +283,46 @@ macro_rules! sql_helpers {
             execute(q, c).await
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreError;
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_not_unexpected() {
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into()),
+            sqlx::Error::Io(std::io::ErrorKind::UnexpectedEof.into()),
+        ] {
+            assert!(
+                matches!(map_db_error(e), StoreError::Unavailable(_)),
+                "unavailable"
+            );
+        }
+        assert!(matches!(
+            map_db_error(sqlx::Error::RowNotFound),
+            StoreError::Unexpected(_)
+        ));
+    }
+
+    #[test]
+    fn outage_codes_of_both_backends() {
+        // PostgreSQL: admin shutdown, cannot connect now, connection
+        // failure, too many connections.
+        for code in ["57P01", "57P03", "08006", "08001", "53300"] {
+            assert!(is_outage_code(code), "{code}");
+        }
+        // SQLite: BUSY, BUSY_SNAPSHOT, LOCKED, IOERR_WRITE, CANTOPEN.
+        for code in ["5", "517", "6", "778", "14"] {
+            assert!(is_outage_code(code), "{code}");
+        }
+        // Unique and check violations, syntax errors, SQLite CONSTRAINT.
+        for code in ["23505", "23514", "42601", "19", "2067", "1"] {
+            assert!(!is_outage_code(code), "{code}");
+        }
+    }
 }

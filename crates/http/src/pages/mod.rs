@@ -242,6 +242,14 @@ pub fn oauth_error_page(realm_title: &str, e: &OAuthError) -> Page {
             "Something went wrong on our side. Please try again.",
         );
     }
+    if e.code == OAuthErrorCode::TemporarilyUnavailable {
+        tracing::warn!(error = ?e, "page request: temporarily unavailable");
+        return error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            realm_title,
+            "The service is temporarily unavailable. Please try again in a few seconds.",
+        );
+    }
     let status = match e.code {
         OAuthErrorCode::NotFound => StatusCode::NOT_FOUND,
         OAuthErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,

@@ -35,6 +35,14 @@ impl ApiError {
     fn bad_request(m: impl Into<String>) -> Self {
         Self(StatusCode::BAD_REQUEST, m.into())
     }
+    /// The database is down for now: 503 (`Retry-After` is added by `app`).
+    fn unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %detail, "workspace request: database unavailable");
+        Self(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The service is temporarily unavailable; retry shortly".into(),
+        )
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -44,6 +52,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => {
                 Self::conflict("A workspace with this name already exists in the namespace")
             }
+            StoreError::Unavailable(d) => Self::unavailable(d),
             StoreError::Unexpected(d) => {
                 tracing::error!(error = %d, "workspace request failed");
                 Self(
@@ -57,6 +66,9 @@ impl From<StoreError> for ApiError {
 
 impl From<OAuthError> for ApiError {
     fn from(e: OAuthError) -> Self {
+        if e.code == tessera_core::OAuthErrorCode::TemporarilyUnavailable {
+            return Self::unavailable(format!("{e:?}"));
+        }
         tracing::error!(error = ?e, "workspace request failed");
         Self(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -95,6 +95,9 @@ def _start_server(tmp_dir: Path, extra_env: dict | None = None, public_url: str 
     env["TESSERA_BOOTSTRAP_ADMIN_PASSWORD"] = admin_password
     env.update(extra_env or {})
     env.setdefault("NO_COLOR", "1")  # plain server log in failure reports
+    # SIGTERM drains for drain_secs (5 by default) before exiting; the suite's servers need no
+    # load balancer to notice, so they stop after 1 s (test_shutdown.py tests the drain itself).
+    env.setdefault("TESSERA_DRAIN_SECS", "1")
     if os.environ.get("TESSERA_INTEROP_DATABASE_URL") and "TESSERA_DATABASE_URL" not in (extra_env or {}):
         env["TESSERA_DATABASE_URL"] = os.environ["TESSERA_INTEROP_DATABASE_URL"]
 

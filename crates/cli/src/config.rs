@@ -102,6 +102,18 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Relay: largest forwarded request body, in bytes.
     pub relay_max_bytes: usize,
+    /// Shutdown: seconds from the first SIGTERM/SIGINT to exit. Readiness
+    /// is 503 throughout; new connections are accepted until one second
+    /// before the end, and accepted requests are answered.
+    pub drain_secs: u64,
+    /// Slow clients: seconds a request head may take to arrive, from the
+    /// connection's opening or the head's first byte.
+    pub header_read_timeout_secs: u64,
+    /// Slow clients: seconds a keep-alive connection may wait for its next request.
+    pub idle_timeout_secs: u64,
+    /// Open connections at most (websockets included); past it, new ones
+    /// wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -161,6 +173,10 @@ impl Default for Config {
             oauth_redirect_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             relay_max_bytes: 1024 * 1024,
+            drain_secs: 5,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 10_000,
         }
     }
 }
@@ -281,6 +297,22 @@ impl Config {
         if self.gc_batch_size < 1 {
             bail!("gc_batch_size must be at least 1");
         }
+        for (name, secs, max) in [
+            ("drain_secs", self.drain_secs, 300),
+            (
+                "header_read_timeout_secs",
+                self.header_read_timeout_secs,
+                300,
+            ),
+            ("idle_timeout_secs", self.idle_timeout_secs, 3_600),
+        ] {
+            if !(1..=max).contains(&secs) {
+                bail!("{name} must be between 1 and {max} seconds");
+            }
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            bail!("max_connections must be between 1 and 1000000");
+        }
         for (name, secs) in [
             ("consent_access_token_secs", self.consent_access_token_secs),
             (
@@ -371,6 +403,16 @@ impl Config {
             redirect_origins: self.oauth_redirect_origins.clone(),
             default_realm: self.default_realm.clone(),
             relay_max_bytes: self.relay_max_bytes,
+        }
+    }
+
+    pub fn server_limits(&self) -> crate::server::Limits {
+        use std::time::Duration;
+        crate::server::Limits {
+            drain: Duration::from_secs(self.drain_secs),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_connections,
         }
     }
 
@@ -504,6 +546,23 @@ client_id = "gh"
             "tessera"
         );
         assert!(Config::load_from(None, env(&[("TESSERA_PUBLIC_URL", "ftp://x")])).is_err());
+        for (key, bad) in [
+            ("TESSERA_DRAIN_SECS", "0"),
+            ("TESSERA_DRAIN_SECS", "301"),
+            ("TESSERA_HEADER_READ_TIMEOUT_SECS", "0"),
+            ("TESSERA_IDLE_TIMEOUT_SECS", "0"),
+            ("TESSERA_MAX_CONNECTIONS", "0"),
+        ] {
+            assert!(
+                Config::load_from(None, env(&[(key, bad)])).is_err(),
+                "{key}={bad}"
+            );
+        }
+        let limits = Config::load_from(None, env(&[("TESSERA_DRAIN_SECS", "2")]))
+            .expect("drain")
+            .server_limits();
+        assert_eq!(limits.drain, std::time::Duration::from_secs(2));
+        assert_eq!(limits.max_connections, 10_000);
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "no_such_key = 1\n").expect("write");

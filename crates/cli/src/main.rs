@@ -8,6 +8,7 @@ mod config;
 mod dev;
 mod revocations;
 mod serve;
+mod server;
 mod workspace;
 
 use clap::{Parser, Subcommand};

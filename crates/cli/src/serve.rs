@@ -1,5 +1,6 @@
 //! `tessera serve`: opens the store chosen by the database URL, bootstraps
-//! the first realm, and serves HTTP until SIGTERM/SIGINT.
+//! the first realm, and serves HTTP (`server.rs`) until SIGTERM/SIGINT and
+//! the drain after it.
 
 use crate::config::Config;
 use crate::ConfigArgs;
@@ -233,12 +234,14 @@ pub async fn run(
         fanout,
     )
     .await
-    .context("cannot start the event channel")?
-    .into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    .context("cannot start the event channel")?;
+    crate::server::serve(
+        listener,
+        app,
+        cfg.server_limits(),
+        state.services.health.clone(),
+    )
+    .await;
     tracing::info!("tessera stopped");
     Ok(())
 }
@@ -277,28 +280,6 @@ fn spawn_gc(store: Arc<dyn Store>, config: GcConfig, every: Duration) {
             }
         }
     });
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
 }
 
 /// Libraries whose debug and trace events carry message payloads: Socket.IO

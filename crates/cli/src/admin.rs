@@ -1,17 +1,19 @@
-//! `tessera admin`: realms, clients, users, sessions and signing keys.
+//! `tessera admin`: realms, clients, users, sessions and signing keys; and,
+//! on the database itself, `gc`, `backup` and `restore`.
 //! Every command is an Admin REST call. With `--server URL` it goes over HTTP
 //! with an admin token; without it, it runs in-process through the very same
 //! router on the local data directory (as the trusted local operator), so
 //! both modes share one implementation and one set of rules.
 
 use crate::serve;
-use crate::ConfigArgs;
+use crate::{backup, ConfigArgs};
 use anyhow::{anyhow, bail, Context};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use std::io::Read;
+use std::path::PathBuf;
 use tower::ServiceExt;
 
 #[derive(Args)]
@@ -47,6 +49,17 @@ enum AdminCommand {
     /// once (the server also does this on a schedule). Works on the database
     /// directly: the data directory or --database-url.
     Gc,
+    /// Copy the SQLite database to FILE (a new file, mode 0600) while the server
+    /// runs. The copy does not contain the master key: keep that apart.
+    Backup { file: PathBuf },
+    /// Replace the SQLite database with FILE, a backup; the server must be
+    /// stopped. Needs the master key the backup was taken with.
+    Restore {
+        file: PathBuf,
+        /// Replace an existing database.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -353,14 +366,21 @@ fn print(v: &Value) {
 }
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
-    if matches!(args.command, AdminCommand::Gc) {
-        return gc(&args).await;
+    match &args.command {
+        AdminCommand::Gc => return gc(&args).await,
+        AdminCommand::Backup { file } => {
+            return backup::backup(&on_database(&args, "backup")?, file).await
+        }
+        AdminCommand::Restore { file, force } => {
+            return backup::restore(&on_database(&args, "restore")?, file, *force).await
+        }
+        _ => {}
     }
     let t = Transport::connect(&args).await?;
     let r = |realm: &str| format!("/admin/realms/{}", seg(realm));
     match args.command {
-        // Handled before connecting: it needs no server.
-        AdminCommand::Gc => {}
+        // Handled before connecting: they need no server.
+        AdminCommand::Gc | AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {}
         AdminCommand::Realms(cmd) => match cmd {
             RealmCmd::List => print(&t.call(Method::GET, "/admin/realms", None).await?),
             RealmCmd::Show { name } => print(&t.call(Method::GET, &r(&name), None).await?),
@@ -526,11 +546,16 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn gc(args: &AdminArgs) -> anyhow::Result<()> {
+/// The configuration of a command that works on the database itself.
+fn on_database(args: &AdminArgs, command: &str) -> anyhow::Result<crate::config::Config> {
     if args.server.is_some() {
-        bail!("admin gc works on the database, not through a server: run it with the server's --data-dir or --database-url");
+        bail!("admin {command} works on the database, not through a server: run it with the server's --data-dir or --database-url");
     }
-    let cfg = serve::resolve(&args.cfg)?;
+    serve::resolve(&args.cfg)
+}
+
+async fn gc(args: &AdminArgs) -> anyhow::Result<()> {
+    let cfg = on_database(args, "gc")?;
     let store = serve::open_store(&cfg, false).await?.store;
     let done =
         tessera_oauth::gc::collect_garbage(store.as_ref(), tessera_core::time::now_ms(), cfg.gc())

@@ -4,6 +4,7 @@
 //! and dispatch only.
 
 mod admin;
+mod backup;
 mod config;
 mod dev;
 mod revocations;

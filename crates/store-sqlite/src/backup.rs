@@ -127,7 +127,9 @@ async fn write_backup(source: &Path, partial: &Path, dest: &Path) -> Result<Snap
         .map_err(sqlite_error);
     conn.close().await.ok();
     copied?;
-    let snapshot = check(partial).await?;
+    // The copy must be intact and a Tessera database; one written by a newer
+    // release is copied all the same (only a restore needs to open it).
+    let snapshot = examine(partial, false).await?;
     sync_file(partial)?;
     std::fs::rename(partial, dest).map_err(io_error("cannot rename to", dest))?;
     sync_dir(dest)?;
@@ -138,6 +140,11 @@ async fn write_backup(source: &Path, partial: &Path, dest: &Path) -> Result<Snap
 /// SQLite's integrity check passes and every migration applied to it is one
 /// this binary has, with the same contents. Reads the file only.
 pub async fn check(path: &Path) -> Result<Snapshot, BackupError> {
+    examine(path, true).await
+}
+
+/// [`check`], with the schema's compatibility checked only if `known_schema`.
+async fn examine(path: &Path, known_schema: bool) -> Result<Snapshot, BackupError> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => BackupError::NoDatabase(path.to_path_buf()),
         _ => io_error("cannot read", path)(e),
@@ -163,7 +170,7 @@ pub async fn check(path: &Path) -> Result<Snapshot, BackupError> {
         .connect()
         .await
         .map_err(sqlite_error)?;
-    let result = inspect(&mut conn, path, meta.len()).await;
+    let result = inspect(&mut conn, path, meta.len(), known_schema).await;
     conn.close().await.ok();
     result
 }
@@ -172,6 +179,7 @@ async fn inspect(
     conn: &mut SqliteConnection,
     path: &Path,
     bytes: u64,
+    known_schema: bool,
 ) -> Result<Snapshot, BackupError> {
     let problems: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_all(&mut *conn)
@@ -202,6 +210,13 @@ async fn inspect(
     let Some(newest) = applied.iter().map(|(v, _, _)| *v).max() else {
         return Err(BackupError::NotTessera(path.to_path_buf()));
     };
+    let snapshot = Snapshot {
+        schema_version: newest,
+        bytes,
+    };
+    if !known_schema {
+        return Ok(snapshot);
+    }
     let known = known_version(&MIGRATOR);
     if newest > known {
         return Err(BackupError::NewerSchema {
@@ -220,10 +235,7 @@ async fn inspect(
             });
         }
     }
-    Ok(Snapshot {
-        schema_version: newest,
-        bytes,
-    })
+    Ok(snapshot)
 }
 
 /// SQLite says "malformed" or "not a database" for a damaged file.

@@ -193,6 +193,11 @@ async fn restore_refuses_what_is_not_a_tessera_database_of_a_known_schema() {
         "{err}"
     );
     assert!(!target.exists(), "nothing was restored");
+    // A backup copies it all the same: only a restore must open it.
+    let copy = backup::backup(&newer, &dir.path().join("newer-copy.db"))
+        .await
+        .expect("backup of a newer database");
+    assert_eq!(copy.schema_version, 9999);
     let leftovers = std::fs::read_dir(target.parent().expect("dir"))
         .expect("ls")
         .count();

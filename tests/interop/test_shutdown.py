@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import requests
 
-from conftest import DEFAULT_CLIENT, DEFAULT_REALM, _start_server, create_user, make_admin
+from conftest import DEFAULT_CLIENT, DEFAULT_REALM, _start_server, create_user, make_admin, own_database
 
 if os.environ.get("TESSERA_INTEROP_BASE_URL"):
     pytest.skip("signals a server it starts itself", allow_module_level=True)
@@ -43,6 +43,12 @@ DRAIN_S = 3
 ACCEPTING_S = DRAIN_S - 1.5
 # Exit is due at the end of the drain period; allow for process teardown on a busy machine.
 EXIT_SLACK_S = 1.5
+
+
+def _own(request, **settings: str) -> dict:
+    """Settings for a server of its own: on PostgreSQL, with a database of its own."""
+    url = own_database(request)
+    return {**settings, **({"TESSERA_DATABASE_URL": url} if url else {})}
 
 
 def _stop_watch(proc: subprocess.Popen) -> float:
@@ -57,8 +63,8 @@ def _stop_watch(proc: subprocess.Popen) -> float:
     return time.monotonic() - start
 
 
-def test_sigterm_under_burst_answers_every_accepted_request(tmp_path):
-    srv = _start_server(tmp_path, {"TESSERA_DRAIN_SECS": str(DRAIN_S)})
+def test_sigterm_under_burst_answers_every_accepted_request(tmp_path, request):
+    srv = _start_server(tmp_path, _own(request, TESSERA_DRAIN_SECS=str(DRAIN_S)))
     url = f"{srv.base_url}/realms/{DEFAULT_REALM}/.well-known/openid-configuration"
     sent_at: list[float] = []
     results: list[tuple[float, object]] = []
@@ -129,12 +135,10 @@ def _closed_by_server(s: socket.socket, wait_s: float) -> bool:
         return False
 
 
-def test_stalled_clients_are_cut_and_do_not_delay_shutdown(tmp_path):
+def test_stalled_clients_are_cut_and_do_not_delay_shutdown(tmp_path, request):
     header_s = 2
-    srv = _start_server(tmp_path, {
-        "TESSERA_DRAIN_SECS": str(DRAIN_S),
-        "TESSERA_HEADER_READ_TIMEOUT_SECS": str(header_s),
-    })
+    srv = _start_server(tmp_path, _own(request, TESSERA_DRAIN_SECS=str(DRAIN_S),
+                                       TESSERA_HEADER_READ_TIMEOUT_SECS=str(header_s)))
     host, port = urlsplit(srv.base_url).hostname, urlsplit(srv.base_url).port
     stalled = _stall(srv.base_url, STALLED)
     # A keep-alive connection that stalls on its second request, and one that just stays idle.

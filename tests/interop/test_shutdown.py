@@ -3,7 +3,7 @@ overload").
 
 - SIGTERM under a burst of concurrent requests: readiness turns 503 at once, every request sent
   while the listener is still open is answered (none is reset or refused), and the process exits
-  within the drain period.
+  within the drain period. A second signal exits at once.
 - Stalled clients (half a request line, then nothing) are closed by the header read timeout, and
   while they are held they do not delay shutdown beyond the drain period.
 - PostgreSQL behind a TCP proxy that is cut: /health/ready answers 503 within a second, a token
@@ -112,6 +112,17 @@ def test_sigterm_under_burst_answers_every_accepted_request(tmp_path, request):
     assert len(results) >= 100, len(results)
     assert code == 0, srv.log_tail()
     assert took < DRAIN_S + EXIT_SLACK_S, f"exit {took:.2f}s after SIGTERM (drain {DRAIN_S}s)"
+
+
+def test_a_second_signal_exits_at_once(tmp_path, request):
+    srv = _start_server(tmp_path, _own(request, TESSERA_DRAIN_SECS="60"))
+    srv.proc.send_signal(signal.SIGTERM)
+    assert requests.get(f"{srv.base_url}/health/ready", timeout=2).status_code == 503
+    srv.proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    code = srv.proc.wait(timeout=10)
+    assert time.monotonic() - start < 2, "the second signal did not cut the 60 s drain short"
+    assert code == 1, code
 
 
 def _stall(base_url: str, n: int) -> list[socket.socket]:

@@ -6,6 +6,7 @@ use crate::handlers::{refuse, Authenticated, REVOKED};
 use crate::Ctx;
 use serde_json::json;
 use socketioxide::adapter::Adapter;
+use socketioxide::operators::BroadcastOperators;
 use socketioxide::SocketIo;
 use tessera_oauth::events::ServerEvent;
 use tokio::sync::broadcast::error::RecvError;
@@ -34,9 +35,7 @@ pub(crate) fn forward<A: Adapter>(ctx: Ctx, io: SocketIo<A>) {
                     event,
                     data,
                 } => {
-                    if let Err(e) = io.to(format!("user:{user_id}")).emit(&event, &data).await {
-                        tracing::warn!(error = %e, "me-channel publish failed");
-                    }
+                    publish(&io, format!("user:{user_id}"), &event, &data).await;
                 }
                 ServerEvent::SessionRevoked {
                     user_id,
@@ -45,58 +44,99 @@ pub(crate) fn forward<A: Adapter>(ctx: Ctx, io: SocketIo<A>) {
                     // Its own task: retries must not hold up other events.
                     let (io2, user, session) = (io.clone(), user_id.clone(), session_id.clone());
                     tokio::spawn(async move { revoke(&io2, &user, &session).await });
-                    let notice = io
-                        .to(format!("user:{user_id}"))
-                        .emit("session_revoked", &json!({"sessionId": session_id}))
-                        .await;
-                    if let Err(e) = notice {
-                        tracing::warn!(error = %e, "me-channel publish failed");
-                    }
+                    let notice = json!({"sessionId": session_id});
+                    publish(&io, format!("user:{user_id}"), "session_revoked", &notice).await;
                 }
             }
         }
     });
 }
 
-/// Cuts a revoked session's sockets on every node: tells them why, moves them
-/// out of the user's and the session's rooms into `revoked:<session>` (so
-/// they hear nothing more and their handlers ignore them), then disconnects
-/// them, retrying while any is still there (a socket whose outgoing buffer
-/// is full cannot take the DISCONNECT packet at once).
+/// Cuts a revoked session's sockets on every node, or, when the other nodes
+/// cannot be reached (the adapter's database is down), on this one: a
+/// revocation must cut this node's sockets whatever the database does.
 async fn revoke<A: Adapter>(io: &SocketIo<A>, user_id: &str, session_id: &str) {
+    if let Err(e) = cut(io, Reach::AllNodes, user_id, session_id).await {
+        tracing::warn!(error = %e, session = %session_id,
+            "revoking a session's sockets on every node failed; cutting this node's");
+        if let Err(e) = cut(io, Reach::ThisNode, user_id, session_id).await {
+            tracing::warn!(error = %e, session = %session_id, "revoking a session's sockets");
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Reach {
+    AllNodes,
+    ThisNode,
+}
+
+/// Selects `room` on the nodes `reach` says.
+fn select<A: Adapter>(io: &SocketIo<A>, reach: Reach, room: String) -> BroadcastOperators<A> {
+    match reach {
+        Reach::AllNodes => io.to(room),
+        Reach::ThisNode => io.local().to(room),
+    }
+}
+
+/// Tells the session's sockets why, moves them out of the user's and the
+/// session's rooms into `revoked:<session>` (so they hear nothing more and
+/// their handlers ignore them), then disconnects them, retrying while any
+/// is still there (a socket whose outgoing buffer is full cannot take the
+/// DISCONNECT packet at once).
+async fn cut<A: Adapter>(
+    io: &SocketIo<A>,
+    reach: Reach,
+    user_id: &str,
+    session_id: &str,
+) -> Result<(), String> {
     let session_room = format!("session:{session_id}");
     let revoked_room = format!("{REVOKED}:{session_id}");
-    let steps = async {
-        io.to(session_room.clone())
-            .emit("unauthorized", &json!({"message": "session revoked"}))
-            .await
-            .map_err(|e| e.to_string())?;
-        io.within(session_room.clone())
-            .join(revoked_room.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        io.within(session_room.clone())
-            .leave(vec![format!("user:{user_id}"), session_room.clone()])
-            .await
-            .map_err(|e| e.to_string())
-    };
-    if let Err(e) = steps.await {
-        tracing::warn!(error = %e, session = %session_id, "revoking a session's sockets");
-    }
+    select(io, reach, session_room.clone())
+        .emit("unauthorized", &json!({"message": "session revoked"}))
+        .await
+        .map_err(|e| e.to_string())?;
+    select(io, reach, session_room.clone())
+        .join(revoked_room.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    select(io, reach, session_room.clone())
+        .leave(vec![format!("user:{user_id}"), session_room.clone()])
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut last = String::new();
     for _ in 0..50 {
-        let cut = io.within(revoked_room.clone()).disconnect().await;
-        let left = io
-            .within(revoked_room.clone())
+        let cut = select(io, reach, revoked_room.clone()).disconnect().await;
+        let left = select(io, reach, revoked_room.clone())
             .fetch_sockets()
-            .await
-            .map(|v| v.len())
-            .unwrap_or(0);
-        if cut.is_ok() && left == 0 {
-            return;
+            .await;
+        match (cut, left) {
+            (Ok(()), Ok(left)) if left.is_empty() => return Ok(()),
+            (Err(e), _) => last = e.to_string(),
+            (_, Err(e)) => last = e.to_string(),
+            (_, Ok(left)) => last = format!("{} sockets still connected", left.len()),
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    tracing::warn!(session = %session_id, "sockets of a revoked session could not all be disconnected");
+    Err(format!(
+        "sockets of a revoked session could not all be disconnected: {last}"
+    ))
+}
+
+/// Publishes `event` to `room` on every node, or on this one when the other
+/// nodes cannot be reached.
+async fn publish<A: Adapter>(
+    io: &SocketIo<A>,
+    room: String,
+    event: &str,
+    data: &serde_json::Value,
+) {
+    if let Err(e) = io.to(room.clone()).emit(event, data).await {
+        tracing::warn!(error = %e, "me-channel publish to other nodes failed; this node's sockets only");
+        if let Err(e) = io.local().to(room).emit(event, data).await {
+            tracing::warn!(error = %e, "me-channel publish failed");
+        }
+    }
 }
 
 /// Cuts every socket on this node whose session is no longer live.
@@ -109,4 +149,30 @@ async fn sweep<A: Adapter>(ctx: &Ctx, io: &SocketIo<A>) {
             }
         }
     }
+}
+
+/// Follows the adapter's database connection: reports it in the metrics
+/// (and so in readiness), and after each reconnection checks every socket
+/// held here against the database: revocations made on other nodes while
+/// the connection was down were never heard.
+pub(crate) fn follow_link<A: Adapter>(
+    ctx: Ctx,
+    io: SocketIo<A>,
+    mut link: tokio::sync::watch::Receiver<crate::pg_driver::Link>,
+) {
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            let now = *link.borrow_and_update();
+            ctx.metrics
+                .event_adapter_link(now.connected, now.reconnects);
+            if now.connected && now.reconnects > seen {
+                seen = now.reconnects;
+                sweep(&ctx, &io).await;
+            }
+            if link.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }

@@ -14,21 +14,26 @@
 //!   `{message: "session revoked"}` and are disconnected. A socket is not cut
 //!   when its access token merely expires (Codewind's rule).
 //! - Several nodes share events through `socketioxide-postgres` (LISTEN/NOTIFY
-//!   on the database they already share); a single node uses the in-memory
-//!   adapter.
+//!   on the database they already share) over a connection that comes back
+//!   after the database does (`pg_driver.rs`), with TLS as the database URL
+//!   says (`tls.rs`); a single node uses the in-memory adapter. When the
+//!   other nodes cannot be reached, events and revocations still reach this
+//!   node's sockets.
 
 mod auth;
 mod handlers;
 mod hub;
+pub mod pg_driver;
+pub mod tls;
 
 use axum::extract::{OriginalUri, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use axum::Router;
+use pg_driver::ResilientDriver;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
-use socketioxide_postgres::drivers::tokio_postgres::tokio_postgres_client as tokio_postgres;
-use socketioxide_postgres::{PostgresAdapterConfig, PostgresAdapterCtr, TokioPostgresAdapter};
+use socketioxide_postgres::{CustomPostgresAdapter, PostgresAdapterConfig, PostgresAdapterCtr};
 use std::sync::Arc;
 use std::time::Duration;
 use tessera_http::{AppState, Metrics};
@@ -119,26 +124,30 @@ pub async fn attach(
             Ok(router.layer(layer).layer(compact))
         }
         Fanout::Postgres(url) => {
-            let pg: tokio_postgres::Config = url
-                .parse()
-                .map_err(|e| ChannelError::Adapter(format!("database URL: {e}")))?;
-            let ctr = PostgresAdapterCtr::new_with_tokio_postgres_config(
-                pg,
-                tokio_postgres::NoTls,
+            let (mut pg, tls) = tls::pg_config(&url).map_err(ChannelError::Adapter)?;
+            // Named, so operators (and the outage test) can tell it apart.
+            if pg.get_application_name().is_none() {
+                pg.application_name("tessera-events");
+            }
+            let driver = ResilientDriver::connect(pg, tls)
+                .await
+                .map_err(|e| ChannelError::Adapter(e.to_string()))?;
+            let link = driver.link();
+            let ctr = PostgresAdapterCtr::new_with_driver(
+                driver,
                 PostgresAdapterConfig::new().with_prefix("tessera"),
-            )
-            .await
-            .map_err(|e| ChannelError::Adapter(e.to_string()))?;
+            );
             let (layer, io) = builder
-                .with_adapter::<TokioPostgresAdapter<_>>(ctr)
+                .with_adapter::<CustomPostgresAdapter<_, ResilientDriver>>(ctr)
                 .build_layer();
-            type Pg = TokioPostgresAdapter<socketioxide::adapter::Emitter>;
+            type Pg = CustomPostgresAdapter<socketioxide::adapter::Emitter, ResilientDriver>;
             io.ns(
                 "/",
                 handlers::on_connect::<Pg>.with(handlers::handshake::<Pg>),
             )
             .await
             .map_err(|e| ChannelError::Adapter(e.to_string()))?;
+            hub::follow_link(ctx.clone(), io.clone(), link);
             hub::forward(ctx, io);
             Ok(router.layer(layer).layer(compact))
         }

@@ -46,6 +46,8 @@ pub struct Metrics {
     sockets_connected: Gauge,
     sockets_authenticated: Gauge,
     sockets_rejected: Family<ReasonLabels, Counter>,
+    event_adapter_connected: Gauge,
+    event_adapter_reconnects: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -98,6 +100,21 @@ impl Metrics {
             "Event-channel sockets refused or cut, by reason",
             sockets_rejected.clone(),
         );
+        // 1 until a multi-node adapter says otherwise: a single node's
+        // in-memory adapter is never down.
+        let event_adapter_connected = Gauge::default();
+        event_adapter_connected.set(1);
+        let event_adapter_reconnects = Counter::default();
+        registry.register(
+            "tessera_event_adapter_connected",
+            "Whether the event channel's adapter reaches the other nodes (its PostgreSQL connection is up)",
+            event_adapter_connected.clone(),
+        );
+        registry.register(
+            "tessera_event_adapter_reconnects",
+            "Times the event channel's adapter connection to PostgreSQL was restored",
+            event_adapter_reconnects.clone(),
+        );
         Self {
             registry,
             requests,
@@ -106,6 +123,8 @@ impl Metrics {
             sockets_connected,
             sockets_authenticated,
             sockets_rejected,
+            event_adapter_connected,
+            event_adapter_reconnects,
         }
     }
 
@@ -154,6 +173,21 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
 }
 
 impl Metrics {
+    /// The event channel's adapter connection: up or down, and how many
+    /// times it was restored so far.
+    pub fn event_adapter_link(&self, connected: bool, reconnects: u64) {
+        self.event_adapter_connected.set(i64::from(connected));
+        let counted = self.event_adapter_reconnects.get();
+        if reconnects > counted {
+            self.event_adapter_reconnects.inc_by(reconnects - counted);
+        }
+    }
+
+    /// Whether the event channel reaches the other nodes (always, on one).
+    pub fn event_adapter_up(&self) -> bool {
+        self.event_adapter_connected.get() != 0
+    }
+
     /// The event channel: a socket connected (+1) or went away (-1).
     pub fn socket_connected(&self, delta: i64) {
         self.sockets_connected.inc_by(delta);

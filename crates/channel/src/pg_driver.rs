@@ -324,7 +324,10 @@ mod tests {
     /// a failure under CI.
     fn server() -> Option<String> {
         match std::env::var("TESSERA_TEST_POSTGRES_URL") {
-            Ok(url) => Some(url.split_once('?').map_or(url.clone(), |(b, _)| b.to_string())),
+            Ok(url) => Some(
+                url.split_once('?')
+                    .map_or(url.clone(), |(b, _)| b.to_string()),
+            ),
             Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
                 panic!("CI=true but TESSERA_TEST_POSTGRES_URL is not set")
             }
@@ -367,13 +370,19 @@ mod tests {
             .await;
             row.get::<_, bool>(0)
         };
-        let plain = connect(&on("127.0.0.1", "sslmode=disable")).await.expect("plain");
+        let plain = connect(&on("127.0.0.1", "sslmode=disable"))
+            .await
+            .expect("plain");
         assert!(!ssl(plain).await, "sslmode=disable");
-        let required = connect(&on("127.0.0.1", "sslmode=require")).await.expect("require");
+        let required = connect(&on("127.0.0.1", "sslmode=require"))
+            .await
+            .expect("require");
         assert!(ssl(required).await, "sslmode=require");
 
         // The server's self-signed certificate (for `localhost`) as the root.
-        let admin = connect(&on("127.0.0.1", "sslmode=disable")).await.expect("plain");
+        let admin = connect(&on("127.0.0.1", "sslmode=disable"))
+            .await
+            .expect("plain");
         let cert: String = one_row(&admin, "SHOW ssl_cert_file").await.get(0);
         if std::fs::metadata(&cert).is_err() {
             eprintln!("skipped the verify-* cases: {cert} is not readable");
@@ -401,9 +410,7 @@ mod tests {
         let channel = format!("tessera_test_{}", std::process::id());
         let mut notes = driver.listen(&[channel.as_str()]).await.expect("listen");
         let mut link = driver.link();
-        let pid: i32 = one_row(&driver, "SELECT pg_backend_pid()")
-            .await
-            .get(0);
+        let pid: i32 = one_row(&driver, "SELECT pg_backend_pid()").await.get(0);
         let admin = connect(&url).await.expect("second connection");
         admin
             .client()
@@ -424,9 +431,7 @@ mod tests {
         let back = wait(|l| l.reconnects >= 1 && l.connected).await;
         assert_eq!(back.reconnects, 1);
         assert!(link.borrow_and_update().connected);
-        let again: i32 = one_row(&driver, "SELECT pg_backend_pid()")
-            .await
-            .get(0);
+        let again: i32 = one_row(&driver, "SELECT pg_backend_pid()").await.get(0);
         assert_ne!(again, pid, "a new connection");
         admin.notify(&channel, "after").await.expect("notify");
         let note = tokio::time::timeout(Duration::from_secs(10), notes.next())

@@ -261,7 +261,12 @@ async fn concurrent_refresh_yields_exactly_one_pair(app: TestApp) {
     let mut winners = std::collections::BTreeSet::new();
     for t in tasks {
         let r = t.await.expect("join");
-        assert_eq!(r.status, StatusCode::OK, "every racer is answered: {:?}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "every racer is answered: {:?}",
+            r.body
+        );
         winners.insert(r.str("refresh_token"));
     }
     let winners: Vec<String> = winners.into_iter().collect();

@@ -10,8 +10,8 @@
 //! it can before it writes: a refused request changes nothing.
 
 use crate::issue::new_refresh_token;
-use crate::rotation::Rotated;
 use crate::keyring::KeyCache;
+use crate::rotation::Rotated;
 use crate::{OAuthConfig, Sessions};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

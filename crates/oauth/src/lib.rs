@@ -136,11 +136,8 @@ impl Services {
         config: OAuthConfig,
         resolver: Arc<dyn DidResolver>,
     ) -> Self {
-        let rotation = rotation::Rotation::new(
-            store.clone(),
-            &master,
-            config.refresh_reuse_grace_ms,
-        );
+        let rotation =
+            rotation::Rotation::new(store.clone(), &master, config.refresh_reuse_grace_ms);
         let keys = Arc::new(KeyCache::new(store.clone(), master));
         let passwords = Arc::new(password::PasswordHasher::new(&config.password));
         let throttle = Arc::new(throttle::LoginThrottle::new(

@@ -96,6 +96,10 @@ def test_sockets_per_user_are_capped(server, user):
     name, password = user.username, user.password
     token = password_login(server, name, password)["access_token"]
     held = [Recorder().connect(server.base_url, token=token) for _ in range(32)]  # socket_max_per_user
+    # Admission (join, then count across nodes) ends after the CONNECT answer: wait for it, or
+    # the extra socket races the last held one and either of them may be the one refused.
+    for c in held:
+        c.wait_for("authenticated")
     extra = Recorder().connect(server.base_url, token=token)
     assert extra.wait_for("unauthorized")["message"] == "too many connections"
     assert extra.disconnected.wait(5)

@@ -2,8 +2,9 @@
 own (their own database, one master key), python-socketio sockets on both.
 
 1. The socket adapter's connection alone is cut and cannot come back (new connections to the
-   database are refused, the store's pooled connections stay): a logout on node A still cuts the
-   session's socket on A. The remote publish fails; the local one must not be skipped.
+   database are refused, the store's pooled connections stay): readiness says so (503,
+   event_channel DOWN), and a logout on node A still cuts the session's socket on A. The remote
+   publish fails; the local one must not be skipped.
 2. The database goes away for every connection: /health/ready answers 503 on both nodes, quickly.
 3. The database comes back: readiness returns to 200 by itself, the adapter listens again, a
    logout on either node cuts the session's socket on the other, and new sockets authenticate.
@@ -99,6 +100,9 @@ def test_the_event_channel_outlives_its_database(request, tmp_path):
         eventually("node A reports its adapter down",
                    lambda: "tessera_event_adapter_connected 0" in
                    requests.get(f"{a.base_url}/metrics", timeout=10).text)
+        body = requests.get(f"{a.base_url}/health/ready", timeout=10)
+        assert body.status_code == 503 and {"name": "event_channel", "status": "DOWN"} in \
+            body.json()["checks"], f"readiness says the event channel is down: {body.text}"
         logout(a, first)  # the store still has its pooled connections
         assert on_a.wait_for("unauthorized", timeout=10)["message"] == "session revoked"
         assert on_a.disconnected.wait(10), "same-node revocation cuts the socket with the adapter down"

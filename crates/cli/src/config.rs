@@ -176,7 +176,7 @@ impl Default for Config {
             drain_secs: 5,
             header_read_timeout_secs: 10,
             idle_timeout_secs: 60,
-            max_connections: 10_000,
+            max_connections: 50_000,
         }
     }
 }
@@ -562,7 +562,7 @@ client_id = "gh"
             .expect("drain")
             .server_limits();
         assert_eq!(limits.drain, std::time::Duration::from_secs(2));
-        assert_eq!(limits.max_connections, 10_000);
+        assert_eq!(limits.max_connections, 50_000);
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "no_such_key = 1\n").expect("write");

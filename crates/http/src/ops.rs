@@ -26,27 +26,39 @@ async fn live() -> impl IntoResponse {
 /// 200 when the database answers within `PING_TIMEOUT`; 503 (with
 /// `Retry-After`, added by `app`) otherwise, and at once while the node
 /// drains for shutdown. Answers within a second in every state.
-async fn ready(State(svc): State<Services>) -> impl IntoResponse {
+async fn ready(
+    State(svc): State<Services>,
+    State(metrics): State<Arc<Metrics>>,
+) -> impl IntoResponse {
     if svc.health.draining() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "DOWN", "checks": [{"name": "shutdown", "status": "DRAINING"}]})),
         );
     }
-    match svc.health.ping().await {
-        Ok(()) => (
+    let database = svc.health.ping().await;
+    if let Err(e) = &database {
+        tracing::warn!(error = %e, "readiness check failed");
+    }
+    // The event channel's adapter (several nodes on PostgreSQL): while its
+    // connection is down, revocations and events on other nodes miss this
+    // node's sockets.
+    let events = metrics.event_adapter_up();
+    let status = |up: bool| if up { "UP" } else { "DOWN" };
+    let checks = json!([
+        {"name": "database", "status": status(database.is_ok()), "backend": svc.health.backend()},
+        {"name": "event_channel", "status": status(events)},
+    ]);
+    if database.is_ok() && events {
+        (
             StatusCode::OK,
-            Json(
-                json!({"status": "UP", "checks": [{"name": "database", "status": "UP", "backend": svc.health.backend()}]}),
-            ),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "DOWN", "checks": [{"name": "database", "status": "DOWN"}]})),
-            )
-        }
+            Json(json!({"status": "UP", "checks": checks})),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "DOWN", "checks": checks})),
+        )
     }
 }
 

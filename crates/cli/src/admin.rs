@@ -23,9 +23,10 @@ pub struct AdminArgs {
     /// Talk to a running server at this URL instead of the local data directory.
     #[arg(long, env = "TESSERA_SERVER", global = true)]
     server: Option<String>,
-    /// Admin user in the master realm (remote mode).
+    /// Admin user in the master realm (remote mode). Not `--username`: the
+    /// user commands take that for the user they act on.
     #[arg(long, default_value = "admin", global = true)]
-    username: String,
+    admin_user: String,
     /// Read the admin password from stdin (remote mode); else TESSERA_ADMIN_PASSWORD.
     #[arg(long, global = true)]
     admin_password_stdin: bool,
@@ -222,7 +223,7 @@ impl Transport {
                 .form(&[
                     ("grant_type", "password"),
                     ("client_id", "admin-cli"),
-                    ("username", &args.username),
+                    ("username", &args.admin_user),
                     ("password", &password),
                 ])
                 .send()

@@ -79,9 +79,7 @@ async fn jwks(base: &str) -> Value {
 }
 
 /// Realm `demo`, confidential client `app` (password grant), user `alice`,
-/// through the Admin API: the client's secret. (Not through `tessera admin
-/// --server`: its `users create --username` also sets the global admin
-/// `--username` used to sign in.)
+/// through the Admin API: the client's secret.
 async fn provision(http: &reqwest::Client, url: &str) -> String {
     let (status, admin) = {
         let res = http

@@ -132,6 +132,43 @@ async fn first_start_admin_cli_and_offline_key_rotation() {
         None,
     ));
     assert_eq!(printed_secret.trim(), secret);
+    // The user commands' --username names the user acted on; the admin who
+    // signs in is --admin-user (it was one global flag, and the remote
+    // sign-in used the new user's name).
+    ok(&tessera(
+        &[
+            "admin",
+            "--server",
+            &url,
+            "users",
+            "create",
+            "--realm",
+            "demo",
+            "--username",
+            "carol",
+        ],
+        &remote,
+        None,
+    ));
+    let listed = ok(&tessera(
+        &[
+            "admin",
+            "--admin-user",
+            "admin",
+            "--server",
+            &url,
+            "sessions",
+            "list",
+            "--realm",
+            "demo",
+            "--username",
+            "carol",
+        ],
+        &remote,
+        None,
+    ));
+    let sessions: Value = serde_json::from_str(&listed).expect("sessions JSON");
+    assert_eq!(sessions, serde_json::json!([]), "carol has no sessions yet");
     let t1 = client_credentials(&url, "demo", "svc", &secret).await;
     let old_token = t1["access_token"].as_str().expect("token").to_string();
     let old_kid = kid(&old_token);

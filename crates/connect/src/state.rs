@@ -54,9 +54,16 @@ pub struct StateClaims {
 }
 
 /// The binding cookie of the round trip `jti`: one per flow, so parallel
-/// flows in one browser do not overwrite each other.
+/// flows in one browser do not overwrite each other. Only the `jti`'s first
+/// 16 ASCII letters and digits go in (all of ours are hex), so any `jti`
+/// makes a valid cookie name and never splits a character.
 pub fn binding_cookie(jti: &str) -> String {
-    format!("tessera_provider_{}", &jti[..jti.len().min(16)])
+    let tag: String = jti
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(16)
+        .collect();
+    format!("tessera_provider_{tag}")
 }
 
 /// The binding cookie's name on a deployment at `public_url`: `__Host-`
@@ -101,6 +108,18 @@ mod tests {
         );
     }
 
+    /// Found by the `provider_state` fuzz target: a `jti` whose 16th byte
+    /// fell inside a character panicked (byte slicing).
+    #[test]
+    fn binding_cookie_takes_any_jti() {
+        assert_eq!(
+            binding_cookie("abcdefghijklmnoȜpq"),
+            "tessera_provider_abcdefghijklmnop"
+        );
+        assert_eq!(binding_cookie("a;b=c é"), "tessera_provider_abc");
+        assert_eq!(binding_cookie(""), "tessera_provider_");
+    }
+
     #[test]
     fn env_is_readable_without_the_key() {
         let key = MasterKey::generate().mac_key("provider-state");
@@ -125,5 +144,56 @@ mod tests {
         assert_eq!(parsed, claims);
         let other = MasterKey::generate().mac_key("provider-state");
         assert!(other.verify_jwt(&token).is_err());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use tessera_keys::MasterKey;
+
+    fn claims() -> impl Strategy<Value = StateClaims> {
+        let opt = || proptest::option::of("\\PC{0,30}");
+        (
+            ("\\PC{0,12}", "[0-9a-f]{32}", any::<i64>(), "\\PC{0,12}"),
+            prop_oneof![Just(Flow::Connect), Just(Flow::Signup), Just(Flow::Che)],
+            ("\\PC{0,12}", opt(), opt(), opt(), opt()),
+        )
+            .prop_map(
+                |((env, jti, exp, prv), flow, (realm, sub, sut, ret, bnd))| StateClaims {
+                    env,
+                    jti,
+                    exp,
+                    prv,
+                    flow,
+                    realm,
+                    sub,
+                    sut,
+                    ret,
+                    bnd,
+                },
+            )
+    }
+
+    proptest! {
+        /// Encode -> decode: a signed state gives back exactly its claims,
+        /// and its `env` is readable without the key.
+        #[test]
+        fn state_round_trip(claims in claims()) {
+            let key = MasterKey::from_bytes([3; 32]).mac_key("provider-state");
+            let token = key.sign_jwt(&claims);
+            prop_assert_eq!(peek_env(&token), Some(claims.env.clone()));
+            let back: StateClaims =
+                serde_json::from_value(key.verify_jwt(&token).expect("verifies")).expect("claims");
+            prop_assert_eq!(back, claims);
+        }
+
+        /// Any jti makes a cookie name of letters, digits and `_`.
+        #[test]
+        fn binding_cookie_names_are_tokens(jti in "\\PC{0,40}") {
+            let name = binding_cookie(&jti);
+            prop_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        }
     }
 }

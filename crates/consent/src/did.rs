@@ -266,3 +266,58 @@ mod tests {
         assert!(ContextName::parse(&"é".repeat(MAX_CONTEXT_NAME)).is_ok());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Parsing is idempotent: the normal form parses to the same DID and
+        /// names the same key.
+        #[test]
+        fn parse_display_parse(raw in "(did|DID):(ethr|Ethr|pkh|vda|key|web):[!-~]{1,60}") {
+            let did = Did::parse(&raw).expect("syntax is valid");
+            let again = Did::parse(&did.to_string()).expect("the normal form parses");
+            prop_assert_eq!(&again, &did);
+            prop_assert_eq!(OfflineResolver.resolve(&again), OfflineResolver.resolve(&did));
+        }
+
+        /// One Ethereum address is one DID whatever its casing, and resolves
+        /// to its bytes.
+        #[test]
+        fn ethereum_addresses_are_case_insensitive(
+            address in proptest::array::uniform20(any::<u8>()),
+            method in "ethr|vda|pkh:eip155:1",
+            upper in any::<bool>(),
+        ) {
+            let hex = hex::encode(address);
+            let raw = format!("did:{method}:0x{}", if upper { hex.to_uppercase() } else { hex.clone() });
+            let did = Did::parse(&raw).expect("valid");
+            prop_assert_eq!(did.as_str(), format!("did:{method}:0x{hex}"));
+            prop_assert_eq!(OfflineResolver.resolve(&did), Ok(DidKey::EthereumAddress(address)));
+        }
+
+        /// did:key round trip: an Ed25519 key encoded as a DID decodes to itself.
+        #[test]
+        fn did_key_round_trip(key in proptest::array::uniform32(any::<u8>())) {
+            let mut multicodec = vec![0xed, 0x01];
+            multicodec.extend_from_slice(&key);
+            let raw = format!("did:key:z{}", bs58::encode(multicodec).into_string());
+            let did = Did::parse(&raw).expect("valid");
+            prop_assert_eq!(did.as_str(), raw);
+            prop_assert_eq!(OfflineResolver.resolve(&did), Ok(DidKey::Ed25519(key)));
+        }
+
+        /// A context name is accepted exactly when it cannot forge a message.
+        #[test]
+        fn context_names(raw in "\\PC{0,20}[\"\n]?\\PC{0,5}") {
+            let forging = raw.contains('"') || raw.chars().any(char::is_control);
+            let parsed = ContextName::parse(&raw);
+            prop_assert_eq!(parsed.is_ok(), !forging && !raw.trim().is_empty());
+            if let Ok(name) = parsed {
+                prop_assert_eq!(name.as_str(), raw);
+            }
+        }
+    }
+}

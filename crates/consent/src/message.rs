@@ -63,3 +63,40 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Reads (context, DID, id) back from a message with the given lead-in.
+    fn fields<'m>(message: &'m str, lead: &str) -> Option<(&'m str, &'m str, &'m str)> {
+        let rest = message.strip_prefix(lead)?.strip_prefix('"')?;
+        let (context, rest) = rest.split_once("\"?\n\n")?;
+        let (did, id) = rest.split_once('\n')?;
+        Some((context, did, id))
+    }
+
+    proptest! {
+        /// Build -> parse: a message names exactly the (context, DID, id)
+        /// it was built from, so no context name or DID forges another.
+        #[test]
+        fn messages_read_back_their_fields(
+            context in "[^\"\\p{Cc}]{1,30}",
+            did in "did:(ethr|key|vda):[!-~]{1,40}",
+            id in "\\PC{0,40}\n?\\PC{0,10}",
+        ) {
+            prop_assume!(!context.trim().is_empty());
+            let context = ContextName::parse(&context).expect("valid name");
+            let did = Did::parse(&did).expect("valid DID");
+            let want = Some((context.as_str(), did.as_str(), id.as_str()));
+            let auth = authenticate_message(&context, &did, &id);
+            prop_assert_eq!(fields(&auth, "Authenticate this application context: "), want);
+            let inval = invalidate_device_message(&context, &did, &id);
+            prop_assert_eq!(
+                fields(&inval, "Invalidate device for this application context: "),
+                want
+            );
+        }
+    }
+}

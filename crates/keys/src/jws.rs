@@ -90,3 +90,35 @@ pub(crate) fn decode_claims(payload: &str) -> Result<serde_json::Value, JwsError
     }
     Ok(claims)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any header we could write is read back equal, whatever follows it.
+        #[test]
+        fn headers_round_trip(
+            alg in ".{0,12}",
+            typ in proptest::option::of(".{0,12}"),
+            kid in proptest::option::of(".{0,40}"),
+            kind in proptest::option::of(".{0,20}"),
+            rest in "[A-Za-z0-9_-]{0,20}\\.[A-Za-z0-9_-]{0,20}",
+        ) {
+            let header = JwsHeader { alg, typ, kid, kind };
+            let json = serde_json::to_vec(&header).expect("serialises");
+            let token = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(json));
+            prop_assert_eq!(decode_unverified_header(&token), Ok(header));
+        }
+
+        /// Splitting never accepts anything but exactly three segments.
+        #[test]
+        fn only_three_segments_are_a_jws(token in "[a-z.]{0,12}") {
+            let dots = token.matches('.').count();
+            if dots != 2 {
+                prop_assert_eq!(decode_unverified_header(&token), Err(JwsError::Malformed));
+            }
+        }
+    }
+}

@@ -66,3 +66,36 @@ mod tests {
         assert!(Params::parse(many.as_bytes()).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    proptest! {
+        /// Serialize -> parse: distinct parameters come back with their
+        /// values (empty ones as absent), whatever characters they hold.
+        #[test]
+        fn forms_round_trip(pairs in proptest::collection::btree_map("\\PC{1,12}", "\\PC{0,20}", 0..10)) {
+            let body = serde_urlencoded::to_string(&pairs).expect("encodes");
+            let params = Params::parse(body.as_bytes()).expect("distinct names parse");
+            for (name, value) in &pairs {
+                prop_assert_eq!(params.get(name), Some(value.as_str()).filter(|v| !v.is_empty()));
+            }
+        }
+
+        /// A repeated name is refused however the body is arranged.
+        #[test]
+        fn duplicates_are_refused(
+            pairs in proptest::collection::btree_map("[a-z_]{1,8}", "\\PC{0,8}", 1..6),
+            second in "\\PC{0,8}",
+        ) {
+            let pairs: BTreeMap<String, String> = pairs;
+            let mut list: Vec<(String, String)> = pairs.into_iter().collect();
+            list.push((list[0].0.clone(), second));
+            let body = serde_urlencoded::to_string(&list).expect("encodes");
+            prop_assert!(Params::parse(body.as_bytes()).is_err());
+        }
+    }
+}

@@ -83,7 +83,7 @@ pub async fn identify(ctx: &Ctx, token: &str) -> Result<Identity, Reject> {
         .map_err(|r| match r {
             Rejection::Expired => Reject::Expired,
             Rejection::Revoked | Rejection::ClientDisabled => Reject::Revoked,
-            Rejection::Unavailable(_) => Reject::Unavailable,
+            Rejection::Unavailable(_) | Rejection::Internal(_) => Reject::Unavailable,
             Rejection::Invalid | Rejection::UnknownKey | Rejection::WrongKind => Reject::Invalid,
         })?;
     let session = session.ok_or(Reject::NotAUser)?;

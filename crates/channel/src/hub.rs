@@ -1,7 +1,7 @@
 //! Forwarding server events into Socket.IO. Each node forwards the events
 //! published on it; the adapter carries them to sockets on every node.
 
-use crate::auth::{still_live, Reject};
+use crate::auth::Reject;
 use crate::handlers::{refuse, Authenticated, REVOKED};
 use crate::Ctx;
 use serde_json::json;
@@ -56,12 +56,14 @@ pub(crate) fn forward<A: Adapter>(ctx: Ctx, io: SocketIo<A>) {
 /// cannot be reached (the adapter's database is down), on this one: a
 /// revocation must cut this node's sockets whatever the database does.
 async fn revoke<A: Adapter>(io: &SocketIo<A>, user_id: &str, session_id: &str) {
+    // This node's sockets first: the adapter sends to the other nodes before
+    // it acts locally, and a slow database must not hold up a local cut.
+    if let Err(e) = cut(io, Reach::ThisNode, user_id, session_id).await {
+        tracing::warn!(error = %e, session = %session_id, "revoking a session's sockets here");
+    }
     if let Err(e) = cut(io, Reach::AllNodes, user_id, session_id).await {
         tracing::warn!(error = %e, session = %session_id,
-            "revoking a session's sockets on every node failed; cutting this node's");
-        if let Err(e) = cut(io, Reach::ThisNode, user_id, session_id).await {
-            tracing::warn!(error = %e, session = %session_id, "revoking a session's sockets");
-        }
+            "revoking a session's sockets on the other nodes failed; they re-check theirs when they reconnect");
     }
 }
 
@@ -139,15 +141,26 @@ async fn publish<A: Adapter>(
     }
 }
 
-/// Cuts every socket on this node whose session is no longer live.
+/// Cuts every socket on this node whose session is no longer live. A session
+/// the database cannot answer for now is left alone (not "revoked"): the
+/// next sweep or the next event decides.
 async fn sweep<A: Adapter>(ctx: &Ctx, io: &SocketIo<A>) {
     let Some(ns) = io.of("/") else { return };
+    let mut unknown = 0;
     for s in ns.sockets() {
         if let Some(Authenticated(identity)) = s.extensions.get::<Authenticated>() {
-            if !still_live(ctx, &identity.session_id).await {
-                refuse(s, ctx, Reject::Revoked);
+            match ctx.services.sessions.is_active(&identity.session_id).await {
+                Ok(true) => {}
+                Ok(false) => refuse(s, ctx, Reject::Revoked),
+                Err(_) => unknown += 1,
             }
         }
+    }
+    if unknown > 0 {
+        tracing::warn!(
+            sockets = unknown,
+            "could not re-check some sockets' sessions"
+        );
     }
 }
 
@@ -168,7 +181,9 @@ pub(crate) fn follow_link<A: Adapter>(
                 .event_adapter_link(now.connected, now.reconnects);
             if now.connected && now.reconnects > seen {
                 seen = now.reconnects;
-                sweep(&ctx, &io).await;
+                // Its own task: the link's state must stay current meanwhile.
+                let (ctx, io) = (ctx.clone(), io.clone());
+                tokio::spawn(async move { sweep(&ctx, &io).await });
             }
             if link.changed().await.is_err() {
                 return;

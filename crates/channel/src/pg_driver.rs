@@ -25,6 +25,12 @@ use tokio_postgres::{AsyncMessage, Client, Config, Notification};
 const QUEUE: usize = 255;
 /// Reconnection backoff: from the first to the largest pause.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// Longest a call on the connection may take. A connection that does not
+/// answer within it (half-open after a failover: no reset ever comes) is
+/// dropped and made again, and the caller hears an error at once, so a
+/// revocation falls back to this node's sockets in seconds, not after the
+/// kernel's retransmission timeout (~15 minutes).
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Whether the adapter's connection is up, and how many times it came back.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +45,8 @@ pub enum DriverError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("the event channel's database connection is down")]
     Down,
+    #[error("the event channel's database did not answer in time")]
+    Timeout,
 }
 
 /// The connection's client; `None` while it is down.
@@ -51,12 +59,24 @@ pub struct ResilientDriver {
     client: Arc<Slot>,
     listeners: Arc<Listeners>,
     link: watch::Receiver<Link>,
+    /// Tells the supervisor to drop the connection and make a new one.
+    broken: Arc<tokio::sync::Notify>,
 }
 
 impl ResilientDriver {
     /// Connects (failing if the database cannot be reached now), then keeps
     /// the connection up in the background for as long as the driver lives.
-    pub async fn connect(config: Config, tls: PgTls) -> Result<Self, DriverError> {
+    pub async fn connect(mut config: Config, tls: PgTls) -> Result<Self, DriverError> {
+        // Notice a dead peer without traffic too (the defaults wait 2 hours),
+        // and give up on unacknowledged writes within seconds.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(15));
+        config.keepalives_interval(Duration::from_secs(5));
+        config.keepalives_retries(3);
+        config.tcp_user_timeout(Duration::from_secs(10));
         let (client, connection) = config.connect(tls.clone()).await?;
         let (link_tx, link) = watch::channel(Link {
             connected: true,
@@ -66,6 +86,7 @@ impl ResilientDriver {
             client: Arc::new(RwLock::new(Some(Arc::new(client)))),
             listeners: Arc::default(),
             link,
+            broken: Arc::default(),
         };
         let supervisor = Supervisor {
             client: Arc::downgrade(&driver.client),
@@ -73,6 +94,7 @@ impl ResilientDriver {
             config,
             tls,
             link: link_tx,
+            broken: driver.broken.clone(),
         };
         tokio::spawn(supervisor.run(Box::pin(messages(connection))));
         Ok(driver)
@@ -85,6 +107,24 @@ impl ResilientDriver {
 
     fn client(&self) -> Result<Arc<Client>, DriverError> {
         read(&self.client).clone().ok_or(DriverError::Down)
+    }
+
+    /// Runs `call` on the connection within `CALL_TIMEOUT`; past it, the
+    /// connection is given up (callers meanwhile hear `Down`) and made again.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, DriverError>
+    where
+        F: FnOnce(Arc<Client>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let client = self.client()?;
+        match tokio::time::timeout(CALL_TIMEOUT, call(client)).await {
+            Ok(done) => Ok(done?),
+            Err(_) => {
+                *write(&self.client) = None;
+                self.broken.notify_one();
+                Err(DriverError::Timeout)
+            }
+        }
     }
 }
 
@@ -129,6 +169,7 @@ struct Supervisor {
     config: Config,
     tls: PgTls,
     link: watch::Sender<Link>,
+    broken: Arc<tokio::sync::Notify>,
 }
 
 impl Supervisor {
@@ -137,21 +178,33 @@ impl Supervisor {
     async fn run(self, mut connection: Messages) {
         let mut reconnects = 0;
         loop {
-            while let Some(message) = connection.next().await {
+            loop {
+                let message = tokio::select! {
+                    message = connection.next() => message,
+                    () = self.broken.notified() => {
+                        tracing::warn!("event channel database connection stopped answering");
+                        break;
+                    }
+                };
                 match message {
-                    Ok(AsyncMessage::Notification(note)) => {
+                    Some(Ok(AsyncMessage::Notification(note))) => {
                         let Some(listeners) = self.listeners.upgrade() else {
                             return;
                         };
                         dispatch(&listeners, note);
                     }
-                    Ok(_) => {}
-                    Err(e) => {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
                         tracing::warn!(error = %e, "event channel database connection lost");
+                        break;
+                    }
+                    None => {
+                        tracing::warn!("event channel database connection closed");
                         break;
                     }
                 }
             }
+            drop(connection);
             let Some(client) = self.client.upgrade() else {
                 return;
             };
@@ -171,6 +224,8 @@ impl Supervisor {
                     }
                 }
             };
+            // A call that timed out meanwhile meant the old connection.
+            let _ = futures::FutureExt::now_or_never(self.broken.notified());
             reconnects += 1;
             self.link.send_replace(Link {
                 connected: true,
@@ -197,11 +252,14 @@ impl Supervisor {
             // Nothing else drives the new connection yet: drive it here
             // until the LISTENs are answered.
             let query = listen_query(&channels, "LISTEN");
-            let listen = client.batch_execute(&query);
+            let listen = tokio::time::timeout(CALL_TIMEOUT, client.batch_execute(&query));
             tokio::pin!(listen);
             loop {
                 tokio::select! {
-                    done = &mut listen => { done?; break; }
+                    done = &mut listen => {
+                        done.map_err(|_| DriverError::Timeout)??;
+                        break;
+                    }
                     message = connection.next() => match message {
                         Some(Ok(AsyncMessage::Notification(note))) => dispatch(&listeners, note),
                         Some(Ok(_)) => {}
@@ -243,18 +301,21 @@ impl Driver for ResilientDriver {
             COMMIT;"#,
             lock = 0x5_0C10_01DE_i64
         );
-        self.client()?.batch_execute(&statement).await?;
-        Ok(())
+        self.call(|c| async move { c.batch_execute(&statement).await })
+            .await
     }
 
     async fn listen(&self, channels: &[&str]) -> Result<Self::NotificationStream, Self::Error> {
         let (tx, rx) = mpsc::channel(QUEUE);
         write(&self.listeners).extend(channels.iter().map(|c| (c.to_string(), tx.clone())));
         // Down now: the reconnection LISTENs on every registered channel.
-        if let Ok(client) = self.client() {
-            client
-                .batch_execute(&listen_query(channels, "LISTEN"))
-                .await?;
+        let query = listen_query(channels, "LISTEN");
+        match self
+            .call(|c| async move { c.batch_execute(&query).await })
+            .await
+        {
+            Ok(()) | Err(DriverError::Down) => {}
+            Err(e) => return Err(e),
         }
         Ok(futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|note| (note, rx))
@@ -263,24 +324,26 @@ impl Driver for ResilientDriver {
     }
 
     async fn notify(&self, channel: &str, message: &str) -> Result<(), Self::Error> {
-        self.client()?
-            .execute("SELECT pg_notify($1, $2)", &[&channel, &message])
-            .await?;
+        self.call(|c| async move {
+            c.execute("SELECT pg_notify($1, $2)", &[&channel, &message])
+                .await
+        })
+        .await?;
         Ok(())
     }
 
     async fn push_attachment(&self, table: &str, attachment: &[u8]) -> Result<i64, Self::Error> {
         let table = table.replace('"', "\"\"");
         let query = format!("INSERT INTO \"{table}\" (payload) VALUES ($1) RETURNING id");
-        let row = self.client()?.query_one(&query, &[&attachment]).await?;
-        Ok(row.try_get(0)?)
+        self.call(|c| async move { c.query_one(&query, &[&attachment]).await?.try_get(0) })
+            .await
     }
 
     async fn get_attachment(&self, table: &str, id: i64) -> Result<Vec<u8>, Self::Error> {
         let table = table.replace('"', "\"\"");
         let query = format!("SELECT payload FROM \"{table}\" WHERE id = $1");
-        let row = self.client()?.query_one(&query, &[&id]).await?;
-        Ok(row.try_get(0)?)
+        self.call(|c| async move { c.query_one(&query, &[&id]).await?.try_get(0) })
+            .await
     }
 
     async fn cleanup_attachments(
@@ -293,17 +356,17 @@ impl Driver for ResilientDriver {
             "DELETE FROM \"{table}\" WHERE created_at < now() - interval '{} milliseconds'",
             interval.as_millis()
         );
-        self.client()?.execute(&query, &[]).await?;
+        self.call(|c| async move { c.execute(&query, &[]).await })
+            .await?;
         Ok(())
     }
 
     async fn close(&self, channels: &[&str]) -> Result<(), Self::Error> {
         write(&self.listeners).retain(|(c, _)| !channels.contains(&c.as_str()));
         // Other namespaces share the connection: UNLISTEN only these.
-        self.client()?
-            .batch_execute(&listen_query(channels, "UNLISTEN"))
-            .await?;
-        Ok(())
+        let query = listen_query(channels, "UNLISTEN");
+        self.call(|c| async move { c.batch_execute(&query).await })
+            .await
     }
 }
 
@@ -421,7 +484,7 @@ mod tests {
         let wait = |pred: fn(&Link) -> bool| {
             let mut link = link.clone();
             async move {
-                tokio::time::timeout(Duration::from_secs(20), link.wait_for(|l| pred(l)))
+                tokio::time::timeout(Duration::from_secs(20), link.wait_for(pred))
                     .await
                     .expect("in time")
                     .map(|l| *l)
@@ -439,5 +502,54 @@ mod tests {
             .expect("the notification arrives")
             .expect("the stream goes on");
         assert_eq!(note.payload(), "after");
+    }
+
+    /// A connection that stops answering (here: a call stuck behind a lock,
+    /// as a half-open connection would be) is given up after CALL_TIMEOUT:
+    /// the caller hears an error at once and a new connection is made.
+    #[tokio::test]
+    async fn a_connection_that_stops_answering_is_replaced() {
+        let Some(url) = server() else { return };
+        let driver = connect(&url).await.expect("connect");
+        let table = format!("tessera_test_attach_{}", std::process::id());
+        driver.init(&table).await.expect("init");
+        let admin = connect(&url).await.expect("second connection");
+        let (locker, connection) = pg_config(&url)
+            .expect("url")
+            .0
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("locker");
+        tokio::spawn(connection);
+        locker
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE \"{table}\" IN ACCESS EXCLUSIVE MODE"
+            ))
+            .await
+            .expect("lock");
+        let started = std::time::Instant::now();
+        let stuck = driver.push_attachment(&table, b"x").await;
+        assert!(matches!(stuck, Err(DriverError::Timeout)), "{stuck:?}");
+        assert!(started.elapsed() < CALL_TIMEOUT + Duration::from_secs(2));
+        let mut link = driver.link();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            link.wait_for(|l| l.connected && l.reconnects >= 1),
+        )
+        .await
+        .expect("reconnected in time")
+        .expect("link");
+        locker.batch_execute("ROLLBACK").await.expect("unlock");
+        let id = driver
+            .push_attachment(&table, b"y")
+            .await
+            .expect("works again");
+        assert_eq!(driver.get_attachment(&table, id).await.expect("read"), b"y");
+        admin
+            .client()
+            .expect("up")
+            .batch_execute(&format!("DROP TABLE \"{table}\""))
+            .await
+            .expect("drop");
     }
 }

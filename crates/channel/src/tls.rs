@@ -6,8 +6,10 @@
 //! | `disable` | never | - |
 //! | `prefer` (default) | if the server offers it | not checked |
 //! | `require` | always | not checked (checked against `sslrootcert` if given, as libpq does) |
-//! | `verify-ca` | always | signed by `sslrootcert` (or a public CA) |
-//! | `verify-full` | always | that, and issued for the host in the URL |
+//! | `verify-ca` | always | signed by `sslrootcert` (required) |
+//! | `verify-full` | always | that, and issued for the host in the URL; `sslrootcert=system` trusts the public web PKI |
+//!
+//! `PGSSLMODE` and `PGSSLROOTCERT` apply when the URL does not say.
 //!
 //! tokio-postgres knows only `disable`, `prefer` and `require` and no
 //! `sslrootcert`, so both are taken out of the URL here and applied to the
@@ -36,35 +38,73 @@ enum Check {
     ChainAndName,
 }
 
+/// Where the trusted roots come from.
+enum Roots<'a> {
+    /// A PEM file (`sslrootcert=PATH`).
+    File(&'a str),
+    /// The public web PKI (`sslrootcert=system`, with `verify-full` only).
+    System,
+}
+
 /// The connection settings and TLS connector a database URL asks for.
+/// `PGSSLMODE` and `PGSSLROOTCERT` apply when the URL does not say (as for
+/// libpq and sqlx, which the store uses).
 pub fn pg_config(url: &str) -> Result<(Config, PgTls), String> {
-    let mut parsed = url::Url::parse(url).map_err(|e| format!("database URL: {e}"))?;
-    let mut mode = "prefer".to_string();
+    pg_config_with(url, |name| std::env::var(name).ok())
+}
+
+fn pg_config_with(
+    url: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(Config, PgTls), String> {
+    let bad = |e: &dyn std::fmt::Display| format!("database URL: {e}");
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut mode = None;
     let mut root_cert = None;
+    // The other parameters pass on untouched (re-encoding would turn
+    // spaces into `+`, which tokio-postgres reads literally).
     let mut rest = Vec::new();
-    for (key, value) in parsed.query_pairs() {
-        match &*key {
-            "sslmode" => mode = value.into_owned(),
-            "sslrootcert" => root_cert = Some(value.into_owned()),
-            _ => rest.push((key.into_owned(), value.into_owned())),
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let decoded = url::form_urlencoded::parse(pair.as_bytes()).next();
+        match decoded {
+            Some((key, value)) if key == "sslmode" => mode = Some(value.into_owned()),
+            Some((key, value)) if key == "sslrootcert" => root_cert = Some(value.into_owned()),
+            _ => rest.push(pair),
         }
     }
-    if rest.is_empty() {
-        parsed.set_query(None);
+    let url = if rest.is_empty() {
+        base.to_string()
     } else {
-        parsed.query_pairs_mut().clear().extend_pairs(rest);
-    }
-    let mut config = Config::from_str(parsed.as_str()).map_err(|e| format!("database URL: {e}"))?;
-    let (ssl, check) = match (mode.as_str(), root_cert.is_some()) {
+        format!("{base}?{}", rest.join("&"))
+    };
+    let mut config = Config::from_str(&url).map_err(|e| bad(&e))?;
+    let mode = mode
+        .or_else(|| env("PGSSLMODE"))
+        .unwrap_or_else(|| "prefer".into());
+    let root_cert = root_cert.or_else(|| env("PGSSLROOTCERT"));
+    let roots = match root_cert.as_deref() {
+        None => None,
+        Some("system") if mode != "verify-full" => {
+            return Err(bad(&"sslrootcert=system needs sslmode=verify-full"));
+        }
+        Some("system") => Some(Roots::System),
+        Some(path) => Some(Roots::File(path)),
+    };
+    let (ssl, check) = match (mode.as_str(), roots.is_some()) {
         ("disable", _) => (SslMode::Disable, Check::Nothing),
         ("allow" | "prefer", _) => (SslMode::Prefer, Check::Nothing),
         ("require", false) => (SslMode::Require, Check::Nothing),
-        ("require" | "verify-ca", _) => (SslMode::Require, Check::Chain),
-        ("verify-full", _) => (SslMode::Require, Check::ChainAndName),
-        (other, _) => return Err(format!("database URL: unknown sslmode `{other}`")),
+        ("require" | "verify-ca", true) => (SslMode::Require, Check::Chain),
+        ("verify-full", true) => (SslMode::Require, Check::ChainAndName),
+        ("verify-ca" | "verify-full", false) => {
+            return Err(bad(&format!(
+                "sslmode={mode} needs sslrootcert (the CA's PEM file, or `system` with verify-full)"
+            )));
+        }
+        (other, _) => return Err(bad(&format!("unknown sslmode `{other}`"))),
     };
     config.ssl_mode(ssl);
-    let tls = rustls_config(check, root_cert.as_deref())?;
+    let tls = rustls_config(check, roots.as_ref())?;
     Ok((config, tokio_postgres_rustls::MakeRustlsConnect::new(tls)))
 }
 
@@ -72,7 +112,7 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn rustls_config(check: Check, root_cert: Option<&str>) -> Result<rustls::ClientConfig, String> {
+fn rustls_config(check: Check, roots: Option<&Roots<'_>>) -> Result<rustls::ClientConfig, String> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -80,21 +120,24 @@ fn rustls_config(check: Check, root_cert: Option<&str>) -> Result<rustls::Client
     let verifier: Arc<dyn ServerCertVerifier> = match check {
         Check::Nothing => Arc::new(Unchecked(provider)),
         Check::Chain | Check::ChainAndName => {
-            let mut roots = RootCertStore::empty();
-            match root_cert {
-                Some(path) => {
+            let mut store = RootCertStore::empty();
+            match roots {
+                Some(Roots::File(path)) => {
                     let certs = CertificateDer::pem_file_iter(path)
                         .map_err(|e| format!("sslrootcert {path}: {e}"))?;
                     for cert in certs {
                         let cert = cert.map_err(|e| format!("sslrootcert {path}: {e}"))?;
-                        roots
+                        store
                             .add(cert)
                             .map_err(|e| format!("sslrootcert {path}: {e}"))?;
                     }
                 }
-                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+                Some(Roots::System) => {
+                    store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                }
+                None => return Err("TLS: no trusted roots to check the certificate".into()),
             }
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
                 .build()
                 .map_err(|e| format!("TLS: {e}"))?;
             if check == Check::Chain {
@@ -215,22 +258,69 @@ mod tests {
 
     #[test]
     fn ssl_settings_leave_the_url_and_become_tls_settings() {
-        let (config, _) =
-            pg_config("postgres://u@db.example:5433/app?sslmode=require&application_name=x")
-                .expect("valid");
+        let none = |_: &str| None;
+        let (config, _) = pg_config_with(
+            "postgres://u@db.example:5433/app?sslmode=require&application_name=x&options=-c%20statement_timeout%3D5s",
+            none,
+        )
+        .expect("valid");
         assert_eq!(config.get_ssl_mode(), SslMode::Require);
         assert_eq!(config.get_application_name(), Some("x"));
-        let (config, _) = pg_config("postgres://u@db.example/app").expect("valid");
+        assert_eq!(
+            config.get_options(),
+            Some("-c statement_timeout=5s"),
+            "not re-encoded"
+        );
+        let (config, _) = pg_config_with("postgres://u@db.example/app", none).expect("valid");
         assert_eq!(config.get_ssl_mode(), SslMode::Prefer, "libpq's default");
-        let (config, _) = pg_config("postgres://u@db.example/app?sslmode=disable").expect("valid");
-        assert_eq!(config.get_ssl_mode(), SslMode::Disable);
         let (config, _) =
-            pg_config("postgres://u@db.example/app?sslmode=verify-full").expect("valid");
+            pg_config_with("postgres://u@db.example/app?sslmode=disable", none).expect("valid");
+        assert_eq!(config.get_ssl_mode(), SslMode::Disable);
+        let (config, _) = pg_config_with(
+            "postgres://u@db.example/app?sslmode=verify-full&sslrootcert=system",
+            none,
+        )
+        .expect("valid");
         assert_eq!(config.get_ssl_mode(), SslMode::Require);
-        let err = pg_config("postgres://u@db.example/app?sslmode=sometimes").err();
-        assert!(err.is_some_and(|e| e.contains("unknown sslmode")));
-        let err =
-            pg_config("postgres://u@db/app?sslmode=verify-ca&sslrootcert=/nonexistent.pem").err();
-        assert!(err.is_some_and(|e| e.contains("sslrootcert /nonexistent.pem")));
+        let err = |url: &str| pg_config_with(url, none).err().unwrap_or_default();
+        assert!(err("postgres://u@db/app?sslmode=sometimes").contains("unknown sslmode"));
+        assert!(
+            err("postgres://u@db/app?sslmode=verify-ca&sslrootcert=/nonexistent.pem")
+                .contains("sslrootcert /nonexistent.pem")
+        );
+    }
+
+    /// verify-* without a root is refused: a public CA vouches for names,
+    /// and verify-ca does not compare names, so "any public certificate"
+    /// would pass.
+    #[test]
+    fn verification_needs_a_root() {
+        let none = |_: &str| None;
+        let err = |url: &str| pg_config_with(url, none).err().unwrap_or_default();
+        assert!(err("postgres://u@db/app?sslmode=verify-ca").contains("needs sslrootcert"));
+        assert!(err("postgres://u@db/app?sslmode=verify-full").contains("needs sslrootcert"));
+        assert!(
+            err("postgres://u@db/app?sslmode=verify-ca&sslrootcert=system")
+                .contains("needs sslmode=verify-full")
+        );
+        assert!(
+            err("postgres://u@db/app?sslmode=require&sslrootcert=system")
+                .contains("needs sslmode=verify-full")
+        );
+    }
+
+    #[test]
+    fn the_environment_applies_when_the_url_is_silent() {
+        let env = |name: &str| match name {
+            "PGSSLMODE" => Some("require".to_string()),
+            _ => None,
+        };
+        let (config, _) = pg_config_with("postgres://u@db/app", env).expect("valid");
+        assert_eq!(config.get_ssl_mode(), SslMode::Require);
+        let (config, _) =
+            pg_config_with("postgres://u@db/app?sslmode=disable", env).expect("valid");
+        assert_eq!(config.get_ssl_mode(), SslMode::Disable, "the URL wins");
+        let strict = |name: &str| (name == "PGSSLMODE").then(|| "verify-full".to_string());
+        assert!(pg_config_with("postgres://u@db/app", strict).is_err());
     }
 }

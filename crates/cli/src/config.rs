@@ -285,8 +285,10 @@ impl Config {
                 bail!("{name} must be between 1 and 86400 seconds");
             }
         }
-        if self.refresh_reuse_grace_ms < 0 {
-            bail!("refresh_reuse_grace_ms must not be negative");
+        // Within the window a spent token still yields its unused successor:
+        // a long one would all but turn reuse detection off.
+        if !(0..=60_000).contains(&self.refresh_reuse_grace_ms) {
+            bail!("refresh_reuse_grace_ms must be between 0 and 60000");
         }
         if !self.socket_path.starts_with('/') || self.socket_path.len() < 2 {
             bail!("socket_path must be a path like /socket.io");
@@ -552,6 +554,8 @@ client_id = "gh"
             ("TESSERA_HEADER_READ_TIMEOUT_SECS", "0"),
             ("TESSERA_IDLE_TIMEOUT_SECS", "0"),
             ("TESSERA_MAX_CONNECTIONS", "0"),
+            ("TESSERA_REFRESH_REUSE_GRACE_MS", "-1"),
+            ("TESSERA_REFRESH_REUSE_GRACE_MS", "3600000"),
         ] {
             assert!(
                 Config::load_from(None, env(&[(key, bad)])).is_err(),

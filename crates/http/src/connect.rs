@@ -199,6 +199,9 @@ async fn provider_link(
         Err(tessera_oauth::verify::Rejection::Unavailable(detail)) => {
             return Err(ConnectError::StoreUnavailable(detail).into())
         }
+        Err(tessera_oauth::verify::Rejection::Internal(detail)) => {
+            return Err(ConnectError::Internal(detail).into())
+        }
         _ => return Err(ConnectError::Unauthenticated.into()),
     };
     let (url, expires_in) = app

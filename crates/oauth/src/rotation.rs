@@ -133,6 +133,8 @@ impl Rotation {
                     && session.id == session_id
                     && session.is_active(now)
                 {
+                    tracing::info!(session = %session_id,
+                        "a spent refresh token came back within the grace window: its unused successor again");
                     return Ok(Rotated::Again {
                         next: NewRefreshToken { secret, record },
                         session: Box::new(session),

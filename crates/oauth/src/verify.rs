@@ -42,19 +42,40 @@ pub enum Rejection {
     /// `temporarily_unavailable` with `Retry-After`.
     #[error("temporarily unavailable")]
     Unavailable(String),
+    /// Anything else that went wrong on our side (a row that does not
+    /// decode, a key that does not unseal): a 500, not a retryable 503.
+    #[error("internal error")]
+    Internal(String),
 }
 
 impl From<Rejection> for OAuthError {
     fn from(r: Rejection) -> Self {
         match r {
             Rejection::Unavailable(detail) => OAuthError::unavailable(detail),
+            Rejection::Internal(detail) => OAuthError::server_error(detail),
             other => OAuthError::invalid_token(other.to_string()).with_debug(format!("{other:?}")),
         }
     }
 }
 
+/// A key-cache failure: the store being down is `Unavailable`, anything
+/// else `Internal`.
 fn unavailable(e: OAuthError) -> Rejection {
-    Rejection::Unavailable(e.debug.unwrap_or(e.description))
+    let detail = e.debug.unwrap_or(e.description);
+    if e.code == tessera_core::OAuthErrorCode::TemporarilyUnavailable {
+        Rejection::Unavailable(detail)
+    } else {
+        Rejection::Internal(detail)
+    }
+}
+
+/// A store failure: `Unavailable` when the database cannot be reached,
+/// else `Internal`.
+fn store_failure(e: tessera_store::StoreError) -> Rejection {
+    match e {
+        tessera_store::StoreError::Unavailable(detail) => Rejection::Unavailable(detail),
+        other => Rejection::Internal(other.to_string()),
+    }
 }
 
 /// Checks this server's access tokens: signature, issuer, kind, expiry,
@@ -170,7 +191,7 @@ impl Verifier {
                 self.client_db
                     .client_by_client_id(&realm.id, &claims.azp)
                     .await
-                    .map_err(|e| Rejection::Unavailable(e.to_string()))?
+                    .map_err(store_failure)?
                     .filter(|c| c.enabled)
                     .ok_or(Rejection::ClientDisabled)?;
                 None
@@ -190,6 +211,7 @@ impl Verifier {
         match self.session_verdict(realm, session_id).await {
             Ok(s) => Ok(Some(s)),
             Err(Rejection::Unavailable(detail)) => Err(OAuthError::unavailable(detail)),
+            Err(Rejection::Internal(detail)) => Err(OAuthError::server_error(detail)),
             Err(_) => Ok(None),
         }
     }
@@ -205,6 +227,7 @@ impl Verifier {
         match self.check_session(realm, session_id, false).await {
             Ok(s) => Ok(Some(s)),
             Err(Rejection::Unavailable(detail)) => Err(OAuthError::unavailable(detail)),
+            Err(Rejection::Internal(detail)) => Err(OAuthError::server_error(detail)),
             Err(_) => Ok(None),
         }
     }
@@ -223,7 +246,6 @@ impl Verifier {
         session_id: &str,
         cached: bool,
     ) -> Result<Session, Rejection> {
-        let down = |e: tessera_store::StoreError| Rejection::Unavailable(e.to_string());
         let hit = if cached {
             self.live.get(session_id)
         } else {
@@ -233,7 +255,11 @@ impl Verifier {
             Some(s) => s,
             None => {
                 let ticket = self.live.ticket();
-                let found = self.session_db.session(session_id).await.map_err(down)?;
+                let found = self
+                    .session_db
+                    .session(session_id)
+                    .await
+                    .map_err(store_failure)?;
                 if let Some(s) = &found {
                     self.live.keep(ticket, s, now_ms());
                 }
@@ -246,7 +272,7 @@ impl Verifier {
         self.client_db
             .client(&realm.id, &s.client_id)
             .await
-            .map_err(down)?
+            .map_err(store_failure)?
             .filter(|c| c.enabled)
             .ok_or(Rejection::ClientDisabled)?;
         Ok(s)
@@ -314,8 +340,10 @@ mod tests {
             Some(Rejection::UnknownKey),
             "another realm's keys do not know it"
         );
-        // The database goes away: the answer is "unavailable", not "invalid"
-        // (once the live verdict this node holds is forgotten).
+        // The sessions table goes away: a fault of ours, never "invalid"
+        // (once the live verdict this node holds is forgotten), and not a
+        // retryable outage either (that is `StoreError::Unavailable`,
+        // classified in `map_db_error`).
         svc.sessions.forget_live_sessions();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let mut raw = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
@@ -327,7 +355,7 @@ mod tests {
             .expect("rename");
         assert!(matches!(
             svc.verifier.check_live_access_token(&realm, &token).await,
-            Err(Rejection::Unavailable(_))
+            Err(Rejection::Internal(_))
         ));
         sqlx::query("ALTER TABLE sessions_gone RENAME TO sessions")
             .execute(&mut raw)
@@ -348,8 +376,22 @@ mod tests {
         );
         assert_eq!(
             OAuthError::from(Rejection::Unavailable("down".into())).code,
+            tessera_core::OAuthErrorCode::TemporarilyUnavailable
+        );
+        assert_eq!(
+            OAuthError::from(Rejection::Internal("bad row".into())).code,
             tessera_core::OAuthErrorCode::ServerError
         );
+        assert!(matches!(
+            store_failure(tessera_store::StoreError::Unavailable(
+                "pool timed out".into()
+            )),
+            Rejection::Unavailable(_)
+        ));
+        assert!(matches!(
+            store_failure(tessera_store::StoreError::Unexpected("bad row".into())),
+            Rejection::Internal(_)
+        ));
     }
 
     /// The service's session table, counting reads; one read can be held

@@ -57,6 +57,9 @@ pub async fn restore(cfg: &Config, file: &Path, force: bool) -> anyhow::Result<(
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         ensure_private_dir(dir)?;
     }
+    // The key is checked on a copy first: a wrong key must not cost the
+    // database it would have replaced.
+    let key_checked = check_master_key_before(cfg, file).await?;
     let snapshot = match sqlite::restore(file, &db, force).await {
         Err(BackupError::TargetExists(at)) => bail!(
             "a database already exists at {}; stop the server and pass --force to replace it",
@@ -74,23 +77,47 @@ pub async fn restore(cfg: &Config, file: &Path, force: bool) -> anyhow::Result<(
         db.display(),
         snapshot.schema_version
     );
-    check_master_key(cfg).await
+    if let Some(realms) = key_checked {
+        println!(
+            "The master key ({}) unseals the signing keys of all {realms} realms.",
+            key_source(cfg)
+        );
+    }
+    Ok(())
 }
 
-/// A restored database opens only with the master key it was written
-/// with. Says where the key must be, and when one is there, that it unseals
-/// every realm's signing keys (as `serve` does at start).
-async fn check_master_key(cfg: &Config) -> anyhow::Result<()> {
+/// Checks the master key against a scratch copy of `backup` (`None` and a
+/// warning when there is no key yet, as a restore onto a new machine may
+/// come before the key). Returns how many realms' keys it unseals.
+async fn check_master_key_before(cfg: &Config, backup: &Path) -> anyhow::Result<Option<usize>> {
     let source = key_source(cfg);
     let in_env = std::env::var_os("TESSERA_MASTER_KEY").is_some();
     if !in_env && !cfg.data_dir.join("master.key").exists() {
         println!(
             "warning: there is no master key at {source} (nor TESSERA_MASTER_KEY): put the key this backup was taken with there before starting tessera"
         );
-        return Ok(());
+        return Ok(None);
     }
+    sqlite::check(backup).await?;
+    let scratch = tempfile::tempdir()?;
+    let copy = scratch.path().join("tessera.db");
+    std::fs::copy(backup, &copy)?;
+    let mut scratch_cfg = cfg.clone();
+    scratch_cfg.database_url = Some(format!("sqlite://{}", copy.display()));
+    check_master_key(&scratch_cfg, serve::master_key(cfg)?, &source)
+        .await
+        .map(Some)
+}
+
+/// A restored database opens only with the master key it was written
+/// with: checks that `master` unseals every realm's signing keys in the
+/// database `cfg` names (as `serve` does at start).
+async fn check_master_key(
+    cfg: &Config,
+    master: tessera_keys::MasterKey,
+    source: &str,
+) -> anyhow::Result<usize> {
     let store = serve::open_store(cfg, false).await?.store;
-    let master = serve::master_key(cfg)?;
     let state = serve::state(cfg, store, master, "http://localhost")?;
     let realms = state
         .services
@@ -106,11 +133,7 @@ async fn check_master_key(cfg: &Config) -> anyhow::Result<()> {
             );
         }
     }
-    println!(
-        "The master key ({source}) unseals the signing keys of all {} realms.",
-        realms.len()
-    );
-    Ok(())
+    Ok(realms.len())
 }
 
 fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {

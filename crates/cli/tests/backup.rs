@@ -271,6 +271,8 @@ async fn backup_under_refresh_load_restores_to_a_working_server() {
     )
     .expect("key");
     copy_private(&wrong, &b.join("master.key"));
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).expect("db"));
+    let before = inode(&b.join("tessera.db"));
     failed_with(
         &tessera(
             &["admin", "restore", &file_s, "--force", "--data-dir", &b_s],
@@ -278,6 +280,11 @@ async fn backup_under_refresh_load_restores_to_a_working_server() {
             None,
         ),
         "does not unseal the signing keys",
+    );
+    assert_eq!(
+        inode(&b.join("tessera.db")),
+        before,
+        "a wrong key is found before the database it would replace is touched"
     );
     // The right key: restored and checked.
     std::fs::remove_file(b.join("master.key")).expect("rm");

@@ -165,22 +165,24 @@ async fn sweep<A: Adapter>(ctx: &Ctx, io: &SocketIo<A>) {
 }
 
 /// Follows the adapter's database connection: reports it in the metrics
-/// (and so in readiness), and after each reconnection checks every socket
-/// held here against the database: revocations made on other nodes while
-/// the connection was down were never heard.
+/// (and so in readiness), and after each reconnection (or a notification
+/// dropped) checks every socket held here against the database:
+/// revocations made on other nodes meanwhile were never heard.
 pub(crate) fn follow_link<A: Adapter>(
     ctx: Ctx,
     io: SocketIo<A>,
     mut link: tokio::sync::watch::Receiver<crate::pg_driver::Link>,
 ) {
     tokio::spawn(async move {
-        let mut seen = 0;
+        let (mut seen, mut lost) = (0, 0);
         loop {
             let now = *link.borrow_and_update();
             ctx.metrics
                 .event_adapter_link(now.connected, now.reconnects);
-            if now.connected && now.reconnects > seen {
-                seen = now.reconnects;
+            // Back after an outage, or a notification dropped: what was
+            // missed may have been a revocation.
+            if now.connected && (now.reconnects > seen || now.lost > lost) {
+                (seen, lost) = (now.reconnects, now.lost);
                 // Its own task: the link's state must stay current meanwhile.
                 let (ctx, io) = (ctx.clone(), io.clone());
                 tokio::spawn(async move { sweep(&ctx, &io).await });

@@ -37,6 +37,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Link {
     pub connected: bool,
     pub reconnects: u64,
+    /// Notifications dropped because their listener was full.
+    pub lost: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +82,7 @@ impl ResilientDriver {
         let (client, connection) = config.connect(tls.clone()).await?;
         let (link_tx, link) = watch::channel(Link {
             connected: true,
-            reconnects: 0,
+            ..Link::default()
         });
         let driver = Self {
             client: Arc::new(RwLock::new(Some(Arc::new(client)))),
@@ -128,11 +130,15 @@ impl ResilientDriver {
     }
 }
 
-fn dispatch(listeners: &Listeners, note: Notification) {
+/// Hands a notification to its listener; one dropped (the listener is
+/// full) is counted in `link`, so the channel re-checks its sockets: it may
+/// have been a revocation.
+fn dispatch(listeners: &Listeners, note: Notification, link: &watch::Sender<Link>) {
     let listeners = read(listeners);
     if let Some((_, tx)) = listeners.iter().find(|(c, _)| c == note.channel()) {
         if tx.try_send(note).is_err() {
             tracing::warn!("event channel notification dropped: its listener is full");
+            link.send_modify(|l| l.lost += 1);
         }
     }
 }
@@ -191,7 +197,7 @@ impl Supervisor {
                         let Some(listeners) = self.listeners.upgrade() else {
                             return;
                         };
-                        dispatch(&listeners, note);
+                        dispatch(&listeners, note, &self.link);
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
@@ -227,9 +233,9 @@ impl Supervisor {
             // A call that timed out meanwhile meant the old connection.
             let _ = futures::FutureExt::now_or_never(self.broken.notified());
             reconnects += 1;
-            self.link.send_replace(Link {
-                connected: true,
-                reconnects,
+            self.link.send_modify(|l| {
+                l.connected = true;
+                l.reconnects = reconnects;
             });
             tracing::info!(reconnects, "event channel database connection restored");
         }
@@ -261,7 +267,9 @@ impl Supervisor {
                         break;
                     }
                     message = connection.next() => match message {
-                        Some(Ok(AsyncMessage::Notification(note))) => dispatch(&listeners, note),
+                        Some(Ok(AsyncMessage::Notification(note))) => {
+                            dispatch(&listeners, note, &self.link);
+                        }
                         Some(Ok(_)) => {}
                         Some(Err(e)) => return Err(e.into()),
                         None => return Err(DriverError::Down),
@@ -315,7 +323,10 @@ impl Driver for ResilientDriver {
             .await
         {
             Ok(()) | Err(DriverError::Down) => {}
-            Err(e) => return Err(e),
+            Err(e) => {
+                write(&self.listeners).retain(|(c, _)| !channels.contains(&c.as_str()));
+                return Err(e);
+            }
         }
         Ok(futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|note| (note, rx))

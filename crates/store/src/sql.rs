@@ -74,8 +74,16 @@ pub fn map_db_error(e: sqlx::Error) -> crate::StoreError {
 fn is_outage_code(code: &str) -> bool {
     if code.len() == 5 {
         // 08: connection exception; 53: insufficient resources (too many
-        // connections, disk full); 57P0x: shutting down, starting up.
-        return code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0");
+        // connections, disk full); 57P01-57P03: shutting down, starting up
+        // (57P04, the database was dropped, is no outage); 25006: a
+        // read-only transaction (a standby just after a failover); 40001 and
+        // 40P01: a serialization failure or deadlock, which a retry resolves.
+        return code.starts_with("08")
+            || code.starts_with("53")
+            || matches!(
+                code,
+                "57P01" | "57P02" | "57P03" | "25006" | "40001" | "40P01"
+            );
     }
     // SQLITE_BUSY, SQLITE_LOCKED (held by another process), SQLITE_IOERR,
     // SQLITE_FULL, SQLITE_CANTOPEN.
@@ -313,7 +321,11 @@ mod tests {
     fn outage_codes_of_both_backends() {
         // PostgreSQL: admin shutdown, cannot connect now, connection
         // failure, too many connections.
-        for code in ["57P01", "57P03", "08006", "08001", "53300"] {
+        // Also a standby's read-only transaction, serialization failure and
+        // deadlock (a retry resolves them).
+        for code in [
+            "57P01", "57P03", "08006", "08001", "53300", "25006", "40001", "40P01",
+        ] {
             assert!(is_outage_code(code), "{code}");
         }
         // SQLite: BUSY, BUSY_SNAPSHOT, LOCKED, IOERR_WRITE, CANTOPEN.
@@ -321,7 +333,8 @@ mod tests {
             assert!(is_outage_code(code), "{code}");
         }
         // Unique and check violations, syntax errors, SQLite CONSTRAINT.
-        for code in ["23505", "23514", "42601", "19", "2067", "1"] {
+        // And a dropped database is no outage.
+        for code in ["23505", "23514", "42601", "19", "2067", "1", "57P04"] {
             assert!(!is_outage_code(code), "{code}");
         }
     }

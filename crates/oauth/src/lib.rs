@@ -49,6 +49,7 @@ pub mod rotation;
 pub mod self_service;
 pub mod sessions;
 pub mod throttle;
+pub mod verified_tokens;
 pub mod verify;
 pub mod workspaces;
 
@@ -191,6 +192,7 @@ impl Services {
             client_db: catalog.clone(),
             user_db: store.clone(),
             live,
+            verified: Arc::default(),
         };
         let minter = Minter {
             config: config.clone(),

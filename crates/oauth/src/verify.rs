@@ -89,6 +89,8 @@ pub struct Verifier {
     pub(crate) user_db: Arc<dyn UserStore>,
     /// Live sessions recently read (`live_sessions.rs`).
     pub(crate) live: Arc<LiveSessions>,
+    /// Tokens whose signature was checked (`verified_tokens.rs`).
+    pub(crate) verified: Arc<crate::verified_tokens::VerifiedTokens>,
 }
 
 impl Verifier {
@@ -147,16 +149,24 @@ impl Verifier {
             .await
             .map_err(unavailable)?
             .ok_or(Rejection::UnknownKey)?;
-        let value = verify_compact(token, &key).map_err(|_| Rejection::Invalid)?;
-        let claims: AccessClaims =
-            serde_json::from_value(value).map_err(|_| Rejection::WrongKind)?;
+        let now = now_secs();
+        let claims = match self.verified.get(&realm.id, &kid, token) {
+            // Verified before with this key, which the realm still holds.
+            Some(claims) => claims,
+            None => {
+                let value = verify_compact(token, &key).map_err(|_| Rejection::Invalid)?;
+                let claims: AccessClaims =
+                    serde_json::from_value(value).map_err(|_| Rejection::WrongKind)?;
+                self.verified.keep(&realm.id, &kid, token, &claims, now);
+                claims
+            }
+        };
         if claims.typ != TYP_ACCESS {
             return Err(Rejection::WrongKind);
         }
         if claims.iss != self.config.issuer(&realm.name) {
             return Err(Rejection::Invalid);
         }
-        let now = now_secs();
         if claims.exp + LEEWAY_SECS <= now {
             return Err(Rejection::Expired);
         }
@@ -304,6 +314,45 @@ mod tests {
             .await
             .expect("token");
         (svc, realm, res.access_token, dir)
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_not_verified_again_but_everything_else_is() {
+        let (svc, realm, token, _dir) = signed_in().await;
+        let before = svc.verifier.verified.hits();
+        let first = svc.verifier.check_access_token(&realm, &token).await;
+        let again = svc.verifier.check_access_token(&realm, &token).await;
+        assert_eq!(first.as_ref().ok(), again.as_ref().ok());
+        assert!(first.is_ok());
+        assert_eq!(
+            svc.verifier.verified.hits(),
+            before + 1,
+            "one signature check saved"
+        );
+        // One byte off: another hash, verified in full, refused.
+        let mut forged = token.clone();
+        forged.pop();
+        forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(
+            svc.verifier.check_access_token(&realm, &forged).await.err(),
+            Some(Rejection::Invalid)
+        );
+        // Another realm does not hold the key: refused before the cache.
+        let other = svc.realms.realm("apps").await.expect("apps");
+        assert_eq!(
+            svc.verifier.check_access_token(&other, &token).await.err(),
+            Some(Rejection::UnknownKey)
+        );
+        // The session still decides liveness.
+        let sid = sid(&token);
+        svc.sessions.end_session(&sid).await.expect("end");
+        assert_eq!(
+            svc.verifier
+                .check_live_access_token(&realm, &token)
+                .await
+                .err(),
+            Some(Rejection::Revoked)
+        );
     }
 
     #[tokio::test]

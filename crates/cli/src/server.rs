@@ -194,6 +194,7 @@ impl Connection {
                 req
             });
         let draining = *self.drain.borrow_and_update();
+        tracing::trace!(%remote, draining, "connection accepted");
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(HeadTimer {
             clock,
@@ -211,10 +212,11 @@ impl Connection {
         loop {
             tokio::select! {
                 result = conn.as_mut() => {
-                    if let Err(e) = result {
+                    match result {
                         // Timeouts and resets by the peer; nothing of the
                         // request (which may hold tokens) is in the error.
-                        tracing::debug!(error = %e, "connection ended");
+                        Err(e) => tracing::debug!(%remote, error = %e, "connection ended"),
+                        Ok(()) => tracing::trace!(%remote, "connection closed"),
                     }
                     break;
                 }

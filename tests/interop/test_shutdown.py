@@ -87,9 +87,14 @@ def test_sigterm_under_burst_answers_every_accepted_request(tmp_path, request):
         time.sleep(0.05)
         srv.proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
-        # Readiness is 503 from the start of the drain.
-        ready = requests.get(f"{srv.base_url}/health/ready", timeout=2)
-        ready_after = time.monotonic() - signalled
+        # Readiness is 503 from the start of the drain (the signal reaches the server's handler
+        # a moment after kill() returns: poll briefly).
+        while True:
+            ready = requests.get(f"{srv.base_url}/health/ready", timeout=2)
+            ready_after = time.monotonic() - signalled
+            if ready.status_code == 503 or ready_after > 1.5:
+                break
+            time.sleep(0.02)
         # The burst goes on while the load balancer has not noticed yet.
         while time.monotonic() - signalled < ACCEPTING_S:
             for _ in range(10):
@@ -117,7 +122,11 @@ def test_sigterm_under_burst_answers_every_accepted_request(tmp_path, request):
 def test_a_second_signal_exits_at_once(tmp_path, request):
     srv = _start_server(tmp_path, _own(request, TESSERA_DRAIN_SECS="60"))
     srv.proc.send_signal(signal.SIGTERM)
-    assert requests.get(f"{srv.base_url}/health/ready", timeout=2).status_code == 503
+    # The signal reaches the server's handler a moment after kill() returns: poll briefly.
+    deadline = time.monotonic() + 2
+    while requests.get(f"{srv.base_url}/health/ready", timeout=2).status_code != 503:
+        assert time.monotonic() < deadline, "readiness did not turn 503 after SIGTERM"
+        time.sleep(0.02)
     srv.proc.send_signal(signal.SIGINT)
     start = time.monotonic()
     code = srv.proc.wait(timeout=10)

@@ -30,12 +30,11 @@ use tokio_postgres::Config;
 /// The TLS connector the adapter's connection uses.
 pub type PgTls = tokio_postgres_rustls::MakeRustlsConnect;
 
-/// How much of the server's certificate to check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Check {
+/// How much of the server's certificate to check, against which roots.
+enum Check<'a> {
     Nothing,
-    Chain,
-    ChainAndName,
+    Chain(Roots<'a>),
+    ChainAndName(Roots<'a>),
 }
 
 /// Where the trusted roots come from.
@@ -90,13 +89,13 @@ fn pg_config_with(
         Some("system") => Some(Roots::System),
         Some(path) => Some(Roots::File(path)),
     };
-    let (ssl, check) = match (mode.as_str(), roots.is_some()) {
+    let (ssl, check) = match (mode.as_str(), roots) {
         ("disable", _) => (SslMode::Disable, Check::Nothing),
         ("allow" | "prefer", _) => (SslMode::Prefer, Check::Nothing),
-        ("require", false) => (SslMode::Require, Check::Nothing),
-        ("require" | "verify-ca", true) => (SslMode::Require, Check::Chain),
-        ("verify-full", true) => (SslMode::Require, Check::ChainAndName),
-        ("verify-ca" | "verify-full", false) => {
+        ("require", None) => (SslMode::Require, Check::Nothing),
+        ("require" | "verify-ca", Some(roots)) => (SslMode::Require, Check::Chain(roots)),
+        ("verify-full", Some(roots)) => (SslMode::Require, Check::ChainAndName(roots)),
+        ("verify-ca" | "verify-full", None) => {
             return Err(bad(&format!(
                 "sslmode={mode} needs sslrootcert (the CA's PEM file, or `system` with verify-full)"
             )));
@@ -104,7 +103,7 @@ fn pg_config_with(
         (other, _) => return Err(bad(&format!("unknown sslmode `{other}`"))),
     };
     config.ssl_mode(ssl);
-    let tls = rustls_config(check, roots.as_ref())?;
+    let tls = rustls_config(check)?;
     Ok((config, tokio_postgres_rustls::MakeRustlsConnect::new(tls)))
 }
 
@@ -112,17 +111,18 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn rustls_config(check: Check, roots: Option<&Roots<'_>>) -> Result<rustls::ClientConfig, String> {
+fn rustls_config(check: Check<'_>) -> Result<rustls::ClientConfig, String> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?;
+    let name_too = matches!(check, Check::ChainAndName(_));
     let verifier: Arc<dyn ServerCertVerifier> = match check {
         Check::Nothing => Arc::new(Unchecked(provider)),
-        Check::Chain | Check::ChainAndName => {
+        Check::Chain(roots) | Check::ChainAndName(roots) => {
             let mut store = RootCertStore::empty();
             match roots {
-                Some(Roots::File(path)) => {
+                Roots::File(path) => {
                     let certs = CertificateDer::pem_file_iter(path)
                         .map_err(|e| format!("sslrootcert {path}: {e}"))?;
                     for cert in certs {
@@ -132,18 +132,17 @@ fn rustls_config(check: Check, roots: Option<&Roots<'_>>) -> Result<rustls::Clie
                             .map_err(|e| format!("sslrootcert {path}: {e}"))?;
                     }
                 }
-                Some(Roots::System) => {
+                Roots::System => {
                     store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
                 }
-                None => return Err("TLS: no trusted roots to check the certificate".into()),
             }
             let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
                 .build()
                 .map_err(|e| format!("TLS: {e}"))?;
-            if check == Check::Chain {
-                Arc::new(ChainOnly(webpki))
-            } else {
+            if name_too {
                 webpki
+            } else {
+                Arc::new(ChainOnly(webpki))
             }
         }
     };

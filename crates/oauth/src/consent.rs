@@ -370,7 +370,7 @@ impl ConsentLogin {
             }
         };
         match rotated {
-            Rotated::Fresh { next, .. } | Rotated::Again { next, .. } => Ok(next.secret),
+            Rotated::Successor { next, .. } => Ok(next.secret),
             Rotated::Spent {
                 session_id,
                 rotated_at,

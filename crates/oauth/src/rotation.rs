@@ -20,15 +20,10 @@ use tessera_store::{ClientMeta, RefreshTokenStore, RotateOutcome, StoreError};
 
 /// What rotating a refresh token came to.
 pub enum Rotated {
-    /// The token was live: it is spent now and `next` is its successor.
-    Fresh {
-        next: NewRefreshToken,
-        session: Box<Session>,
-    },
-    /// The token was spent moments ago and its successor is still unused:
-    /// the same successor again (a retry after a lost answer, or a request
-    /// racing its twin).
-    Again {
+    /// `next` is the token's successor: made now (the token was live and is
+    /// spent now), or made moments ago and still unused (a retry after a
+    /// lost answer, or a request racing its twin): the same one either way.
+    Successor {
         next: NewRefreshToken,
         session: Box<Session>,
     },
@@ -101,7 +96,7 @@ impl Rotation {
             .rotate_refresh_token(&TokenHash::of(old), &next.record, now, meta)
             .await?;
         Ok(match outcome {
-            RotateOutcome::Rotated(session) => Rotated::Fresh { next, session },
+            RotateOutcome::Rotated(session) => Rotated::Successor { next, session },
             RotateOutcome::AlreadyRotated {
                 session_id,
                 rotated_at,
@@ -135,7 +130,7 @@ impl Rotation {
                 {
                     tracing::info!(session = %session_id,
                         "a spent refresh token came back within the grace window: its unused successor again");
-                    return Ok(Rotated::Again {
+                    return Ok(Rotated::Successor {
                         next: NewRefreshToken { secret, record },
                         session: Box::new(session),
                     });

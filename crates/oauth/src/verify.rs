@@ -316,6 +316,14 @@ mod tests {
         (svc, realm, res.access_token, dir)
     }
 
+    /// `token` with its last character changed.
+    fn forge(token: &str) -> String {
+        let mut forged = token.to_string();
+        forged.pop();
+        forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+        forged
+    }
+
     #[tokio::test]
     async fn a_verified_token_is_not_verified_again_but_everything_else_is() {
         let (svc, realm, token, _dir) = signed_in().await;
@@ -330,9 +338,7 @@ mod tests {
             "one signature check saved"
         );
         // One byte off: another hash, verified in full, refused.
-        let mut forged = token.clone();
-        forged.pop();
-        forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+        let forged = forge(&token);
         assert_eq!(
             svc.verifier.check_access_token(&realm, &forged).await.err(),
             Some(Rejection::Invalid)
@@ -370,9 +376,7 @@ mod tests {
                 .err(),
             Some(Rejection::Invalid)
         );
-        let mut forged = token.clone();
-        forged.pop();
-        forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+        let forged = forge(&token);
         assert_eq!(
             svc.verifier
                 .check_live_access_token(&realm, &forged)

@@ -70,7 +70,7 @@ impl TokenEndpoint {
             .await
             .map_err(store_err)?
         {
-            Rotated::Fresh { next, session } | Rotated::Again { next, session } => {
+            Rotated::Successor { next, session } => {
                 self.minter
                     .token_response(Issue::for_user(
                         realm, client, &user, &session, &next, &scope,

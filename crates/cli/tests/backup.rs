@@ -81,65 +81,26 @@ async fn jwks(base: &str) -> Value {
 /// Realm `demo`, confidential client `app` (password grant), user `alice`,
 /// through the Admin API: the client's secret.
 async fn provision(http: &reqwest::Client, url: &str) -> String {
-    let (status, admin) = {
-        let res = http
-            .post(format!("{url}/realms/master/protocol/openid-connect/token"))
-            .form(&[
-                ("grant_type", "password"),
-                ("client_id", "admin-cli"),
-                ("username", "admin"),
-                ("password", ADMIN_PW),
-            ])
-            .send()
-            .await
-            .expect("admin token");
-        (res.status(), res.json::<Value>().await.expect("json"))
-    };
-    assert!(status.is_success(), "admin sign-in: {status}");
-    let token = admin["access_token"].as_str().expect("token").to_string();
-    for (path, body) in [
-        ("/admin/realms", json!({"realm": "demo", "enabled": true})),
-        (
-            "/admin/realms/demo/clients",
-            json!({"clientId": "app", "publicClient": false, "directAccessGrantsEnabled": true}),
-        ),
-        (
-            "/admin/realms/demo/users",
-            json!({"username": "alice", "enabled": true,
-            "credentials": [{"type": "password", "value": "alice-pw", "temporary": false}]}),
-        ),
-    ] {
-        let res = http
-            .post(format!("{url}{path}"))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await
-            .expect("admin call");
-        assert!(res.status().is_success(), "{path}: {}", res.status());
-    }
-    let clients: Value = http
-        .get(format!("{url}/admin/realms/demo/clients?clientId=app"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("clients")
-        .json()
-        .await
-        .expect("json");
-    let id = clients[0]["id"].as_str().expect("client id");
-    let secret: Value = http
-        .get(format!(
-            "{url}/admin/realms/demo/clients/{id}/client-secret"
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("secret")
-        .json()
-        .await
-        .expect("json");
-    secret["value"].as_str().expect("secret").to_string()
+    let token = admin_token(http, url, ADMIN_PW).await;
+    admin_create(
+        http,
+        url,
+        &token,
+        vec![
+            ("/admin/realms".to_string(), json!({"realm": "demo", "enabled": true})),
+            (
+                "/admin/realms/demo/clients".to_string(),
+                json!({"clientId": "app", "publicClient": false, "directAccessGrantsEnabled": true}),
+            ),
+            (
+                "/admin/realms/demo/users".to_string(),
+                json!({"username": "alice", "enabled": true,
+                "credentials": [{"type": "password", "value": "alice-pw", "temporary": false}]}),
+            ),
+        ],
+    )
+    .await;
+    client_secret(http, url, &token, "demo", "app").await
 }
 
 fn copy_private(from: &Path, to: &Path) {

@@ -51,22 +51,6 @@ async fn get_json(url: &str) -> Value {
         .expect("json")
 }
 
-async fn admin_token(http: &reqwest::Client, base: &str) -> String {
-    let (status, body) = post_form(
-        http,
-        &oidc(base, "master", "token"),
-        &[
-            ("grant_type", "password"),
-            ("client_id", "admin-cli"),
-            ("username", "admin"),
-            ("password", ADMIN_PW),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200, "admin sign-in: {}", body["error"]);
-    body["access_token"].as_str().expect("token").to_string()
-}
-
 /// Checks `token`'s signature against the key with its `kid` in `jwks`
 /// (signature only: the fixture's access token has long expired).
 fn verify_signature(token: &str, jwks: &Value) -> Value {
@@ -218,7 +202,7 @@ async fn check_fixture(fixture: &Path) {
     )
     .await;
     assert_eq!(status, 200, "{what}: password: {}", body["error"]);
-    admin_token(&http, &url).await;
+    admin_token(&http, &url, ADMIN_PW).await;
     drop(server);
 }
 
@@ -245,56 +229,32 @@ async fn write_release_fixture() {
     server.wait_ready().await;
     let url = server.url.clone();
     let http = reqwest::Client::new();
-    let admin = admin_token(&http, &url).await;
+    let admin = admin_token(&http, &url, ADMIN_PW).await;
     let password = "alice-fixture-pw-1";
-    for (path, body) in [
-        (
-            "/admin/realms".to_string(),
-            json!({"realm": REALM, "enabled": true, "defaultSignatureAlgorithm": "ES256",
-                "accessTokenLifespan": 86_400, "ssoSessionMaxLifespan": SESSION_SECS}),
-        ),
-        (
-            format!("/admin/realms/{REALM}/clients"),
-            json!({"clientId": "app", "publicClient": false, "directAccessGrantsEnabled": true,
-                "serviceAccountsEnabled": true}),
-        ),
-        (
-            format!("/admin/realms/{REALM}/users"),
-            json!({"username": "alice", "enabled": true, "email": "alice@example.test",
-                "credentials": [{"type": "password", "value": password, "temporary": false}]}),
-        ),
-    ] {
-        let res = http
-            .post(format!("{url}{path}"))
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-            .await
-            .expect("admin call");
-        assert!(res.status().is_success(), "{path}: {}", res.status());
-    }
-    let clients: Value = http
-        .get(format!("{url}/admin/realms/{REALM}/clients?clientId=app"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("clients")
-        .json()
-        .await
-        .expect("json");
-    let id = clients[0]["id"].as_str().expect("client id");
-    let secret: Value = http
-        .get(format!(
-            "{url}/admin/realms/{REALM}/clients/{id}/client-secret"
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("secret")
-        .json()
-        .await
-        .expect("json");
-    let secret = secret["value"].as_str().expect("secret").to_string();
+    admin_create(
+        &http,
+        &url,
+        &admin,
+        vec![
+            (
+                "/admin/realms".to_string(),
+                json!({"realm": REALM, "enabled": true, "defaultSignatureAlgorithm": "ES256",
+                    "accessTokenLifespan": 86_400, "ssoSessionMaxLifespan": SESSION_SECS}),
+            ),
+            (
+                format!("/admin/realms/{REALM}/clients"),
+                json!({"clientId": "app", "publicClient": false, "directAccessGrantsEnabled": true,
+                    "serviceAccountsEnabled": true}),
+            ),
+            (
+                format!("/admin/realms/{REALM}/users"),
+                json!({"username": "alice", "enabled": true, "email": "alice@example.test",
+                    "credentials": [{"type": "password", "value": password, "temporary": false}]}),
+            ),
+        ],
+    )
+    .await;
+    let secret = client_secret(&http, &url, &admin, REALM, "app").await;
     let (status, tokens) = post_form(
         &http,
         &oidc(&url, REALM, "token"),

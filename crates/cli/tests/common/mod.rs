@@ -141,3 +141,68 @@ pub fn ok(out: &Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// An access token of the master realm's `admin` (password grant).
+pub async fn admin_token(http: &reqwest::Client, url: &str, password: &str) -> String {
+    let res = http
+        .post(format!("{url}/realms/master/protocol/openid-connect/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "admin-cli"),
+            ("username", "admin"),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .expect("admin token");
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert!(status.is_success(), "admin sign-in: {status}");
+    body["access_token"].as_str().expect("token").to_string()
+}
+
+/// POSTs each `(path, body)` to the Admin API in turn; each must succeed.
+pub async fn admin_create(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    items: Vec<(String, serde_json::Value)>,
+) {
+    for (path, body) in items {
+        let res = http
+            .post(format!("{url}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("admin call");
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+    }
+}
+
+/// The secret of confidential client `client_id` of `realm`.
+pub async fn client_secret(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    realm: &str,
+    client_id: &str,
+) -> String {
+    let get = |path: String| async move {
+        http.get(format!("{url}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("admin call")
+            .json::<serde_json::Value>()
+            .await
+            .expect("json")
+    };
+    let clients = get(format!(
+        "/admin/realms/{realm}/clients?clientId={client_id}"
+    ))
+    .await;
+    let id = clients[0]["id"].as_str().expect("client id");
+    let secret = get(format!("/admin/realms/{realm}/clients/{id}/client-secret")).await;
+    secret["value"].as_str().expect("secret").to_string()
+}

@@ -2,8 +2,8 @@
 python-socketio and npm socket.io-client 4.x (js/socket_client.mjs).
 
 Codewind's UISocket rules: authenticate by the `authentication` event (socketio-auth) or the v4
-handshake `auth`; only live access tokens of the server's default realm (`tessera`) pass, not
-master's (the admin's) nor another realm's;
+handshake `auth`; live access tokens of any enabled realm of the server pass (the token's issuer
+names the realm), each socket hearing only its own realm's events; a disabled realm's do not;
 sockets that do not authenticate in time are cut; nothing reaches an unauthenticated socket; a
 reconnect must authenticate again; revoking a session, or disabling its client, cuts its sockets
 at once. With PostgreSQL, two nodes share events.
@@ -22,7 +22,8 @@ import pytest
 import requests
 import socketio
 
-from conftest import DEFAULT_CLIENT, DEFAULT_REALM, create_user, password_login
+from conftest import DEFAULT_CLIENT, DEFAULT_REALM, create_user, make_admin, password_login
+from helpers import claims
 
 JS = Path(__file__).resolve().parent / "js"
 AUTH_TIMEOUT_S = 5  # the server's default socket_auth_timeout_secs
@@ -150,18 +151,13 @@ def rejected_at_handshake(server, token):
         c.connect(server.base_url, token=token)
 
 
-def test_rejected_tokens(server, realm_admin, demo, user):
+def test_rejected_tokens(server, realm_admin, user):
     uid, name, password = user.id, user.username, user.password
     tokens = password_login(server, name, password)
-    other_realm = demo.openid(server).token(demo.username, demo.password)["access_token"]
-    admins = password_login(server, "admin", server.admin_password, realm="master",
-                            client_id="admin-cli")["access_token"]
     cases = {
         "no token": (None, "no token"),
         "garbage": ("garbage", "invalid token"),
         "refresh token": (tokens["refresh_token"], "invalid token"),
-        "another realm's token": (other_realm, "invalid token"),
-        "the master realm's (the admin's) token": (admins, "invalid token"),
     }
     for label, (token, message) in cases.items():
         assert rejected_by_event(server, token) == message, label
@@ -175,6 +171,102 @@ def test_rejected_tokens(server, realm_admin, demo, user):
     assert live.disconnected.wait(5)
     assert rejected_by_event(server, tokens["access_token"]) == "session revoked"
     rejected_at_handshake(server, tokens["access_token"])
+
+
+@pytest.fixture
+def other_realm(server, admin, user, unique):
+    """A second realm (made through the Admin REST API with python-keycloak) with a public
+    client and a user named like the default realm's `user`; deleted afterwards."""
+    name = f"socket-{unique}"
+    try:
+        admin.create_realm(payload={"realm": name, "enabled": True})
+    except TypeError:
+        admin.get_realm(name)  # python-keycloak's 201 quirk (see conftest.demo)
+    ra = make_admin(server, name)
+    ra.create_client(payload={"clientId": "socket-cli", "publicClient": True,
+                              "directAccessGrantsEnabled": True})
+    password = "Pw-" + uuid.uuid4().hex
+    uid = ra.create_user({"username": user.username, "enabled": True, "credentials": [
+        {"type": "password", "value": password, "temporary": False}]})
+    yield {"realm": name, "client_id": "socket-cli", "username": user.username,
+           "password": password, "id": uid}
+    admin.delete_realm(name)
+
+
+def login_in(server, realm: dict) -> dict:
+    return password_login(server, realm["username"], realm["password"], realm=realm["realm"],
+                          client_id=realm["client_id"])
+
+
+def test_tokens_of_two_realms_on_one_server(server, admin, user, other_realm):
+    """python-socketio and npm socket.io-client authenticate with tokens of two realms; each
+    socket is its realm's user (the usernames match); one realm's me-channel events and
+    revocations do not reach the other's sockets; the master realm's tokens pass too."""
+    mine = password_login(server, user.username, user.password)
+    theirs = login_in(server, other_realm)
+    theirs_too = login_in(server, other_realm)  # a second session of the other realm's user
+    here = Recorder().connect(server.base_url, token=mine["access_token"])
+    there = Recorder().connect(server.base_url, token=theirs["access_token"])
+    by_event = Recorder().connect(server.base_url)
+    assert by_event.sio.call("authentication", {"token": theirs_too["access_token"]},
+                             timeout=5) is True
+    a = here.sio.call("ping", {}, timeout=5)["subject"]
+    b = there.sio.call("ping", {}, timeout=5)["subject"]
+    assert (a["realm"], a["username"], a["id"]) == (DEFAULT_REALM, user.username, user.id)
+    assert (b["realm"], b["username"], b["id"]) == (
+        other_realm["realm"], other_realm["username"], other_realm["id"])
+    assert by_event.sio.call("ping", {}, timeout=5)["subject"]["realm"] == other_realm["realm"]
+
+    # npm socket.io-client, both ways of authenticating, with each realm's token.
+    for how in ("handshake", "event"):
+        for realm, token in ((DEFAULT_REALM, mine), (other_realm["realm"], theirs)):
+            out = run_js(server, token["access_token"], how, ["websocket"])
+            assert out["connected"] and out["connectError"] is None, out
+            assert out["pong"]["subject"]["realm"] == realm, out
+            assert out["pong"]["subject"]["username"] == user.username, out
+
+    # The other realm's user signs one session out: its socket is cut, the user's other
+    # socket hears `session_revoked` on the me-channel; the default realm's socket, of a
+    # user of the same name, hears nothing and stays.
+    r = requests.post(f"{server.issuer(other_realm['realm'])}/protocol/openid-connect/logout",
+                      data={"client_id": other_realm["client_id"],
+                            "refresh_token": theirs["refresh_token"]}, timeout=30)
+    assert r.status_code in (200, 204), r.text
+    assert there.wait_for("unauthorized")["message"] == "session revoked"
+    assert there.disconnected.wait(5)
+    notice = by_event.wait_for("session_revoked")
+    assert notice["sessionId"] == claims(theirs["access_token"])["sid"]
+    time.sleep(0.5)
+    assert "session_revoked" not in here.names() and "unauthorized" not in here.names(), here.events
+    assert here.sio.call("ping", {}, timeout=5)["subject"]["realm"] == DEFAULT_REALM
+
+    # The master realm (the admin's) is a realm of this server as well.
+    admins = password_login(server, "admin", server.admin_password, realm="master",
+                            client_id="admin-cli")["access_token"]
+    m = Recorder().connect(server.base_url, token=admins)
+    assert m.sio.call("ping", {}, timeout=5)["subject"]["realm"] == "master"
+    for c in (here, by_event, m):
+        c.close()
+
+
+def test_a_disabled_realms_tokens_are_refused(server, admin, other_realm):
+    token = login_in(server, other_realm)["access_token"]
+    c = Recorder().connect(server.base_url, token=token)
+    assert c.sio.call("ping", {}, timeout=5)["subject"]["realm"] == other_realm["realm"]
+    c.close()
+    admin.update_realm(other_realm["realm"], {"enabled": False})
+    try:
+        assert rejected_by_event(server, token) == "invalid token"
+        rejected_at_handshake(server, token)
+        for how in ("handshake", "event"):
+            out = run_js(server, token, how, ["websocket"])
+            if how == "handshake":
+                assert out["connectError"] == "unauthorized", out
+            else:
+                assert ["unauthorized", {"message": "invalid token"}] in out["events"], out
+            assert out["pong"] is None, out
+    finally:
+        admin.update_realm(other_realm["realm"], {"enabled": True})
 
 
 def test_disabling_a_client_ends_its_sessions(server, realm_admin, user):

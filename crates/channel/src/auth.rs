@@ -3,6 +3,12 @@
 //! enabled user. Only a user's access token will do: refresh tokens are not
 //! JWTs, consent and machine tokens have other kinds, and service-account
 //! tokens belong to no session.
+//!
+//! Any enabled realm's tokens will do. The token's (unverified) `iss` names
+//! the realm, and is used for nothing else: the token is then verified with
+//! that realm's keys and must carry exactly that realm's issuer, so a token
+//! signed by one realm that names another is refused. An unknown or
+//! disabled realm is `invalid`.
 
 use crate::Ctx;
 use tessera_oauth::verify::Rejection;
@@ -10,6 +16,9 @@ use tessera_oauth::verify::Rejection;
 /// Who an authenticated socket belongs to.
 #[derive(Clone, Debug)]
 pub struct Identity {
+    /// The realm's id (rooms are keyed by it) and name (shown to the socket).
+    pub realm_id: String,
+    pub realm: String,
     pub user_id: String,
     pub username: String,
     pub session_id: String,
@@ -69,7 +78,8 @@ pub async fn identify(ctx: &Ctx, token: &str) -> Result<Identity, Reject> {
         return Err(Reject::Invalid);
     }
     let svc = &ctx.services;
-    let realm = svc.realms.realm(&ctx.realm).await.map_err(|e| {
+    let iss = tessera_keys::decode_unverified_issuer(token).map_err(|_| Reject::Invalid)?;
+    let realm = svc.realms.realm_by_issuer(&iss).await.map_err(|e| {
         if e.code == tessera_core::OAuthErrorCode::ServerError {
             Reject::Unavailable
         } else {
@@ -97,6 +107,8 @@ pub async fn identify(ctx: &Ctx, token: &str) -> Result<Identity, Reject> {
         return Err(Reject::Disabled);
     }
     Ok(Identity {
+        realm_id: realm.id,
+        realm: realm.name,
         user_id: user.id,
         username: user.username,
         session_id: session.id,

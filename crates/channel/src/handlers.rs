@@ -147,10 +147,10 @@ async fn admit<A: Adapter>(
     ctx: &Ctx,
     identity: std::sync::Arc<Identity>,
 ) -> bool {
-    let user_room = format!("user:{}", identity.user_id);
+    let user_room = user_room(&identity.realm_id, &identity.user_id);
     s.join(vec![
         user_room.clone(),
-        format!("session:{}", identity.session_id),
+        session_room(&identity.realm_id, &identity.session_id),
     ]);
     if !s.connected() {
         // It went away while we checked its token: leave no room entries behind.
@@ -213,6 +213,18 @@ pub(crate) fn cut<A: Adapter>(s: SocketRef<A>) {
     });
 }
 
+/// A user's me-channel room, keyed by realm as well as user: a realm's
+/// events never reach another realm's sockets, whatever the ids. The pair is
+/// written as a JSON array, so no two pairs give one name.
+pub(crate) fn user_room(realm_id: &str, user_id: &str) -> String {
+    format!("user:{}", json!([realm_id, user_id]))
+}
+
+/// A session's room (revocations cut it), keyed by realm as well.
+pub(crate) fn session_room(realm_id: &str, session_id: &str) -> String {
+    format!("session:{}", json!([realm_id, session_id]))
+}
+
 /// Rooms a refused or revoked socket is moved into while it is being cut:
 /// its handlers ignore it from then on.
 pub(crate) const REVOKED: &str = "revoked";
@@ -237,6 +249,7 @@ async fn ping<A: Adapter>(
     }
     let reply = json!({
         "subject": {
+            "realm": identity.realm,
             "id": identity.user_id,
             "username": identity.username,
             "session": identity.session_id,

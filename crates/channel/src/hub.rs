@@ -2,20 +2,20 @@
 //! published on it; the adapter carries them to sockets on every node.
 
 use crate::auth::Reject;
-use crate::handlers::{refuse, Authenticated, REVOKED};
+use crate::handlers::{refuse, session_room, user_room, Authenticated, REVOKED};
 use crate::Ctx;
 use serde_json::json;
 use socketioxide::adapter::Adapter;
 use socketioxide::operators::BroadcastOperators;
 use socketioxide::SocketIo;
-use tessera_oauth::events::ServerEvent;
+use tessera_oauth::events::{RealmEvent, ServerEvent};
 use tokio::sync::broadcast::error::RecvError;
 
 pub(crate) fn forward<A: Adapter>(ctx: Ctx, io: SocketIo<A>) {
-    let mut events = ctx.services.sessions.subscribe();
+    let mut events = ctx.services.sessions.subscribe_in_realms();
     tokio::spawn(async move {
         loop {
-            let event = match events.recv().await {
+            let RealmEvent { realm_id, event } = match events.recv().await {
                 Ok(e) => e,
                 Err(RecvError::Lagged(n)) => {
                     // Revocations may be among the lost: check every socket
@@ -35,17 +35,23 @@ pub(crate) fn forward<A: Adapter>(ctx: Ctx, io: SocketIo<A>) {
                     event,
                     data,
                 } => {
-                    publish(&io, format!("user:{user_id}"), &event, &data).await;
+                    publish(&io, user_room(&realm_id, &user_id), &event, &data).await;
                 }
                 ServerEvent::SessionRevoked {
                     user_id,
                     session_id,
                 } => {
-                    // Its own task: retries must not hold up other events.
-                    let (io2, user, session) = (io.clone(), user_id.clone(), session_id.clone());
-                    tokio::spawn(async move { revoke(&io2, &user, &session).await });
+                    let rooms = Rooms {
+                        user: user_room(&realm_id, &user_id),
+                        session: session_room(&realm_id, &session_id),
+                        revoked: format!("{REVOKED}:{}", session_room(&realm_id, &session_id)),
+                    };
+                    let user = rooms.user.clone();
                     let notice = json!({"sessionId": session_id});
-                    publish(&io, format!("user:{user_id}"), "session_revoked", &notice).await;
+                    // Its own task: retries must not hold up other events.
+                    let io2 = io.clone();
+                    tokio::spawn(async move { revoke(&io2, &rooms, &session_id).await });
+                    publish(&io, user, "session_revoked", &notice).await;
                 }
             }
         }
@@ -55,16 +61,24 @@ pub(crate) fn forward<A: Adapter>(ctx: Ctx, io: SocketIo<A>) {
 /// Cuts a revoked session's sockets on every node, or, when the other nodes
 /// cannot be reached (the adapter's database is down), on this one: a
 /// revocation must cut this node's sockets whatever the database does.
-async fn revoke<A: Adapter>(io: &SocketIo<A>, user_id: &str, session_id: &str) {
+async fn revoke<A: Adapter>(io: &SocketIo<A>, rooms: &Rooms, session_id: &str) {
     // This node's sockets first: the adapter sends to the other nodes before
     // it acts locally, and a slow database must not hold up a local cut.
-    if let Err(e) = cut(io, Reach::ThisNode, user_id, session_id).await {
+    if let Err(e) = cut(io, Reach::ThisNode, rooms).await {
         tracing::warn!(error = %e, session = %session_id, "revoking a session's sockets here");
     }
-    if let Err(e) = cut(io, Reach::AllNodes, user_id, session_id).await {
+    if let Err(e) = cut(io, Reach::AllNodes, rooms).await {
         tracing::warn!(error = %e, session = %session_id,
             "revoking a session's sockets on the other nodes failed; they re-check theirs when they reconnect");
     }
+}
+
+/// A revoked session's rooms: its user's me-channel, its own, and the one
+/// its sockets wait in while they are cut (all keyed by realm).
+struct Rooms {
+    user: String,
+    session: String,
+    revoked: String,
 }
 
 #[derive(Clone, Copy)]
@@ -82,18 +96,13 @@ fn select<A: Adapter>(io: &SocketIo<A>, reach: Reach, room: String) -> Broadcast
 }
 
 /// Tells the session's sockets why, moves them out of the user's and the
-/// session's rooms into `revoked:<session>` (so they hear nothing more and
+/// session's rooms into `revoked:<session room>` (so they hear nothing more and
 /// their handlers ignore them), then disconnects them, retrying while any
 /// is still there (a socket whose outgoing buffer is full cannot take the
 /// DISCONNECT packet at once).
-async fn cut<A: Adapter>(
-    io: &SocketIo<A>,
-    reach: Reach,
-    user_id: &str,
-    session_id: &str,
-) -> Result<(), String> {
-    let session_room = format!("session:{session_id}");
-    let revoked_room = format!("{REVOKED}:{session_id}");
+async fn cut<A: Adapter>(io: &SocketIo<A>, reach: Reach, rooms: &Rooms) -> Result<(), String> {
+    let session_room = rooms.session.clone();
+    let revoked_room = rooms.revoked.clone();
     select(io, reach, session_room.clone())
         .emit("unauthorized", &json!({"message": "session revoked"}))
         .await
@@ -103,7 +112,7 @@ async fn cut<A: Adapter>(
         .await
         .map_err(|e| e.to_string())?;
     select(io, reach, session_room.clone())
-        .leave(vec![format!("user:{user_id}"), session_room.clone()])
+        .leave(vec![rooms.user.clone(), session_room.clone()])
         .await
         .map_err(|e| e.to_string())?;
     let mut last = String::new();

@@ -8,9 +8,14 @@
 //!   `{message}` and a disconnect. Until then it is in no room and has no
 //!   event handlers, so it receives nothing and its events are ignored; after
 //!   `auth_timeout` it is cut.
-//! - An authenticated socket joins `user:<id>` (its me-channel) and
-//!   `session:<id>`. `Sessions::publish_to_user` reaches every socket of
-//!   the user on any node; a revoked session's sockets get `unauthorized`
+//! - Access tokens of every enabled realm are accepted; the token's issuer
+//!   names the realm, whose keys must verify it (`auth.rs`).
+//! - An authenticated socket joins `user:["<realm id>","<user id>"]` (its
+//!   me-channel) and `session:["<realm id>","<session id>"]`: rooms are keyed
+//!   by realm, so one realm's events never reach another realm's sockets, on
+//!   this node or (the room names travel with each message) on any other.
+//!   `Sessions::publish_to_user` reaches every socket of the user on any
+//!   node; a revoked session's sockets get `unauthorized`
 //!   `{message: "session revoked"}` and are disconnected. A socket is not cut
 //!   when its access token merely expires (Codewind's rule).
 //! - Several nodes share events through `socketioxide-postgres` (LISTEN/NOTIFY
@@ -76,7 +81,6 @@ pub enum Fanout {
 pub(crate) struct Ctx {
     pub services: Services,
     pub metrics: Arc<Metrics>,
-    pub realm: String,
     pub config: Arc<ChannelConfig>,
 }
 
@@ -91,7 +95,6 @@ pub async fn attach(
     let ctx = Ctx {
         services: state.services.clone(),
         metrics: state.metrics.clone(),
-        realm: state.settings.default_realm.clone(),
         config: Arc::new(config.clone()),
     };
     let compact = axum::middleware::map_request({

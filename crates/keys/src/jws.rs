@@ -63,6 +63,17 @@ pub fn decode_unverified_header(token: &str) -> Result<JwsHeader, JwsError> {
     serde_json::from_slice(&bytes).map_err(|_| JwsError::Malformed)
 }
 
+/// Reads the `iss` claim without checking anything, to find the realm
+/// whose keys must verify the token. Nothing else may rely on it before the
+/// signature is checked.
+pub fn decode_unverified_issuer(token: &str) -> Result<String, JwsError> {
+    let (_, p, _) = split(token)?;
+    match decode_claims(p)?.get("iss") {
+        Some(serde_json::Value::String(iss)) => Ok(iss.clone()),
+        _ => Err(JwsError::Malformed),
+    }
+}
+
 /// Verifies `token` with `key` and returns its claims (a JSON object).
 pub fn verify_compact(token: &str, key: &VerifyingKey) -> Result<serde_json::Value, JwsError> {
     let (h, p, s) = split(token)?;

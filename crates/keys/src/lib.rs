@@ -10,7 +10,9 @@ mod master;
 mod signing;
 
 pub use jwk::{Jwk, JwkSet};
-pub use jws::{decode_unverified_header, verify_compact, JwsError, JwsHeader};
+pub use jws::{
+    decode_unverified_header, decode_unverified_issuer, verify_compact, JwsError, JwsHeader,
+};
 pub use mac::MacKey;
 pub use master::{MasterKey, MasterKeyError};
 pub use signing::{generate, GeneratedKey, KeyError, SigningKey, VerifyingKey};

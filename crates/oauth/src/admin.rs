@@ -58,13 +58,29 @@ impl Administration {
         if realm.signing_alg != old.signing_alg {
             self.keys.rotate(realm).await?;
         }
+        if old.enabled && !realm.enabled {
+            self.end_realm_sessions(realm).await?;
+        }
         Ok(())
     }
 
-    /// Deletes the realm with everything in it, and forgets its keys.
+    /// Deletes the realm with everything in it, and forgets its keys. Its
+    /// sessions are ended first, so that their sockets are cut (deleting
+    /// the rows alone would announce nothing).
     pub async fn delete_realm(&self, realm: &Realm) -> Result<()> {
+        self.end_realm_sessions(realm).await?;
         self.realm_db.delete_realm(&realm.id).await?;
         self.keys.forget(&realm.id);
+        Ok(())
+    }
+
+    /// A disabled (or deleted) realm keeps no live sessions: every client's
+    /// are revoked and announced, which cuts their sockets on every node
+    /// and empties the live-session caches, as for a disabled client.
+    async fn end_realm_sessions(&self, realm: &Realm) -> Result<()> {
+        for client in self.client_db.list_clients(&realm.id).await? {
+            self.sessions.end_client_sessions(&client).await?;
+        }
         Ok(())
     }
 

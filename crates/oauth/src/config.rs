@@ -43,6 +43,15 @@ impl OAuthConfig {
     pub fn issuer(&self, realm: &str) -> String {
         format!("{}/realms/{}", self.public_url, realm)
     }
+
+    /// The realm name an `iss` of this server names (the inverse of
+    /// `issuer`); `None` for another issuer. Picks the realm whose keys
+    /// must verify a token; the token check then compares `iss` in full.
+    pub fn realm_in_issuer<'a>(&self, iss: &'a str) -> Option<&'a str> {
+        iss.strip_prefix(self.public_url.as_str())?
+            .strip_prefix("/realms/")
+            .filter(|name| !name.is_empty())
+    }
 }
 
 /// Argon2id cost. Defaults are OWASP's (19 MiB, 2 passes, 1 lane).
@@ -155,6 +164,28 @@ impl Default for BrowserConfig {
             device_code_ttl_secs: 600,
             device_poll_interval_secs: 5,
             login_page_ttl_secs: 1800,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OAuthConfig;
+
+    #[test]
+    fn the_realm_in_an_issuer_is_the_inverse_of_issuer() {
+        let config = OAuthConfig::new("https://id.example.test/");
+        for realm in ["master", "che", "a/b"] {
+            assert_eq!(config.realm_in_issuer(&config.issuer(realm)), Some(realm));
+        }
+        for other in [
+            "https://id.example.test/realms/",
+            "https://id.example.test/auth/realms/che",
+            "https://evil.example.test/realms/che",
+            "https://id.example.test.evil/realms/che",
+            "",
+        ] {
+            assert_eq!(config.realm_in_issuer(other), None, "{other}");
         }
     }
 }

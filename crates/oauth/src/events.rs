@@ -4,8 +4,11 @@
 //! `end_user_sessions` or `announce_ended`, which publish after the commit.
 //!
 //! This is an in-process broadcast. The event channel subscribes on every
-//! node and forwards through its Socket.IO adapter, which is what carries an
-//! event to sockets held by other nodes.
+//! node (`subscribe_in_realms`: each event with its realm, as the channel's
+//! rooms are keyed by realm and user) and forwards through its Socket.IO
+//! adapter, which is what carries an event to sockets held by other nodes.
+//! `subscribe` gives the same events without their realm, for subscribers
+//! that act on a session id alone (the live-session cache's relay).
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -24,23 +27,49 @@ pub enum ServerEvent {
     },
 }
 
+/// A server event with the id of the realm whose user and session it is
+/// about. User and session ids are unique across realms today; the event
+/// channel keys its rooms by realm anyway, so that a realm's events can
+/// never reach another realm's sockets whatever ids come to look like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealmEvent {
+    pub realm_id: String,
+    pub event: ServerEvent,
+}
+
 /// A broadcast of server events. Slow subscribers lose the oldest events
 /// (they are told by `RecvError::Lagged`) rather than slowing revocation.
-pub struct ServerEvents(broadcast::Sender<ServerEvent>);
+pub struct ServerEvents {
+    plain: broadcast::Sender<ServerEvent>,
+    in_realms: broadcast::Sender<RealmEvent>,
+}
 
 impl Default for ServerEvents {
     fn default() -> Self {
-        Self(broadcast::channel(4096).0)
+        Self {
+            plain: broadcast::channel(4096).0,
+            in_realms: broadcast::channel(4096).0,
+        }
     }
 }
 
 impl ServerEvents {
+    /// The events without their realm.
     pub fn subscribe(&self) -> broadcast::Receiver<ServerEvent> {
-        self.0.subscribe()
+        self.plain.subscribe()
     }
 
-    pub fn publish(&self, event: ServerEvent) {
+    /// The events with their realm (the event channel).
+    pub fn subscribe_in_realms(&self) -> broadcast::Receiver<RealmEvent> {
+        self.in_realms.subscribe()
+    }
+
+    pub fn publish(&self, realm_id: &str, event: ServerEvent) {
         // No subscribers is fine: nothing to tell.
-        let _ = self.0.send(event);
+        let _ = self.in_realms.send(RealmEvent {
+            realm_id: realm_id.to_string(),
+            event: event.clone(),
+        });
+        let _ = self.plain.send(event);
     }
 }

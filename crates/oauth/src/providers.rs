@@ -44,9 +44,17 @@ impl ProviderAccounts {
         self.realms.realm(name).await
     }
 
-    /// Sends `event` to every socket of the user, on any node.
-    pub fn publish_to_user(&self, user_id: &str, event: &str, data: serde_json::Value) {
-        self.sessions.publish_to_user(user_id, event, data)
+    /// Sends `event` to every socket of the user (of the realm `realm_id`),
+    /// on any node.
+    pub fn publish_to_user(
+        &self,
+        realm_id: &str,
+        user_id: &str,
+        event: &str,
+        data: serde_json::Value,
+    ) {
+        self.sessions
+            .publish_to_user(realm_id, user_id, event, data)
     }
 
     /// Signs a finished sign-up's tokens.

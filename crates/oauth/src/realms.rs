@@ -17,6 +17,16 @@ impl Realms {
         self.config.issuer(realm)
     }
 
+    /// The enabled realm whose tokens carry the issuer `iss` (404 for an
+    /// unknown or disabled realm, or another issuer). `iss` is untrusted
+    /// here: it only says whose keys to verify a token with.
+    pub async fn realm_by_issuer(&self, iss: &str) -> Result<Realm, OAuthError> {
+        match self.config.realm_in_issuer(iss) {
+            Some(name) => self.realm(name).await,
+            None => Err(OAuthError::not_found("Realm does not exist")),
+        }
+    }
+
     /// Looks a realm up by name; unknown or disabled realms are 404.
     pub async fn realm(&self, name: &str) -> Result<Realm, OAuthError> {
         // PostgreSQL refuses NUL in text: such a name is simply not a realm.

@@ -5,7 +5,7 @@
 //! it in this node's cache of live sessions (`live_sessions.rs`) before it
 //! answers, so this node refuses the session at once.
 
-use crate::events::{ServerEvent, ServerEvents};
+use crate::events::{RealmEvent, ServerEvent, ServerEvents};
 use crate::live_sessions::LiveSessions;
 use crate::OAuthConfig;
 use std::sync::Arc;
@@ -27,6 +27,11 @@ impl Sessions {
         self.events.subscribe()
     }
 
+    /// Server events with the realm each belongs to, for the event channel.
+    pub fn subscribe_in_realms(&self) -> tokio::sync::broadcast::Receiver<RealmEvent> {
+        self.events.subscribe_in_realms()
+    }
+
     /// Whether the session exists and is active (not ended, not expired),
     /// asked of the database (never of the cache: sockets re-check here).
     pub async fn is_active(&self, session_id: &str) -> Result<bool, OAuthError> {
@@ -46,7 +51,11 @@ impl Sessions {
             .await
             .map_err(OAuthError::server_error)?;
         match &ended {
-            Some(user_id) => self.announce_ended(user_id, vec![session_id.to_string()]),
+            Some(owner) => self.announce_ended(
+                &owner.realm_id,
+                &owner.user_id,
+                vec![session_id.to_string()],
+            ),
             // Already ended (perhaps by another node whose notice has not
             // arrived): this node must not keep accepting it either.
             None => self.live.forget([session_id]),
@@ -82,7 +91,7 @@ impl Sessions {
             .await
             .map_err(OAuthError::server_error)?;
         let n = ended.len();
-        self.announce_ended(user_id, ended);
+        self.announce_ended(&realm.id, user_id, ended);
         Ok(n)
     }
 
@@ -96,7 +105,7 @@ impl Sessions {
             .map_err(OAuthError::server_error)?;
         let n = ended.len();
         for (user_id, session_id) in ended {
-            self.announce_ended(&user_id, vec![session_id]);
+            self.announce_ended(&client.realm_id, &user_id, vec![session_id]);
         }
         if n > 0 {
             tracing::info!(client = %client.client_id, sessions = n, "client's sessions ended");
@@ -104,17 +113,20 @@ impl Sessions {
         Ok(n)
     }
 
-    /// Publishes `SessionRevoked` for sessions of `user_id` the store has
-    /// just revoked, after forgetting them in this node's cache of live
-    /// sessions. Call it after the commit: a lookup that read the session
-    /// before then does not keep it.
-    pub fn announce_ended(&self, user_id: &str, session_ids: Vec<String>) {
+    /// Publishes `SessionRevoked` for sessions of `user_id` (of the realm
+    /// `realm_id`) the store has just revoked, after forgetting them in this
+    /// node's cache of live sessions. Call it after the commit: a lookup that
+    /// read the session before then does not keep it.
+    pub fn announce_ended(&self, realm_id: &str, user_id: &str, session_ids: Vec<String>) {
         self.live.forget(session_ids.iter().map(String::as_str));
         for session_id in session_ids {
-            self.events.publish(ServerEvent::SessionRevoked {
-                user_id: user_id.to_string(),
-                session_id,
-            });
+            self.events.publish(
+                realm_id,
+                ServerEvent::SessionRevoked {
+                    user_id: user_id.to_string(),
+                    session_id,
+                },
+            );
         }
     }
 
@@ -130,13 +142,22 @@ impl Sessions {
         self.live.forget_all();
     }
 
-    /// Sends `event` with `data` to every socket of the user, on any node
-    /// (the me-channel).
-    pub fn publish_to_user(&self, user_id: &str, event: &str, data: serde_json::Value) {
-        self.events.publish(ServerEvent::ToUser {
-            user_id: user_id.to_string(),
-            event: event.to_string(),
-            data,
-        });
+    /// Sends `event` with `data` to every socket of the user (of the realm
+    /// `realm_id`), on any node (the me-channel).
+    pub fn publish_to_user(
+        &self,
+        realm_id: &str,
+        user_id: &str,
+        event: &str,
+        data: serde_json::Value,
+    ) {
+        self.events.publish(
+            realm_id,
+            ServerEvent::ToUser {
+                user_id: user_id.to_string(),
+                event: event.to_string(),
+                data,
+            },
+        );
     }
 }

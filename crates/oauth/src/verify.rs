@@ -487,7 +487,7 @@ mod tests {
             &self,
             id: &str,
             now_ms: i64,
-        ) -> tessera_store::Result<Option<String>> {
+        ) -> tessera_store::Result<Option<tessera_store::SessionOwner>> {
             self.inner.revoke_session(id, now_ms).await
         }
         async fn revoke_user_sessions(

@@ -86,6 +86,14 @@ pub enum RotateOutcome {
     Inactive,
 }
 
+/// Whose session a revocation ended: the event channel's rooms are keyed by
+/// realm as well as user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionOwner {
+    pub realm_id: String,
+    pub user_id: String,
+}
+
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Creates a session together with its first refresh token, in one commit.
@@ -99,8 +107,8 @@ pub trait SessionStore: Send + Sync {
         now_ms: i64,
     ) -> Result<Vec<Session>>;
     /// Marks a session revoked (its refresh tokens die with it). Returns the
-    /// session's user id if a not-yet-revoked session was revoked.
-    async fn revoke_session(&self, id: &str, now_ms: i64) -> Result<Option<String>>;
+    /// session's realm and user if a not-yet-revoked session was revoked.
+    async fn revoke_session(&self, id: &str, now_ms: i64) -> Result<Option<SessionOwner>>;
     /// Revokes every active session of a user and their SSO sessions, and
     /// denies device codes they approved that were not redeemed yet; returns
     /// the ids of the (app) sessions revoked.
@@ -283,13 +291,13 @@ pub trait BrowserStore: Send + Sync {
     ) -> Result<Vec<SsoSession>>;
     /// Revokes an SSO session (if still active) and every active session
     /// started from it (even when the SSO session itself has expired), in one
-    /// commit. Returns the user and the app sessions revoked; `None` if there
-    /// is no such SSO session.
+    /// commit. Returns its realm and user and the app sessions revoked;
+    /// `None` if there is no such SSO session.
     async fn revoke_sso_session(
         &self,
         id: &str,
         now_ms: i64,
-    ) -> Result<Option<(String, Vec<String>)>>;
+    ) -> Result<Option<(SessionOwner, Vec<String>)>>;
 
     async fn insert_auth_code(&self, code: &AuthCode) -> Result<()>;
     async fn auth_code(&self, hash: &TokenHash) -> Result<Option<AuthCode>>;

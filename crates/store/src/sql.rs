@@ -146,8 +146,8 @@ macro_rules! sql_helpers {
         };
         use $crate::sql::map_db_error as err;
         use $crate::{
-            ClientMeta, DeviceDecision, Purged, Redeemed, Result, RotateOutcome, StoreError,
-            UserQuery,
+            ClientMeta, DeviceDecision, Purged, Redeemed, Result, RotateOutcome, SessionOwner,
+            StoreError, UserQuery,
         };
         type Row = <$db as ::sqlx::Database>::Row;
         /// The connection a write runs on.
@@ -232,6 +232,13 @@ macro_rules! sql_helpers {
                 .iter()
                 .map(decode)
                 .collect()
+        }
+
+        fn session_owner(row: &Row) -> Result<SessionOwner> {
+            Ok(SessionOwner {
+                realm_id: col(row, "realm_id")?,
+                user_id: col(row, "user_id")?,
+            })
         }
 
         fn session(row: &Row) -> Result<Session> {

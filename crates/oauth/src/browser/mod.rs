@@ -239,8 +239,9 @@ impl BrowserSignIn {
             .await
             .map_err(OAuthError::server_error)?;
         Ok(match ended {
-            Some((user_id, sessions)) => {
-                self.sessions.announce_ended(&user_id, sessions);
+            Some((owner, sessions)) => {
+                self.sessions
+                    .announce_ended(&owner.realm_id, &owner.user_id, sessions);
                 true
             }
             None => false,

@@ -126,8 +126,9 @@ pub async fn sso_sessions_end_their_app_sessions(store: Arc<dyn Store>) {
         .expect("revoke")
         .expect("was live");
     ended.sort();
+    assert_eq!(user.realm_id, r.id);
     assert_eq!(
-        (user.as_str(), ended),
+        (user.user_id.as_str(), ended),
         (
             u.id.as_str(),
             vec!["app-a".to_string(), "app-b".to_string()]

@@ -23,7 +23,10 @@ pub async fn sessions_and_revocation(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store.revoke_session(&s1.id, now + 5).await.expect("revoke"),
-        Some(u.id.clone())
+        Some(crate::SessionOwner {
+            realm_id: r.id.clone(),
+            user_id: u.id.clone(),
+        })
     );
     assert!(store
         .revoke_session(&s1.id, now + 6)

@@ -20,7 +20,7 @@ pub const LIVE_SSO_SESSIONS_FOR_USER: &str = "SELECT * FROM sso_sessions \
 /// Revokes one SSO session, expired or not, unless it already is.
 pub const REVOKE_SSO_SESSION: &str =
     "UPDATE sso_sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
-pub const SSO_SESSION_OWNER: &str = "SELECT user_id FROM sso_sessions WHERE id = $1";
+pub const SSO_SESSION_OWNER: &str = "SELECT realm_id, user_id FROM sso_sessions WHERE id = $1";
 pub const REVOKE_USER_SSO_SESSIONS: &str = "UPDATE sso_sessions SET revoked_at = $3 \
     WHERE realm_id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3";
 /// Marks a live SSO session used by its id; returns no row if it is not live.
@@ -224,7 +224,7 @@ macro_rules! sql_browser_store {
                     &self,
                     id: &str,
                     now: i64,
-                ) -> Result<Option<(String, Vec<String>)>> {
+                ) -> Result<Option<(SessionOwner, Vec<String>)>> {
                     let id = id.to_owned();
                     self.write(move |conn| {
                         Box::pin(async move {
@@ -236,16 +236,14 @@ macro_rules! sql_browser_store {
                                 .bind(now);
                             execute(revoke, &mut *tx).await?;
                             let owner = ::sqlx::query(browser::SSO_SESSION_OWNER).bind(&id);
-                            let Some(user_id) =
-                                optional(owner, &mut *tx, |r| col(r, "user_id")).await?
-                            else {
+                            let Some(user) = optional(owner, &mut *tx, session_owner).await? else {
                                 tx.rollback().await.map_err(err)?;
                                 return Ok(None);
                             };
                             let apps = ::sqlx::query(sessions::REVOKE_FOR_SSO).bind(&id).bind(now);
                             let ids = all(apps, &mut *tx, |r| col(r, "id")).await?;
                             tx.commit().await.map_err(err)?;
-                            Ok(Some((user_id, ids)))
+                            Ok(Some((user, ids)))
                         })
                     })
                     .await

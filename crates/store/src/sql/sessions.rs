@@ -10,9 +10,9 @@ pub const BY_ID: &str = "SELECT * FROM sessions WHERE id = $1";
 pub const LIVE_FOR_USER: &str = "SELECT * FROM sessions \
     WHERE realm_id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3 \
     ORDER BY created_at DESC, id";
-/// Revokes one session unless it already is, returning its user.
+/// Revokes one session unless it already is, returning its realm and user.
 pub const REVOKE: &str = "UPDATE sessions SET revoked_at = $2 \
-    WHERE id = $1 AND revoked_at IS NULL RETURNING user_id";
+    WHERE id = $1 AND revoked_at IS NULL RETURNING realm_id, user_id";
 pub const REVOKE_FOR_USER: &str = "UPDATE sessions SET revoked_at = $3 \
     WHERE realm_id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3 RETURNING id";
 pub const REVOKE_FOR_CLIENT: &str = "UPDATE sessions SET revoked_at = $3 \
@@ -83,12 +83,12 @@ macro_rules! sql_session_store {
                         .bind(now);
                     all(q, self.reader(), session).await
                 }
-                async fn revoke_session(&self, id: &str, now: i64) -> Result<Option<String>> {
+                async fn revoke_session(&self, id: &str, now: i64) -> Result<Option<SessionOwner>> {
                     let id = id.to_owned();
                     self.write(move |conn| {
                         Box::pin(async move {
                             let q = ::sqlx::query(sessions::REVOKE).bind(&id).bind(now);
-                            optional(q, &mut *conn, |r| col(r, "user_id")).await
+                            optional(q, &mut *conn, session_owner).await
                         })
                     })
                     .await

@@ -458,6 +458,7 @@ impl ConnectService {
         ret: Option<String>,
     ) -> Landing {
         self.accounts.publish_to_user(
+            &user.realm_id,
             &user.id,
             CONNECTED_EVENT,
             serde_json::json!({

@@ -88,6 +88,7 @@ pub enum SignupPoll {
 
 /// A completed sign-up: the "me" object, the provider and Tessera tokens.
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedUp {
     pub user: Me,
     pub provider: String,
@@ -97,6 +98,7 @@ pub struct SignedUp {
 
 /// The user as a client shows it (CodeStream's "me" object).
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Me {
     pub id: String,
@@ -111,6 +113,7 @@ pub struct Me {
 
 /// A connection as listed to its user (never the token).
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionInfo {
     pub provider: String,

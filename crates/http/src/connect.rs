@@ -4,7 +4,7 @@
 //! provider-initiated calls to another environment. Browser endpoints answer
 //! with pages (never a redirect on error); APIs with JSON errors.
 
-use crate::error::OAuthReject;
+use crate::error::{OAuthErrorBody, OAuthReject};
 use crate::extract::{bearer, read_body, Meta};
 use crate::pages::{cookie, error_page, MessagePage, Page};
 use crate::workspaces::DefaultRealm;
@@ -15,10 +15,11 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use tessera_connect::{CallbackQuery, ConnectError, Landing, SignupPoll, Start, Started};
+use tessera_connect::{ConnectionInfo, SignedUp};
 use tessera_verify::{Accept, Policy, Subject, VerifyLayer};
+use utoipa::ToSchema;
 
 pub fn router(state: &AppState) -> Router<AppState> {
     let realm = DefaultRealm {
@@ -121,16 +122,57 @@ impl From<ConnectError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut res = (
-            self.0,
-            Json(json!({"error": self.1, "error_description": self.2})),
-        )
-            .into_response();
+        let body = OAuthErrorBody {
+            error: self.1,
+            error_description: self.2,
+        };
+        let mut res = (self.0, Json(body)).into_response();
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         res
     }
 }
+
+/// Provider connect's JSON error responses (`{"error", "error_description"}`),
+/// for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum Errors {
+    /// `invalid_request`, `unknown_provider`...
+    #[response(status = 400)]
+    BadRequest(OAuthErrorBody),
+    /// `invalid_token`: no or an invalid bearer token.
+    #[response(status = 401)]
+    Unauthorized(OAuthErrorBody),
+    /// `access_denied`.
+    #[response(status = 403)]
+    Forbidden(OAuthErrorBody),
+    /// Unknown provider, or not connected.
+    #[response(status = 404)]
+    NotFound(OAuthErrorBody),
+    /// The identity is taken, or the connection must be made again.
+    #[response(status = 409)]
+    Conflict(OAuthErrorBody),
+    /// The provider is unavailable.
+    #[response(status = 502)]
+    BadGateway(OAuthErrorBody),
+    /// The database is unavailable; `Retry-After` says when to retry.
+    #[response(status = 503)]
+    Unavailable(OAuthErrorBody),
+}
+
+/// Provider connect's and Che's OAuth API's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    provider_link,
+    check_signup,
+    account_providers,
+    account_disconnect,
+    che_providers,
+    che_token,
+    che_disconnect,
+))]
+pub(crate) struct Api;
 
 #[derive(Deserialize)]
 pub struct ProviderAuthQuery {
@@ -180,6 +222,10 @@ async fn provider_auth(
 /// `POST /web/provider-auth/{provider}` with a bearer token of the default
 /// realm: a one-time, short-lived link to open in a browser signed in as
 /// the token's user (`{"url", "expires_in"}`).
+#[utoipa::path(post, path = "/web/provider-auth/{provider}", tag = "connect",
+    summary = "A one-time link that connects the token's user to a provider",
+    params(("provider" = String, Path, description = "Provider name, as configured")), security(("bearer" = [])),
+    responses((status = 200, body = ConnectLinkAnswer), Errors))]
 async fn provider_link(
     State(app): State<AppState>,
     Path(provider): Path<String>,
@@ -208,7 +254,7 @@ async fn provider_link(
         .connect
         .connect_link(&realm, &user, &provider, None)
         .await?;
-    let mut res = Json(json!({"url": url, "expires_in": expires_in})).into_response();
+    let mut res = Json(ConnectLinkAnswer { url, expires_in }).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
@@ -366,6 +412,14 @@ pub struct CheckSignupQuery {
 
 /// `GET /no-auth/check-signup?token=`: 202 `signup_pending` until the
 /// callback completes, then once 200 with the user and tokens.
+#[utoipa::path(get, path = "/no-auth/check-signup", tag = "connect",
+    summary = "Poll a sign-up through a provider: 202 until confirmed, then once 200 with the user and tokens",
+    params(("token" = String, Query, description = "The sign-up token the client chose")),
+    responses(
+        (status = 200, body = SignedUp),
+        (status = 202, description = "Not confirmed yet; poll again", body = SignupPending),
+        (status = 410, description = "`signup_used` or `expired_token`", body = OAuthErrorBody),
+        Errors))]
 async fn check_signup(
     State(app): State<AppState>,
     Query(q): Query<CheckSignupQuery>,
@@ -390,11 +444,12 @@ async fn check_signup(
             // it too, so its user can tell their own sign-in from a phished one.
             let mut res = (
                 StatusCode::ACCEPTED,
-                Json(json!({
-                    "error": "signup_pending",
-                    "error_description": "Waiting for the sign-in to be confirmed in the browser; poll again.",
-                    "user_code": user_code,
-                })),
+                Json(SignupPending {
+                    error: "signup_pending",
+                    error_description:
+                        "Waiting for the sign-in to be confirmed in the browser; poll again.",
+                    user_code,
+                }),
             )
                 .into_response();
             res.headers_mut()
@@ -426,6 +481,10 @@ async fn check_signup(
 }
 
 /// `GET /realms/{realm}/account/providers`.
+#[utoipa::path(get, path = "/realms/{realm}/account/providers", tag = "account",
+    summary = "The token's user's provider connections (never the tokens)",
+    params(("realm" = String, Path, description = "Realm name")), security(("bearer" = [])),
+    responses((status = 200, body = Vec<ConnectionInfo>), Errors))]
 async fn account_providers(
     State(app): State<AppState>,
     Path(realm): Path<String>,
@@ -442,6 +501,10 @@ async fn account_providers(
 }
 
 /// `DELETE /realms/{realm}/account/providers/{provider}`.
+#[utoipa::path(delete, path = "/realms/{realm}/account/providers/{provider}", tag = "account",
+    summary = "Disconnect a provider",
+    params(("realm" = String, Path, description = "Realm name"), ("provider" = String, Path, description = "Provider name, as configured")), security(("bearer" = [])),
+    responses((status = 204, description = "Disconnected"), Errors))]
 async fn account_disconnect(
     State(app): State<AppState>,
     Path((realm, provider)): Path<(String, String)>,
@@ -459,26 +522,96 @@ async fn account_disconnect(
 
 /// `GET /api/oauth`: the configured providers, as Che's
 /// `OAuthAuthenticatorDescriptor`s.
-async fn che_providers(State(app): State<AppState>) -> Json<Vec<Value>> {
+#[utoipa::path(get, path = "/api/oauth", tag = "che",
+    summary = "The configured providers, as Che's OAuthAuthenticatorDescriptors",
+    responses((status = 200, body = Vec<CheAuthenticator>)))]
+async fn che_providers(State(app): State<AppState>) -> Json<Vec<CheAuthenticator>> {
     let base = format!("{}/api/oauth/authenticate", app.services.config.public_url);
     let mut out = Vec::new();
     for p in app.connect.providers().await {
-        out.push(json!({
-            "name": p.name,
-            "displayName": p.display_name,
-            "endpointUrl": p.authorize_endpoint,
-            "links": [{
-                "rel": "Authenticate URL",
-                "href": format!("{base}?oauth_provider={}", p.name),
-                "method": "GET",
-                "parameters": [
-                    {"name": "oauth_provider", "defaultValue": p.name, "required": true, "valid": [p.name]},
-                    {"name": "redirect_after_login", "required": true, "valid": []},
+        out.push(CheAuthenticator {
+            links: vec![CheLink {
+                rel: "Authenticate URL",
+                href: format!("{base}?oauth_provider={}", p.name),
+                method: "GET",
+                parameters: vec![
+                    CheLinkParameter {
+                        name: "oauth_provider",
+                        default_value: Some(p.name.clone()),
+                        required: true,
+                        valid: vec![p.name.clone()],
+                    },
+                    CheLinkParameter {
+                        name: "redirect_after_login",
+                        default_value: None,
+                        required: true,
+                        valid: Vec::new(),
+                    },
                 ],
             }],
-        }));
+            name: p.name,
+            display_name: p.display_name,
+            endpoint_url: p.authorize_endpoint,
+        });
     }
     Json(out)
+}
+
+/// Che's `OAuthAuthenticatorDescriptor`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CheAuthenticator {
+    name: String,
+    display_name: String,
+    endpoint_url: Option<String>,
+    links: Vec<CheLink>,
+}
+
+/// Che's `Link`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CheLink {
+    rel: &'static str,
+    href: String,
+    method: &'static str,
+    parameters: Vec<CheLinkParameter>,
+}
+
+/// Che's `LinkParameter`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CheLinkParameter {
+    name: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_value: Option<String>,
+    required: bool,
+    valid: Vec<String>,
+}
+
+/// `POST /web/provider-auth/{provider}`'s answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ConnectLinkAnswer {
+    /// Open it in a browser signed in as the token's user.
+    url: String,
+    /// Seconds.
+    expires_in: i64,
+}
+
+/// `GET /no-auth/check-signup`'s 202.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SignupPending {
+    /// `signup_pending`.
+    error: &'static str,
+    error_description: &'static str,
+    /// The code the browser's confirmation page shows.
+    user_code: String,
+}
+
+/// Che's `OAuthToken`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CheToken {
+    token: String,
+    /// Space-separated.
+    scope: String,
 }
 
 #[derive(Deserialize)]
@@ -527,6 +660,11 @@ async fn che_authenticate(
 }
 
 /// `GET /api/oauth/token?oauth_provider=`: Che's `OAuthToken`.
+#[utoipa::path(get, path = "/api/oauth/token", tag = "che",
+    summary = "The user's current token at a provider (Che's OAuthToken), refreshed if needed",
+    params(("oauth_provider" = String, Query, description = "Provider name"), ("token" = Option<String>, Query, description = "The access token, where no header can be sent")),
+    security(("bearer" = [])),
+    responses((status = 200, body = CheToken), Errors))]
 async fn che_token(
     State(app): State<AppState>,
     subject: Subject,
@@ -534,13 +672,21 @@ async fn che_token(
 ) -> Result<Response, ApiError> {
     let provider = che_provider(&q)?;
     let (token, scopes) = app.connect.current_token(&subject.id, &provider).await?;
-    let mut res = Json(json!({"token": token, "scope": scopes.join(" ")})).into_response();
+    let mut res = Json(CheToken {
+        token,
+        scope: scopes.join(" "),
+    })
+    .into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }
 
 /// `DELETE /api/oauth/token?oauth_provider=`.
+#[utoipa::path(delete, path = "/api/oauth/token", tag = "che",
+    summary = "Disconnect the user from a provider",
+    params(("oauth_provider" = String, Query, description = "Provider name")), security(("bearer" = [])),
+    responses((status = 204, description = "Disconnected"), Errors))]
 async fn che_disconnect(
     State(app): State<AppState>,
     subject: Subject,

@@ -18,14 +18,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tessera_core::{OAuthErrorCode, Realm};
-use tessera_oauth::consent::{AuthenticateRequest, ConsentError};
+use tessera_oauth::consent::{AuthJwt, AuthenticateRequest, ConsentError};
 use tessera_oauth::Services;
 use tessera_verify::{Accept, Policy, Subject, TokenKind, VerifyLayer};
 use tower_http::cors::{Any, CorsLayer};
+use utoipa::{PartialSchema, ToSchema};
 
 /// The operations, by Verida's names.
 fn operations() -> Router<AppState> {
@@ -77,6 +77,60 @@ pub fn default_realm_router(state: &AppState) -> Router<AppState> {
         .nest("/auth", operations())
         .merge(session)
         .layer(cors())
+}
+
+/// The consent API's part of the OpenAPI document: each operation at
+/// `/auth/{op}` (the default realm) and, the same operation with a realm
+/// parameter, at `/realms/{realm}/consent/{op}`.
+pub(crate) fn api() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::Required;
+    use utoipa::OpenApi;
+
+    #[derive(OpenApi)]
+    #[openapi(
+        paths(
+            generate_auth_jwt,
+            authenticate,
+            connect,
+            regenerate,
+            invalidate_device,
+            is_token_valid,
+            session,
+        ),
+        components(schemas(ConsentFailed))
+    )]
+    struct Api;
+
+    let mut doc = Api::openapi();
+    let realm = ParameterBuilder::new()
+        .name("realm")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some("Realm name"))
+        .schema(Some(String::schema()))
+        .build();
+    let in_realm: Vec<_> = doc
+        .paths
+        .paths
+        .iter()
+        .filter(|(path, _)| path.as_str() != "/auth/session")
+        .filter_map(|(path, item)| {
+            let op = path.strip_prefix("/auth/")?;
+            let mut item = item.clone();
+            let post = item.post.as_mut()?;
+            post.parameters
+                .get_or_insert_with(Vec::new)
+                .push(realm.clone());
+            post.operation_id = post
+                .operation_id
+                .as_ref()
+                .map(|id| format!("{id}_in_realm"));
+            Some((format!("/realms/{{realm}}/consent/{op}"), item))
+        })
+        .collect();
+    doc.paths.paths.extend(in_realm);
+    doc
 }
 
 /// Which realm a consent call acts in: the one in the path, else the default.
@@ -192,7 +246,11 @@ impl IntoResponse for ConsentReject {
         if status.is_client_error() {
             tracing::debug!(%status, %message, "consent request refused");
         }
-        no_store((status, Json(json!({"status": "fail", "message": message}))).into_response())
+        let body = ConsentFailed {
+            status: Fail::Fail,
+            message: Some(message),
+        };
+        no_store((status, Json(body)).into_response())
     }
 }
 
@@ -202,18 +260,64 @@ fn no_store(mut res: Response) -> Response {
     res
 }
 
-fn success(mut body: Value) -> Response {
-    body["status"] = json!("success");
+fn success(body: impl Serialize) -> Response {
     no_store(Json(body).into_response())
 }
 
-#[derive(Deserialize)]
+/// `status` of every successful answer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum Success {
+    Success,
+}
+
+/// `status` of every failed answer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum Fail {
+    Fail,
+}
+
+/// Every error, in Verida's shape (`isTokenValid`'s 401 has no message).
+#[derive(Serialize, ToSchema)]
+struct ConsentFailed {
+    status: Fail,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+/// The consent API's error responses, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum Errors {
+    /// Invalid input (`message` says why).
+    #[response(status = 400)]
+    BadRequest(ConsentFailed),
+    /// The signature, token or session is not valid.
+    #[response(status = 401)]
+    Unauthorized(ConsentFailed),
+    /// Not allowed for this DID, context or origin.
+    #[response(status = 403)]
+    Forbidden(ConsentFailed),
+    /// The body is not JSON.
+    #[response(status = 415)]
+    UnsupportedMediaType(ConsentFailed),
+    /// The database is unavailable; `Retry-After` says when to retry.
+    #[response(status = 503)]
+    Unavailable(ConsentFailed),
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct GenerateReq {
     did: String,
     context_name: String,
 }
 
+#[utoipa::path(post, path = "/auth/generateAuthJwt", tag = "consent",
+    summary = "A challenge for the DID to sign",
+    request_body = GenerateReq,
+    responses((status = 200, body = AuthJwtAnswer), Errors))]
 async fn generate_auth_jwt(
     State(svc): State<Services>,
     ConsentRealm(realm): ConsentRealm,
@@ -223,10 +327,13 @@ async fn generate_auth_jwt(
         .consent
         .generate_auth_jwt(&realm, &req.did, &req.context_name)
         .await?;
-    Ok(success(json!({"authJwt": jwt})))
+    Ok(success(AuthJwtAnswer {
+        status: Success::Success,
+        auth_jwt: jwt,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct AuthenticateReq {
     auth_jwt: String,
@@ -239,6 +346,10 @@ struct AuthenticateReq {
     origin: Option<String>,
 }
 
+#[utoipa::path(post, path = "/auth/authenticate", tag = "consent",
+    summary = "Exchange the signed challenge for a refresh and an access token",
+    request_body = AuthenticateReq,
+    responses((status = 200, body = Authenticated), Errors))]
 async fn authenticate(
     State(svc): State<Services>,
     ConsentRealm(realm): ConsentRealm,
@@ -263,14 +374,15 @@ async fn authenticate(
             &meta,
         )
         .await?;
-    Ok(success(json!({
-        "refreshToken": out.refresh_token,
-        "accessToken": out.access_token,
-        "host": out.host,
-    })))
+    Ok(success(Authenticated {
+        status: Success::Success,
+        refresh_token: out.refresh_token,
+        access_token: out.access_token,
+        host: out.host,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ConnectReq {
     refresh_token: String,
@@ -278,6 +390,10 @@ struct ConnectReq {
     context_name: String,
 }
 
+#[utoipa::path(post, path = "/auth/connect", tag = "consent",
+    summary = "A fresh access token for a refresh token",
+    request_body = ConnectReq,
+    responses((status = 200, body = Connected), Errors))]
 async fn connect(
     State(svc): State<Services>,
     ConsentRealm(realm): ConsentRealm,
@@ -294,10 +410,14 @@ async fn connect(
             &meta,
         )
         .await?;
-    Ok(success(json!({"accessToken": access, "host": host})))
+    Ok(success(Connected {
+        status: Success::Success,
+        access_token: access,
+        host,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RegenerateReq {
     refresh_token: String,
@@ -306,6 +426,10 @@ struct RegenerateReq {
     context_name: String,
 }
 
+#[utoipa::path(post, path = "/auth/regenerateRefreshToken", tag = "consent",
+    summary = "Rotate a refresh token",
+    request_body = RegenerateReq,
+    responses((status = 200, body = Regenerated), Errors))]
 async fn regenerate(
     State(svc): State<Services>,
     ConsentRealm(realm): ConsentRealm,
@@ -322,10 +446,13 @@ async fn regenerate(
             &meta,
         )
         .await?;
-    Ok(success(json!({"refreshToken": refresh})))
+    Ok(success(Regenerated {
+        status: Success::Success,
+        refresh_token: refresh,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct InvalidateReq {
     did: String,
@@ -334,6 +461,10 @@ struct InvalidateReq {
     signature: String,
 }
 
+#[utoipa::path(post, path = "/auth/invalidateDeviceId", tag = "consent",
+    summary = "End a device's sessions (signed by the DID)",
+    request_body = InvalidateReq,
+    responses((status = 200, body = Invalidated), Errors))]
 async fn invalidate_device(
     State(svc): State<Services>,
     ConsentRealm(realm): ConsentRealm,
@@ -349,16 +480,23 @@ async fn invalidate_device(
             &req.signature,
         )
         .await?;
-    Ok(success(json!({"revoked": n})))
+    Ok(success(Invalidated {
+        status: Success::Success,
+        revoked: n,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct IsValidReq {
     refresh_token: String,
     context_name: String,
 }
 
+#[utoipa::path(post, path = "/auth/isTokenValid", tag = "consent",
+    summary = "Whether a refresh token is valid, and until when",
+    request_body = IsValidReq,
+    responses((status = 200, body = Valid), Errors))]
 async fn is_token_valid(
     State(svc): State<Services>,
     ConsentRealm(realm): ConsentRealm,
@@ -369,16 +507,30 @@ async fn is_token_valid(
         .consent_token_expiry(&realm, &req.refresh_token, &req.context_name)
         .await
     {
-        Ok(expires) => Ok(success(json!({"expires": expires}))),
+        Ok(expires) => Ok(success(Valid {
+            status: Success::Success,
+            expires,
+        })),
         // Verida answers a bare `fail` for any token that is not valid.
         Err(ConsentError::Unauthorized(_)) | Err(ConsentError::Forbidden(_)) => Ok(no_store(
-            (StatusCode::UNAUTHORIZED, Json(json!({"status": "fail"}))).into_response(),
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(ConsentFailed {
+                    status: Fail::Fail,
+                    message: None,
+                }),
+            )
+                .into_response(),
         )),
         Err(e) => Err(e.into()),
     }
 }
 
 /// The app connection behind a consent access token, if its session is live.
+#[utoipa::path(get, path = "/auth/session", tag = "consent",
+    summary = "The app connection behind a consent access token (default realm only)",
+    security(("bearer" = [])),
+    responses((status = 200, body = SessionAnswer), Errors))]
 async fn session(
     State(svc): State<Services>,
     State(settings): State<Arc<HttpSettings>>,
@@ -406,13 +558,81 @@ async fn session(
         .await
         .map_err(ConsentError::Server)?
         .ok_or_else(|| ConsentReject::new(StatusCode::UNAUTHORIZED, "Session has ended"))?;
-    Ok(success(json!({
-        "username": subject.id,
-        "did": did,
-        "contextName": context_name,
-        "deviceId": live.device_id,
-        "origin": live.origin,
-        "sessionId": live.id,
-        "expires": live.expires_at / 1000,
-    })))
+    Ok(success(SessionAnswer {
+        status: Success::Success,
+        username: subject.id.clone(),
+        did: did.clone(),
+        context_name: context_name.clone(),
+        device_id: live.device_id,
+        origin: live.origin,
+        session_id: live.id,
+        expires: live.expires_at / 1000,
+    }))
+}
+
+/// `generateAuthJwt`'s answer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct AuthJwtAnswer {
+    status: Success,
+    auth_jwt: AuthJwt,
+}
+
+/// `authenticate`'s answer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Authenticated {
+    status: Success,
+    refresh_token: String,
+    access_token: String,
+    /// The storage node the tokens are for.
+    host: String,
+}
+
+/// `connect`'s answer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Connected {
+    status: Success,
+    access_token: String,
+    host: String,
+}
+
+/// `regenerateRefreshToken`'s answer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Regenerated {
+    status: Success,
+    refresh_token: String,
+}
+
+/// `invalidateDeviceId`'s answer.
+#[derive(Serialize, ToSchema)]
+struct Invalidated {
+    status: Success,
+    /// How many sessions ended.
+    revoked: usize,
+}
+
+/// `isTokenValid`'s answer.
+#[derive(Serialize, ToSchema)]
+struct Valid {
+    status: Success,
+    /// When the refresh token expires, seconds since the epoch.
+    expires: i64,
+}
+
+/// `GET /auth/session`'s answer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SessionAnswer {
+    status: Success,
+    username: String,
+    did: String,
+    context_name: String,
+    device_id: Option<String>,
+    origin: Option<String>,
+    session_id: String,
+    /// Seconds since the epoch.
+    expires: i64,
 }

@@ -5,9 +5,58 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
 use tessera_core::{OAuthError, OAuthErrorCode};
 use tessera_oauth::data::{Failure, StoreError};
+
+/// The body of every OAuth protocol error (RFC 6749 §5.2), as sent.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OAuthErrorBody {
+    /// The RFC 6749 error code, e.g. `invalid_grant`, `invalid_client`, `invalid_token`.
+    #[schema(example = "invalid_grant")]
+    pub error: &'static str,
+    /// Human-readable; never internal detail.
+    pub error_description: String,
+}
+
+/// The body of an Admin API error other than 401/403: Keycloak's
+/// `ErrorRepresentation`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminErrorBody {
+    #[schema(example = "Could not find realm")]
+    pub error_message: String,
+}
+
+/// The body of an Admin API 401 or 403, as Keycloak sends it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AdminDeniedBody {
+    #[schema(example = "HTTP 401 Unauthorized")]
+    pub error: &'static str,
+}
+
+/// The Admin API's error responses, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+pub enum AdminErrors {
+    /// The request is invalid (`errorMessage` says why).
+    #[response(status = 400)]
+    BadRequest(AdminErrorBody),
+    /// No or an invalid bearer token (`WWW-Authenticate: Bearer realm="master"`).
+    #[response(status = 401)]
+    Unauthorized(AdminDeniedBody),
+    /// The token's user is not an administrator.
+    #[response(status = 403)]
+    Forbidden(AdminDeniedBody),
+    /// The realm, client, user or session does not exist.
+    #[response(status = 404)]
+    NotFound(AdminErrorBody),
+    /// A name is already taken.
+    #[response(status = 409)]
+    Conflict(AdminErrorBody),
+    /// The database is unavailable; `Retry-After` says when to retry.
+    #[response(status = 503)]
+    Unavailable(AdminErrorBody),
+}
 
 /// An OAuth protocol error response.
 #[derive(Debug)]
@@ -30,7 +79,10 @@ impl IntoResponse for OAuthReject {
             tracing::debug!(error = ?e, "request rejected");
         }
         let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-        let body = json!({"error": e.code.as_str(), "error_description": e.description});
+        let body = OAuthErrorBody {
+            error: e.code.as_str(),
+            error_description: e.description.clone(),
+        };
         let mut res = (status, Json(body)).into_response();
         let headers = res.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -148,12 +200,21 @@ impl From<Failure> for AdminError {
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        let body = match self.status {
-            StatusCode::UNAUTHORIZED => json!({"error": "HTTP 401 Unauthorized"}),
-            StatusCode::FORBIDDEN => json!({"error": "HTTP 403 Forbidden"}),
-            _ => json!({"errorMessage": self.message}),
+        let mut res = match self.status {
+            StatusCode::UNAUTHORIZED => Json(AdminDeniedBody {
+                error: "HTTP 401 Unauthorized",
+            })
+            .into_response(),
+            StatusCode::FORBIDDEN => Json(AdminDeniedBody {
+                error: "HTTP 403 Forbidden",
+            })
+            .into_response(),
+            _ => Json(AdminErrorBody {
+                error_message: self.message,
+            })
+            .into_response(),
         };
-        let mut res = (self.status, Json(body)).into_response();
+        *res.status_mut() = self.status;
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

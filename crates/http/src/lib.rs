@@ -1,5 +1,6 @@
 //! Tessera's HTTP surface: axum routers per feature (OIDC protocol, Admin
-//! REST, Che settings, operations) and the mapping of domain errors to
+//! REST, Che settings, operations, the OpenAPI document and Swagger UI) and
+//! the mapping of domain errors to
 //! responses. `app(state)` builds the whole router so tests can drive it with
 //! `oneshot`, without a socket.
 
@@ -11,6 +12,7 @@ pub mod error;
 mod extract;
 pub mod metrics;
 mod oidc;
+pub mod openapi;
 mod ops;
 pub mod pages;
 mod workspaces;
@@ -96,6 +98,7 @@ pub fn app(state: AppState) -> Router {
         .merge(connect::router(&state))
         .merge(workspaces::router(&state))
         .merge(ops::router())
+        .merge(openapi::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::track,

@@ -839,8 +839,12 @@ async fn garbage_collection_under_load(app: TestApp) {
         old_tokens.push(refresh);
         challenge(&app, &w.did, CTX).await; // left unanswered
     }
-    // Let them expire (refresh tokens live 3 s, challenges 1 s here).
+    // Let them expire (refresh tokens and challenges live 3 s here).
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    // The collector's "now": everything made from here on is live at it,
+    // however slowly the machine makes it (a loaded CI took over 1 s for a
+    // login, whose challenge then counted as expired).
+    let cutoff = now_ms();
     let (live_refresh, _) = login(&app, &w, CTX, "live").await;
     let app = std::sync::Arc::new(app);
     // Issue tokens while the collector works through small batches.
@@ -859,7 +863,7 @@ async fn garbage_collection_under_load(app: TestApp) {
         batch: 4,
         pause: std::time::Duration::from_millis(5),
     };
-    let done = collect_garbage(store.as_ref(), now_ms(), config)
+    let done = collect_garbage(store.as_ref(), cutoff, config)
         .await
         .expect("gc");
     issuing.await.expect("issuance kept working while GC ran");
@@ -963,7 +967,9 @@ consent_tests! {
     invalidating_a_device_ends_all_its_sessions => |_| {},
     app_connections_show_in_the_admin_api => |_| {},
     garbage_collection_under_load => |c| {
+        // Challenges live as long as the refresh tokens: a login must
+        // answer its challenge within that, even on a loaded machine.
         c.consent.refresh_token_ttl_secs = 3;
-        c.consent.challenge_ttl_secs = 1;
+        c.consent.challenge_ttl_secs = 3;
     },
 }

@@ -84,6 +84,7 @@ const INVALID_REFRESH: &str = "Invalid refresh token";
 
 /// `generateAuthJwt`'s answer.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AuthJwt {
     pub auth_request_id: String,
@@ -429,7 +430,7 @@ impl ConsentLogin {
             .await?;
         let n = ended.len();
         tracing::info!(realm = %realm.name, did = %did, sessions = n, "device invalidated");
-        self.sessions.announce_ended(&user.id, ended);
+        self.sessions.announce_ended(&realm.id, &user.id, ended);
         Ok(n)
     }
 

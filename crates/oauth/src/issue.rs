@@ -19,12 +19,14 @@ use tessera_core::{
 
 /// The token endpoint's success body, field for field as Keycloak sends it.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     pub access_token: String,
     pub expires_in: i64,
     pub refresh_expires_in: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(example = "Bearer"))]
     pub token_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,

@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use tessera_core::time::now_ms;
 use tessera_core::{Client, TokenHash};
@@ -107,7 +106,29 @@ fn apply(c: &mut Client, rep: ClientRep) -> Result<bool, AdminError> {
     }
 }
 
-#[derive(Deserialize)]
+/// A client secret, as Keycloak's `CredentialRepresentation`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SecretRep {
+    /// Always `secret`.
+    #[serde(rename = "type")]
+    type_: &'static str,
+    /// Absent when the secret was set by an administrator (only its hash is kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+}
+
+impl SecretRep {
+    fn secret(value: Option<String>) -> Self {
+        Self {
+            type_: "secret",
+            value,
+        }
+    }
+}
+
+/// `GET .../clients` filters.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientQuery {
     client_id: Option<String>,
@@ -117,6 +138,16 @@ pub struct ClientQuery {
     max: Option<usize>,
 }
 
+#[utoipa::path(
+    operation_id = "clients_list",
+    get,
+    path = "/admin/realms/{realm}/clients",
+    tag = "admin",
+    summary = "List clients",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ClientQuery),
+    responses((status = 200, body = Vec<ClientRep>), crate::error::AdminErrors)
+)]
 pub async fn list(
     _: Admin,
     State(svc): State<Services>,
@@ -139,6 +170,17 @@ pub async fn list(
     Ok(Json(reps))
 }
 
+#[utoipa::path(
+    operation_id = "clients_create",
+    post,
+    path = "/admin/realms/{realm}/clients",
+    tag = "admin",
+    summary = "Create a client",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name")),
+    request_body = ClientRep,
+    responses((status = 201, description = "Created; `Location` names the client", headers(("Location" = String))), crate::error::AdminErrors)
+)]
 pub async fn create(
     _: Admin,
     State(svc): State<Services>,
@@ -191,6 +233,16 @@ async fn load(svc: &Services, realm_name: &str, id: &str) -> Result<Client, Admi
         .ok_or_else(|| AdminError::not_found("client"))
 }
 
+#[utoipa::path(
+    operation_id = "clients_get",
+    get,
+    path = "/admin/realms/{realm}/clients/{id}",
+    tag = "admin",
+    summary = "Read a client",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ("id" = String, Path, description = "The client's internal id (`id`, not `clientId`)")),
+    responses((status = 200, body = ClientRep), crate::error::AdminErrors)
+)]
 pub async fn get(
     _: Admin,
     State(svc): State<Services>,
@@ -199,6 +251,17 @@ pub async fn get(
     Ok(Json(to_rep(&svc, &load(&svc, &name, &id).await?)))
 }
 
+#[utoipa::path(
+    operation_id = "clients_update",
+    put,
+    path = "/admin/realms/{realm}/clients/{id}",
+    tag = "admin",
+    summary = "Update a client (absent fields are kept)",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ("id" = String, Path, description = "The client's internal id (`id`, not `clientId`)")),
+    request_body = ClientRep,
+    responses((status = 204, description = "Updated"), crate::error::AdminErrors)
+)]
 pub async fn update(
     _: Admin,
     State(svc): State<Services>,
@@ -230,6 +293,16 @@ pub async fn update(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    operation_id = "clients_delete",
+    delete,
+    path = "/admin/realms/{realm}/clients/{id}",
+    tag = "admin",
+    summary = "Delete a client and end its sessions",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ("id" = String, Path, description = "The client's internal id (`id`, not `clientId`)")),
+    responses((status = 204, description = "Deleted"), crate::error::AdminErrors)
+)]
 pub async fn delete(
     _: Admin,
     State(svc): State<Services>,
@@ -243,39 +316,69 @@ pub async fn delete(
 
 /// Keycloak's CredentialRepresentation of the secret. An administrator-
 /// supplied secret cannot be shown again (only its hash is kept).
+#[utoipa::path(
+    operation_id = "clients_get_secret",
+    get,
+    path = "/admin/realms/{realm}/clients/{id}/client-secret",
+    tag = "admin",
+    summary = "Read the client secret (only a generated one is shown)",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ("id" = String, Path, description = "The client's internal id (`id`, not `clientId`)")),
+    responses((status = 200, body = SecretRep), crate::error::AdminErrors)
+)]
 pub async fn get_secret(
     _: Admin,
     State(svc): State<Services>,
     Path((name, id)): Path<(String, String)>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<SecretRep>, AdminError> {
     let c = load(&svc, &name, &id).await?;
     if c.public_client {
         return Err(AdminError::bad_request("public clients have no secret"));
     }
     Ok(Json(if c.secret_generated {
-        json!({"type": "secret", "value": svc.admin.generated_secret(&c)})
+        SecretRep::secret(Some(svc.admin.generated_secret(&c)))
     } else {
-        json!({"type": "secret"})
+        SecretRep::secret(None)
     }))
 }
 
 /// `POST .../client-secret`: replaces the secret with a new generated one.
+#[utoipa::path(
+    operation_id = "clients_regenerate_secret",
+    post,
+    path = "/admin/realms/{realm}/clients/{id}/client-secret",
+    tag = "admin",
+    summary = "Generate a new client secret",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ("id" = String, Path, description = "The client's internal id (`id`, not `clientId`)")),
+    responses((status = 200, body = SecretRep), crate::error::AdminErrors)
+)]
 pub async fn regenerate_secret(
     _: Admin,
     State(svc): State<Services>,
     Path((name, id)): Path<(String, String)>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<SecretRep>, AdminError> {
     let mut c = load(&svc, &name, &id).await?;
     if c.public_client {
         return Err(AdminError::bad_request("public clients have no secret"));
     }
     let secret = svc.admin.next_secret(&mut c);
     svc.admin.store_secret(&c).await?;
-    Ok(Json(json!({"type": "secret", "value": secret})))
+    Ok(Json(SecretRep::secret(Some(secret))))
 }
 
 /// `GET .../clients/{id}/service-account-user`: the identity the client acts
 /// as in the client_credentials grant. Its `id` is the `sub` of those tokens.
+#[utoipa::path(
+    operation_id = "clients_service_account_user",
+    get,
+    path = "/admin/realms/{realm}/clients/{id}/service-account-user",
+    tag = "admin",
+    summary = "The client's service-account user",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ("id" = String, Path, description = "The client's internal id (`id`, not `clientId`)")),
+    responses((status = 200, body = UserRep), crate::error::AdminErrors)
+)]
 pub async fn service_account_user(
     _: Admin,
     State(svc): State<Services>,

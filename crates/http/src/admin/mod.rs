@@ -116,6 +116,15 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `DELETE /admin/realms/{realm}/sessions/{session}`: ends one session.
+#[utoipa::path(
+    delete,
+    path = "/admin/realms/{realm}/sessions/{session}",
+    tag = "admin",
+    summary = "End one session",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ("session" = String, Path, description = "Session id")),
+    responses((status = 204, description = "Ended"), crate::error::AdminErrors)
+)]
 async fn delete_session(
     _: Admin,
     axum::extract::State(svc): axum::extract::State<Services>,
@@ -131,6 +140,37 @@ async fn delete_session(
         })?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The Admin API's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    realms::list,
+    realms::create,
+    realms::get,
+    realms::update,
+    realms::delete,
+    clients::list,
+    clients::create,
+    clients::get,
+    clients::update,
+    clients::delete,
+    clients::get_secret,
+    clients::regenerate_secret,
+    clients::service_account_user,
+    users::list,
+    users::count,
+    users::create,
+    users::get,
+    users::update,
+    users::delete,
+    users::reset_password,
+    users::sessions,
+    users::logout,
+    delete_session,
+    keys::list,
+    keys::rotate,
+))]
+pub(crate) struct Api;
 
 /// A 201 with Keycloak's `Location` header.
 pub(crate) fn created(location: String) -> axum::response::Response {

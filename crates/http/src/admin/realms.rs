@@ -87,6 +87,15 @@ fn apply(realm: &mut Realm, rep: RealmRep) -> Result<(), AdminError> {
     Ok(())
 }
 
+#[utoipa::path(
+    operation_id = "realms_list",
+    get,
+    path = "/admin/realms",
+    tag = "admin",
+    summary = "List realms",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Every realm", body = Vec<RealmRep>), crate::error::AdminErrors)
+)]
 pub async fn list(
     _: Admin,
     State(svc): State<Services>,
@@ -96,6 +105,16 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(
+    operation_id = "realms_create",
+    post,
+    path = "/admin/realms",
+    tag = "admin",
+    summary = "Create a realm",
+    security(("bearer" = [])),
+    request_body = RealmRep,
+    responses((status = 201, description = "Created; `Location` names the realm", headers(("Location" = String))), crate::error::AdminErrors)
+)]
 pub async fn create(
     _: Admin,
     State(svc): State<Services>,
@@ -117,6 +136,16 @@ pub async fn create(
     )))
 }
 
+#[utoipa::path(
+    operation_id = "realms_get",
+    get,
+    path = "/admin/realms/{realm}",
+    tag = "admin",
+    summary = "Read a realm",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name")),
+    responses((status = 200, body = RealmRep), crate::error::AdminErrors)
+)]
 pub async fn get(
     _: Admin,
     State(svc): State<Services>,
@@ -125,6 +154,17 @@ pub async fn get(
     Ok(Json(to_rep(&realm(&svc, &name).await?)))
 }
 
+#[utoipa::path(
+    operation_id = "realms_update",
+    put,
+    path = "/admin/realms/{realm}",
+    tag = "admin",
+    summary = "Update a realm (absent fields are kept)",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name")),
+    request_body = RealmRep,
+    responses((status = 204, description = "Updated"), crate::error::AdminErrors)
+)]
 pub async fn update(
     _: Admin,
     State(svc): State<Services>,
@@ -155,6 +195,16 @@ pub async fn update(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    operation_id = "realms_delete",
+    delete,
+    path = "/admin/realms/{realm}",
+    tag = "admin",
+    summary = "Delete a realm (not master)",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name")),
+    responses((status = 204, description = "Deleted"), crate::error::AdminErrors)
+)]
 pub async fn delete(
     _: Admin,
     State(svc): State<Services>,

@@ -100,7 +100,9 @@ fn conflict(e: Failure) -> AdminError {
     }
 }
 
-#[derive(Deserialize)]
+/// `GET .../users` filters (Keycloak's).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     search: Option<String>,
     username: Option<String>,
@@ -111,6 +113,16 @@ pub struct ListQuery {
     max: Option<i64>,
 }
 
+#[utoipa::path(
+    operation_id = "users_list",
+    get,
+    path = "/admin/realms/{realm}/users",
+    tag = "admin",
+    summary = "Search users",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ListQuery),
+    responses((status = 200, body = Vec<UserRep>), crate::error::AdminErrors)
+)]
 pub async fn list(
     _: Admin,
     State(svc): State<Services>,
@@ -136,6 +148,16 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(
+    operation_id = "users_count",
+    get,
+    path = "/admin/realms/{realm}/users/count",
+    tag = "admin",
+    summary = "Count users",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name")),
+    responses((status = 200, body = i64), crate::error::AdminErrors)
+)]
 pub async fn count(
     _: Admin,
     State(svc): State<Services>,
@@ -145,6 +167,17 @@ pub async fn count(
     Ok(Json(svc.admin.count_users(&realm).await?))
 }
 
+#[utoipa::path(
+    operation_id = "users_create",
+    post,
+    path = "/admin/realms/{realm}/users",
+    tag = "admin",
+    summary = "Create a user",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name")),
+    request_body = UserRep,
+    responses((status = 201, description = "Created; `Location` names the user", headers(("Location" = String))), crate::error::AdminErrors)
+)]
 pub async fn create(
     _: Admin,
     State(svc): State<Services>,
@@ -192,6 +225,16 @@ async fn load(svc: &Services, realm_name: &str, id: &str) -> Result<(Realm, User
     Ok((realm, user))
 }
 
+#[utoipa::path(
+    operation_id = "users_get",
+    get,
+    path = "/admin/realms/{realm}/users/{id}",
+    tag = "admin",
+    summary = "Read a user",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ("id" = String, Path, description = "User id")),
+    responses((status = 200, body = UserRep), crate::error::AdminErrors)
+)]
 pub async fn get(
     _: Admin,
     State(svc): State<Services>,
@@ -200,6 +243,17 @@ pub async fn get(
     Ok(Json(to_rep(&load(&svc, &name, &id).await?.1)))
 }
 
+#[utoipa::path(
+    operation_id = "users_update",
+    put,
+    path = "/admin/realms/{realm}/users/{id}",
+    tag = "admin",
+    summary = "Update a user (absent fields are kept)",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ("id" = String, Path, description = "User id")),
+    request_body = UserRep,
+    responses((status = 204, description = "Updated"), crate::error::AdminErrors)
+)]
 pub async fn update(
     _: Admin,
     State(svc): State<Services>,
@@ -217,6 +271,16 @@ pub async fn update(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    operation_id = "users_delete",
+    delete,
+    path = "/admin/realms/{realm}/users/{id}",
+    tag = "admin",
+    summary = "Delete a user and end their sessions",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ("id" = String, Path, description = "User id")),
+    responses((status = 204, description = "Deleted"), crate::error::AdminErrors)
+)]
 pub async fn delete(
     _: Admin,
     State(svc): State<Services>,
@@ -228,6 +292,17 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    operation_id = "users_reset_password",
+    put,
+    path = "/admin/realms/{realm}/users/{id}/reset-password",
+    tag = "admin",
+    summary = "Set a user's password",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ("id" = String, Path, description = "User id")),
+    request_body = CredentialRep,
+    responses((status = 204, description = "Password set"), crate::error::AdminErrors)
+)]
 pub async fn reset_password(
     _: Admin,
     State(svc): State<Services>,
@@ -243,6 +318,16 @@ pub async fn reset_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    operation_id = "users_sessions",
+    get,
+    path = "/admin/realms/{realm}/users/{id}/sessions",
+    tag = "admin",
+    summary = "A user's live sessions",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ("id" = String, Path, description = "User id")),
+    responses((status = 200, body = Vec<SessionRep>), crate::error::AdminErrors)
+)]
 pub async fn sessions(
     _: Admin,
     State(svc): State<Services>,
@@ -274,6 +359,16 @@ pub async fn sessions(
     Ok(Json(out))
 }
 
+#[utoipa::path(
+    operation_id = "users_logout",
+    post,
+    path = "/admin/realms/{realm}/users/{id}/logout",
+    tag = "admin",
+    summary = "End all of a user's sessions",
+    security(("bearer" = [])),
+    params(("realm" = String, Path, description = "Realm name"), ("id" = String, Path, description = "User id")),
+    responses((status = 204, description = "Sessions ended"), crate::error::AdminErrors)
+)]
 pub async fn logout(
     _: Admin,
     State(svc): State<Services>,

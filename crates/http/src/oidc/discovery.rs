@@ -1,7 +1,7 @@
 //! Realm metadata: Keycloak's realm info (with `public_key`, which Codewind
 //! reads), OIDC discovery and the JWKS.
 
-use crate::error::OAuthReject;
+use crate::error::{OAuthErrorBody, OAuthReject};
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -11,22 +11,43 @@ use tessera_core::scope::KNOWN_SCOPES;
 use tessera_oauth::grants::TokenRequest;
 use tessera_oauth::Services;
 
+/// Keycloak's `PublishedRealmRepresentation`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct RealmInfo {
+    realm: String,
+    /// The active RS256 (or the realm's) public key, DER, base64.
+    #[serde(rename = "public_key")]
+    public_key: String,
+    token_service: String,
+    account_service: String,
+    tokens_not_before: i64,
+}
+
+#[utoipa::path(get, path = "/realms/{realm}", tag = "oidc",
+    summary = "Keycloak's realm info (with the realm's public key)",
+    params(("realm" = String, Path, description = "Realm name")),
+    responses((status = 200, body = RealmInfo), (status = 404, description = "No such realm", body = OAuthErrorBody), (status = 503, description = "`temporarily_unavailable`", body = OAuthErrorBody)))]
 pub async fn realm_info(
     State(svc): State<Services>,
     Path(realm): Path<String>,
-) -> Result<Json<Value>, OAuthReject> {
+) -> Result<Json<RealmInfo>, OAuthReject> {
     let realm = svc.realms.realm(&realm).await?;
     let keys = svc.verifier.realm_keys(&realm).await?;
     let iss = svc.realms.issuer(&realm.name);
-    Ok(Json(json!({
-        "realm": realm.name,
-        "public_key": keys.public_key_b64,
-        "token-service": format!("{iss}/protocol/openid-connect"),
-        "account-service": format!("{iss}/account"),
-        "tokens-not-before": 0,
-    })))
+    Ok(Json(RealmInfo {
+        token_service: format!("{iss}/protocol/openid-connect"),
+        account_service: format!("{iss}/account"),
+        realm: realm.name,
+        public_key: keys.public_key_b64.clone(),
+        tokens_not_before: 0,
+    }))
 }
 
+#[utoipa::path(get, path = "/realms/{realm}/.well-known/openid-configuration", tag = "oidc",
+    summary = "OpenID Provider Metadata (OpenID Connect Discovery 1.0 §3)",
+    params(("realm" = String, Path, description = "Realm name")),
+    responses((status = 200, description = "The provider metadata", body = Object), (status = 404, description = "No such realm", body = OAuthErrorBody), (status = 503, description = "`temporarily_unavailable`", body = OAuthErrorBody)))]
 pub async fn openid_configuration(
     State(svc): State<Services>,
     Path(realm): Path<String>,
@@ -63,6 +84,10 @@ pub async fn openid_configuration(
     })))
 }
 
+#[utoipa::path(get, path = "/realms/{realm}/protocol/openid-connect/certs", tag = "oidc",
+    summary = "The realm's JSON Web Key Set (RFC 7517), published keys included",
+    params(("realm" = String, Path, description = "Realm name")),
+    responses((status = 200, description = "`{\"keys\": [JWK...]}`", body = Object), (status = 404, description = "No such realm", body = OAuthErrorBody), (status = 503, description = "`temporarily_unavailable`", body = OAuthErrorBody)))]
 pub async fn certs(
     State(svc): State<Services>,
     Path(realm): Path<String>,

@@ -29,3 +29,61 @@ pub fn router() -> Router<AppState> {
             get(userinfo::userinfo_get).post(userinfo::userinfo_post),
         )
 }
+
+/// The OIDC endpoints' part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    discovery::realm_info,
+    discovery::openid_configuration,
+    discovery::certs,
+    token::token,
+    token::introspect,
+    token::revoke,
+    token::device_authorization,
+    userinfo::userinfo_get,
+    userinfo::userinfo_post,
+    crate::pages::logout::logout_post,
+))]
+pub(crate) struct Api;
+
+/// The form parameters of the token, introspection, revocation and device
+/// authorization endpoints, for the OpenAPI document only. The handlers
+/// take the form as one parameter map (`extract::Form`), which the token
+/// service parses once into the grant's own typed request
+/// (`tessera_oauth::grants::TokenRequest`), rejecting duplicates; each
+/// endpoint reads the parameters its RFC names and ignores the rest.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct TokenForm {
+    /// Token endpoint: `authorization_code`, `password`, `client_credentials`,
+    /// `refresh_token` or `urn:ietf:params:oauth:grant-type:device_code`.
+    grant_type: Option<String>,
+    /// Client authentication in the body (`client_secret_post`) or, for a
+    /// public client, its id; else HTTP Basic.
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    /// `authorization_code`.
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    /// `password`.
+    username: Option<String>,
+    password: Option<String>,
+    /// `refresh_token`.
+    refresh_token: Option<String>,
+    /// Device code grant.
+    device_code: Option<String>,
+    scope: Option<String>,
+    /// Introspection and revocation: the token.
+    token: Option<String>,
+    /// Revocation: `access_token` or `refresh_token`.
+    token_type_hint: Option<String>,
+}
+
+/// UserInfo's form (RFC 6750 §2.2), for the OpenAPI document only: the
+/// handler reads `access_token` from the parameter map.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct AccessTokenForm {
+    access_token: String,
+}

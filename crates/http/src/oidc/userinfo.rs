@@ -1,7 +1,8 @@
 //! OIDC userinfo: the bearer token from the `Authorization` header, or (POST
 //! only) the `access_token` form parameter (RFC 6750 §2.2).
 
-use crate::error::OAuthReject;
+use super::AccessTokenForm;
+use crate::error::{OAuthErrorBody, OAuthReject};
 use crate::extract::{bearer, Form};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -14,6 +15,10 @@ fn missing() -> OAuthError {
     OAuthError::invalid_token("Token not provided")
 }
 
+#[utoipa::path(get, path = "/realms/{realm}/protocol/openid-connect/userinfo", tag = "oidc",
+    summary = "OIDC UserInfo (Core §5.3)",
+    params(("realm" = String, Path, description = "Realm name")), security(("bearer" = [])),
+    responses((status = 200, description = "The user's claims, as the token's scope allows", body = Object), (status = 401, description = "`invalid_token` (`WWW-Authenticate: Bearer`)", body = OAuthErrorBody), (status = 404, description = "No such realm", body = OAuthErrorBody), (status = 503, description = "`temporarily_unavailable`", body = OAuthErrorBody)))]
 pub async fn userinfo_get(
     State(svc): State<Services>,
     Path(realm): Path<String>,
@@ -24,6 +29,11 @@ pub async fn userinfo_get(
     Ok(Json(svc.tokens.userinfo(&realm, token).await?))
 }
 
+#[utoipa::path(post, path = "/realms/{realm}/protocol/openid-connect/userinfo", tag = "oidc",
+    summary = "OIDC UserInfo; the token in the header or as the `access_token` form parameter (RFC 6750 §2.2)",
+    params(("realm" = String, Path, description = "Realm name")), security(("bearer" = []), ()),
+    request_body(content = AccessTokenForm, content_type = "application/x-www-form-urlencoded", description = "Only when no `Authorization` header is sent"),
+    responses((status = 200, description = "The user's claims, as the token's scope allows", body = Object), (status = 401, description = "`invalid_token` (`WWW-Authenticate: Bearer`)", body = OAuthErrorBody), (status = 404, description = "No such realm", body = OAuthErrorBody), (status = 503, description = "`temporarily_unavailable`", body = OAuthErrorBody)))]
 pub async fn userinfo_post(
     State(svc): State<Services>,
     Path(realm): Path<String>,

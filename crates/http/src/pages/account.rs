@@ -7,7 +7,7 @@ use super::{
     clear_sso_cookies, csrf, csrf_ok, error_page, oauth_error_page, realm_title, MessagePage, Page,
     PageForm, PageRealm, EXPIRED_FORM,
 };
-use crate::error::OAuthReject;
+use crate::error::{OAuthErrorBody, OAuthReject};
 use crate::extract::{bearer, Meta};
 use crate::AppState;
 use askama::Template;
@@ -356,6 +356,10 @@ pub(crate) async fn api_caller(
 }
 
 /// `GET /realms/{realm}/account/sessions`.
+#[utoipa::path(get, path = "/realms/{realm}/account/sessions", tag = "account",
+    summary = "The token's user's sessions: signed-in browsers and app connections",
+    params(("realm" = String, Path, description = "Realm name")), security(("bearer" = [])),
+    responses((status = 200, body = Vec<AccountSession>), (status = 401, description = "`invalid_token`: no, an invalid, or a non-session token", body = OAuthErrorBody), (status = 404, description = "No such realm or session", body = OAuthErrorBody), (status = 503, description = "`temporarily_unavailable`", body = OAuthErrorBody)))]
 pub async fn api_sessions(
     State(app): State<AppState>,
     Path(realm): Path<String>,
@@ -371,6 +375,10 @@ pub async fn api_sessions(
 }
 
 /// `DELETE /realms/{realm}/account/sessions/{id}`.
+#[utoipa::path(delete, path = "/realms/{realm}/account/sessions/{id}", tag = "account",
+    summary = "End one of the user's sessions",
+    params(("realm" = String, Path, description = "Realm name"), ("id" = String, Path, description = "Session id")), security(("bearer" = [])),
+    responses((status = 204, description = "Ended"), (status = 401, description = "`invalid_token`: no, an invalid, or a non-session token", body = OAuthErrorBody), (status = 404, description = "No such realm or session", body = OAuthErrorBody), (status = 503, description = "`temporarily_unavailable`", body = OAuthErrorBody)))]
 pub async fn api_end_one(
     State(app): State<AppState>,
     Path((realm, id)): Path<(String, String)>,
@@ -385,14 +393,26 @@ pub async fn api_end_one(
     }
 }
 
-#[derive(Deserialize)]
+/// The account API's (JSON) part of the OpenAPI document; the account
+/// page itself is HTML.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(api_sessions, api_end_one, api_end_all))]
+pub(crate) struct Api;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EndAllQuery {
+    /// Also end the session this token belongs to.
     #[serde(default, deserialize_with = "crate::extract::lenient_bool")]
     current: bool,
 }
 
 /// `DELETE /realms/{realm}/account/sessions`: every other session, and the
 /// caller's own too with `?current=true` (Keycloak's account API).
+#[utoipa::path(delete, path = "/realms/{realm}/account/sessions", tag = "account",
+    summary = "End the user's other sessions (all of them with `current=true`)",
+    params(("realm" = String, Path, description = "Realm name"), EndAllQuery), security(("bearer" = [])),
+    responses((status = 204, description = "Ended"), (status = 401, description = "`invalid_token`: no, an invalid, or a non-session token", body = OAuthErrorBody), (status = 404, description = "No such realm or session", body = OAuthErrorBody), (status = 503, description = "`temporarily_unavailable`", body = OAuthErrorBody)))]
 pub async fn api_end_all(
     State(app): State<AppState>,
     Path(realm): Path<String>,

@@ -60,6 +60,15 @@ pub async fn logout_get(
         .into_response()
 }
 
+/// Documented as what it is for API clients, Keycloak's back-channel
+/// logout; the same POST without `refresh_token` is the browser's
+/// RP-initiated logout (an HTML page, not in the document).
+#[utoipa::path(post, path = "/realms/{realm}/protocol/openid-connect/logout", tag = "oidc",
+    summary = "Back-channel logout (Keycloak): end the session of a refresh token",
+    params(("realm" = String, Path, description = "Realm name")), security((), ("client_basic" = [])),
+    request_body(content = crate::oidc::TokenForm, content_type = "application/x-www-form-urlencoded",
+        description = "`refresh_token`, and the client's authentication (HTTP Basic, or `client_id` with `client_secret` for a confidential client)"),
+    responses((status = 204, description = "The session ended"), (status = 400, description = "RFC 6749 §5.2 error, e.g. `invalid_request`, `invalid_grant`", body = crate::error::OAuthErrorBody), (status = 401, description = "`invalid_client`", body = crate::error::OAuthErrorBody), (status = 404, description = "No such realm", body = crate::error::OAuthErrorBody)))]
 pub async fn logout_post(
     State(app): State<AppState>,
     Path(realm): Path<String>,

@@ -10,7 +10,7 @@ pub(crate) mod account;
 mod connect;
 mod device;
 mod login;
-mod logout;
+pub(crate) mod logout;
 
 use crate::extract::read_body;
 use crate::AppState;

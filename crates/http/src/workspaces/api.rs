@@ -8,8 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tessera_core::time::now_ms;
 use tessera_core::{OAuthError, Realm, User, Workspace, WorkspaceStatus};
@@ -17,6 +16,7 @@ use tessera_oauth::data::{Failure, StoreError};
 use tessera_oauth::workspaces::Access;
 use tessera_oauth::Services;
 use tessera_verify::{Subject, TokenKind};
+use utoipa::ToSchema;
 
 /// Che's error shape: `{"message": ...}`.
 #[derive(Debug)]
@@ -88,7 +88,7 @@ impl From<Failure> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"message": self.1}))).into_response()
+        (self.0, Json(CheErrorBody { message: self.1 })).into_response()
     }
 }
 
@@ -154,7 +154,7 @@ async fn target(state: &AppState, subject: &Subject, id: &str) -> Result<Target>
 /// Che's WorkspaceDto; `runtime` (with the caller's machine token) only
 /// while running. Listings use `with_token = false`: they neither mint
 /// tokens nor sign one per workspace.
-async fn dto(svc: &Services, realm: &Realm, ws: &Workspace, user: &User) -> Result<Value> {
+async fn dto(svc: &Services, realm: &Realm, ws: &Workspace, user: &User) -> Result<WorkspaceDto> {
     dto_with(svc, realm, ws, user, true).await
 }
 
@@ -164,27 +164,127 @@ async fn dto_with(
     ws: &Workspace,
     user: &User,
     with_token: bool,
-) -> Result<Value> {
-    let mut v = json!({
-        "id": ws.id,
-        "namespace": ws.namespace,
-        "status": ws.status.as_str(),
-        "config": {"name": ws.name},
-        "attributes": {"created": ws.created_at, "updated": ws.updated_at, "owner": ws.owner_id},
-    });
-    if ws.status == WorkspaceStatus::Running {
-        v["runtime"] = json!({
-            "machines": {"dev-machine": {"status": "RUNNING", "attributes": {}, "servers": {}}},
-        });
-        if with_token {
-            v["runtime"]["machineToken"] =
-                json!(svc.workspaces.machine_token(realm, ws, user).await?);
-        }
-    }
-    Ok(v)
+) -> Result<WorkspaceDto> {
+    let runtime = if ws.status == WorkspaceStatus::Running {
+        let machine_token = if with_token {
+            Some(svc.workspaces.machine_token(realm, ws, user).await?)
+        } else {
+            None
+        };
+        Some(Runtime {
+            machines: BTreeMap::from([(
+                "dev-machine",
+                Machine {
+                    status: "RUNNING",
+                    attributes: BTreeMap::new(),
+                    servers: BTreeMap::new(),
+                },
+            )]),
+            machine_token,
+        })
+    } else {
+        None
+    };
+    Ok(WorkspaceDto {
+        id: ws.id.clone(),
+        namespace: ws.namespace.clone(),
+        status: ws.status.as_str(),
+        config: WorkspaceConfig {
+            name: ws.name.clone(),
+        },
+        attributes: WorkspaceAttributes {
+            created: ws.created_at,
+            updated: ws.updated_at,
+            owner: ws.owner_id.clone(),
+        },
+        runtime,
+    })
 }
 
-#[derive(Deserialize)]
+/// Che's `WorkspaceDto`, the parts Tessera keeps.
+#[derive(Serialize, ToSchema)]
+pub struct WorkspaceDto {
+    id: String,
+    namespace: String,
+    /// `STOPPED` or `RUNNING`.
+    status: &'static str,
+    config: WorkspaceConfig,
+    attributes: WorkspaceAttributes,
+    /// Only while running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runtime: Option<Runtime>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkspaceConfig {
+    name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkspaceAttributes {
+    /// Milliseconds since the epoch.
+    created: i64,
+    updated: i64,
+    /// The owner's user id.
+    owner: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Runtime {
+    machines: BTreeMap<&'static str, Machine>,
+    /// The caller's machine token for this workspace (not in listings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    machine_token: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Machine {
+    status: &'static str,
+    attributes: BTreeMap<String, String>,
+    servers: BTreeMap<String, String>,
+}
+
+/// `GET /api/machine/token/{wsid}`'s answer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineTokenAnswer {
+    machine_token: String,
+    workspace_id: String,
+    user_id: String,
+}
+
+/// Che's error shape.
+#[derive(Serialize, ToSchema)]
+pub struct CheErrorBody {
+    message: String,
+}
+
+/// The workspace API's error responses, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum Errors {
+    /// Invalid input.
+    #[response(status = 400)]
+    BadRequest(CheErrorBody),
+    /// No or an invalid token (`WWW-Authenticate: Bearer`).
+    #[response(status = 401)]
+    Unauthorized(CheErrorBody),
+    /// Not allowed (only the owner may delete or invite).
+    #[response(status = 403)]
+    Forbidden(CheErrorBody),
+    /// No such workspace, or not visible to the caller.
+    #[response(status = 404)]
+    NotFound(CheErrorBody),
+    /// The workspace's state forbids it (not running, still running, name taken).
+    #[response(status = 409)]
+    Conflict(CheErrorBody),
+    /// The database is unavailable; `Retry-After` says when to retry.
+    #[response(status = 503)]
+    Unavailable(CheErrorBody),
+}
+
+#[derive(Deserialize, ToSchema)]
 pub struct CreateWorkspace {
     name: Option<String>,
     namespace: Option<String>,
@@ -199,6 +299,11 @@ fn valid_name(name: &str) -> bool {
         && !matches!(name, "runtime" | "members" | "env")
 }
 
+#[utoipa::path(operation_id = "workspace_create", post, path = "/api/workspace", tag = "workspaces",
+    summary = "Create a workspace in the caller's namespace",
+    request_body = CreateWorkspace,
+    security(("bearer" = [])),
+    responses((status = 201, body = WorkspaceDto), Errors))]
 pub async fn create(
     State(state): State<AppState>,
     subject: Subject,
@@ -235,7 +340,14 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-pub async fn list(State(state): State<AppState>, subject: Subject) -> Result<Json<Vec<Value>>> {
+#[utoipa::path(operation_id = "workspace_list", get, path = "/api/workspace", tag = "workspaces",
+    summary = "The caller's workspaces (owned and shared)",
+    security(("bearer" = [])),
+    responses((status = 200, body = Vec<WorkspaceDto>), Errors))]
+pub async fn list(
+    State(state): State<AppState>,
+    subject: Subject,
+) -> Result<Json<Vec<WorkspaceDto>>> {
     let svc = &state.services;
     let (realm, user) = caller(svc, &state.settings.default_realm, &subject).await?;
     let mut out = Vec::new();
@@ -245,11 +357,16 @@ pub async fn list(State(state): State<AppState>, subject: Subject) -> Result<Jso
     Ok(Json(out))
 }
 
+#[utoipa::path(operation_id = "workspace_get_by_id", get, path = "/api/workspace/{key}", tag = "workspaces",
+    summary = "A workspace by id (a machine token: its own only)",
+    params(("key" = String, Path, description = "Workspace id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = WorkspaceDto), Errors))]
 pub async fn get_by_id(
     State(state): State<AppState>,
     subject: Subject,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<WorkspaceDto>> {
     let svc = &state.services;
     let Target {
         realm, user, ws, ..
@@ -257,11 +374,16 @@ pub async fn get_by_id(
     Ok(Json(dto(svc, &realm, &ws, &user).await?))
 }
 
+#[utoipa::path(operation_id = "workspace_get_by_name", get, path = "/api/workspace/{key}/{name}", tag = "workspaces",
+    summary = "A workspace by namespace and name",
+    params(("key" = String, Path, description = "Namespace"), ("name" = String, Path, description = "Workspace name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = WorkspaceDto), Errors))]
 pub async fn get_by_name(
     State(state): State<AppState>,
     subject: Subject,
     Path((namespace, name)): Path<(String, String)>,
-) -> Result<Json<Value>> {
+) -> Result<Json<WorkspaceDto>> {
     let svc = &state.services;
     let (realm, user) = caller(svc, &state.settings.default_realm, &subject).await?;
     let ws = svc
@@ -275,11 +397,16 @@ pub async fn get_by_name(
     Ok(Json(dto(svc, &realm, &ws, &user).await?))
 }
 
+#[utoipa::path(operation_id = "workspace_start", post, path = "/api/workspace/{key}/runtime", tag = "workspaces",
+    summary = "Start a workspace",
+    params(("key" = String, Path, description = "Workspace id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = WorkspaceDto), Errors))]
 pub async fn start(
     State(state): State<AppState>,
     subject: Subject,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<WorkspaceDto>> {
     let svc = &state.services;
     let Target {
         realm,
@@ -292,6 +419,11 @@ pub async fn start(
     Ok(Json(dto(svc, &realm, &ws, &user).await?))
 }
 
+#[utoipa::path(operation_id = "workspace_stop", delete, path = "/api/workspace/{key}/runtime", tag = "workspaces",
+    summary = "Stop a workspace",
+    params(("key" = String, Path, description = "Workspace id")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Stopped"), Errors))]
 pub async fn stop(
     State(state): State<AppState>,
     subject: Subject,
@@ -306,6 +438,11 @@ pub async fn stop(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(operation_id = "workspace_delete", delete, path = "/api/workspace/{key}", tag = "workspaces",
+    summary = "Delete a stopped workspace (owner only)",
+    params(("key" = String, Path, description = "Workspace id")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Deleted"), Errors))]
 pub async fn delete(
     State(state): State<AppState>,
     subject: Subject,
@@ -332,13 +469,19 @@ pub async fn delete(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AddMember {
     user_id: Option<String>,
     username: Option<String>,
 }
 
+#[utoipa::path(operation_id = "workspace_add_member", post, path = "/api/workspace/{key}/members", tag = "workspaces",
+    summary = "Invite a user (owner only)",
+    params(("key" = String, Path, description = "Workspace id")),
+    request_body = AddMember,
+    security(("bearer" = [])),
+    responses((status = 204, description = "Invited"), Errors))]
 pub async fn add_member(
     State(state): State<AppState>,
     subject: Subject,
@@ -364,11 +507,16 @@ pub async fn add_member(
 }
 
 /// `GET /api/machine/token/{wsid}`: the caller's machine token (Che's MachineTokenDto).
+#[utoipa::path(operation_id = "workspace_machine_token", get, path = "/api/machine/token/{wsid}", tag = "workspaces",
+    summary = "The caller's machine token for a running workspace",
+    params(("wsid" = String, Path, description = "Workspace id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = MachineTokenAnswer), Errors))]
 pub async fn machine_token(
     State(state): State<AppState>,
     subject: Subject,
     Path(wsid): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<MachineTokenAnswer>> {
     let svc = &state.services;
     let Target {
         realm, user, ws, ..
@@ -377,13 +525,20 @@ pub async fn machine_token(
         return Err(ApiError::conflict("the workspace is not running"));
     }
     let token = svc.workspaces.machine_token(&realm, &ws, &user).await?;
-    Ok(Json(
-        json!({"machineToken": token, "workspaceId": ws.id, "userId": user.id}),
-    ))
+    Ok(Json(MachineTokenAnswer {
+        machine_token: token,
+        workspace_id: ws.id,
+        user_id: user.id,
+    }))
 }
 
 /// `GET /api/workspace/{id}/env` (Tessera): the environment a workspace agent
 /// needs, for the caller — what `tessera workspace env` prints.
+#[utoipa::path(operation_id = "workspace_env", get, path = "/api/workspace/{key}/env", tag = "workspaces",
+    summary = "A running workspace's agent environment (`CHE_*` variables)",
+    params(("key" = String, Path, description = "Workspace id, or `namespace/name` URL-encoded")),
+    security(("bearer" = [])),
+    responses((status = 200, body = BTreeMap<String, String>), Errors))]
 pub async fn env(
     State(state): State<AppState>,
     subject: Subject,

@@ -15,6 +15,25 @@ use tessera_verify::{Accept, Policy, VerifyLayer};
 pub(crate) use auth::{provision, verifier};
 pub use auth::{verifier_for, DefaultRealm};
 
+/// The workspace API's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        api::create,
+        api::list,
+        api::get_by_id,
+        api::get_by_name,
+        api::start,
+        api::stop,
+        api::delete,
+        api::add_member,
+        api::machine_token,
+        api::env,
+    ),
+    components(schemas(api::CheErrorBody))
+)]
+pub(crate) struct Api;
+
 pub fn router(state: &AppState) -> Router<AppState> {
     let realm = DefaultRealm {
         svc: state.services.clone(),

@@ -10,6 +10,7 @@ use tessera_core::{OAuthError, Realm, Secret, User};
 
 /// One entry of the sessions list.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AccountSession {
     pub id: String,

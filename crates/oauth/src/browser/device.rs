@@ -23,6 +23,7 @@ const USER_CODE_LEN: usize = 8;
 
 /// The device authorization response (RFC 8628 §3.2).
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceAuthorization {
     pub device_code: String,
     pub user_code: String,

@@ -1,6 +1,14 @@
 //! Prometheus metrics: requests by route and status, latency by route, and
 //! tokens issued by grant. One registry per application (no globals), so
 //! tests can run many apps in one process.
+//!
+//! `/metrics` answers the exposition format the scraper's `Accept` header
+//! prefers, as Prometheus' own client library negotiates: OpenMetrics 1.0
+//! when it is asked for (and ranked at least as high as the classic format),
+//! otherwise the classic text format 0.0.4 — also the answer to no `Accept`
+//! at all, `*/*`, or only types we do not speak. The registry encodes
+//! OpenMetrics; [`to_text_004`] rewrites that into the classic format, whose
+//! counter families are named with their `_total` suffix.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -136,13 +144,119 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The exposition in `format`.
+    pub fn render_as(&self, format: Format) -> String {
+        match format {
+            Format::OpenMetrics => self.render(),
+            Format::Text004 => to_text_004(&self.render()),
+        }
+    }
+}
+
+/// The exposition formats `/metrics` speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `application/openmetrics-text; version=1.0.0`.
+    OpenMetrics,
+    /// `text/plain; version=0.0.4`, the classic Prometheus text format.
+    Text004,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Self::Text004 => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+
+    /// The format an `Accept` header ranks highest (RFC 9110 quality
+    /// values; on a tie, OpenMetrics). Media ranges we do not speak, such as
+    /// `text/plain; version=1.0.0` or OpenMetrics 2.0, are skipped.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        let mut open_metrics = None::<f32>;
+        let mut text = None::<f32>;
+        for range in accept.unwrap_or("").split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let (mut version, mut q) = (None, 1.0_f32);
+            for param in parts {
+                let Some((name, value)) = param.split_once('=') else {
+                    continue;
+                };
+                let value = value.trim().trim_matches('"');
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "version" => version = Some(value.to_string()),
+                    "q" => q = value.parse().unwrap_or(0.0),
+                    _ => {}
+                }
+            }
+            let slot = match (media.as_str(), version.as_deref()) {
+                ("application/openmetrics-text", None | Some("1.0.0" | "0.0.1")) => {
+                    &mut open_metrics
+                }
+                ("text/plain", None | Some("0.0.4")) => &mut text,
+                _ => continue,
+            };
+            if q > 0.0 && slot.is_none_or(|best| q > best) {
+                *slot = Some(q);
+            }
+        }
+        match (open_metrics, text) {
+            (Some(om), Some(t)) if om >= t => Self::OpenMetrics,
+            (Some(_), None) => Self::OpenMetrics,
+            _ => Self::Text004,
+        }
+    }
+}
+
+/// Rewrites an OpenMetrics exposition into the text format 0.0.4: a counter
+/// family `x` (samples `x_total`) is declared as `x_total`; `unknown` becomes
+/// `untyped`; `# UNIT` and `# EOF` lines go. Gauges and histograms read the
+/// same in both. (The registry holds no info, state-set or gauge-histogram
+/// metrics and records no exemplars, the other differences.)
+pub fn to_text_004(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len() + 64);
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let declared = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|kind| Some((kind, line.strip_prefix(kind)?)));
+        match declared {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let tail = if kind == "# TYPE " && tail == "unknown" {
+                    "untyped"
+                } else {
+                    tail
+                };
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{kind}{name}{suffix} {tail}"));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Middleware: counts and times every routed request.
@@ -206,5 +320,99 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiates_like_prometheus() {
+        use Format::*;
+        // What Prometheus 2.x and 3.x send when scraping.
+        let prom2 = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let prom3 = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        // Prometheus configured with `scrape_protocols: [PrometheusText0.0.4]`.
+        let classic = "text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let cases = [
+            (None, Text004),
+            (Some("*/*"), Text004),
+            (Some("application/json"), Text004),
+            (Some(prom2), OpenMetrics),
+            (Some(prom3), OpenMetrics),
+            (Some(classic), Text004),
+            (Some("text/plain; version=0.0.4"), Text004),
+            (Some("application/openmetrics-text"), OpenMetrics),
+            (
+                Some("application/openmetrics-text;q=0.2, text/plain;q=0.9"),
+                Text004,
+            ),
+            (
+                Some("application/openmetrics-text;q=0, text/plain"),
+                Text004,
+            ),
+            (Some("application/openmetrics-text;version=2.0.0"), Text004),
+            (
+                Some("text/plain, application/openmetrics-text"),
+                OpenMetrics,
+            ),
+        ];
+        for (accept, want) in cases {
+            assert_eq!(Format::negotiate(accept), want, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn classic_text_declares_counters_with_their_samples_names() {
+        let metrics = Metrics::new();
+        metrics.token_issued("password");
+        metrics.socket_connected(1);
+        let open = metrics.render();
+        assert!(
+            open.contains("# TYPE tessera_tokens_issued counter\n"),
+            "{open}"
+        );
+        assert!(open.ends_with("# EOF\n"), "{open}");
+
+        let text = to_text_004(&open);
+        assert!(
+            text.contains("# HELP tessera_tokens_issued_total Token responses"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE tessera_tokens_issued_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tessera_tokens_issued_total{grant=\"password\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE tessera_sockets_connected gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE http_request_duration_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+        // The rewrite knows these types only; any other would reach a
+        // classic parser unchanged.
+        for line in open.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let kind = line.rsplit(' ').next().unwrap_or("");
+            assert!(
+                ["counter", "gauge", "histogram", "unknown"].contains(&kind),
+                "{line}"
+            );
+        }
+        // Every sample line is unchanged.
+        let samples = |s: &str| -> Vec<String> {
+            s.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(samples(&open), samples(&text));
     }
 }

@@ -76,6 +76,8 @@ enum Command {
     },
     /// Who the connection is signed in as.
     Whoami(dev::ConnArgs),
+    /// git credential helper: `git config credential.https://HOST.helper "tessera credential --conn ID"`.
+    Credential(dev::CredentialArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -132,6 +134,7 @@ fn main() -> ExitCode {
             Command::Sectoken { command } => dev(dev::sectoken(command).await),
             Command::Secstore { command } => dev(dev::secstore(command).await),
             Command::Whoami(args) => dev(dev::whoami(args).await),
+            Command::Credential(args) => dev(dev::credential(args).await),
             Command::Completions { .. } => Ok(None),
         }
     });

@@ -25,7 +25,7 @@ const TOKENS_KEY: &str = "tokens";
 const BINDING_KEY: &str = "binding";
 
 /// An access token with less than this left is refreshed first.
-const MARGIN_SECS: i64 = 30;
+pub const MARGIN_SECS: i64 = 30;
 
 fn now() -> i64 {
     SystemTime::now()
@@ -226,5 +226,20 @@ pub async fn logout(http: &Http, k: &dyn Keychain, conn: &Connection) -> Result<
     match load(k, conn)?.and_then(|t| t.refresh_token) {
         Some(rt) => http.revoke(conn, &rt).await,
         None => Ok(false),
+    }
+}
+
+/// git was refused `access` (`tessera credential erase`): if it is the
+/// cached access token, it is dropped, so the next call refreshes instead
+/// of handing out the same token again. The refresh token and a stored
+/// password stay: one refused request is no reason to sign out (though
+/// without either, the next call must sign in again).
+pub fn discard_access(k: &dyn Keychain, conn: &Connection, access: &str) -> Result<(), CliError> {
+    match load(k, conn)? {
+        Some(mut t) if t.access_token == access => {
+            t.expires_at = 0;
+            save(k, conn, &t)
+        }
+        _ => Ok(()),
     }
 }

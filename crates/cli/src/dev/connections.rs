@@ -2,6 +2,7 @@
 //! to it, kept in `connections.toml` in the CLI's config directory. IDs are
 //! case-insensitive (cwctl's rule); the file is written atomically, 0600.
 
+use super::keychain::Backend;
 use super::CliError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ pub struct Connection {
     pub client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// The keychain the last login stored this connection's secrets in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keychain: Option<Backend>,
 }
 
 impl Connection {
@@ -89,6 +93,21 @@ impl Connections {
             )));
         }
         self.file.connections.push(c);
+        self.save()
+    }
+
+    /// Records the keychain a login used for connection `id`.
+    pub fn remember_keychain(&mut self, id: &str, backend: Backend) -> Result<(), CliError> {
+        let conn = self
+            .file
+            .connections
+            .iter_mut()
+            .find(|c| c.id.eq_ignore_ascii_case(id))
+            .ok_or_else(|| CliError::usage(format!("no connection {id:?}")))?;
+        if conn.keychain == Some(backend) {
+            return Ok(());
+        }
+        conn.keychain = Some(backend);
         self.save()
     }
 

@@ -10,12 +10,16 @@ use super::CliError;
 use keyring_core::api::CredentialStoreApi;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Which store to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// Which store to use. A connection remembers the one its login used
+/// (`keychain = "..."` in connections.toml), so later commands find the
+/// secrets without being told again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// The platform's store: Secret Service (Linux, with a session bus),
     /// Keychain (macOS), Credential Manager (Windows); keyutils on a Linux
@@ -35,6 +39,17 @@ pub trait Keychain: Send + Sync {
     fn delete(&self, service: &str, key: &str) -> Result<(), CliError>;
 }
 
+impl Backend {
+    /// The name in connections.toml, `--keyring` and messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Platform => "platform",
+            Self::Keyutils => "keyutils",
+            Self::File => "file",
+        }
+    }
+}
+
 /// Opens the chosen store, checking it answers.
 pub fn open(backend: Backend, config_dir: &Path) -> Result<Box<dyn Keychain>, CliError> {
     match backend {
@@ -42,6 +57,19 @@ pub fn open(backend: Backend, config_dir: &Path) -> Result<Box<dyn Keychain>, Cl
         Backend::Keyutils => keyutils(),
         Backend::Platform => platform(),
     }
+}
+
+/// Opens the store a connection's login chose. Unlike [`open`], the file
+/// store must exist already: a missing key file means its secrets are gone,
+/// and a fresh empty store would only turn that into "not signed in".
+pub fn open_remembered(backend: Backend, config_dir: &Path) -> Result<Box<dyn Keychain>, CliError> {
+    if backend == Backend::File {
+        let key = config_dir.join("secrets.key");
+        if !key.exists() {
+            return Err(CliError::keychain(format!("{} is missing", key.display())));
+        }
+    }
+    open(backend, config_dir)
 }
 
 #[cfg(target_os = "linux")]

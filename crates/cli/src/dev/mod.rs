@@ -1,11 +1,15 @@
 //! The developer commands (Codewind's `cwctl` for IDEs): connections,
-//! `login`, `sectoken get`, `secstore`, `logout`, `whoami` and shell
-//! completions. Errors are one line on stderr with a documented exit code.
+//! `login`, `sectoken get`, `secstore`, `logout`, `whoami`, the git and
+//! kubectl credential helpers and shell completions. Errors are one line on
+//! stderr with a documented exit code.
 
 mod cache;
 pub mod connections;
+mod helpers;
 pub mod keychain;
 mod session;
+
+pub use helpers::{credential, CredentialArgs};
 
 use clap::{Args, Subcommand, ValueEnum};
 use connections::{Connection, Connections};
@@ -60,10 +64,21 @@ impl CliError {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// What a command prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
     Text,
     Json,
+}
+
+/// `--output`: text or JSON for every command; `sectoken get` also speaks
+/// kubectl's exec plugin protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputArg {
+    Text,
+    Json,
+    /// A client.authentication.k8s.io ExecCredential (`sectoken get` only).
+    ExecCredential,
 }
 
 /// Options every developer command takes.
@@ -71,20 +86,15 @@ pub enum Output {
 pub struct Common {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value = "text", global = true)]
-    pub output: Output,
+    pub output: OutputArg,
     /// Where connections (and the file keychain) live; default: the platform
     /// config directory (e.g. ~/.config/tessera).
     #[arg(long, env = "TESSERA_CLI_HOME", global = true)]
     pub config_dir: Option<PathBuf>,
-    /// Which credential store keeps passwords and tokens.
-    #[arg(
-        long,
-        value_enum,
-        env = "TESSERA_CLI_KEYRING",
-        default_value = "platform",
-        global = true
-    )]
-    pub keyring: Backend,
+    /// Which credential store keeps passwords and tokens; default: the one
+    /// the connection's login used, else `platform`.
+    #[arg(long, value_enum, env = "TESSERA_CLI_KEYRING", global = true)]
+    pub keyring: Option<Backend>,
     /// Allow the encrypted file store (a key file beside it: protects
     /// against other users, not against this one). Implies --keyring file.
     #[arg(long, global = true)]
@@ -101,23 +111,60 @@ impl Common {
         }
     }
 
-    fn keychain(&self) -> Result<Box<dyn keychain::Keychain>, CliError> {
-        let backend = if self.insecure_keyring {
-            Backend::File
+    /// Text or JSON; `exec-credential` is for `sectoken get` alone.
+    fn output(&self) -> Result<Output, CliError> {
+        match self.output {
+            OutputArg::Text => Ok(Output::Text),
+            OutputArg::Json => Ok(Output::Json),
+            OutputArg::ExecCredential => Err(CliError::usage(
+                "--output exec-credential is for `tessera sectoken get` only",
+            )),
+        }
+    }
+
+    /// The keychain that holds `conn`'s secrets: the store named by
+    /// `--keyring`, `--insecure-keyring` or TESSERA_CLI_KEYRING; else the one
+    /// the connection's login used (as gh remembers insecure storage); else
+    /// the platform's. A login (or `secstore set`) chooses afresh instead,
+    /// with `conn` None: the file store is written only when that command
+    /// opts in. Returns which store it is, for the login to remember.
+    fn keychain(
+        &self,
+        conn: Option<&Connection>,
+    ) -> Result<(Box<dyn keychain::Keychain>, Backend), CliError> {
+        let asked = if self.insecure_keyring {
+            Some(Backend::File)
         } else {
             self.keyring
         };
-        if backend == Backend::File {
-            if !self.insecure_keyring {
-                return Err(CliError::usage(
-                    "the file keychain is opt-in: add --insecure-keyring",
-                ));
+        let dir = self.dir()?;
+        match (asked, conn.and_then(|c| c.keychain.map(|b| (c, b)))) {
+            (Some(backend), _) => {
+                if backend == Backend::File {
+                    if !self.insecure_keyring {
+                        return Err(CliError::usage(
+                            "the file keychain is opt-in: add --insecure-keyring",
+                        ));
+                    }
+                    eprintln!(
+                        "warning: keeping secrets in an encrypted file whose key lies beside it (--insecure-keyring)"
+                    );
+                }
+                Ok((keychain::open(backend, &dir)?, backend))
             }
-            eprintln!(
-                "warning: keeping secrets in an encrypted file whose key lies beside it (--insecure-keyring)"
-            );
+            (None, Some((conn, backend))) => {
+                let k = keychain::open_remembered(backend, &dir).map_err(|e| {
+                    CliError::keychain(format!(
+                        "{} keeps its secrets in the {} keychain (chosen at login), which cannot be used: {}",
+                        conn.id,
+                        backend.label(),
+                        e.message
+                    ))
+                })?;
+                Ok((k, backend))
+            }
+            (None, None) => Ok((keychain::open(Backend::Platform, &dir)?, Backend::Platform)),
         }
-        keychain::open(backend, &self.dir()?)
     }
 
     fn connections(&self) -> Result<Connections, CliError> {
@@ -172,9 +219,15 @@ pub struct LoginArgs {
     /// Sign in with the browser (code + PKCE, loopback redirect on 127.0.0.1).
     #[arg(long)]
     pub browser: bool,
-    /// Do not try to open a browser (device and browser login).
+    /// Do not try to open a browser (device and browser login): the URL is
+    /// printed for you to open. With --browser it also keeps the browser
+    /// login where there is no display or the session is remote (SSH),
+    /// e.g. with the port forwarded (`ssh -L 8400:127.0.0.1:8400`).
     #[arg(long)]
     pub no_open: bool,
+    /// The loopback port of the browser login's redirect (default: any free one).
+    #[arg(long, requires = "browser")]
+    pub port: Option<u16>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -189,7 +242,8 @@ pub struct ConnArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum SectokenCommand {
-    /// Print a valid access token (and refresh token) as one JSON object.
+    /// Print a valid access token (and refresh token) as one JSON object;
+    /// with `--output exec-credential`, as a kubectl ExecCredential.
     Get(ConnArgs),
 }
 
@@ -228,6 +282,7 @@ fn print_json(v: &serde_json::Value) {
 
 pub async fn connections(args: ConnectionsArgs) -> Result<(), CliError> {
     let c = &args.common;
+    let output = c.output()?;
     let mut all = c.connections()?;
     match args.command {
         ConnectionsCommand::Add {
@@ -243,19 +298,20 @@ pub async fn connections(args: ConnectionsArgs) -> Result<(), CliError> {
                 realm,
                 client_id,
                 username,
+                keychain: None,
             };
             all.add(conn.clone())?;
             // Secrets left under this id by an earlier connection are not
             // this one's (`bind` would also catch them on first use).
-            if let Ok(k) = c.keychain() {
+            if let Ok((k, _)) = c.keychain(Some(&conn)) {
                 let _ = cache::forget(k.as_ref(), &conn);
             }
-            match c.output {
+            match output {
                 Output::Json => print_json(&json!(conn)),
                 Output::Text => println!("{} connection {}", green("added"), conn.id),
             }
         }
-        ConnectionsCommand::List => match c.output {
+        ConnectionsCommand::List => match output {
             Output::Json => print_json(&json!(all.list())),
             Output::Text => {
                 if all.list().is_empty() {
@@ -278,7 +334,7 @@ pub async fn connections(args: ConnectionsArgs) -> Result<(), CliError> {
         },
         ConnectionsCommand::Show { id } => {
             let conn = all.get(&id)?;
-            match c.output {
+            match output {
                 Output::Json => print_json(&json!(conn)),
                 Output::Text => {
                     println!("id:        {}", conn.id);
@@ -287,16 +343,20 @@ pub async fn connections(args: ConnectionsArgs) -> Result<(), CliError> {
                     println!("client id: {}", conn.client_id);
                     println!("username:  {}", conn.username.as_deref().unwrap_or("-"));
                     println!("issuer:    {}", conn.issuer());
+                    println!(
+                        "keychain:  {}",
+                        conn.keychain.map(Backend::label).unwrap_or("-")
+                    );
                 }
             }
         }
         ConnectionsCommand::Remove { id } => {
             let gone = all.remove(&id)?;
             // Best effort: a connection's secrets go with it.
-            if let Ok(k) = c.keychain() {
+            if let Ok((k, _)) = c.keychain(Some(&gone)) {
                 let _ = cache::forget(k.as_ref(), &gone);
             }
-            match c.output {
+            match output {
                 Output::Json => print_json(&json!({"removed": gone.id})),
                 Output::Text => println!("{} connection {}", green("removed"), gone.id),
             }
@@ -307,8 +367,9 @@ pub async fn connections(args: ConnectionsArgs) -> Result<(), CliError> {
 
 pub async fn login(args: LoginArgs) -> Result<(), CliError> {
     let c = &args.common;
+    let output = c.output()?;
     let conn = c.connections()?.get(&args.conn)?.clone();
-    let keychain = c.keychain()?;
+    let (keychain, backend) = c.keychain(None)?;
     let http = session::Http::new()?;
     let tokens = if args.password_stdin {
         let username = args
@@ -331,8 +392,18 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         keychain.set(&conn.service(), cache::USERNAME_KEY, &username)?;
         t
     } else {
-        let t = if args.browser {
-            http.browser_login(&conn, !args.no_open).await?
+        let browser = args.browser
+            && {
+                let unfit = (!args.no_open).then(session::no_display).flatten();
+                if let Some(why) = unfit {
+                    eprintln!(
+                    "{why}: signing in with a device code instead (--browser --no-open keeps the browser login)"
+                );
+                }
+                unfit.is_none()
+            };
+        let t = if browser {
+            http.browser_login(&conn, !args.no_open, args.port).await?
         } else {
             http.device_login(&conn, !args.no_open).await?
         };
@@ -348,8 +419,9 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         let _lock = tokio::task::block_in_place(|| cache::lock(&c.dir()?, &conn))?;
         cache::save(keychain.as_ref(), &conn, &tokens)?;
     }
+    remember_keychain(c, &conn, backend, keychain.name())?;
     let who = tokens.username();
-    match c.output {
+    match output {
         Output::Json => print_json(
             &json!({"connection": conn.id, "username": who, "keychain": keychain.name()}),
         ),
@@ -366,13 +438,22 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
 pub async fn sectoken(cmd: SectokenCommand) -> Result<(), CliError> {
     let SectokenCommand::Get(args) = cmd;
     let c = &args.common;
+    // Checked before any network call: a bad KUBERNETES_EXEC_INFO is a
+    // usage error, not a refresh.
+    let exec_version = match c.output {
+        OutputArg::ExecCredential => Some(helpers::exec_api_version()?),
+        OutputArg::Text | OutputArg::Json => None,
+    };
     let conn = c.connections()?.get(&args.conn)?.clone();
-    let keychain = c.keychain()?;
+    let (keychain, _) = c.keychain(Some(&conn))?;
     let http = session::Http::new()?;
     let dir = c.dir()?;
     let tokens = cache::valid_tokens(&http, keychain.as_ref(), &conn, &dir).await?;
-    // cwctl's shape, whatever --output says: IDEs parse it.
-    print_json(&tokens.for_ide());
+    match exec_version {
+        Some(version) => print_json(&helpers::exec_credential(version, &tokens)),
+        // cwctl's shape for text and JSON alike: IDEs parse it.
+        None => print_json(&tokens.for_ide()),
+    }
     Ok(())
 }
 
@@ -395,24 +476,27 @@ pub async fn secstore(cmd: SecstoreCommand) -> Result<(), CliError> {
             if password.is_empty() {
                 return Err(CliError::usage("no password on stdin"));
             }
-            let k = common.keychain()?;
+            let output = common.output()?;
+            let (k, backend) = common.keychain(None)?;
             k.set(&conn.service(), cache::PASSWORD_KEY, password)?;
             k.set(&conn.service(), cache::USERNAME_KEY, &username)?;
-            match common.output {
+            remember_keychain(&common, &conn, backend, k.name())?;
+            match output {
                 Output::Json => print_json(&json!({"connection": conn.id, "stored": true})),
                 Output::Text => println!("{} the password for {}", green("stored"), conn.id),
             }
         }
         SecstoreCommand::Get(args) => {
             let conn = args.common.connections()?.get(&args.conn)?.clone();
-            let k = args.common.keychain()?;
+            let output = args.common.output()?;
+            let (k, _) = args.common.keychain(Some(&conn))?;
             let password = k
                 .get(&conn.service(), cache::PASSWORD_KEY)?
                 .ok_or_else(|| {
                     CliError::login_required(format!("no password stored for {}", conn.id))
                 })?;
             let username = k.get(&conn.service(), cache::USERNAME_KEY)?;
-            match args.common.output {
+            match output {
                 Output::Json => print_json(
                     &json!({"connection": conn.id, "username": username, "password": password}),
                 ),
@@ -421,9 +505,10 @@ pub async fn secstore(cmd: SecstoreCommand) -> Result<(), CliError> {
         }
         SecstoreCommand::Delete(args) => {
             let conn = args.common.connections()?.get(&args.conn)?.clone();
-            let k = args.common.keychain()?;
+            let output = args.common.output()?;
+            let (k, _) = args.common.keychain(Some(&conn))?;
             cache::forget(k.as_ref(), &conn)?;
-            match args.common.output {
+            match output {
                 Output::Json => print_json(&json!({"connection": conn.id, "deleted": true})),
                 Output::Text => println!("{} the secrets of {}", green("deleted"), conn.id),
             }
@@ -434,8 +519,9 @@ pub async fn secstore(cmd: SecstoreCommand) -> Result<(), CliError> {
 
 pub async fn logout(args: ConnArgs) -> Result<(), CliError> {
     let c = &args.common;
+    let output = c.output()?;
     let conn = c.connections()?.get(&args.conn)?.clone();
-    let keychain = c.keychain()?;
+    let (keychain, _) = c.keychain(Some(&conn))?;
     let http = session::Http::new()?;
     // Under the connection's lock: a `sectoken get` running now cannot store
     // fresh tokens after they were cleared here.
@@ -452,7 +538,7 @@ pub async fn logout(args: ConnArgs) -> Result<(), CliError> {
             ),
         )
     })?;
-    match c.output {
+    match output {
         Output::Json => print_json(&json!({"connection": conn.id, "revoked": revoked})),
         Output::Text if revoked => println!(
             "{} of {} (the server revoked the session)",
@@ -470,12 +556,13 @@ pub async fn logout(args: ConnArgs) -> Result<(), CliError> {
 
 pub async fn whoami(args: ConnArgs) -> Result<(), CliError> {
     let c = &args.common;
+    let output = c.output()?;
     let conn = c.connections()?.get(&args.conn)?.clone();
-    let keychain = c.keychain()?;
+    let (keychain, _) = c.keychain(Some(&conn))?;
     let http = session::Http::new()?;
     let tokens = cache::valid_tokens(&http, keychain.as_ref(), &conn, &c.dir()?).await?;
     let info = http.userinfo(&conn, &tokens.access_token).await?;
-    match c.output {
+    match output {
         Output::Json => print_json(&info),
         Output::Text => {
             let s = |k: &str| info[k].as_str().unwrap_or("-").to_string();
@@ -488,4 +575,29 @@ pub async fn whoami(args: ConnArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Records in connections.toml the keychain that now holds `conn`'s
+/// secrets (`store` is its [`keychain::Keychain::name`]). If another store
+/// held them before, what it has for `conn` is stale: it is forgotten (best
+/// effort: that store may be gone). Two choices can name one store
+/// (`platform` is keyutils on a Linux machine without Secret Service): then
+/// nothing is forgotten, or the secrets just written would go.
+fn remember_keychain(
+    c: &Common,
+    conn: &Connection,
+    backend: Backend,
+    store: &str,
+) -> Result<(), CliError> {
+    if conn.keychain == Some(backend) {
+        return Ok(());
+    }
+    if let Some(old) = conn.keychain {
+        if let Ok(k) = keychain::open_remembered(old, &c.dir()?) {
+            if k.name() != store {
+                let _ = cache::forget(k.as_ref(), conn);
+            }
+        }
+    }
+    c.connections()?.remember_keychain(&conn.id, backend)
 }

@@ -279,11 +279,22 @@ impl Http {
 
     /// Code + PKCE with a loopback redirect (RFC 8252): the client must have
     /// `http://127.0.0.1/callback` registered (any port is accepted).
-    pub async fn browser_login(&self, conn: &Connection, open: bool) -> Result<Tokens, CliError> {
+    /// `port` fixes the loopback port (e.g. one forwarded over SSH).
+    pub async fn browser_login(
+        &self,
+        conn: &Connection,
+        open: bool,
+        port: Option<u16>,
+    ) -> Result<Tokens, CliError> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
             .await
-            .map_err(|e| CliError::other(format!("cannot listen on 127.0.0.1: {e}")))?;
+            .map_err(|e| {
+                CliError::other(format!(
+                    "cannot listen on 127.0.0.1:{}: {e}",
+                    port.unwrap_or(0)
+                ))
+            })?;
         let port = listener
             .local_addr()
             .map_err(|e| CliError::other(e.to_string()))?
@@ -315,23 +326,32 @@ impl Http {
                 let n = sock.read(&mut buf).await?;
                 let head = String::from_utf8_lossy(&buf[..n]).to_string();
                 let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
-                if target != "/callback" && !target.starts_with("/callback?") {
+                let query: Option<std::collections::HashMap<String, String>> =
+                    (target == "/callback" || target.starts_with("/callback?")).then(|| {
+                        url::Url::parse(&format!("http://127.0.0.1{target}"))
+                            .map(|u| u.query_pairs().into_owned().collect())
+                            .unwrap_or_default()
+                    });
+                // Only the browser we sent knows the state: any other
+                // request (another local process on a known --port) is
+                // refused and the wait goes on.
+                let Some(q) = query.filter(|q| q.get("state") == Some(&state)) else {
                     sock.write_all(
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                     )
                     .await?;
                     continue;
-                }
+                };
                 let page = "<!DOCTYPE html><title>Tessera</title><p>You can close this window and return to the terminal.</p>";
                 let reply = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
                     page.len()
                 );
                 sock.write_all(reply.as_bytes()).await?;
-                return Ok::<String, std::io::Error>(target);
+                return Ok::<_, std::io::Error>(q);
             }
         };
-        let target = tokio::time::timeout(Duration::from_secs(300), accept)
+        let q = tokio::time::timeout(Duration::from_secs(300), accept)
             .await
             .map_err(|_| {
                 spinner.done();
@@ -339,15 +359,6 @@ impl Http {
             })?
             .map_err(|e| CliError::other(format!("loopback listener: {e}")))?;
         spinner.done();
-        let answer = url::Url::parse(&format!("http://127.0.0.1{target}"))
-            .map_err(|_| CliError::other("the browser's answer is not a URL"))?;
-        let q: std::collections::HashMap<String, String> =
-            answer.query_pairs().into_owned().collect();
-        if q.get("state") != Some(&state) {
-            return Err(CliError::other(
-                "the browser's answer carries the wrong state",
-            ));
-        }
         if let Some(e) = q.get("error") {
             return Err(CliError::login_required(format!(
                 "the sign-in failed: {} ({e})",
@@ -404,6 +415,21 @@ fn random_b64(n: usize) -> String {
         std::process::abort();
     }
     URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Why a browser on this machine cannot show the sign-in page, if it
+/// cannot: the session is remote (SSH), or (on Linux and the BSDs) there is
+/// no graphical display.
+pub fn no_display() -> Option<&'static str> {
+    let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
+    if set("SSH_CONNECTION") || set("SSH_TTY") {
+        return Some("this is a remote (SSH) session");
+    }
+    let desktop_os = cfg!(any(target_os = "macos", target_os = "windows"));
+    if !desktop_os && !set("DISPLAY") && !set("WAYLAND_DISPLAY") {
+        return Some("there is no display");
+    }
+    None
 }
 
 /// Opens a URL in the user's browser, if there is a way to; silently does

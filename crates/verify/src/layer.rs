@@ -1,7 +1,11 @@
 //! The tower layer: token extraction (header, or `?token=` where allowed and
 //! then stripped from the URI so nothing downstream logs it), verification,
 //! kind and role checks, the provisioning hook, and the 401/403 responses.
+//! A layer given its [`ProtectedResource`] also requires the token's `aud` to
+//! name that resource (RFC 8707) and points every 401 at the resource's
+//! metadata (RFC 9728 §5.1).
 
+use crate::resource::ProtectedResource;
 use crate::verifier::{Verifier, VerifyError, MAX_TOKEN_BYTES};
 use crate::{Subject, TokenKind};
 use async_trait::async_trait;
@@ -75,6 +79,7 @@ impl Default for Policy {
 pub struct VerifyLayer {
     verifier: Arc<Verifier>,
     policy: Arc<Policy>,
+    resource: Option<Arc<ProtectedResource>>,
 }
 
 impl VerifyLayer {
@@ -82,7 +87,17 @@ impl VerifyLayer {
         Self {
             verifier,
             policy: Arc::new(policy),
+            resource: None,
         }
+    }
+
+    /// Protects `resource`: only tokens whose `aud` contains
+    /// `resource.resource` pass, and 401 answers carry
+    /// `resource_metadata="<its metadata URL>"`. Serve the metadata itself
+    /// with [`ProtectedResource::router`].
+    pub fn resource(mut self, resource: ProtectedResource) -> Self {
+        self.resource = Some(Arc::new(resource));
+        self
     }
 }
 
@@ -94,6 +109,7 @@ impl<S> tower::Layer<S> for VerifyLayer {
             inner,
             verifier: self.verifier.clone(),
             policy: self.policy.clone(),
+            resource: self.resource.clone(),
         }
     }
 }
@@ -103,6 +119,7 @@ pub struct VerifyService<S> {
     inner: S,
     verifier: Arc<Verifier>,
     policy: Arc<Policy>,
+    resource: Option<Arc<ProtectedResource>>,
 }
 
 impl<S> tower::Service<Request<Body>> for VerifyService<S>
@@ -124,10 +141,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
         let policy = self.policy.clone();
+        let resource = self.resource.clone();
         Box::pin(async move {
-            let subject = match authenticate(&mut req, &verifier, &policy).await {
+            let resource = resource.as_deref();
+            let subject = match authenticate(&mut req, &verifier, &policy, resource).await {
                 Ok(s) => s,
-                Err(e) => return Ok(error_response(&e)),
+                Err(e) => return Ok(error_response(&e, resource)),
             };
             req.extensions_mut().insert(subject);
             inner.call(req).await
@@ -139,13 +158,17 @@ async fn authenticate(
     req: &mut Request<Body>,
     verifier: &Verifier,
     policy: &Policy,
+    resource: Option<&ProtectedResource>,
 ) -> Result<Subject, VerifyError> {
     let token = take_token(req, policy.query_token)?;
     let mut subject = verifier.verify(&token).await?;
+    if resource.is_some_and(|r| !r.is_audience(&subject.audience)) {
+        return Err(VerifyError::WrongAudience);
+    }
     policy.accept.check(&subject.kind)?;
     if let Some(role) = &policy.required_role {
         if !subject.has_role(role) {
-            return Err(VerifyError::Forbidden(format!("requires {role}")));
+            return Err(VerifyError::InsufficientScope(role.clone()));
         }
     }
     if let Some(p) = &policy.provision {
@@ -216,25 +239,61 @@ fn strip_query_token(req: &mut Request<Body>) -> Result<Option<String>, VerifyEr
 }
 
 pub(crate) fn unauthorized(description: &str) -> Response {
-    respond(StatusCode::UNAUTHORIZED, "invalid_token", description)
+    respond(
+        StatusCode::UNAUTHORIZED,
+        Some(("invalid_token", description)),
+        &[],
+    )
 }
 
-fn respond(status: StatusCode, error: &str, description: &str) -> Response {
-    let body = serde_json::json!({"error": error, "error_description": description});
+/// A JSON error body and its RFC 6750 §3 challenge. `error` is `None` for
+/// a request that carried no token (§3.1: no error code then); `extra` are
+/// further auth-params (`scope`, `resource_metadata`).
+fn respond(status: StatusCode, error: Option<(&str, &str)>, extra: &[(&str, &str)]) -> Response {
+    let quoted = |v: &str| v.replace(['"', '\\'], "'");
+    let mut params: Vec<String> = Vec::new();
+    let body = match error {
+        Some((error, description)) => {
+            params.push(format!("error=\"{error}\""));
+            params.push(format!("error_description=\"{}\"", quoted(description)));
+            serde_json::json!({"error": error, "error_description": description})
+        }
+        // The body stays what every 401 of this layer says.
+        None => serde_json::json!({"error": "invalid_token", "error_description": "no token"}),
+    };
+    params.extend(extra.iter().map(|(k, v)| format!("{k}=\"{}\"", quoted(v))));
     let mut res = (status, axum::Json(body)).into_response();
-    let challenge = format!(
-        "Bearer error=\"{error}\", error_description=\"{}\"",
-        description.replace('"', "'")
-    );
+    let challenge = if params.is_empty() {
+        "Bearer".to_string()
+    } else {
+        format!("Bearer {}", params.join(", "))
+    };
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     res
 }
 
-fn error_response(e: &VerifyError) -> Response {
+fn error_response(e: &VerifyError, resource: Option<&ProtectedResource>) -> Response {
+    let metadata = resource.map(ProtectedResource::metadata_url);
+    let mut extra: Vec<(&str, &str)> = Vec::new();
+    if let Some(url) = &metadata {
+        extra.push(("resource_metadata", url));
+    }
     match e {
-        VerifyError::Forbidden(why) => respond(StatusCode::FORBIDDEN, "insufficient_scope", why),
+        VerifyError::Forbidden(why) => respond(
+            StatusCode::FORBIDDEN,
+            Some(("insufficient_scope", why)),
+            &[],
+        ),
+        VerifyError::InsufficientScope(scope) => {
+            extra.insert(0, ("scope", scope));
+            respond(
+                StatusCode::FORBIDDEN,
+                Some(("insufficient_scope", &e.to_string())),
+                &extra,
+            )
+        }
         VerifyError::KeysUnavailable(detail) => {
             tracing::warn!(%detail, "token verification keys unavailable");
             (
@@ -251,6 +310,15 @@ fn error_response(e: &VerifyError) -> Response {
             )
                 .into_response()
         }
-        other => unauthorized(&other.to_string()),
+        // RFC 6750 §3.1: a request without a token learns only where to get
+        // one (a resource's clients start exactly so).
+        VerifyError::Missing if resource.is_some() => {
+            respond(StatusCode::UNAUTHORIZED, None, &extra)
+        }
+        other => respond(
+            StatusCode::UNAUTHORIZED,
+            Some(("invalid_token", &other.to_string())),
+            &extra,
+        ),
     }
 }

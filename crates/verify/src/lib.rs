@@ -12,6 +12,7 @@ mod agent;
 mod client;
 mod keysource;
 mod layer;
+mod resource;
 mod subject;
 mod verifier;
 
@@ -19,6 +20,7 @@ pub use agent::{AgentConfig, AgentError};
 pub use client::SignedRequests;
 pub use keysource::{JwksKeySource, KeySource, StaticKeys};
 pub use layer::{Accept, Policy, Provision, VerifyLayer, VerifyService};
+pub use resource::{BadResource, ProtectedResource, WELL_KNOWN};
 pub use subject::{Subject, TokenKind};
 pub use verifier::{
     verify_machine_signature, MachineTokens, Verifier, VerifyError, MACHINE_TOKEN_KIND,

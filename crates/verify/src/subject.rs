@@ -30,6 +30,8 @@ pub struct Subject {
     pub scope: Vec<String>,
     /// The client the token was issued to (`azp`), for user tokens.
     pub client_id: Option<String>,
+    /// The token's `aud` (empty for machine tokens).
+    pub audience: Vec<String>,
     pub kind: TokenKind,
     /// The token itself, for calls made on the caller's behalf.
     pub token: Secret<String>,

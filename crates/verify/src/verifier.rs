@@ -45,6 +45,10 @@ pub enum VerifyError {
     /// Valid token, but the caller lacks the right (403).
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// Valid token without the role or scope a route requires (403, and the
+    /// challenge names the scope).
+    #[error("requires {0}")]
+    InsufficientScope(String),
     /// The issuer's keys could not be fetched (503).
     #[error("verification keys unavailable: {0}")]
     KeysUnavailable(String),
@@ -212,6 +216,14 @@ fn strings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `aud`, a string or an array of strings (RFC 7519 §4.1.3).
+fn audience(aud: &Value) -> Vec<String> {
+    match aud {
+        Value::String(s) => vec![s.clone()],
+        other => strings(other),
+    }
+}
+
 fn user_subject(claims: &Value, token: &str) -> Subject {
     let text = |k: &str| claims[k].as_str().map(str::to_string);
     Subject {
@@ -229,6 +241,7 @@ fn user_subject(claims: &Value, token: &str) -> Subject {
             })
             .unwrap_or_default(),
         client_id: text("azp"),
+        audience: audience(&claims["aud"]),
         kind: TokenKind::User {
             session: text("sid"),
         },
@@ -253,6 +266,7 @@ fn consent_subject(claims: &Value, token: &str) -> Result<Subject, VerifyError> 
         roles: vec![],
         scope: vec![],
         client_id: text("azp"),
+        audience: audience(&claims["aud"]),
         kind: TokenKind::Consent {
             session,
             did,
@@ -275,6 +289,7 @@ pub(crate) fn machine_subject(claims: &Value, token: &str) -> Result<Subject, Ve
         roles: vec![],
         scope: vec![],
         client_id: None,
+        audience: Vec::new(),
         kind: TokenKind::Machine { workspace_id: wsid },
         token: Secret::new(token.to_string()),
     })

@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tessera_core::SigningAlg;
 use tessera_keys::{SigningKey, VerifyingKey};
 use tessera_verify::{
-    Accept, AgentConfig, JwksKeySource, Policy, StaticKeys, Subject, Verifier, VerifyLayer,
+    Accept, AgentConfig, JwksKeySource, Policy, ProtectedResource, StaticKeys, Subject, Verifier,
+    VerifyLayer,
 };
 use tower::ServiceExt;
 
@@ -685,4 +686,135 @@ async fn issuer_outages_are_rate_limited_and_cached_keys_keep_working() {
         fetches.load(Ordering::SeqCst) > before,
         "it did try to refresh"
     );
+}
+
+/// RFC 9728 and RFC 8707 on the resource side: a layer protecting
+/// `https://mcp.test/tools/mcp` serves its metadata, takes only tokens whose
+/// `aud` names it, and tells a token-less client where to look.
+#[tokio::test]
+async fn a_protected_resource_publishes_its_metadata_and_takes_only_its_tokens() {
+    const RESOURCE: &str = "https://mcp.test/tools/mcp";
+    const METADATA: &str = "https://mcp.test/.well-known/oauth-protected-resource/tools/mcp";
+    let (key, public) = pair(SigningAlg::ES256);
+    let verifier = Arc::new(Verifier::new(ISS, Arc::new(StaticKeys::new(vec![public]))));
+    let resource = ProtectedResource::new(RESOURCE, ISS)
+        .expect("resource")
+        .scopes(["tools:call", "tools:admin"])
+        .name("Example tools");
+    let echo = |s: Subject| async move { Json(json!({"id": s.id, "aud": s.audience})) };
+    let app = Router::new()
+        .route("/tools/mcp", get(echo))
+        .route_layer(
+            VerifyLayer::new(verifier.clone(), Policy::default()).resource(resource.clone()),
+        )
+        .merge(
+            Router::new().route("/tools/admin", get(echo)).route_layer(
+                VerifyLayer::new(
+                    verifier,
+                    Policy {
+                        required_role: Some("tools:admin".into()),
+                        ..Policy::default()
+                    },
+                )
+                .resource(resource.clone()),
+            ),
+        )
+        .merge(resource.router());
+
+    // The metadata, at the path-inserted URL and at the bare one.
+    for path in [
+        "/.well-known/oauth-protected-resource/tools/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let (status, doc, _) = call(&app, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(
+            doc,
+            json!({
+                "resource": RESOURCE,
+                "authorization_servers": [ISS],
+                "scopes_supported": ["tools:call", "tools:admin"],
+                "bearer_methods_supported": ["header"],
+                "resource_name": "Example tools",
+            }),
+            "{path}"
+        );
+    }
+
+    // No token: where the metadata is, and no error code (RFC 6750 §3.1).
+    let (status, _, www) = call(&app, "/tools/mcp", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        www.as_deref(),
+        Some(format!("Bearer resource_metadata=\"{METADATA}\"").as_str())
+    );
+
+    let token = |aud: Value, scope: &str| {
+        key.sign_jwt(
+            &claims(|c| {
+                c["aud"] = aud;
+                c["scope"] = json!(scope);
+            }),
+            None,
+        )
+    };
+    // Its own tokens pass, alone or among other audiences.
+    for aud in [json!(RESOURCE), json!(["app", RESOURCE])] {
+        let (status, body, _) = call(
+            &app,
+            "/tools/mcp",
+            Some(&format!("Bearer {}", token(aud.clone(), ""))),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{aud}: {body}");
+    }
+    // A token for another resource (or for a client only, or a prefix of
+    // this resource) is refused as invalid, pointing at the metadata.
+    for aud in [
+        json!("https://other.test/tools/mcp"),
+        json!("app"),
+        json!("https://mcp.test/tools"),
+        json!(["https://mcp.test/tools/mcp/", "app"]),
+    ] {
+        let (status, body, www) = call(
+            &app,
+            "/tools/mcp",
+            Some(&format!("Bearer {}", token(aud.clone(), ""))),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{aud}");
+        assert_eq!(body["error"], "invalid_token", "{aud}");
+        let www = www.expect("challenge");
+        assert!(www.starts_with("Bearer error=\"invalid_token\""), "{www}");
+        assert!(
+            www.contains(&format!("resource_metadata=\"{METADATA}\"")),
+            "{www}"
+        );
+    }
+    // A missing scope: 403 insufficient_scope naming the scope needed.
+    let (status, body, www) = call(
+        &app,
+        "/tools/admin",
+        Some(&format!("Bearer {}", token(json!(RESOURCE), "tools:call"))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "insufficient_scope");
+    let www = www.expect("challenge");
+    assert!(
+        www.starts_with("Bearer error=\"insufficient_scope\"")
+            && www.contains("scope=\"tools:admin\"")
+            && www.contains(&format!("resource_metadata=\"{METADATA}\"")),
+        "{www}"
+    );
+    let (status, _, _) = call(
+        &app,
+        "/tools/admin",
+        Some(&format!(
+            "Bearer {}",
+            token(json!(RESOURCE), "tools:call tools:admin")
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -54,19 +54,99 @@ async fn discovery_matches_the_served_endpoints(app: TestApp) {
         .get("/auth/realms/test/.well-known/openid-configuration", None)
         .await;
     assert_eq!(d.body["issuer"], "http://tessera.test/realms/test");
+    // RFC 8414 §3.1 path insertion, and OpenID discovery at the same place:
+    // one document, issuer unchanged.
+    for path in [
+        "/.well-known/oauth-authorization-server/realms/test",
+        "/.well-known/openid-configuration/realms/test",
+        "/realms/test/.well-known/openid-configuration",
+    ] {
+        let r = app.get(path, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(r.body, d.body, "{path}");
+    }
+    for path in [
+        "/.well-known/oauth-authorization-server/realms/ghost",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        assert_eq!(app.get(path, None).await.status, StatusCode::NOT_FOUND);
+    }
+    // Every advertised endpoint answers its own protocol's error to an empty
+    // request with the method it is used with: it is really served there.
+    let path_of = |field: &str| {
+        d.str(field)
+            .strip_prefix("http://tessera.test")
+            .expect("public URL")
+            .to_string()
+    };
     for field in [
         "token_endpoint",
-        "jwks_uri",
-        "userinfo_endpoint",
+        "device_authorization_endpoint",
         "introspection_endpoint",
         "revocation_endpoint",
-        "end_session_endpoint",
     ] {
-        let url = d.str(field);
-        let path = url.strip_prefix("http://tessera.test").expect("public URL");
-        let r = app.get(path, None).await;
-        assert_ne!(r.status, StatusCode::NOT_FOUND, "{field} {path} is served");
+        let path = path_of(field);
+        let r = app.form(&path, &[]).await;
+        assert!(
+            matches!(r.status, StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED)
+                && r.body["error"].is_string(),
+            "{field} {path}: {} {:?}",
+            r.status,
+            r.body
+        );
     }
+    for (field, expected) in [
+        ("userinfo_endpoint", StatusCode::UNAUTHORIZED),
+        ("jwks_uri", StatusCode::OK),
+        ("authorization_endpoint", StatusCode::BAD_REQUEST),
+        ("end_session_endpoint", StatusCode::OK),
+    ] {
+        let path = path_of(field);
+        let r = app.get(&path, None).await;
+        assert_eq!(r.status, expected, "{field} {path}: {:?}", r.body);
+    }
+    // Each advertised grant type is one the token endpoint knows (its error
+    // is about the request, never `unsupported_grant_type`), and each
+    // advertised client authentication method is accepted: `none` by a
+    // public client's password grant.
+    let token = path_of("token_endpoint");
+    let grants = d.body["grant_types_supported"].as_array().expect("grants");
+    assert!(grants.len() >= 5, "{grants:?}");
+    for grant in grants {
+        let grant = grant.as_str().expect("string");
+        let r = app
+            .form(&token, &[("grant_type", grant), ("client_id", "app")])
+            .await;
+        assert_ne!(r.error(), "unsupported_grant_type", "{grant}");
+    }
+    let r = app
+        .form(
+            &token,
+            &[("grant_type", "urn:example:nope"), ("client_id", "app")],
+        )
+        .await;
+    assert_eq!(r.error(), "unsupported_grant_type");
+    assert_eq!(
+        d.body["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    let public = app
+        .login_at(&token, "cli", "alice", common::ALICE_PASSWORD)
+        .await;
+    assert_eq!(
+        public.status,
+        StatusCode::OK,
+        "method none: {:?}",
+        public.body
+    );
+    assert_eq!(
+        d.body["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(
+        d.body["authorization_response_iss_parameter_supported"],
+        true
+    );
     let info = app.get("/realms/test", None).await;
     assert_eq!(
         info.body["token-service"],

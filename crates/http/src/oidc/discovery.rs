@@ -52,10 +52,42 @@ pub async fn openid_configuration(
     State(svc): State<Services>,
     Path(realm): Path<String>,
 ) -> Result<Json<Value>, OAuthReject> {
-    let realm = svc.realms.realm(&realm).await?;
+    metadata(&svc, &realm).await
+}
+
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server/realms/{realm}", tag = "oidc",
+    summary = "OAuth 2.0 Authorization Server Metadata (RFC 8414, the well-known path inserted before the issuer's path)",
+    description = "The same document as the realm's OpenID Provider Metadata; `issuer` is the realm's issuer, `<public_url>/realms/{realm}`.",
+    params(("realm" = String, Path, description = "Realm name")),
+    responses((status = 200, description = "The authorization server metadata", body = Object), (status = 404, description = "No such realm", body = OAuthErrorBody), (status = 503, description = "`temporarily_unavailable`", body = OAuthErrorBody)))]
+pub async fn oauth_authorization_server(
+    State(svc): State<Services>,
+    Path(realm): Path<String>,
+) -> Result<Json<Value>, OAuthReject> {
+    metadata(&svc, &realm).await
+}
+
+#[utoipa::path(get, path = "/.well-known/openid-configuration/realms/{realm}", tag = "oidc",
+    summary = "OpenID Provider Metadata at the RFC 8414 path-inserted location",
+    description = "Where clients that apply RFC 8414's path insertion to OpenID discovery look (the MCP authorization specification tries it); the same document as `/realms/{realm}/.well-known/openid-configuration`.",
+    params(("realm" = String, Path, description = "Realm name")),
+    responses((status = 200, description = "The provider metadata", body = Object), (status = 404, description = "No such realm", body = OAuthErrorBody), (status = 503, description = "`temporarily_unavailable`", body = OAuthErrorBody)))]
+pub async fn openid_configuration_path_inserted(
+    State(svc): State<Services>,
+    Path(realm): Path<String>,
+) -> Result<Json<Value>, OAuthReject> {
+    metadata(&svc, &realm).await
+}
+
+/// The realm's metadata, one document for OpenID discovery and RFC 8414.
+async fn metadata(svc: &Services, realm: &str) -> Result<Json<Value>, OAuthReject> {
+    let realm = svc.realms.realm(realm).await?;
     let iss = svc.realms.issuer(&realm.name);
     let oidc = format!("{iss}/protocol/openid-connect");
-    let auth_methods = ["client_secret_basic", "client_secret_post"];
+    // Public clients (PKCE, device code) send only their `client_id`; they
+    // may not introspect.
+    let secret_methods = ["client_secret_basic", "client_secret_post"];
+    let public_too = ["client_secret_basic", "client_secret_post", "none"];
     Ok(Json(json!({
         "issuer": iss,
         "authorization_endpoint": format!("{oidc}/auth"),
@@ -75,9 +107,9 @@ pub async fn openid_configuration(
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [realm.signing_alg.as_str()],
         "userinfo_signing_alg_values_supported": ["none"],
-        "token_endpoint_auth_methods_supported": auth_methods,
-        "introspection_endpoint_auth_methods_supported": auth_methods,
-        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_methods_supported": public_too,
+        "introspection_endpoint_auth_methods_supported": secret_methods,
+        "revocation_endpoint_auth_methods_supported": public_too,
         "scopes_supported": KNOWN_SCOPES,
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "sid", "azp",
             "preferred_username", "email", "email_verified", "name", "given_name", "family_name"],

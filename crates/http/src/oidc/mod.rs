@@ -30,11 +30,28 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// The metadata at the host's root (RFC 8414 §3.1: the well-known path goes
+/// before the issuer's path, `/realms/{realm}`). Not under the legacy `/auth`
+/// prefix, which no issuer of this server has.
+pub fn well_known_router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/.well-known/oauth-authorization-server/realms/{realm}",
+            get(discovery::oauth_authorization_server),
+        )
+        .route(
+            "/.well-known/openid-configuration/realms/{realm}",
+            get(discovery::openid_configuration_path_inserted),
+        )
+}
+
 /// The OIDC endpoints' part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
     discovery::realm_info,
     discovery::openid_configuration,
+    discovery::oauth_authorization_server,
+    discovery::openid_configuration_path_inserted,
     discovery::certs,
     token::token,
     token::introspect,

@@ -34,6 +34,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
                 query_token,
                 accept: Accept::Users,
                 required_role: None,
+                required_scope: None,
                 provision: Some(crate::workspaces::provision(&realm)),
             },
         )

@@ -93,7 +93,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(keycloak.clone())
         .nest("/auth", keycloak)
-        .merge(oidc::well_known_router())
+        .merge(oidc::well_known_router(&state.services.config.public_url))
         .merge(consent::default_realm_router(&state))
         .merge(che::router())
         .merge(connect::router(&state))

@@ -117,7 +117,14 @@ async fn discovery_matches_the_served_endpoints(app: TestApp) {
         let r = app
             .form(&token, &[("grant_type", grant), ("client_id", "app")])
             .await;
-        assert_ne!(r.error(), "unsupported_grant_type", "{grant}");
+        assert!(
+            matches!(r.status, StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED)
+                && !r.error().is_empty()
+                && r.error() != "unsupported_grant_type",
+            "{grant}: {} {:?}",
+            r.status,
+            r.body
+        );
     }
     let r = app
         .form(
@@ -140,6 +147,34 @@ async fn discovery_matches_the_served_endpoints(app: TestApp) {
         public.body
     );
     assert_eq!(
+        d.body["revocation_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    let refresh_token = public.str("refresh_token");
+    let revoked = app
+        .form(
+            &path_of("revocation_endpoint"),
+            &[("client_id", "cli"), ("token", &refresh_token)],
+        )
+        .await;
+    assert_eq!(
+        revoked.status,
+        StatusCode::OK,
+        "method none: {:?}",
+        revoked.body
+    );
+    let again = app
+        .form(
+            &token,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "cli"),
+                ("refresh_token", &refresh_token),
+            ],
+        )
+        .await;
+    assert_eq!(again.error(), "invalid_grant", "revoked: {:?}", again.body);
+    assert_eq!(
         d.body["code_challenge_methods_supported"],
         serde_json::json!(["S256"])
     );
@@ -152,6 +187,29 @@ async fn discovery_matches_the_served_endpoints(app: TestApp) {
         info.body["token-service"],
         "http://tessera.test/realms/test/protocol/openid-connect"
     );
+}
+
+/// Behind a proxy that serves Tessera under a path, the issuer has that
+/// path and RFC 8414's metadata URL inserts the well-known before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_inserted_metadata_follows_a_public_url_with_a_path() {
+    let app = common::app_with(common::Backend::Sqlite, |c| {
+        c.public_url = "http://tessera.test/id".into();
+    })
+    .await
+    .expect("sqlite app");
+    for path in [
+        "/.well-known/oauth-authorization-server/id/realms/test",
+        "/.well-known/openid-configuration/id/realms/test",
+        "/.well-known/oauth-authorization-server/realms/test",
+    ] {
+        let r = app.get(path, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(
+            r.body["issuer"], "http://tessera.test/id/realms/test",
+            "{path}"
+        );
+    }
 }
 
 /// The value of one sample line of the Prometheus text, 0 when absent.

@@ -61,6 +61,9 @@ pub struct Policy {
     pub accept: Accept,
     /// A realm role or scope the subject must have (403 otherwise).
     pub required_role: Option<String>,
+    /// A scope the token must carry (403 `insufficient_scope` otherwise,
+    /// whose challenge names it so the client can ask for it: RFC 6750 §3.1).
+    pub required_scope: Option<String>,
     pub provision: Option<Arc<dyn Provision>>,
 }
 
@@ -70,6 +73,7 @@ impl Default for Policy {
             query_token: false,
             accept: Accept::Users,
             required_role: None,
+            required_scope: None,
             provision: None,
         }
     }
@@ -160,15 +164,23 @@ async fn authenticate(
     policy: &Policy,
     resource: Option<&ProtectedResource>,
 ) -> Result<Subject, VerifyError> {
-    let token = take_token(req, policy.query_token)?;
+    // A protected resource's metadata offers the header only.
+    let token = take_token(req, policy.query_token && resource.is_none())?;
     let mut subject = verifier.verify(&token).await?;
-    if resource.is_some_and(|r| !r.is_audience(&subject.audience)) {
+    policy.accept.check(&subject.kind)?;
+    // RFC 8707: the token must be meant for this resource. (Machine tokens
+    // are bound to a workspace instead, and carry no audience.)
+    if resource.is_some_and(|r| !subject.is_machine() && !r.is_audience(&subject.audience)) {
         return Err(VerifyError::WrongAudience);
     }
-    policy.accept.check(&subject.kind)?;
     if let Some(role) = &policy.required_role {
         if !subject.has_role(role) {
-            return Err(VerifyError::InsufficientScope(role.clone()));
+            return Err(VerifyError::Forbidden(format!("requires {role}")));
+        }
+    }
+    if let Some(scope) = &policy.required_scope {
+        if !subject.scope.iter().any(|s| s == scope) {
+            return Err(VerifyError::InsufficientScope(scope.clone()));
         }
     }
     if let Some(p) = &policy.provision {
@@ -250,7 +262,17 @@ pub(crate) fn unauthorized(description: &str) -> Response {
 /// a request that carried no token (§3.1: no error code then); `extra` are
 /// further auth-params (`scope`, `resource_metadata`).
 fn respond(status: StatusCode, error: Option<(&str, &str)>, extra: &[(&str, &str)]) -> Response {
-    let quoted = |v: &str| v.replace(['"', '\\'], "'");
+    // An auth-param's quoted-string, restricted to printable ASCII
+    // without `"` and `\` (anything else becomes `?`), so the header is
+    // always valid and never carries another parameter.
+    let quoted = |v: &str| -> String {
+        v.chars()
+            .map(|c| match c {
+                ' ' | '!' | '#'..='[' | ']'..='~' => c,
+                _ => '?',
+            })
+            .collect()
+    };
     let mut params: Vec<String> = Vec::new();
     let body = match error {
         Some((error, description)) => {
@@ -284,7 +306,7 @@ fn error_response(e: &VerifyError, resource: Option<&ProtectedResource>) -> Resp
         VerifyError::Forbidden(why) => respond(
             StatusCode::FORBIDDEN,
             Some(("insufficient_scope", why)),
-            &[],
+            &extra,
         ),
         VerifyError::InsufficientScope(scope) => {
             extra.insert(0, ("scope", scope));

@@ -21,6 +21,7 @@ pub enum TokenKind {
 
 /// The caller of a request, put in the request extensions by [`crate::VerifyLayer`].
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Subject {
     /// `sub` of an access token; `uid` of a machine token.
     pub id: String,

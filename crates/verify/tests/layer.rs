@@ -689,12 +689,13 @@ async fn issuer_outages_are_rate_limited_and_cached_keys_keep_working() {
 }
 
 /// RFC 9728 and RFC 8707 on the resource side: a layer protecting
-/// `https://mcp.test/tools/mcp` serves its metadata, takes only tokens whose
-/// `aud` names it, and tells a token-less client where to look.
+/// `https://mcp.test/tools` serves its metadata, takes only tokens whose
+/// `aud` names it (from the header only), and tells a token-less client
+/// where to look.
 #[tokio::test]
 async fn a_protected_resource_publishes_its_metadata_and_takes_only_its_tokens() {
-    const RESOURCE: &str = "https://mcp.test/tools/mcp";
-    const METADATA: &str = "https://mcp.test/.well-known/oauth-protected-resource/tools/mcp";
+    const RESOURCE: &str = "https://mcp.test/tools";
+    const METADATA: &str = "https://mcp.test/.well-known/oauth-protected-resource/tools";
     let (key, public) = pair(SigningAlg::ES256);
     let verifier = Arc::new(Verifier::new(ISS, Arc::new(StaticKeys::new(vec![public]))));
     let resource = ProtectedResource::new(RESOURCE, ISS)
@@ -712,7 +713,7 @@ async fn a_protected_resource_publishes_its_metadata_and_takes_only_its_tokens()
                 VerifyLayer::new(
                     verifier,
                     Policy {
-                        required_role: Some("tools:admin".into()),
+                        required_scope: Some("tools:admin".into()),
                         ..Policy::default()
                     },
                 )
@@ -721,11 +722,11 @@ async fn a_protected_resource_publishes_its_metadata_and_takes_only_its_tokens()
         )
         .merge(resource.router());
 
-    // The metadata, at the path-inserted URL and at the bare one.
-    for path in [
-        "/.well-known/oauth-protected-resource/tools/mcp",
-        "/.well-known/oauth-protected-resource",
-    ] {
+    // The metadata, at the path-inserted URL (and not at the host's root,
+    // where it would describe another resource than the root).
+    let (status, _, _) = call(&app, "/.well-known/oauth-protected-resource", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for path in ["/.well-known/oauth-protected-resource/tools"] {
         let (status, doc, _) = call(&app, path, None).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         assert_eq!(
@@ -758,8 +759,12 @@ async fn a_protected_resource_publishes_its_metadata_and_takes_only_its_tokens()
             None,
         )
     };
-    // Its own tokens pass, alone or among other audiences.
-    for aud in [json!(RESOURCE), json!(["app", RESOURCE])] {
+    // Its own tokens pass, alone or among other audiences, in the header.
+    for aud in [
+        json!(RESOURCE),
+        json!(["app", RESOURCE]),
+        json!("https://MCP.test:443/tools"),
+    ] {
         let (status, body, _) = call(
             &app,
             "/tools/mcp",
@@ -768,13 +773,25 @@ async fn a_protected_resource_publishes_its_metadata_and_takes_only_its_tokens()
         .await;
         assert_eq!(status, StatusCode::OK, "{aud}: {body}");
     }
-    // A token for another resource (or for a client only, or a prefix of
-    // this resource) is refused as invalid, pointing at the metadata.
+    let good = token(json!(RESOURCE), "");
+    let (status, _, www) = call(&app, &format!("/tools/mcp?token={good}"), None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "no ?token= at a protected resource"
+    );
+    assert!(www.expect("challenge").contains("resource_metadata="));
+    // A token for another resource (or for a client only, or a prefix or an
+    // extension of this resource, or none) is refused as invalid, pointing
+    // at the metadata.
     for aud in [
-        json!("https://other.test/tools/mcp"),
+        json!("https://other.test/tools"),
         json!("app"),
-        json!("https://mcp.test/tools"),
-        json!(["https://mcp.test/tools/mcp/", "app"]),
+        json!("https://mcp.test/"),
+        json!("https://mcp.test/tools/mcp"),
+        json!(["https://mcp.test/tools/", "app"]),
+        json!(null),
+        json!([1, {"a": RESOURCE}]),
     ] {
         let (status, body, www) = call(
             &app,
@@ -795,7 +812,10 @@ async fn a_protected_resource_publishes_its_metadata_and_takes_only_its_tokens()
     let (status, body, www) = call(
         &app,
         "/tools/admin",
-        Some(&format!("Bearer {}", token(json!(RESOURCE), "tools:call"))),
+        Some(&format!(
+            "Bearer {}",
+            token(json!(RESOURCE), "tools:call tools:admin:x")
+        )),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);

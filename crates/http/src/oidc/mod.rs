@@ -31,18 +31,33 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The metadata at the host's root (RFC 8414 §3.1: the well-known path goes
-/// before the issuer's path, `/realms/{realm}`). Not under the legacy `/auth`
-/// prefix, which no issuer of this server has.
-pub fn well_known_router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/.well-known/oauth-authorization-server/realms/{realm}",
-            get(discovery::oauth_authorization_server),
-        )
-        .route(
-            "/.well-known/openid-configuration/realms/{realm}",
-            get(discovery::openid_configuration_path_inserted),
-        )
+/// before the issuer's path, `<public_url path>/realms/{realm}`). Not under
+/// the legacy `/auth` prefix, which is no issuer's path. With a `public_url`
+/// that has a path (a proxy's prefix, say `/id`), the issuer is
+/// `https://host/id/realms/{realm}` and its metadata is at
+/// `/.well-known/oauth-authorization-server/id/realms/{realm}`, which the
+/// proxy forwards unchanged; the paths without it are served as well.
+pub fn well_known_router(public_url: &str) -> Router<AppState> {
+    let prefix = url::Url::parse(public_url)
+        .map(|u| u.path().trim_end_matches('/').to_string())
+        .unwrap_or_default();
+    let mut prefixes = vec![String::new()];
+    if !prefix.is_empty() {
+        prefixes.push(prefix);
+    }
+    let mut router = Router::new();
+    for prefix in prefixes {
+        router = router
+            .route(
+                &format!("/.well-known/oauth-authorization-server{prefix}/realms/{{realm}}"),
+                get(discovery::oauth_authorization_server),
+            )
+            .route(
+                &format!("/.well-known/openid-configuration{prefix}/realms/{{realm}}"),
+                get(discovery::openid_configuration_path_inserted),
+            );
+    }
+    router
 }
 
 /// The OIDC endpoints' part of the OpenAPI document.

@@ -47,6 +47,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
                 query_token,
                 accept,
                 required_role: None,
+                required_scope: None,
                 provision: Some(auth::provision(&realm)),
             },
         )

@@ -71,6 +71,8 @@ pub struct Realm {
     pub signing_alg: SigningAlg,
     pub access_token_lifespan_secs: i64,
     pub session_max_lifespan_secs: i64,
+    /// Keycloak's realm attributes: free-form settings by name.
+    pub attributes: BTreeMap<String, String>,
     pub created_at: i64,
 }
 
@@ -84,6 +86,7 @@ impl Realm {
             signing_alg: SigningAlg::RS256,
             access_token_lifespan_secs: defaults::ACCESS_TOKEN_LIFESPAN_SECS,
             session_max_lifespan_secs: defaults::SESSION_MAX_LIFESPAN_SECS,
+            attributes: BTreeMap::new(),
             created_at: now_ms,
         }
     }

@@ -436,9 +436,70 @@ async fn user_lifecycle_and_queries(app: TestApp) {
     assert_eq!(login("carol-pw").await.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Keycloak's realm attributes: set on create, merged on update (a `null`
+/// or empty value removes one), bounded, and a refused update changes
+/// nothing.
+async fn realm_attributes(app: TestApp) {
+    let admin = app.admin_token().await;
+    let attributes = || async {
+        app.json(Method::GET, "/admin/realms/attrs", &admin, None)
+            .await
+            .body["attributes"]
+            .clone()
+    };
+    let r = app
+        .json(Method::POST, "/admin/realms", &admin, Some(json!({"realm": "attrs",
+            "attributes": {"frontendUrl": "https://id.example", "tessera.resources": "https://mcp.example/"}})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(
+        attributes().await,
+        json!({"frontendUrl": "https://id.example", "tessera.resources": "https://mcp.example/"})
+    );
+    let put = |body: serde_json::Value| {
+        let (app, admin) = (&app, admin.clone());
+        async move {
+            app.json(Method::PUT, "/admin/realms/attrs", &admin, Some(body))
+                .await
+        }
+    };
+    let r =
+        put(json!({"attributes": {"frontendUrl": null, "tessera.resources": "", "a": "1"}})).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    assert_eq!(attributes().await, json!({"a": "1"}));
+    let r = put(json!({"displayName": "Attrs"})).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(attributes().await, json!({"a": "1"}), "absent means keep");
+
+    // Refused, and nothing of the request is applied.
+    let many: serde_json::Map<String, serde_json::Value> =
+        (0..100).map(|i| (format!("k{i}"), json!("v"))).collect();
+    for bad in [
+        json!({"displayName": "Changed", "attributes": {"b": "x".repeat(4097)}}),
+        json!({"displayName": "Changed", "attributes": {"": "x"}}),
+        json!({"displayName": "Changed", "attributes": {"line\nbreak": "x"}}),
+        json!({"displayName": "Changed", "attributes": many}),
+        json!({"displayName": "Changed", "attributes": {"a": 1}}),
+    ] {
+        let r = put(bad).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert!(
+            r.body["errorMessage"].is_string() || r.body["error"].is_string(),
+            "{:?}",
+            r.body
+        );
+    }
+    let realm = app
+        .json(Method::GET, "/admin/realms/attrs", &admin, None)
+        .await;
+    assert_eq!(realm.body["displayName"], "Attrs");
+    assert_eq!(realm.body["attributes"], json!({"a": "1"}));
+}
+
 on_both_backends!(
     only_master_admins_may_call_it,
     realm_lifecycle,
+    realm_attributes,
     client_lifecycle_and_secrets,
     user_lifecycle_and_queries,
 );

@@ -26,7 +26,53 @@ fn to_rep(r: &Realm) -> RealmRep {
         access_token_lifespan: Some(r.access_token_lifespan_secs),
         sso_session_max_lifespan: Some(r.session_max_lifespan_secs),
         default_signature_algorithm: Some(r.signing_alg.as_str().to_string()),
+        attributes: Some(
+            r.attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect(),
+        ),
     }
+}
+
+/// Bounds on realm attributes: they are read on every request of the realm.
+const MAX_ATTRIBUTES: usize = 100;
+const MAX_ATTRIBUTE_NAME: usize = 255;
+const MAX_ATTRIBUTE_VALUE: usize = 4096;
+
+/// Sets the attributes given (Keycloak's merge: the others stay; a `null`
+/// or empty value removes one), within the bounds above.
+fn apply_attributes(
+    attributes: &mut std::collections::BTreeMap<String, String>,
+    given: std::collections::BTreeMap<String, Option<String>>,
+) -> Result<(), AdminError> {
+    for (name, value) in given {
+        if name.is_empty() || name.len() > MAX_ATTRIBUTE_NAME || name.chars().any(char::is_control)
+        {
+            return Err(AdminError::bad_request(format!(
+                "attribute names must be 1-{MAX_ATTRIBUTE_NAME} characters without control characters"
+            )));
+        }
+        match value.filter(|v| !v.is_empty()) {
+            Some(v) if v.len() > MAX_ATTRIBUTE_VALUE || v.contains('\0') => {
+                return Err(AdminError::bad_request(format!(
+                    "attribute {name}: values are at most {MAX_ATTRIBUTE_VALUE} bytes, without NUL"
+                )));
+            }
+            Some(v) => {
+                attributes.insert(name, v);
+            }
+            None => {
+                attributes.remove(&name);
+            }
+        }
+    }
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(AdminError::bad_request(format!(
+            "a realm has at most {MAX_ATTRIBUTES} attributes"
+        )));
+    }
+    Ok(())
 }
 
 /// Realm names become URL path segments: keep them to a safe alphabet.
@@ -83,6 +129,9 @@ fn apply(realm: &mut Realm, rep: RealmRep) -> Result<(), AdminError> {
             ));
         }
         realm.signing_alg = alg;
+    }
+    if let Some(attributes) = rep.attributes {
+        apply_attributes(&mut realm.attributes, attributes)?;
     }
     Ok(())
 }

@@ -18,6 +18,10 @@ pub struct RealmRep {
     pub access_token_lifespan: Option<i64>,
     pub sso_session_max_lifespan: Option<i64>,
     pub default_signature_algorithm: Option<String>,
+    /// Keycloak's realm attributes. On update, the attributes given are set
+    /// and the others kept; a `null` or empty value removes one.
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub attributes: Option<BTreeMap<String, Option<String>>>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]

@@ -4,6 +4,10 @@ use super::*;
 
 pub async fn realms_crud(store: Arc<dyn Store>) {
     let mut r = realm("demo");
+    r.attributes.insert(
+        "tessera.resources".into(),
+        "https://mcp.example/ \"quoted\" ü".into(),
+    );
     store.create_realm(&r).await.expect("create");
     assert!(matches!(
         store.create_realm(&realm("demo")).await,
@@ -17,6 +21,9 @@ pub async fn realms_crud(store: Arc<dyn Store>) {
     r.display_name = Some("Demo".into());
     r.signing_alg = SigningAlg::ES256;
     r.access_token_lifespan_secs = 60;
+    r.attributes.clear();
+    r.attributes.insert("frontendUrl".into(), String::new());
+    r.attributes.insert("b".into(), "2".into());
     store.update_realm(&r).await.expect("update");
     assert_eq!(
         store.realm_by_name("demo").await.expect("get"),

@@ -1,14 +1,14 @@
 //! Realms, the tenancy root.
 
 pub const INSERT: &str = "INSERT INTO realms (id, name, display_name, enabled, signing_alg, \
-    access_token_lifespan_secs, session_max_lifespan_secs, created_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    access_token_lifespan_secs, session_max_lifespan_secs, attributes, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 pub const BY_NAME: &str = "SELECT * FROM realms WHERE name = $1";
 pub const ALL: &str = "SELECT * FROM realms ORDER BY name";
 /// Rewrites everything but the id (`$1`) and `created_at`.
 pub const UPDATE: &str = "UPDATE realms SET name = $2, display_name = $3, enabled = $4, \
-    signing_alg = $5, access_token_lifespan_secs = $6, session_max_lifespan_secs = $7 \
-    WHERE id = $1";
+    signing_alg = $5, access_token_lifespan_secs = $6, session_max_lifespan_secs = $7, \
+    attributes = $8 WHERE id = $1";
 /// The schema's foreign keys cascade to everything in the realm.
 pub const DELETE: &str = "DELETE FROM realms WHERE id = $1";
 
@@ -30,6 +30,7 @@ macro_rules! sql_realm_store {
                     signing_alg: alg.parse().map_err(StoreError::Unexpected)?,
                     access_token_lifespan_secs: col(row, "access_token_lifespan_secs")?,
                     session_max_lifespan_secs: col(row, "session_max_lifespan_secs")?,
+                    attributes: json(row, "attributes")?,
                     created_at: col(row, "created_at")?,
                 })
             }
@@ -44,6 +45,7 @@ macro_rules! sql_realm_store {
                     .bind(r.signing_alg.as_str())
                     .bind(r.access_token_lifespan_secs)
                     .bind(r.session_max_lifespan_secs)
+                    .bind(to_json(&r.attributes))
             }
 
             #[$crate::__async_trait]

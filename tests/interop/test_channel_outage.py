@@ -16,6 +16,7 @@ rest of the suite uses.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
 import time
@@ -94,6 +95,14 @@ def test_the_event_channel_outlives_its_database(request, tmp_path):
         # 1. Only the adapters' connections die, and cannot come back.
         first = login(a)
         on_a = connect(a, first)
+        # Open a few pooled connections first (the pool opens them lazily):
+        # the logout below may need more than one at once while no new one
+        # can be made.
+        # (Parallel realm reads: parallel logins would trip the throttle.)
+        realm_info = f"{a.base_url}/realms/{DEFAULT_REALM}"
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            for r in pool.map(lambda _: requests.get(realm_info, timeout=10), range(24)):
+                assert r.status_code == 200, r.text
         psql(f"ALTER DATABASE {db} ALLOW_CONNECTIONS false")
         psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' "
              f"AND application_name = '{ADAPTER}'")

@@ -305,23 +305,7 @@ async fn ten_concurrent_sectoken_gets_refresh_once() {
         home: dir.path().join("cli").to_string_lossy().into(),
         keyring: &["--insecure-keyring"],
     };
-    ok(&cli.run(
-        &[
-            "connections",
-            "add",
-            "--id",
-            "c",
-            "--url",
-            &server.url,
-            "--realm",
-            "dev",
-            "--client-id",
-            "ide",
-            "--username",
-            "erin",
-        ],
-        None,
-    ));
+    add_connection(&cli, &server, "c");
     ok(&cli.run(
         &["login", "--conn", "c", "--password-stdin"],
         Some(&format!("{USER_PW}\n")),
